@@ -1,0 +1,28 @@
+//! The Singer protocol, shared by `tap-webhook` and `target-warehouse`.
+//!
+//! A Singer pipeline is a tap printing JSON lines (SCHEMA, RECORD, STATE, ...) on stdout and a
+//! target reading them on stdin. This crate holds what both sides need:
+//!
+//! - [`message`]: the message types, parsed borrowing from the line so a target can decode a
+//!   record's raw JSON itself (no intermediate DOM);
+//! - [`reader`]: a streaming line reader that accepts very long lines and numbers every line;
+//! - [`writer`]: one message per line, flushed where the protocol needs it;
+//! - [`catalog`]: catalogs and their metadata in every spelling taps and Meltano use;
+//! - [`config`]: `--config FILE` (repeatable) and `--config ENV` loading;
+//! - [`about`]: `--about` in text, JSON and Markdown from one JSON Schema of the settings.
+//!
+//! ```
+//! use singer::message::{parse_message, Message};
+//! let line = br#"{"type":"RECORD","stream":"data","record":{"id":1}}"#;
+//! match parse_message(line).unwrap() {
+//!     Message::Record(r) => assert_eq!(r.record.get(), r#"{"id":1}"#),
+//!     _ => unreachable!(),
+//! }
+//! ```
+
+pub mod about;
+pub mod catalog;
+pub mod config;
+pub mod message;
+pub mod reader;
+pub mod writer;
