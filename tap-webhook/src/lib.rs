@@ -1,0 +1,34 @@
+//! tap-webhook: receives webhooks durably and drains them as a Singer tap.
+//!
+//! ```text
+//! provider ──POST──▶ receiver (serve) ──group commit──▶ spool (SQLite WAL, fsync)
+//!                                                          │
+//!            tap run (cron / meltano): bookmark ──▶ SCHEMA / RECORD / STATE on stdout
+//! ```
+//!
+//! - [`settings`]: the config file, validated once;
+//! - [`receiver`]: the axum app, authentication, body pipeline, replies, metrics;
+//! - [`spool`]: the durable queue between the two;
+//! - [`tap`]: discovery, draining from a bookmark, schema inference, state.
+
+pub mod receiver;
+pub mod settings;
+pub mod spool;
+pub mod tap;
+
+use singer::about::About;
+
+pub const NAME: &str = "tap-webhook";
+
+pub fn about() -> About {
+    About {
+        name: NAME.into(),
+        description: "Receives webhooks durably (`tap-webhook serve`) and emits them as Singer records."
+            .into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        capabilities: ["catalog", "discover", "state", "about"]
+            .map(String::from)
+            .to_vec(),
+        settings: settings::schema(),
+    }
+}

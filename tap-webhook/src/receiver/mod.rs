@@ -1,0 +1,277 @@
+//! `tap-webhook serve`: the HTTP receiver.
+//!
+//! A delivery flows: route → source → credentials (before reading the body) → body read with
+//! its limit → decompress → signature check over the raw bytes → split into messages → spool
+//! (group-committed, fsync'd) → 200. Nothing is stored unless every step passed, and the 200 is
+//! sent only after the spool's commit.
+
+pub mod auth;
+pub mod body;
+pub mod capture;
+pub mod metrics;
+pub mod reply;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::settings::{Settings, Source};
+use crate::spool::{format_us, now_us, NewMessage, SpoolWriter};
+use auth::{ApiKey, RequestView, UrlToken, Verifier};
+use reply::ReceiveError;
+
+/// A configured source with its verifiers built.
+pub struct SourceRuntime {
+    pub source: Source,
+    pub verifiers: Vec<Box<dyn Verifier>>,
+    secret_headers: Vec<String>,
+    secret_params: Vec<String>,
+}
+
+impl SourceRuntime {
+    pub fn new(source: Source) -> SourceRuntime {
+        let mut verifiers: Vec<Box<dyn Verifier>> = Vec::new();
+        if !source.api_keys.is_empty() {
+            verifiers.push(Box::new(ApiKey {
+                header: source.api_key_header.clone(),
+                keys: source.api_keys.clone(),
+            }));
+        }
+        if !source.url_tokens.is_empty() {
+            verifiers.push(Box::new(UrlToken {
+                param: source.token_param.clone(),
+                tokens: source.url_tokens.clone(),
+            }));
+        }
+        let secret_headers = verifiers.iter().flat_map(|v| v.secret_headers()).collect();
+        let secret_params = verifiers.iter().flat_map(|v| v.secret_query_params()).collect();
+        SourceRuntime {
+            source,
+            verifiers,
+            secret_headers,
+            secret_params,
+        }
+    }
+}
+
+pub struct AppState {
+    pub sources: BTreeMap<String, SourceRuntime>,
+    pub spool: SpoolWriter,
+    pub metrics: metrics::Metrics,
+    pub max_body_bytes: usize,
+    pub max_spool_bytes: u64,
+    pub retry_after_seconds: u64,
+}
+
+impl AppState {
+    pub fn new(settings: &Settings, spool: SpoolWriter) -> AppState {
+        AppState {
+            metrics: metrics::Metrics::new(settings.sources.keys()),
+            sources: settings
+                .sources
+                .values()
+                .map(|s| (s.name.clone(), SourceRuntime::new(s.clone())))
+                .collect(),
+            spool,
+            max_body_bytes: settings.max_body_bytes,
+            max_spool_bytes: settings.max_spool_bytes,
+            retry_after_seconds: settings.retry_after_seconds,
+        }
+    }
+}
+
+/// The receiver's routes, apart from any socket so tests can call it directly.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics_handler))
+        .route(
+            "/webhooks/{source}",
+            get(receive_get).post(receive_post),
+        )
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then finishes the requests in flight and returns.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&state.spool.stats),
+    )
+        .into_response()
+}
+
+async fn receive_post(
+    State(state): State<Arc<AppState>>,
+    Path(source): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    respond(&state, receive(&state, Method::POST, &source, query, &headers, body).await)
+}
+
+async fn receive_get(
+    State(state): State<Arc<AppState>>,
+    Path(source): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    respond(
+        &state,
+        receive(&state, Method::GET, &source, query, &headers, Body::empty()).await,
+    )
+}
+
+fn respond(state: &AppState, result: Result<serde_json::Value, ReceiveError>) -> Response {
+    match result {
+        Ok(data) => (StatusCode::OK, Json(json!({"success": true, "data": data}))).into_response(),
+        Err(e) => {
+            state.metrics.rejected(e.code());
+            tracing::debug!(code = e.code(), "delivery refused");
+            e.into_response()
+        }
+    }
+}
+
+async fn receive(
+    state: &AppState,
+    method: Method,
+    source: &str,
+    raw_query: Option<String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<serde_json::Value, ReceiveError> {
+    let received_at_us = now_us();
+    let rt = state
+        .sources
+        .get(source)
+        .ok_or_else(|| ReceiveError::UnknownSource(source.to_owned()))?;
+    if method == Method::GET && !rt.source.allow_get {
+        return Err(ReceiveError::GetNotAllowed(source.to_owned()));
+    }
+    let query = capture::parse_query(raw_query.as_deref());
+    let view = RequestView {
+        headers,
+        query: &query,
+        now: received_at_us / 1_000_000,
+    };
+    for v in &rt.verifiers {
+        v.verify_request(&view)?;
+    }
+    if state.spool.stats.bytes.load(Ordering::Relaxed) > state.max_spool_bytes {
+        return Err(ReceiveError::SpoolFull {
+            retry_after_seconds: state.retry_after_seconds,
+        });
+    }
+
+    let payload_query;
+    let decoded;
+    let texts: Vec<&str> = if method == Method::GET {
+        // valmi style: the query parameters are the payload (credentials left out).
+        let mut obj = capture::query_object(&query, &[]);
+        if let Some(map) = obj.as_object_mut() {
+            for secret in &rt.secret_params {
+                map.remove(secret);
+            }
+        }
+        payload_query = obj.to_string();
+        vec![payload_query.as_str()]
+    } else {
+        let raw = read_body(body, headers, state.max_body_bytes).await?;
+        for v in &rt.verifiers {
+            v.verify_body(&view, &raw)?;
+        }
+        let encoding = headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok());
+        decoded = body::decode(&raw, encoding, state.max_body_bytes)?;
+        body::split(&decoded)?
+    };
+
+    let delivery_id = capture::delivery_id(headers, rt.source.delivery_id_header.as_deref());
+    let headers_json = capture::headers_json(headers, &rt.source.capture_headers, &rt.secret_headers);
+    let query_json = capture::query_json(&query, &rt.secret_params);
+    let bytes: usize = texts.iter().map(|t| t.len()).sum();
+    let count = texts.len();
+    let messages: Vec<NewMessage> = texts
+        .into_iter()
+        .enumerate()
+        .map(|(part, text)| NewMessage {
+            source: source.to_owned(),
+            received_at_us,
+            delivery_id: delivery_id.clone(),
+            part: u32::try_from(part).unwrap_or(u32::MAX),
+            headers: headers_json.clone(),
+            query: query_json.clone(),
+            body: text.to_owned(),
+        })
+        .collect();
+    let outcome = if messages.is_empty() {
+        Default::default()
+    } else {
+        state.spool.write(messages).await.map_err(|e| {
+            tracing::error!(error = %e, source, "storing a delivery failed");
+            ReceiveError::SpoolUnavailable
+        })?
+    };
+    if outcome.duplicate {
+        state.metrics.duplicate();
+    } else {
+        state.metrics.accepted(source, count as u64, bytes as u64);
+    }
+    let mut data = json!({
+        "message_id": outcome.message_ids.first(),
+        "received_at": format_us(received_at_us),
+    });
+    if count != 1 {
+        data["message_ids"] = json!(outcome.message_ids);
+    }
+    if outcome.duplicate {
+        data["duplicate"] = json!(true);
+    }
+    Ok(data)
+}
+
+/// Reads the body, refusing more than `limit` bytes (checked against Content-Length first, so
+/// an honest oversize request is refused before any of it is read).
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<axum::body::Bytes, ReceiveError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(body::BodyError::TooLarge { limit }.into());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let inner = e.into_inner();
+        if inner.is::<http_body_util::LengthLimitError>() {
+            body::BodyError::TooLarge { limit }.into()
+        } else {
+            body::BodyError::ReadFailed(inner.to_string()).into()
+        }
+    })
+}

@@ -1,0 +1,277 @@
+//! Configuration: the config file as the user wrote it ([`Config`], mirroring the Meltano
+//! settings in `schemas/tap-webhook.config.schema.json`), validated once into [`Settings`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// The settings schema; `--about` and `ENV` typing are derived from it.
+pub const CONFIG_SCHEMA: &str = include_str!("../../schemas/tap-webhook.config.schema.json");
+
+pub const DEFAULT_SPOOL_PATH: &str = "./tap-webhook-spool.sqlite";
+pub const DEFAULT_LISTEN_ADDRESS: &str = "127.0.0.1:8080";
+/// Stitch's limit: bodies under 20 MB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
+pub const DEFAULT_MAX_SPOOL_BYTES: u64 = 10 * 1024 * 1024 * 1024;
+pub const DEFAULT_RETRY_AFTER_SECONDS: u64 = 30;
+/// Providers retry for up to a day or two (Svix: 8 attempts over ~38 h); three days covers them.
+pub const DEFAULT_DEDUPE_WINDOW_SECONDS: u64 = 3 * 24 * 3600;
+pub const DEFAULT_STATE_INTERVAL_RECORDS: u64 = 10_000;
+pub const DEFAULT_SOURCE: &str = "data";
+/// Stitch's limit on primary key names.
+pub const MAX_PRIMARY_KEY_LEN: usize = 50;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub spool_path: Option<String>,
+    pub listen_address: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub max_spool_bytes: Option<u64>,
+    pub retry_after_seconds: Option<u64>,
+    pub dedupe_window_seconds: Option<u64>,
+    pub state_interval_records: Option<u64>,
+    pub retention_hours: Option<f64>,
+    pub max_records: Option<u64>,
+    pub max_seconds: Option<f64>,
+    pub sources: Option<BTreeMap<String, SourceConfig>>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub record_shape: Option<RecordShape>,
+    pub primary_key: Option<String>,
+    pub on_missing_key: Option<OnMissingKey>,
+    pub api_key_header: Option<String>,
+    pub api_keys: Option<Vec<String>>,
+    pub token_param: Option<String>,
+    pub url_tokens: Option<Vec<String>>,
+    pub allow_get: Option<bool>,
+    pub delivery_id_header: Option<String>,
+    pub capture_headers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordShape {
+    #[default]
+    Unpacked,
+    Packed,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnMissingKey {
+    #[default]
+    Reject,
+    Fail,
+}
+
+/// Validated settings, defaults applied.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub spool_path: PathBuf,
+    pub listen_address: String,
+    pub max_body_bytes: usize,
+    pub max_spool_bytes: u64,
+    pub retry_after_seconds: u64,
+    pub dedupe_window: Duration,
+    pub state_interval_records: u64,
+    pub retention: Duration,
+    pub max_records: Option<u64>,
+    pub max_duration: Option<Duration>,
+    /// By name; also the Singer stream names.
+    pub sources: BTreeMap<String, Source>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub record_shape: RecordShape,
+    pub primary_key: Option<String>,
+    pub on_missing_key: OnMissingKey,
+    pub api_key_header: String,
+    pub api_keys: Vec<String>,
+    pub token_param: String,
+    pub url_tokens: Vec<String>,
+    pub allow_get: bool,
+    pub delivery_id_header: Option<String>,
+    /// Lower-cased header names kept with each message, beyond the built-in list.
+    pub capture_headers: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("invalid config: {0}")]
+    Shape(String),
+    #[error("invalid config: setting `{setting}`: {detail}")]
+    Setting { setting: String, detail: String },
+}
+
+pub fn schema() -> Value {
+    serde_json::from_str(CONFIG_SCHEMA).unwrap_or(Value::Null)
+}
+
+impl Settings {
+    pub fn from_map(map: Map<String, Value>) -> Result<Settings, SettingsError> {
+        let config: Config = serde_json::from_value(Value::Object(map))
+            .map_err(|e| SettingsError::Shape(e.to_string()))?;
+        Settings::from_config(config)
+    }
+
+    pub fn from_config(c: Config) -> Result<Settings, SettingsError> {
+        let bad = |setting: &str, detail: String| SettingsError::Setting {
+            setting: setting.to_owned(),
+            detail,
+        };
+        let mut sources = BTreeMap::new();
+        let configured = c
+            .sources
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| BTreeMap::from([(DEFAULT_SOURCE.to_owned(), SourceConfig::default())]));
+        for (name, s) in configured {
+            let setting = |field: &str| format!("sources.{name}.{field}");
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+                || name.starts_with('-')
+            {
+                return Err(bad(
+                    &format!("sources.{name}"),
+                    "source names are 1 to 64 letters, digits, `_` or `-`".into(),
+                ));
+            }
+            if let Some(pk) = &s.primary_key {
+                if pk.is_empty() || pk.chars().count() > MAX_PRIMARY_KEY_LEN {
+                    return Err(bad(
+                        &setting("primary_key"),
+                        format!("must be 1 to {MAX_PRIMARY_KEY_LEN} characters, a top-level field"),
+                    ));
+                }
+            }
+            for (field, secrets) in [("api_keys", &s.api_keys), ("url_tokens", &s.url_tokens)] {
+                if let Some(list) = secrets {
+                    if list.iter().any(|k| k.len() < 8) {
+                        return Err(bad(
+                            &setting(field),
+                            "every secret must be at least 8 characters".into(),
+                        ));
+                    }
+                }
+            }
+            let api_key_header = s.api_key_header.unwrap_or_else(|| "x-api-key".into());
+            if axum::http::HeaderName::from_bytes(api_key_header.as_bytes()).is_err() {
+                return Err(bad(&setting("api_key_header"), "not a valid header name".into()));
+            }
+            sources.insert(
+                name.clone(),
+                Source {
+                    name,
+                    record_shape: s.record_shape.unwrap_or_default(),
+                    primary_key: s.primary_key,
+                    on_missing_key: s.on_missing_key.unwrap_or_default(),
+                    api_key_header: api_key_header.to_ascii_lowercase(),
+                    api_keys: s.api_keys.unwrap_or_default(),
+                    token_param: s.token_param.unwrap_or_else(|| "token".into()),
+                    url_tokens: s.url_tokens.unwrap_or_default(),
+                    allow_get: s.allow_get.unwrap_or(false),
+                    delivery_id_header: s.delivery_id_header.map(|h| h.to_ascii_lowercase()),
+                    capture_headers: s
+                        .capture_headers
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|h| h.to_ascii_lowercase())
+                        .collect(),
+                },
+            );
+        }
+        let positive = |setting: &str, v: Option<f64>| match v {
+            Some(x) if !(x.is_finite() && x >= 0.0) => {
+                Err(bad(setting, format!("{x} is not a non-negative number")))
+            }
+            _ => Ok(v.map(Duration::from_secs_f64)),
+        };
+        Ok(Settings {
+            spool_path: PathBuf::from(c.spool_path.unwrap_or_else(|| DEFAULT_SPOOL_PATH.into())),
+            listen_address: c
+                .listen_address
+                .unwrap_or_else(|| DEFAULT_LISTEN_ADDRESS.into()),
+            max_body_bytes: match c.max_body_bytes {
+                Some(0) => return Err(bad("max_body_bytes", "must be at least 1".into())),
+                v => v.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            },
+            max_spool_bytes: c.max_spool_bytes.unwrap_or(DEFAULT_MAX_SPOOL_BYTES),
+            retry_after_seconds: c.retry_after_seconds.unwrap_or(DEFAULT_RETRY_AFTER_SECONDS),
+            dedupe_window: Duration::from_secs(
+                c.dedupe_window_seconds.unwrap_or(DEFAULT_DEDUPE_WINDOW_SECONDS),
+            ),
+            state_interval_records: match c.state_interval_records {
+                Some(0) => return Err(bad("state_interval_records", "must be at least 1".into())),
+                v => v.unwrap_or(DEFAULT_STATE_INTERVAL_RECORDS),
+            },
+            retention: positive("retention_hours", c.retention_hours.map(|h| h * 3600.0))?
+                .unwrap_or_default(),
+            max_records: c.max_records,
+            max_duration: positive("max_seconds", c.max_seconds)?,
+            sources,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn settings(v: Value) -> Result<Settings, SettingsError> {
+        match v {
+            Value::Object(m) => Settings::from_map(m),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn defaults_give_one_open_data_source() {
+        let s = settings(json!({})).unwrap();
+        assert_eq!(s.sources.keys().collect::<Vec<_>>(), ["data"]);
+        assert_eq!(s.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(s.sources["data"].record_shape, RecordShape::Unpacked);
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let e = settings(json!({"sources": {"gh": {"primary_key": "x".repeat(51)}}})).unwrap_err();
+        assert!(e.to_string().contains("sources.gh.primary_key"), "{e}");
+        let e = settings(json!({"sources": {"gh": {"api_keys": ["short"]}}})).unwrap_err();
+        assert!(e.to_string().contains("sources.gh.api_keys"), "{e}");
+        let e = settings(json!({"sources": {"a b": {}}})).unwrap_err();
+        assert!(e.to_string().contains("sources.a b"), "{e}");
+        let e = settings(json!({"spool_pth": "x"})).unwrap_err();
+        assert!(e.to_string().contains("spool_pth"), "{e}");
+        let e = settings(json!({"sources": {"d": {"record_shape": "flat"}}})).unwrap_err();
+        assert!(e.to_string().contains("flat"), "{e}");
+    }
+
+    #[test]
+    fn schema_parses_and_lists_every_config_field() {
+        let schema = schema();
+        let props = schema["properties"].as_object().unwrap();
+        for field in [
+            "spool_path", "listen_address", "max_body_bytes", "max_spool_bytes",
+            "retry_after_seconds", "dedupe_window_seconds", "state_interval_records",
+            "retention_hours", "max_records", "max_seconds", "sources",
+        ] {
+            assert!(props.contains_key(field), "{field} missing from the schema");
+        }
+        let source = schema["properties"]["sources"]["additionalProperties"]["properties"]
+            .as_object()
+            .unwrap();
+        assert_eq!(source.len(), 10);
+    }
+}

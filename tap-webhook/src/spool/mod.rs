@@ -1,0 +1,147 @@
+//! The spool: the durable queue between the receiver and the tap.
+//!
+//! The embedded spool is one SQLite file in WAL mode with `synchronous=FULL`: a commit returns
+//! only once the WAL is fsync'd, a SIGKILL at any instant leaves a file SQLite recovers on open,
+//! and the tap (another process) reads while the receiver writes. One writer thread batches
+//! concurrent deliveries into one transaction (group commit, [`writer`]); the tap reads and
+//! prunes through [`reader`].
+//!
+//! Each message keeps what a later stage may need: its sequence (`seq`, the `_sdc_sequence`), a
+//! time-ordered id, the receipt time, the source, the provider's delivery id, and the raw body.
+
+pub mod reader;
+pub mod writer;
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+pub use reader::SpoolReader;
+pub use writer::{SpoolWriter, WriteOutcome};
+
+/// A message as the receiver hands it to the spool.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub source: String,
+    /// Receipt time, microseconds since the Unix epoch (UTC).
+    pub received_at_us: i64,
+    /// The provider's delivery id, when one was sent; the dedupe key and the generated primary
+    /// key's seed.
+    pub delivery_id: Option<String>,
+    /// Position in a JSON array body (0 for an object body).
+    pub part: u32,
+    /// JSON object of the captured, redacted request headers.
+    pub headers: String,
+    /// JSON object of the redacted query parameters.
+    pub query: String,
+    /// The message's JSON text exactly as received (after decompression).
+    pub body: String,
+}
+
+/// A message as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMessage {
+    /// Strictly increasing, never reused: `max(previous + 1, received_at_us)`, so it is also a
+    /// Unix epoch in microseconds, ordered like receipt.
+    pub seq: i64,
+    /// UUIDv7: unique and time-ordered.
+    pub id: String,
+    pub source: String,
+    pub received_at_us: i64,
+    pub delivery_id: Option<String>,
+    pub part: u32,
+    pub headers: String,
+    pub query: String,
+    pub body: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool {path}: {source}")]
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("spool commit failed: {0}")]
+    Commit(String),
+    #[error("the spool writer has stopped")]
+    WriterGone,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS messages (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           TEXT    NOT NULL UNIQUE,
+    source       TEXT    NOT NULL,
+    received_at  INTEGER NOT NULL,
+    delivery_id  TEXT,
+    part         INTEGER NOT NULL DEFAULT 0,
+    headers      TEXT    NOT NULL,
+    query        TEXT    NOT NULL,
+    body         TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_source ON messages (source, seq);
+CREATE TABLE IF NOT EXISTS deliveries (
+    source       TEXT    NOT NULL,
+    delivery_id  TEXT    NOT NULL,
+    received_at  INTEGER NOT NULL,
+    message_ids  TEXT    NOT NULL,
+    PRIMARY KEY (source, delivery_id)
+) WITHOUT ROWID;
+";
+
+/// Opens (creating if needed) the spool database with the settings every connection needs.
+pub fn open(path: &Path) -> Result<Connection, SpoolError> {
+    let err = |source| SpoolError::Sqlite {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // A missing directory shows up as SQLite's "unable to open"; create it instead.
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let conn = Connection::open(path).map_err(err)?;
+    conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+    // FULL: every commit fsyncs the WAL, which is what lets the receiver answer 2xx.
+    conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+    conn.execute_batch(SCHEMA).map_err(err)?;
+    Ok(conn)
+}
+
+pub fn now_us() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// RFC 3339 in UTC with microseconds, as `_sdc_received_at` and replies carry it.
+pub fn format_us(us: i64) -> String {
+    let nanos = i128::from(us) * 1000;
+    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.microsecond()
+        ),
+        Err(_) => String::from("1970-01-01T00:00:00.000000Z"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_microseconds_in_utc() {
+        assert_eq!(format_us(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(format_us(1_700_000_000_123_456), "2023-11-14T22:13:20.123456Z");
+    }
+}

@@ -1,0 +1,254 @@
+//! The spool's single writer: group commit.
+//!
+//! Requests from every connection queue on a channel; the writer thread takes all that are
+//! waiting, writes them in one transaction, and answers each only after the commit's fsync.
+//! While one fsync runs the next batch gathers, so durability costs one fsync per batch, not per
+//! request.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{now_us, open, NewMessage, SpoolError};
+
+/// Most requests in one transaction; bounds the latency of the first one in a batch.
+const MAX_BATCH_REQUESTS: usize = 1024;
+/// How often the spool's size and depth are re-read for /metrics and SPOOL_FULL.
+const STATS_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What the spool did with one request.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WriteOutcome {
+    /// Ids of the stored messages, one per message (the originals' for a duplicate delivery).
+    pub message_ids: Vec<String>,
+    pub seqs: Vec<i64>,
+    /// True when the delivery id was seen within the dedupe window and nothing was stored.
+    pub duplicate: bool,
+}
+
+struct WriteRequest {
+    messages: Vec<NewMessage>,
+    reply: oneshot::Sender<Result<WriteOutcome, String>>,
+}
+
+/// Spool size and depth, refreshed by the writer; read by /metrics and the SPOOL_FULL check.
+#[derive(Debug, Default)]
+pub struct SpoolStats {
+    pub bytes: AtomicU64,
+    pub depth: AtomicU64,
+}
+
+/// Handle to the writer thread; cheap to clone into request handlers.
+#[derive(Clone)]
+pub struct SpoolWriter {
+    tx: mpsc::Sender<WriteRequest>,
+    pub stats: Arc<SpoolStats>,
+}
+
+pub struct WriterThread {
+    handle: JoinHandle<()>,
+}
+
+impl WriterThread {
+    /// Waits until every queued request is committed and answered (after all handles dropped).
+    pub fn join(self) {
+        let _ = self.handle.join();
+    }
+}
+
+impl SpoolWriter {
+    /// Opens the spool and starts its writer thread.
+    pub fn start(
+        path: &Path,
+        dedupe_window: Duration,
+    ) -> Result<(SpoolWriter, WriterThread), SpoolError> {
+        let conn = open(path)?;
+        let stats = Arc::new(SpoolStats::default());
+        refresh_stats(&conn, &stats);
+        let (tx, rx) = mpsc::channel(4 * MAX_BATCH_REQUESTS);
+        let path = path.to_path_buf();
+        let thread_stats = stats.clone();
+        let handle = std::thread::Builder::new()
+            .name("spool-writer".into())
+            .spawn(move || run(conn, path, rx, thread_stats, dedupe_window))
+            .map_err(|e| SpoolError::Commit(format!("starting the writer thread: {e}")))?;
+        Ok((SpoolWriter { tx, stats }, WriterThread { handle }))
+    }
+
+    /// Stores the messages of one request durably; returns once they are fsync'd.
+    pub async fn write(&self, messages: Vec<NewMessage>) -> Result<WriteOutcome, SpoolError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(WriteRequest { messages, reply })
+            .await
+            .map_err(|_| SpoolError::WriterGone)?;
+        match rx.await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(detail)) => Err(SpoolError::Commit(detail)),
+            Err(_) => Err(SpoolError::WriterGone),
+        }
+    }
+}
+
+fn run(
+    mut conn: Connection,
+    path: PathBuf,
+    mut rx: mpsc::Receiver<WriteRequest>,
+    stats: Arc<SpoolStats>,
+    dedupe_window: Duration,
+) {
+    let window_us = i64::try_from(dedupe_window.as_micros()).unwrap_or(i64::MAX);
+    let mut last_stats = Instant::now();
+    let mut batches: u64 = 0;
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_REQUESTS {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let result = write_batch(&mut conn, &batch, window_us);
+        match result {
+            Ok(outcomes) => {
+                for (req, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = req.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                tracing::error!(spool = %path.display(), error = %e, "spool commit failed");
+                for req in batch {
+                    let _ = req.reply.send(Err(format!("{}: {e}", path.display())));
+                }
+            }
+        }
+        batches += 1;
+        if window_us > 0 && batches % 10_000 == 0 {
+            let cutoff = now_us().saturating_sub(window_us);
+            if let Err(e) = conn.execute("DELETE FROM deliveries WHERE received_at < ?1", [cutoff])
+            {
+                tracing::warn!(error = %e, "pruning expired delivery ids failed");
+            }
+        }
+        if last_stats.elapsed() >= STATS_INTERVAL {
+            refresh_stats(&conn, &stats);
+            last_stats = Instant::now();
+        }
+    }
+    tracing::debug!("spool writer stopped");
+}
+
+fn write_batch(
+    conn: &mut Connection,
+    batch: &[WriteRequest],
+    window_us: i64,
+) -> rusqlite::Result<Vec<WriteOutcome>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // Read inside the write lock so sequences stay increasing even if another process (a tap
+    // draining SQS into this spool) writes too.
+    let mut last: i64 = tx
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'messages'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for req in batch {
+        outcomes.push(write_request(&tx, &req.messages, window_us, &mut last)?);
+    }
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+fn write_request(
+    tx: &Transaction<'_>,
+    messages: &[NewMessage],
+    window_us: i64,
+    last: &mut i64,
+) -> rusqlite::Result<WriteOutcome> {
+    let delivery = messages
+        .first()
+        .and_then(|m| Some((m.source.as_str(), m.delivery_id.as_deref()?, m.received_at_us)));
+    if let (Some((source, id, at)), true) = (delivery, window_us > 0) {
+        let seen: Option<String> = tx
+            .prepare_cached(
+                "SELECT message_ids FROM deliveries
+                 WHERE source = ?1 AND delivery_id = ?2 AND received_at >= ?3",
+            )?
+            .query_row(params![source, id, at.saturating_sub(window_us)], |r| r.get(0))
+            .optional()?;
+        if let Some(ids) = seen {
+            return Ok(WriteOutcome {
+                message_ids: serde_json::from_str(&ids).unwrap_or_default(),
+                seqs: Vec::new(),
+                duplicate: true,
+            });
+        }
+    }
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO messages (seq, id, source, received_at, delivery_id, part, headers, query, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    let mut outcome = WriteOutcome {
+        message_ids: Vec::with_capacity(messages.len()),
+        seqs: Vec::with_capacity(messages.len()),
+        duplicate: false,
+    };
+    for m in messages {
+        let seq = (*last + 1).max(m.received_at_us);
+        *last = seq;
+        let id = uuid::Uuid::now_v7().to_string();
+        insert.execute(params![
+            seq,
+            id,
+            m.source,
+            m.received_at_us,
+            m.delivery_id,
+            m.part,
+            m.headers,
+            m.query,
+            m.body
+        ])?;
+        outcome.message_ids.push(id);
+        outcome.seqs.push(seq);
+    }
+    if let (Some((source, id, at)), true) = (delivery, window_us > 0) {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO deliveries (source, delivery_id, received_at, message_ids)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            source,
+            id,
+            at,
+            serde_json::to_string(&outcome.message_ids).unwrap_or_default()
+        ])?;
+    }
+    Ok(outcome)
+}
+
+/// Live bytes (pages in use) and message count.
+fn refresh_stats(conn: &Connection, stats: &SpoolStats) {
+    let pragma = |name: &str| -> u64 {
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+            .map(|v| u64::try_from(v).unwrap_or(0))
+            .unwrap_or(0)
+    };
+    let used = pragma("page_count").saturating_sub(pragma("freelist_count"));
+    stats
+        .bytes
+        .store(used.saturating_mul(pragma("page_size")), Ordering::Relaxed);
+    let depth: i64 = conn
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap_or(0);
+    stats
+        .depth
+        .store(u64::try_from(depth).unwrap_or(0), Ordering::Relaxed);
+}

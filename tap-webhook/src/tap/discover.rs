@@ -1,0 +1,118 @@
+//! `--discover`: one catalog entry per configured source, typed from what the spool holds now.
+
+use serde_json::{json, Map, Value};
+
+use super::inference::{classify, StreamSchema};
+use super::record::{top_level, SDC_PRIMARY_KEY, SDC_RECEIVED_AT, SDC_SEQUENCE};
+use crate::settings::{RecordShape, Settings, Source};
+use crate::spool::{SpoolError, SpoolReader};
+use singer::catalog::{Catalog, CatalogEntry, MetadataEntry};
+
+/// Messages sampled per source to type the payload's fields at discovery.
+const DISCOVERY_SAMPLE: usize = 1000;
+
+/// The fields every record of the source carries, typed.
+pub fn fixed_fields(source: &Source) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert(SDC_SEQUENCE.into(), json!({"type": "integer"}));
+    m.insert(SDC_RECEIVED_AT.into(), json!({"type": "string", "format": "date-time"}));
+    if source.primary_key.is_none() {
+        m.insert(SDC_PRIMARY_KEY.into(), json!({"type": "string"}));
+    }
+    if source.record_shape == RecordShape::Packed {
+        m.insert("message_id".into(), json!({"type": "string"}));
+        m.insert("payload".into(), json!({"type": "string"}));
+        m.insert("webhook_received_at".into(), json!({"type": "string", "format": "date-time"}));
+        m.insert("headers".into(), json!({"type": "object"}));
+        m.insert("query".into(), json!({"type": "object"}));
+    }
+    if let Some(pk) = &source.primary_key {
+        // The key is required: a message without it goes to the rejected stream.
+        m.insert(pk.clone(), json!({"type": ["string", "integer", "number", "boolean"]}));
+    }
+    m
+}
+
+pub fn key_properties(source: &Source) -> Vec<String> {
+    vec![source
+        .primary_key
+        .clone()
+        .unwrap_or_else(|| SDC_PRIMARY_KEY.to_owned())]
+}
+
+/// The stream of messages refused for lacking their primary key.
+pub fn rejected_stream(source: &Source) -> String {
+    format!("{}__rejected", source.name)
+}
+
+pub fn rejected_schema() -> Value {
+    json!({"type": "object", "properties": {
+        "message_id": {"type": "string"},
+        SDC_SEQUENCE: {"type": "integer"},
+        SDC_RECEIVED_AT: {"type": "string", "format": "date-time"},
+        "reason": {"type": "string"},
+        "payload": {"type": "string"}
+    }})
+}
+
+pub fn discover(settings: &Settings, spool: &SpoolReader) -> Result<Catalog, SpoolError> {
+    let until = spool.high_water_mark()?;
+    let mut streams = Vec::new();
+    for source in settings.sources.values() {
+        let mut schema = StreamSchema::new(fixed_fields(source));
+        if source.record_shape == RecordShape::Unpacked {
+            let mut seen = 0;
+            spool.for_each::<SpoolError>(&source.name, 0, until, |m| {
+                if let Ok(fields) = top_level(&m.body) {
+                    for (k, v) in fields {
+                        schema.observe(&k, classify(v));
+                    }
+                }
+                seen += 1;
+                Ok(seen < DISCOVERY_SAMPLE)
+            })?;
+        }
+        let schema = schema.to_json_schema();
+        let keys = key_properties(source);
+        let mut metadata = vec![MetadataEntry {
+            breadcrumb: vec![],
+            metadata: json!({
+                "inclusion": "available",
+                "selected-by-default": true,
+                "table-key-properties": keys,
+                "forced-replication-method": "INCREMENTAL",
+                "valid-replication-keys": [SDC_SEQUENCE],
+            })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        }];
+        let fixed = fixed_fields(source);
+        if let Some(props) = schema["properties"].as_object() {
+            for name in props.keys() {
+                let automatic = fixed.contains_key(name) && !matches!(name.as_str(), "headers" | "query");
+                metadata.push(MetadataEntry {
+                    breadcrumb: vec!["properties".into(), name.clone()],
+                    metadata: json!({
+                        "inclusion": if automatic { "automatic" } else { "available" },
+                        "selected-by-default": true,
+                    })
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+                });
+            }
+        }
+        streams.push(CatalogEntry {
+            tap_stream_id: source.name.clone(),
+            stream: Some(source.name.clone()),
+            schema,
+            metadata,
+            key_properties: Some(keys),
+            replication_method: Some("INCREMENTAL".into()),
+            replication_key: Some(SDC_SEQUENCE.into()),
+            extra: Map::new(),
+        });
+    }
+    Ok(Catalog { streams })
+}
