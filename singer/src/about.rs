@@ -237,8 +237,14 @@ mod tests {
         assert_eq!(j["capabilities"], json!(["discover", "state"]));
         assert_eq!(j["settings"]["required"], json!(["path"]));
         let md = render(&a, AboutFormat::Markdown);
-        assert!(md.contains("| `path` | string | yes | `\"./x\"` | Where \\| it is. |"), "{md}");
-        assert!(md.contains("| `sources.*.api_keys` | array (secret) |"), "{md}");
+        assert!(
+            md.contains("| `path` | string | yes | `\"./x\"` | Where \\| it is. |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| `sources.*.api_keys` | array (secret) |"),
+            "{md}"
+        );
         let t = render(&a, AboutFormat::Text);
         assert!(t.contains("Version: 1.2.3"));
         assert!(t.contains("sources.*.api_keys (array, secret)"), "{t}");

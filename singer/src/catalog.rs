@@ -76,7 +76,12 @@ impl CatalogEntry {
     pub fn metadata_at(&self, breadcrumb: &[&str]) -> Option<&Map<String, Value>> {
         self.metadata
             .iter()
-            .find(|m| m.breadcrumb.iter().map(String::as_str).eq(breadcrumb.iter().copied()))
+            .find(|m| {
+                m.breadcrumb
+                    .iter()
+                    .map(String::as_str)
+                    .eq(breadcrumb.iter().copied())
+            })
             .map(|m| &m.metadata)
     }
 

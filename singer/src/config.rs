@@ -162,8 +162,7 @@ mod tests {
             ("TARGET_X", "y"),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned()));
-        let cfg =
-            load_config_from(&["ENV".into()], "tap_webhook", Some(&schema), env).unwrap();
+        let cfg = load_config_from(&["ENV".into()], "tap_webhook", Some(&schema), env).unwrap();
         assert_eq!(
             Value::Object(cfg),
             json!({"port": 8080, "token": "12345", "gzip": true,

@@ -223,8 +223,8 @@ mod tests {
         assert!(matches!(m, Message::Schema(ref s) if s.key_properties == ["id"]));
         let m = parse_message(br#"{"type":"STATE","value":{"a":1}}"#).unwrap();
         assert!(matches!(m, Message::State(ref s) if s.value["a"] == 1));
-        let m = parse_message(br#"{"type":"ACTIVATE_VERSION","stream":"t","version":1.7e12}"#)
-            .unwrap();
+        let m =
+            parse_message(br#"{"type":"ACTIVATE_VERSION","stream":"t","version":1.7e12}"#).unwrap();
         assert!(matches!(m, Message::ActivateVersion(ref a) if a.version == 1_700_000_000_000));
         let m = parse_message(
             br#"{"type":"BATCH","stream":"t","encoding":{"format":"jsonl","compression":"gzip"},"manifest":["file:///x"]}"#,

@@ -69,10 +69,12 @@ impl<R: BufRead> LineReader<R> {
         loop {
             self.buf.clear();
             let line = self.line + 1;
-            let complete = read_line_capped(&mut self.inner, &mut self.buf, self.max)
-                .map_err(|source| ReadError::Io {
-                    line: self.line,
-                    source,
+            let complete =
+                read_line_capped(&mut self.inner, &mut self.buf, self.max).map_err(|source| {
+                    ReadError::Io {
+                        line: self.line,
+                        source,
+                    }
                 })?;
             if self.buf.is_empty() && !complete {
                 return Ok(None);
@@ -153,7 +155,10 @@ mod tests {
         assert!(matches!(l.message().unwrap(), Message::State(_)));
         let mut r = LineReader::with_max_line_bytes(&big[..], 1 << 20);
         let e = r.next_line().unwrap_err();
-        assert_eq!(e.to_string(), "line 1 is longer than the 1048576 byte limit");
+        assert_eq!(
+            e.to_string(),
+            "line 1 is longer than the 1048576 byte limit"
+        );
     }
 
     #[test]

@@ -54,7 +54,8 @@ impl<W: Write> MessageWriter<W> {
         time_extracted: Option<&str>,
     ) -> io::Result<()> {
         self.line.clear();
-        self.line.extend_from_slice(br#"{"type":"RECORD","stream":"#);
+        self.line
+            .extend_from_slice(br#"{"type":"RECORD","stream":"#);
         serde_json::to_writer(&mut self.line, stream)?;
         self.line.extend_from_slice(br#","record":"#);
         self.line.extend_from_slice(record_json.as_bytes());
@@ -101,19 +102,33 @@ mod tests {
     #[test]
     fn lines_round_trip_through_the_parser() {
         let mut w = MessageWriter::new(Vec::new());
-        w.write_schema("s", &serde_json::json!({"type":"object"}), &["id".into()], &[])
-            .unwrap();
+        w.write_schema(
+            "s",
+            &serde_json::json!({"type":"object"}),
+            &["id".into()],
+            &[],
+        )
+        .unwrap();
         w.write_record_raw("s", r#"{"id": 1}"#, Some("2024-01-01T00:00:00Z"))
             .unwrap();
         w.write_state(&serde_json::json!({"bookmarks":{}})).unwrap();
         let out = w.into_inner();
-        let lines: Vec<&[u8]> = out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+        let lines: Vec<&[u8]> = out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
         assert_eq!(lines.len(), 3);
-        assert!(matches!(parse_message(lines[0]).unwrap(), Message::Schema(_)));
+        assert!(matches!(
+            parse_message(lines[0]).unwrap(),
+            Message::Schema(_)
+        ));
         match parse_message(lines[1]).unwrap() {
             Message::Record(r) => assert_eq!(r.record.get(), r#"{"id": 1}"#),
             _ => panic!("not a record"),
         }
-        assert!(matches!(parse_message(lines[2]).unwrap(), Message::State(_)));
+        assert!(matches!(
+            parse_message(lines[2]).unwrap(),
+            Message::State(_)
+        ));
     }
 }

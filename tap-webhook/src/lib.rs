@@ -23,8 +23,9 @@ pub const NAME: &str = "tap-webhook";
 pub fn about() -> About {
     About {
         name: NAME.into(),
-        description: "Receives webhooks durably (`tap-webhook serve`) and emits them as Singer records."
-            .into(),
+        description:
+            "Receives webhooks durably (`tap-webhook serve`) and emits them as Singer records."
+                .into(),
         version: env!("CARGO_PKG_VERSION").into(),
         capabilities: ["catalog", "discover", "state", "about"]
             .map(String::from)

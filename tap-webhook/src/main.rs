@@ -116,13 +116,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if text.iter().all(u8::is_ascii_whitespace) {
                 None
             } else {
-                Some(serde_json::from_slice(&text).with_context(|| format!("state file {path} is not JSON"))?)
+                Some(
+                    serde_json::from_slice(&text)
+                        .with_context(|| format!("state file {path} is not JSON"))?,
+                )
             }
         }
         None => None,
     };
     let started = std::time::Instant::now();
-    let summary = tap::run(&settings, catalog.as_ref(), state.as_ref(), std::io::stdout().lock())?;
+    let summary = tap::run(
+        &settings,
+        catalog.as_ref(),
+        state.as_ref(),
+        std::io::stdout().lock(),
+    )?;
     let total: u64 = summary.records.values().sum();
     for (stream, n) in &summary.records {
         // Singer metric lines, which Meltano parses from stderr.
@@ -131,7 +139,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             serde_json::json!({"type": "counter", "metric": "record_count", "value": n, "tags": {"stream": stream}})
         );
     }
-    tracing::info!(records = total, pruned = summary.pruned, truncated = summary.truncated, seconds = started.elapsed().as_secs_f64(), "tap run finished");
+    tracing::info!(
+        records = total,
+        pruned = summary.pruned,
+        truncated = summary.truncated,
+        seconds = started.elapsed().as_secs_f64(),
+        "tap run finished"
+    );
     Ok(())
 }
 

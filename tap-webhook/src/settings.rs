@@ -129,10 +129,9 @@ impl Settings {
             detail,
         };
         let mut sources = BTreeMap::new();
-        let configured = c
-            .sources
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| BTreeMap::from([(DEFAULT_SOURCE.to_owned(), SourceConfig::default())]));
+        let configured = c.sources.filter(|s| !s.is_empty()).unwrap_or_else(|| {
+            BTreeMap::from([(DEFAULT_SOURCE.to_owned(), SourceConfig::default())])
+        });
         for (name, s) in configured {
             let setting = |field: &str| format!("sources.{name}.{field}");
             if name.is_empty()
@@ -167,7 +166,10 @@ impl Settings {
             }
             let api_key_header = s.api_key_header.unwrap_or_else(|| "x-api-key".into());
             if axum::http::HeaderName::from_bytes(api_key_header.as_bytes()).is_err() {
-                return Err(bad(&setting("api_key_header"), "not a valid header name".into()));
+                return Err(bad(
+                    &setting("api_key_header"),
+                    "not a valid header name".into(),
+                ));
             }
             sources.insert(
                 name.clone(),
@@ -209,7 +211,8 @@ impl Settings {
             max_spool_bytes: c.max_spool_bytes.unwrap_or(DEFAULT_MAX_SPOOL_BYTES),
             retry_after_seconds: c.retry_after_seconds.unwrap_or(DEFAULT_RETRY_AFTER_SECONDS),
             dedupe_window: Duration::from_secs(
-                c.dedupe_window_seconds.unwrap_or(DEFAULT_DEDUPE_WINDOW_SECONDS),
+                c.dedupe_window_seconds
+                    .unwrap_or(DEFAULT_DEDUPE_WINDOW_SECONDS),
             ),
             state_interval_records: match c.state_interval_records {
                 Some(0) => return Err(bad("state_interval_records", "must be at least 1".into())),
@@ -263,9 +266,17 @@ mod tests {
         let schema = schema();
         let props = schema["properties"].as_object().unwrap();
         for field in [
-            "spool_path", "listen_address", "max_body_bytes", "max_spool_bytes",
-            "retry_after_seconds", "dedupe_window_seconds", "state_interval_records",
-            "retention_hours", "max_records", "max_seconds", "sources",
+            "spool_path",
+            "listen_address",
+            "max_body_bytes",
+            "max_spool_bytes",
+            "retry_after_seconds",
+            "dedupe_window_seconds",
+            "state_interval_records",
+            "retention_hours",
+            "max_records",
+            "max_seconds",
+            "sources",
         ] {
             assert!(props.contains_key(field), "{field} missing from the schema");
         }

@@ -56,9 +56,9 @@ pub trait Verifier: Send + Sync {
 /// True when `given` equals any of `accepted`; each comparison takes time independent of where
 /// the bytes differ, and every candidate is compared.
 pub fn matches_any(given: &[u8], accepted: &[String]) -> bool {
-    accepted
-        .iter()
-        .fold(false, |found, a| found | bool::from(a.as_bytes().ct_eq(given)))
+    accepted.iter().fold(false, |found, a| {
+        found | bool::from(a.as_bytes().ct_eq(given))
+    })
 }
 
 /// Nekt style: an API key in a configurable header.
@@ -135,7 +135,11 @@ mod tests {
     use super::*;
 
     fn view<'a>(headers: &'a HeaderMap, query: &'a [(String, String)]) -> RequestView<'a> {
-        RequestView { headers, query, now: 0 }
+        RequestView {
+            headers,
+            query,
+            now: 0,
+        }
     }
 
     #[test]
@@ -145,14 +149,20 @@ mod tests {
             keys: vec!["old-key-123".into(), "new-key-456".into()],
         };
         let mut h = HeaderMap::new();
-        assert!(matches!(v.verify_request(&view(&h, &[])), Err(AuthError::MissingCredentials(_))));
+        assert!(matches!(
+            v.verify_request(&view(&h, &[])),
+            Err(AuthError::MissingCredentials(_))
+        ));
         h.insert("x-api-key", "new-key-456".parse().unwrap());
         assert!(v.verify_request(&view(&h, &[])).is_ok());
         h.insert("x-api-key", "Bearer old-key-123".parse().unwrap());
         assert!(v.verify_request(&view(&h, &[])).is_ok());
         h.insert("x-api-key", "new-key-45".parse().unwrap());
         let e = v.verify_request(&view(&h, &[])).unwrap_err();
-        assert!(!e.to_string().contains("new-key"), "secrets never in errors: {e}");
+        assert!(
+            !e.to_string().contains("new-key"),
+            "secrets never in errors: {e}"
+        );
     }
 
     #[test]
@@ -164,8 +174,14 @@ mod tests {
         };
         let q = |t: &str| vec![("token".to_owned(), t.to_owned())];
         assert!(v.verify_request(&view(&h, &q("tok-aaaaaaaa"))).is_ok());
-        assert!(matches!(v.verify_request(&view(&h, &q("tok-bbbbbbbb"))), Err(AuthError::InvalidCredentials(_))));
-        assert!(matches!(v.verify_request(&view(&h, &[])), Err(AuthError::MissingCredentials(_))));
+        assert!(matches!(
+            v.verify_request(&view(&h, &q("tok-bbbbbbbb"))),
+            Err(AuthError::InvalidCredentials(_))
+        ));
+        assert!(matches!(
+            v.verify_request(&view(&h, &[])),
+            Err(AuthError::MissingCredentials(_))
+        ));
         let twice = [q("tok-aaaaaaaa"), q("x")].concat();
         assert!(v.verify_request(&view(&h, &twice)).is_err());
     }

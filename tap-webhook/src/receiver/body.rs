@@ -27,7 +27,11 @@ pub enum BodyError {
 }
 
 /// Undoes `Content-Encoding`, refusing output beyond `limit` bytes (gzip bombs stop there).
-pub fn decode(raw: &[u8], content_encoding: Option<&str>, limit: usize) -> Result<Vec<u8>, BodyError> {
+pub fn decode(
+    raw: &[u8],
+    content_encoding: Option<&str>,
+    limit: usize,
+) -> Result<Vec<u8>, BodyError> {
     let encoding = content_encoding.map(|e| e.trim().to_ascii_lowercase());
     match encoding.as_deref() {
         None | Some("") | Some("identity") => {
@@ -63,6 +67,7 @@ pub fn split(body: &[u8]) -> Result<Vec<&str>, BodyError> {
     if trimmed.is_empty() {
         return Err(BodyError::Empty);
     }
+    check_depth(text)?;
     let parsed: &RawValue = serde_json::from_str(text).map_err(|e| invalid_json(text, &e))?;
     match trimmed.as_bytes()[0] {
         b'{' => Ok(vec![text]),
@@ -90,6 +95,40 @@ pub fn split(body: &[u8]) -> Result<Vec<&str>, BodyError> {
             kind(trimmed)
         ))),
     }
+}
+
+/// Deepest nesting of arrays and objects accepted. Deeper documents are refused before any
+/// parser recurses into them (readers downstream recurse too).
+pub const MAX_DEPTH: usize = 128;
+
+fn check_depth(text: &str) -> Result<(), BodyError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (offset, b) in text.bytes().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(BodyError::InvalidJson {
+                        offset,
+                        detail: format!("nesting deeper than {MAX_DEPTH} levels"),
+                    });
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn kind(json: &str) -> &'static str {
@@ -145,13 +184,40 @@ mod tests {
     #[test]
     fn bad_bodies_get_specific_errors() {
         assert_eq!(split(b"  \n").unwrap_err(), BodyError::Empty);
-        assert!(matches!(split(br#"{"a":1,}"#).unwrap_err(), BodyError::InvalidJson { offset: 7, .. }));
-        assert!(matches!(split(b"{\"a\":\n tru}").unwrap_err(), BodyError::InvalidJson { offset: 9, .. }));
-        assert!(matches!(split(b"42").unwrap_err(), BodyError::UnsupportedType(m) if m.contains("a number")));
-        assert!(matches!(split(br#"[{"a":1}, "x"]"#).unwrap_err(), BodyError::UnsupportedType(m) if m.contains("element 1 is a string")));
-        assert!(matches!(split(b"{\"a\":\"\xff\"}").unwrap_err(), BodyError::InvalidJson { offset: 6, .. }));
+        assert!(matches!(
+            split(br#"{"a":1,}"#).unwrap_err(),
+            BodyError::InvalidJson { offset: 7, .. }
+        ));
+        let e = split(b"{\"a\":\n tru}").unwrap_err();
+        assert!(
+            matches!(e, BodyError::InvalidJson { offset: 10, .. }),
+            "{e:?}"
+        );
+        assert!(
+            matches!(split(b"42").unwrap_err(), BodyError::UnsupportedType(m) if m.contains("a number"))
+        );
+        assert!(
+            matches!(split(br#"[{"a":1}, "x"]"#).unwrap_err(), BodyError::UnsupportedType(m) if m.contains("element 1 is a string"))
+        );
+        assert!(matches!(
+            split(b"{\"a\":\"\xff\"}").unwrap_err(),
+            BodyError::InvalidJson { offset: 6, .. }
+        ));
         let deep = "[".repeat(200) + &"]".repeat(200);
-        assert!(matches!(split(deep.as_bytes()).unwrap_err(), BodyError::InvalidJson { .. }));
+        assert!(matches!(
+            split(deep.as_bytes()).unwrap_err(),
+            BodyError::InvalidJson { offset: 128, .. }
+        ));
+        let ok = format!(
+            "{{\"s\":\"[[[\\\"{{\",\"d\":{}1{}}}",
+            "[".repeat(120),
+            "]".repeat(120)
+        );
+        assert_eq!(
+            split(ok.as_bytes()).unwrap().len(),
+            1,
+            "brackets in strings do not count: {ok}"
+        );
     }
 
     #[test]
@@ -164,8 +230,17 @@ mod tests {
             decode(&bomb, Some("gzip"), 1 << 20).unwrap_err(),
             BodyError::TooLarge { limit: 1 << 20 }
         );
-        assert!(matches!(decode(b"not gzip", Some("gzip"), 100).unwrap_err(), BodyError::InvalidGzip(_)));
-        assert!(matches!(decode(b"x", Some("br"), 100).unwrap_err(), BodyError::UnsupportedEncoding(_)));
-        assert_eq!(decode(b"12345", None, 4).unwrap_err(), BodyError::TooLarge { limit: 4 });
+        assert!(matches!(
+            decode(b"not gzip", Some("gzip"), 100).unwrap_err(),
+            BodyError::InvalidGzip(_)
+        ));
+        assert!(matches!(
+            decode(b"x", Some("br"), 100).unwrap_err(),
+            BodyError::UnsupportedEncoding(_)
+        ));
+        assert_eq!(
+            decode(b"12345", None, 4).unwrap_err(),
+            BodyError::TooLarge { limit: 4 }
+        );
     }
 }

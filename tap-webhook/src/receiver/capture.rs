@@ -57,8 +57,7 @@ pub fn headers_json(headers: &HeaderMap, extra: &[String], secret: &[String]) ->
         if !wanted {
             continue;
         }
-        let is_secret =
-            ALWAYS_SECRET_HEADERS.contains(&name) || secret.iter().any(|s| s == name);
+        let is_secret = ALWAYS_SECRET_HEADERS.contains(&name) || secret.iter().any(|s| s == name);
         let text = if is_secret {
             REDACTED.to_owned()
         } else {
@@ -137,15 +136,13 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -175,8 +172,13 @@ mod tests {
         h.insert("x-hub-signature-256", "sha256=abc".parse().unwrap());
         h.insert("x-custom", "kept".parse().unwrap());
         h.insert("x-other", "dropped".parse().unwrap());
-        let extra = vec!["x-custom".to_owned(), "x-api-key".to_owned(), "x-hub-signature-256".to_owned()];
-        let v: Value = serde_json::from_str(&headers_json(&h, &extra, &["x-api-key".into()])).unwrap();
+        let extra = vec![
+            "x-custom".to_owned(),
+            "x-api-key".to_owned(),
+            "x-hub-signature-256".to_owned(),
+        ];
+        let v: Value =
+            serde_json::from_str(&headers_json(&h, &extra, &["x-api-key".into()])).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"content-type": "application/json", "x-api-key": REDACTED,
@@ -186,7 +188,9 @@ mod tests {
 
     #[test]
     fn query_decoding_and_redaction() {
-        let q = parse_query(Some("a=1&b=hello%20world&token=s3cr3t-tok&a=2&c=%zz&d+e=f+g&flag"));
+        let q = parse_query(Some(
+            "a=1&b=hello%20world&token=s3cr3t-tok&a=2&c=%zz&d+e=f+g&flag",
+        ));
         let v = query_object(&q, &["token".into()]);
         assert_eq!(
             v,

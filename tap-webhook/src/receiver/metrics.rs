@@ -46,7 +46,10 @@ impl Metrics {
 
     pub fn render(&self, spool: &SpoolStats) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "# HELP webhook_messages_accepted_total Messages stored in the spool.");
+        let _ = writeln!(
+            s,
+            "# HELP webhook_messages_accepted_total Messages stored in the spool."
+        );
         let _ = writeln!(s, "# TYPE webhook_messages_accepted_total counter");
         for (source, c) in &self.accepted {
             let _ = writeln!(
@@ -55,11 +58,17 @@ impl Metrics {
                 c.load(Ordering::Relaxed)
             );
         }
-        let _ = writeln!(s, "# HELP webhook_requests_rejected_total Requests refused, by error code.");
+        let _ = writeln!(
+            s,
+            "# HELP webhook_requests_rejected_total Requests refused, by error code."
+        );
         let _ = writeln!(s, "# TYPE webhook_requests_rejected_total counter");
         if let Ok(m) = self.rejected.lock() {
             for (reason, n) in m.iter() {
-                let _ = writeln!(s, "webhook_requests_rejected_total{{reason=\"{reason}\"}} {n}");
+                let _ = writeln!(
+                    s,
+                    "webhook_requests_rejected_total{{reason=\"{reason}\"}} {n}"
+                );
             }
         }
         for (name, help, kind, v) in [

@@ -54,7 +54,10 @@ impl SourceRuntime {
             }));
         }
         let secret_headers = verifiers.iter().flat_map(|v| v.secret_headers()).collect();
-        let secret_params = verifiers.iter().flat_map(|v| v.secret_query_params()).collect();
+        let secret_params = verifiers
+            .iter()
+            .flat_map(|v| v.secret_query_params())
+            .collect();
         SourceRuntime {
             source,
             verifiers,
@@ -95,10 +98,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_handler))
-        .route(
-            "/webhooks/{source}",
-            get(receive_get).post(receive_post),
-        )
+        .route("/webhooks/{source}", get(receive_get).post(receive_post))
         .with_state(state)
 }
 
@@ -128,7 +128,10 @@ async fn receive_post(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    respond(&state, receive(&state, Method::POST, &source, query, &headers, body).await)
+    respond(
+        &state,
+        receive(&state, Method::POST, &source, query, &headers, body).await,
+    )
 }
 
 async fn receive_get(
@@ -210,7 +213,8 @@ async fn receive(
     };
 
     let delivery_id = capture::delivery_id(headers, rt.source.delivery_id_header.as_deref());
-    let headers_json = capture::headers_json(headers, &rt.source.capture_headers, &rt.secret_headers);
+    let headers_json =
+        capture::headers_json(headers, &rt.source.capture_headers, &rt.secret_headers);
     let query_json = capture::query_json(&query, &rt.secret_params);
     let bytes: usize = texts.iter().map(|t| t.len()).sum();
     let count = texts.len();

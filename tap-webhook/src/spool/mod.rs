@@ -103,9 +103,11 @@ pub fn open(path: &Path) -> Result<Connection, SpoolError> {
     }
     let conn = Connection::open(path).map_err(err)?;
     conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(err)?;
     // FULL: every commit fsyncs the WAL, which is what lets the receiver answer 2xx.
-    conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(err)?;
     conn.execute_batch(SCHEMA).map_err(err)?;
     Ok(conn)
 }
@@ -142,6 +144,9 @@ mod tests {
     #[test]
     fn formats_microseconds_in_utc() {
         assert_eq!(format_us(0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(format_us(1_700_000_000_123_456), "2023-11-14T22:13:20.123456Z");
+        assert_eq!(
+            format_us(1_700_000_000_123_456),
+            "2023-11-14T22:13:20.123456Z"
+        );
     }
 }

@@ -128,7 +128,7 @@ fn run(
             }
         }
         batches += 1;
-        if window_us > 0 && batches % 10_000 == 0 {
+        if window_us > 0 && batches.is_multiple_of(10_000) {
             let cutoff = now_us().saturating_sub(window_us);
             if let Err(e) = conn.execute("DELETE FROM deliveries WHERE received_at < ?1", [cutoff])
             {
@@ -173,16 +173,22 @@ fn write_request(
     window_us: i64,
     last: &mut i64,
 ) -> rusqlite::Result<WriteOutcome> {
-    let delivery = messages
-        .first()
-        .and_then(|m| Some((m.source.as_str(), m.delivery_id.as_deref()?, m.received_at_us)));
+    let delivery = messages.first().and_then(|m| {
+        Some((
+            m.source.as_str(),
+            m.delivery_id.as_deref()?,
+            m.received_at_us,
+        ))
+    });
     if let (Some((source, id, at)), true) = (delivery, window_us > 0) {
         let seen: Option<String> = tx
             .prepare_cached(
                 "SELECT message_ids FROM deliveries
                  WHERE source = ?1 AND delivery_id = ?2 AND received_at >= ?3",
             )?
-            .query_row(params![source, id, at.saturating_sub(window_us)], |r| r.get(0))
+            .query_row(params![source, id, at.saturating_sub(window_us)], |r| {
+                r.get(0)
+            })
             .optional()?;
         if let Some(ids) = seen {
             return Ok(WriteOutcome {

@@ -15,20 +15,29 @@ const DISCOVERY_SAMPLE: usize = 1000;
 pub fn fixed_fields(source: &Source) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert(SDC_SEQUENCE.into(), json!({"type": "integer"}));
-    m.insert(SDC_RECEIVED_AT.into(), json!({"type": "string", "format": "date-time"}));
+    m.insert(
+        SDC_RECEIVED_AT.into(),
+        json!({"type": "string", "format": "date-time"}),
+    );
     if source.primary_key.is_none() {
         m.insert(SDC_PRIMARY_KEY.into(), json!({"type": "string"}));
     }
     if source.record_shape == RecordShape::Packed {
         m.insert("message_id".into(), json!({"type": "string"}));
         m.insert("payload".into(), json!({"type": "string"}));
-        m.insert("webhook_received_at".into(), json!({"type": "string", "format": "date-time"}));
+        m.insert(
+            "webhook_received_at".into(),
+            json!({"type": "string", "format": "date-time"}),
+        );
         m.insert("headers".into(), json!({"type": "object"}));
         m.insert("query".into(), json!({"type": "object"}));
     }
     if let Some(pk) = &source.primary_key {
         // The key is required: a message without it goes to the rejected stream.
-        m.insert(pk.clone(), json!({"type": ["string", "integer", "number", "boolean"]}));
+        m.insert(
+            pk.clone(),
+            json!({"type": ["string", "integer", "number", "boolean"]}),
+        );
     }
     m
 }
@@ -90,7 +99,8 @@ pub fn discover(settings: &Settings, spool: &SpoolReader) -> Result<Catalog, Spo
         let fixed = fixed_fields(source);
         if let Some(props) = schema["properties"].as_object() {
             for name in props.keys() {
-                let automatic = fixed.contains_key(name) && !matches!(name.as_str(), "headers" | "query");
+                let automatic =
+                    fixed.contains_key(name) && !matches!(name.as_str(), "headers" | "query");
                 metadata.push(MetadataEntry {
                     breadcrumb: vec!["properties".into(), name.clone()],
                     metadata: json!({

@@ -165,7 +165,10 @@ mod tests {
     #[test]
     fn schema_grows_and_reports_change() {
         let mut s = StreamSchema::new(
-            json!({"_sdc_sequence": {"type": "integer"}}).as_object().unwrap().clone(),
+            json!({"_sdc_sequence": {"type": "integer"}})
+                .as_object()
+                .unwrap()
+                .clone(),
         );
         assert!(s.observe("a", TypeSet::INTEGER));
         assert!(!s.observe("a", TypeSet::INTEGER));
@@ -174,9 +177,15 @@ mod tests {
         assert!(s.observe("t", TypeSet::DATE_TIME));
         let v = s.to_json_schema();
         assert_eq!(v["properties"]["a"], json!({"type": ["null", "number"]}));
-        assert_eq!(v["properties"]["t"], json!({"type": ["null", "string"], "format": "date-time"}));
+        assert_eq!(
+            v["properties"]["t"],
+            json!({"type": ["null", "string"], "format": "date-time"})
+        );
         assert!(s.observe("t", TypeSet::STRING));
-        assert_eq!(s.to_json_schema()["properties"]["t"], json!({"type": ["null", "string"]}));
+        assert_eq!(
+            s.to_json_schema()["properties"]["t"],
+            json!({"type": ["null", "string"]})
+        );
         assert_eq!(v["properties"]["_sdc_sequence"], json!({"type": "integer"}));
     }
 }

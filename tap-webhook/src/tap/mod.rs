@@ -54,8 +54,13 @@ pub fn bookmarks(state: Option<&Value>) -> Result<BTreeMap<String, i64>, TapErro
     let mut out = BTreeMap::new();
     let Some(state) = state else { return Ok(out) };
     // Some tools hand the whole STATE message instead of its value.
-    let state = state.get("value").filter(|v| v.get("bookmarks").is_some()).unwrap_or(state);
-    let Some(marks) = state.get("bookmarks") else { return Ok(out) };
+    let state = state
+        .get("value")
+        .filter(|v| v.get("bookmarks").is_some())
+        .unwrap_or(state);
+    let Some(marks) = state.get("bookmarks") else {
+        return Ok(out);
+    };
     let marks = marks
         .as_object()
         .ok_or_else(|| TapError::State("`bookmarks` is not an object".into()))?;
@@ -63,11 +68,15 @@ pub fn bookmarks(state: Option<&Value>) -> Result<BTreeMap<String, i64>, TapErro
         let value = mark
             .get("replication_key_value")
             .or_else(|| mark.get(SDC_SEQUENCE))
-            .ok_or_else(|| TapError::State(format!("bookmark of {stream} has no replication_key_value")))?;
+            .ok_or_else(|| {
+                TapError::State(format!("bookmark of {stream} has no replication_key_value"))
+            })?;
         let seq = value
             .as_i64()
             .or_else(|| value.as_str()?.parse().ok())
-            .ok_or_else(|| TapError::State(format!("bookmark of {stream} is not an integer: {value}")))?;
+            .ok_or_else(|| {
+                TapError::State(format!("bookmark of {stream} is not an integer: {value}"))
+            })?;
         out.insert(stream.clone(), seq);
     }
     Ok(out)
@@ -123,7 +132,9 @@ pub fn run(
         let mut stop = false;
         spool.for_each::<TapError>(&source.name, after, until, |m| {
             if settings.max_records.is_some_and(|max| emitted_total >= max)
-                || settings.max_duration.is_some_and(|d| started.elapsed() >= d)
+                || settings
+                    .max_duration
+                    .is_some_and(|d| started.elapsed() >= d)
             {
                 stop = true;
                 return Ok(false);
@@ -187,13 +198,13 @@ impl<'a> StreamEmitter<'a> {
         let fields = match top_level(&m.body) {
             Ok(f) => f,
             // The receiver stored only JSON objects; a row edited by hand could still break.
-            Err(e) => return self.reject(w, m, &format!("payload is not a JSON object: {e}"), summary),
+            Err(e) => {
+                return self.reject(w, m, &format!("payload is not a JSON object: {e}"), summary)
+            }
         };
         let pk = self.source.primary_key.as_deref();
         if let Some(key) = pk {
-            let present = fields
-                .iter()
-                .any(|(k, v)| k == key && v.get() != "null");
+            let present = fields.iter().any(|(k, v)| k == key && v.get() != "null");
             if !present {
                 if self.source.on_missing_key == OnMissingKey::Fail {
                     return Err(TapError::MissingKey {
@@ -203,7 +214,12 @@ impl<'a> StreamEmitter<'a> {
                         key: key.to_owned(),
                     });
                 }
-                return self.reject(w, m, &format!("primary key {key:?} is missing or null"), summary);
+                return self.reject(
+                    w,
+                    m,
+                    &format!("primary key {key:?} is missing or null"),
+                    summary,
+                );
             }
         }
         let mut changed = !self.schema_sent;
@@ -222,7 +238,11 @@ impl<'a> StreamEmitter<'a> {
             RecordShape::Packed => {
                 push_str_field(&mut self.line, "message_id", &m.id);
                 push_str_field(&mut self.line, "payload", &m.body);
-                push_str_field(&mut self.line, "webhook_received_at", &format_us(m.received_at_us));
+                push_str_field(
+                    &mut self.line,
+                    "webhook_received_at",
+                    &format_us(m.received_at_us),
+                );
                 for (name, json) in [("headers", &m.headers), ("query", &m.query)] {
                     if self.selected(name) {
                         push_key(&mut self.line, name);
@@ -251,7 +271,11 @@ impl<'a> StreamEmitter<'a> {
             )?;
             self.schema_sent = true;
         }
-        w.write_record_raw(&self.source.name, &self.line, Some(&format_us(m.received_at_us)))?;
+        w.write_record_raw(
+            &self.source.name,
+            &self.line,
+            Some(&format_us(m.received_at_us)),
+        )?;
         *summary.records.entry(self.source.name.clone()).or_default() += 1;
         Ok(())
     }
@@ -265,7 +289,12 @@ impl<'a> StreamEmitter<'a> {
     ) -> Result<(), TapError> {
         let stream = discover::rejected_stream(self.source);
         if !self.rejected_schema_sent {
-            w.write_schema(&stream, &discover::rejected_schema(), &["message_id".into()], &[])?;
+            w.write_schema(
+                &stream,
+                &discover::rejected_schema(),
+                &["message_id".into()],
+                &[],
+            )?;
             self.rejected_schema_sent = true;
         }
         let record = json!({
@@ -275,7 +304,11 @@ impl<'a> StreamEmitter<'a> {
             "reason": reason,
             "payload": m.body,
         });
-        w.write_record_raw(&stream, &record.to_string(), Some(&format_us(m.received_at_us)))?;
+        w.write_record_raw(
+            &stream,
+            &record.to_string(),
+            Some(&format_us(m.received_at_us)),
+        )?;
         tracing::warn!(stream = %self.source.name, message_id = %m.id, reason, "message sent to {stream}");
         *summary.records.entry(stream).or_default() += 1;
         Ok(())
@@ -284,7 +317,10 @@ impl<'a> StreamEmitter<'a> {
 
 /// Payload fields that would collide with the ones the tap sets are dropped from the payload.
 fn is_reserved(field: &str) -> bool {
-    matches!(field, record::SDC_SEQUENCE | record::SDC_RECEIVED_AT | record::SDC_PRIMARY_KEY)
+    matches!(
+        field,
+        record::SDC_SEQUENCE | record::SDC_RECEIVED_AT | record::SDC_PRIMARY_KEY
+    )
 }
 
 #[cfg(test)]
@@ -295,10 +331,16 @@ mod tests {
     fn bookmarks_read_both_spellings_and_reject_garbage() {
         let s = json!({"bookmarks": {"a": {"replication_key": "_sdc_sequence", "replication_key_value": 5},
                                       "b": {"_sdc_sequence": "7"}}});
-        assert_eq!(bookmarks(Some(&s)).unwrap(), BTreeMap::from([("a".into(), 5), ("b".into(), 7)]));
+        assert_eq!(
+            bookmarks(Some(&s)).unwrap(),
+            BTreeMap::from([("a".into(), 5), ("b".into(), 7)])
+        );
         let wrapped = json!({"value": s});
         assert_eq!(bookmarks(Some(&wrapped)).unwrap().len(), 2);
-        assert!(bookmarks(Some(&json!({"bookmarks": {"a": {"replication_key_value": "x"}}}))).is_err());
+        assert!(bookmarks(Some(
+            &json!({"bookmarks": {"a": {"replication_key_value": "x"}}})
+        ))
+        .is_err());
         assert!(bookmarks(Some(&json!({}))).unwrap().is_empty());
     }
 }

@@ -1,0 +1,6 @@
+//! Integration tests of tap-webhook through its real binary: the receiver over a real socket,
+//! crash safety under SIGKILL, and the tap's runs chained by state.
+
+mod harness;
+mod receiver;
+mod tap;
