@@ -53,6 +53,34 @@ pub struct SourceConfig {
     pub allow_get: Option<bool>,
     pub delivery_id_header: Option<String>,
     pub capture_headers: Option<Vec<String>>,
+    pub signature: Option<SignatureConfig>,
+}
+
+/// A provider signature to verify (see `receiver/signature.rs`).
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureConfig {
+    pub scheme: SignatureScheme,
+    pub secrets: Vec<String>,
+    pub tolerance_seconds: Option<i64>,
+    pub allow_sha1: Option<bool>,
+    pub header: Option<String>,
+    pub algorithm: Option<String>,
+    pub encoding: Option<String>,
+    pub prefix: Option<String>,
+    pub timestamp_header: Option<String>,
+    pub signed_content: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignatureScheme {
+    StandardWebhooks,
+    Svix,
+    Stripe,
+    Github,
+    Shopify,
+    Hmac,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -102,6 +130,7 @@ pub struct Source {
     pub delivery_id_header: Option<String>,
     /// Lower-cased header names kept with each message, beyond the built-in list.
     pub capture_headers: Vec<String>,
+    pub signature: Option<SignatureConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +193,10 @@ impl Settings {
                     }
                 }
             }
+            if let Some(sig) = &s.signature {
+                crate::receiver::signature::build(sig)
+                    .map_err(|detail| bad(&setting("signature"), detail))?;
+            }
             let api_key_header = s.api_key_header.unwrap_or_else(|| "x-api-key".into());
             if axum::http::HeaderName::from_bytes(api_key_header.as_bytes()).is_err() {
                 return Err(bad(
@@ -190,6 +223,7 @@ impl Settings {
                         .into_iter()
                         .map(|h| h.to_ascii_lowercase())
                         .collect(),
+                    signature: s.signature,
                 },
             );
         }
@@ -283,6 +317,6 @@ mod tests {
         let source = schema["properties"]["sources"]["additionalProperties"]["properties"]
             .as_object()
             .unwrap();
-        assert_eq!(source.len(), 10);
+        assert_eq!(source.len(), 11);
     }
 }

@@ -10,6 +10,7 @@ pub mod body;
 pub mod capture;
 pub mod metrics;
 pub mod reply;
+pub mod signature;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -52,6 +53,12 @@ impl SourceRuntime {
                 param: source.token_param.clone(),
                 tokens: source.url_tokens.clone(),
             }));
+        }
+        if let Some(sig) = &source.signature {
+            // Validated when the settings were built.
+            if let Ok(v) = signature::build(sig) {
+                verifiers.push(v);
+            }
         }
         let secret_headers = verifiers.iter().flat_map(|v| v.secret_headers()).collect();
         let secret_params = verifiers

@@ -437,3 +437,100 @@ async fn a_full_spool_answers_503_with_retry_after() {
     let v: Value = resp.json().await.unwrap();
     assert!(v["error"].as_str().unwrap().starts_with("SPOOL_FULL: "));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_sources_accept_valid_and_refuse_forged_deliveries() {
+    use base64::Engine;
+    use tap_webhook::receiver::signature::{hmac, Algorithm};
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    let server = Server::start(&write_config(
+        dir.path(),
+        json!({"sources": {
+            "svix": {"signature": {"scheme": "svix", "secrets": [secret]}},
+            "gh": {"signature": {"scheme": "github", "secrets": ["It's a Secret to Everybody"]}}}}),
+    ));
+    let http = client();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(&secret[6..])
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let body = r#"{"type":"invoice.paid","n": 1}"#;
+    let sign = |ts: u64, body: &str| {
+        let mac = hmac(
+            Algorithm::Sha256,
+            &key,
+            &[format!("msg_1.{ts}.").as_bytes(), body.as_bytes()],
+        );
+        format!(
+            "v1,{}",
+            base64::engine::general_purpose::STANDARD.encode(mac)
+        )
+    };
+    let send = |ts: u64, sig: String, body: &'static str| {
+        http.post(server.url("/webhooks/svix"))
+            .header("svix-id", "msg_1")
+            .header("svix-timestamp", ts.to_string())
+            .header("svix-signature", sig)
+            .body(body)
+            .send()
+    };
+    let code = |v: Value| {
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .split(':')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let resp = send(
+        now,
+        sign(now, r#"{"type":"invoice.paid","n": 2}"#),
+        r#"{"type":"invoice.paid","n": 1}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(code(resp.json().await.unwrap()), "INVALID_SIGNATURE");
+    let resp = send(
+        now - 301,
+        sign(now - 301, body),
+        r#"{"type":"invoice.paid","n": 1}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        code(resp.json().await.unwrap()),
+        "TIMESTAMP_OUT_OF_TOLERANCE"
+    );
+    let resp = http
+        .post(server.url("/webhooks/gh"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(resp.json().await.unwrap()), "MISSING_SIGNATURE");
+    assert!(spool_bodies(dir.path(), "svix").is_empty());
+    let resp = send(now, sign(now, body), r#"{"type":"invoice.paid","n": 1}"#)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let stored = spool_bodies(dir.path(), "svix");
+    assert_eq!(
+        stored.into_values().collect::<Vec<_>>(),
+        vec![body.to_owned()]
+    );
+    let spool = SpoolReader::open(&dir.path().join("spool.sqlite")).unwrap();
+    spool
+        .for_each::<tap_webhook::spool::SpoolError>("svix", 0, i64::MAX, |m| {
+            let h: Value = serde_json::from_str(&m.headers).unwrap();
+            assert_eq!(h.get("svix-signature"), None, "signatures are not captured");
+            assert_eq!(m.delivery_id.as_deref(), Some("msg_1"));
+            Ok(true)
+        })
+        .unwrap();
+}

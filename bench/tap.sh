@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Tap benchmark: drain rate of N spooled webhook-like messages to /dev/null.
+# Usage: bench/tap.sh [count]     (default 100000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+count=${1:-100000}
+cargo build --release -q -p tap-webhook
+bin=${CARGO_TARGET_DIR:-target}/release/tap-webhook
+work=${BENCH_WORK:-$(mktemp -d)}
+echo "{\"spool_path\":\"$work/spool.sqlite\"}" > "$work/tap.json"
+"$bin" --config "$work/tap.json" --test 2>/dev/null     # creates the spool's tables
+python3 bench/corpus.py --count "$count" > "$work/corpus.jsonl"
+python3 - "$work/spool.sqlite" "$work/corpus.jsonl" <<'PY'
+import sqlite3, sys, uuid, time
+db = sqlite3.connect(sys.argv[1])
+now = int(time.time() * 1e6)
+with open(sys.argv[2]) as f, db:
+    db.executemany(
+        "INSERT INTO messages (seq, id, source, received_at, delivery_id, part, headers, query, body)"
+        " VALUES (?, ?, 'data', ?, NULL, 0, '{}', '{}', ?)",
+        ((now + i, str(uuid.uuid4()), now + i, line.rstrip("\n")) for i, line in enumerate(f)))
+PY
+bytes=$(stat -c %s "$work/corpus.jsonl")
+best=""
+for run in 1 2 3; do
+  start=$(date +%s.%N)
+  "$bin" --config "$work/tap.json" > /dev/null 2>"$work/tap.log"
+  end=$(date +%s.%N)
+  t=$(python3 -c "print($end - $start)")
+  echo "run $run: ${t}s" >&2
+  best="$best $t"
+done
+python3 - "$count" "$bytes" $best <<'PY'
+import sys, statistics
+n, b, times = int(sys.argv[1]), int(sys.argv[2]), [float(t) for t in sys.argv[3:]]
+med = statistics.median(times)
+print(f"tap drain: {n} messages, {b/1e6:.1f} MB payload, median {med:.2f}s -> {n/med:,.0f} messages/s, {b/1e6/med:.1f} MB/s")
+PY
