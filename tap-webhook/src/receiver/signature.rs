@@ -250,7 +250,7 @@ impl HeaderHmac {
         let mut out = Vec::with_capacity(body.len() + 32);
         let mut rest = self.signed_content.as_str();
         while let Some(i) = rest.find('{') {
-            out.extend_from_slice(rest[..i].as_bytes());
+            out.extend_from_slice(&rest.as_bytes()[..i]);
             let after = &rest[i..];
             if let Some(r) = after.strip_prefix("{body}") {
                 out.extend_from_slice(body);
