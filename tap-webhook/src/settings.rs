@@ -19,6 +19,13 @@ pub const DEFAULT_MAX_SPOOL_BYTES: u64 = 10 * 1024 * 1024 * 1024;
 pub const DEFAULT_RETRY_AFTER_SECONDS: u64 = 30;
 /// Providers retry for up to a day or two (Svix: 8 attempts over ~38 h); three days covers them.
 pub const DEFAULT_DEDUPE_WINDOW_SECONDS: u64 = 3 * 24 * 3600;
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// hyper refuses smaller read buffers.
+pub const MIN_HEADER_BYTES: usize = 8192;
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_STATE_INTERVAL_RECORDS: u64 = 10_000;
 pub const DEFAULT_SOURCE: &str = "data";
 /// Stitch's limit on primary key names.
@@ -32,6 +39,11 @@ pub struct Config {
     pub max_body_bytes: Option<usize>,
     pub max_spool_bytes: Option<u64>,
     pub retry_after_seconds: Option<u64>,
+    pub max_header_bytes: Option<usize>,
+    pub max_headers: Option<usize>,
+    pub header_read_timeout_seconds: Option<f64>,
+    pub body_read_timeout_seconds: Option<f64>,
+    pub max_connections: Option<usize>,
     pub dedupe_window_seconds: Option<u64>,
     pub state_interval_records: Option<u64>,
     pub retention_hours: Option<f64>,
@@ -107,6 +119,7 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub max_spool_bytes: u64,
     pub retry_after_seconds: u64,
+    pub limits: Limits,
     pub dedupe_window: Duration,
     pub state_interval_records: u64,
     pub retention: Duration,
@@ -114,6 +127,28 @@ pub struct Settings {
     pub max_duration: Option<Duration>,
     /// By name; also the Singer stream names.
     pub sources: BTreeMap<String, Source>,
+}
+
+/// Connection-level defences of the receiver.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_headers: DEFAULT_MAX_HEADERS,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +174,16 @@ pub enum SettingsError {
     Shape(String),
     #[error("invalid config: setting `{setting}`: {detail}")]
     Setting { setting: String, detail: String },
+}
+
+fn positive_timeout(setting: &str, v: Option<f64>) -> Result<Option<Duration>, SettingsError> {
+    match v {
+        Some(x) if !(x.is_finite() && x > 0.0 && x < 1e9) => Err(SettingsError::Setting {
+            setting: setting.to_owned(),
+            detail: format!("{x} is not a positive number of seconds"),
+        }),
+        _ => Ok(v.map(Duration::from_secs_f64)),
+    }
 }
 
 pub fn schema() -> Value {
@@ -244,6 +289,35 @@ impl Settings {
             },
             max_spool_bytes: c.max_spool_bytes.unwrap_or(DEFAULT_MAX_SPOOL_BYTES),
             retry_after_seconds: c.retry_after_seconds.unwrap_or(DEFAULT_RETRY_AFTER_SECONDS),
+            limits: Limits {
+                max_header_bytes: match c.max_header_bytes {
+                    Some(n) if n < MIN_HEADER_BYTES => {
+                        return Err(bad(
+                            "max_header_bytes",
+                            format!("must be at least {MIN_HEADER_BYTES}"),
+                        ))
+                    }
+                    v => v.unwrap_or(DEFAULT_MAX_HEADER_BYTES),
+                },
+                max_headers: match c.max_headers {
+                    Some(0) => return Err(bad("max_headers", "must be at least 1".into())),
+                    v => v.unwrap_or(DEFAULT_MAX_HEADERS),
+                },
+                header_read_timeout: positive_timeout(
+                    "header_read_timeout_seconds",
+                    c.header_read_timeout_seconds,
+                )?
+                .unwrap_or(DEFAULT_HEADER_READ_TIMEOUT),
+                body_read_timeout: positive_timeout(
+                    "body_read_timeout_seconds",
+                    c.body_read_timeout_seconds,
+                )?
+                .unwrap_or(DEFAULT_BODY_READ_TIMEOUT),
+                max_connections: match c.max_connections {
+                    Some(0) => return Err(bad("max_connections", "must be at least 1".into())),
+                    v => v.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+                },
+            },
             dedupe_window: Duration::from_secs(
                 c.dedupe_window_seconds
                     .unwrap_or(DEFAULT_DEDUPE_WINDOW_SECONDS),
@@ -305,6 +379,11 @@ mod tests {
             "max_body_bytes",
             "max_spool_bytes",
             "retry_after_seconds",
+            "max_header_bytes",
+            "max_headers",
+            "header_read_timeout_seconds",
+            "body_read_timeout_seconds",
+            "max_connections",
             "dedupe_window_seconds",
             "state_interval_records",
             "retention_hours",
@@ -314,6 +393,7 @@ mod tests {
         ] {
             assert!(props.contains_key(field), "{field} missing from the schema");
         }
+        assert_eq!(props.len(), 16, "every schema property is a Config field");
         let source = schema["properties"]["sources"]["additionalProperties"]["properties"]
             .as_object()
             .unwrap();

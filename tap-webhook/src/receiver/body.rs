@@ -14,6 +14,8 @@ pub enum BodyError {
     Empty,
     #[error("PAYLOAD_TOO_LARGE: the body is larger than {limit} bytes")]
     TooLarge { limit: usize },
+    #[error("REQUEST_TIMEOUT: the body was not received in time")]
+    ReadTimeout,
     #[error("BODY_READ_FAILED: {0}")]
     ReadFailed(String),
     #[error("UNSUPPORTED_CONTENT_ENCODING: {0:?} (send identity or gzip)")]

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -23,10 +24,15 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
-use crate::settings::{Settings, Source};
+use crate::settings::{Limits, Settings, Source};
 use crate::spool::{format_us, now_us, NewMessage, SpoolWriter};
 use auth::{ApiKey, RequestView, UrlToken, Verifier};
 use reply::ReceiveError;
@@ -81,6 +87,7 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub max_spool_bytes: u64,
     pub retry_after_seconds: u64,
+    pub limits: Limits,
 }
 
 impl AppState {
@@ -96,6 +103,7 @@ impl AppState {
             max_body_bytes: settings.max_body_bytes,
             max_spool_bytes: settings.max_spool_bytes,
             retry_after_seconds: settings.retry_after_seconds,
+            limits: settings.limits,
         }
     }
 }
@@ -109,15 +117,65 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// How long shutdown waits for requests in flight before giving up on them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
 /// Serves until `shutdown` resolves, then finishes the requests in flight and returns.
+///
+/// A hand-written accept loop rather than `axum::serve`, for the connection-level defences:
+/// a cap on open connections, on the request head's size and header count, and on the time a
+/// client may take to send its head (slowloris).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
+    let limits = state.limits;
+    let service = TowerToHyperService::new(app(state));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = limits.max_connections, "connection refused: too many open");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service.clone()));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after {SHUTDOWN_GRACE:?}; stopping anyway");
+    }
+    Ok(())
 }
 
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
@@ -208,7 +266,12 @@ async fn receive(
         payload_query = obj.to_string();
         vec![payload_query.as_str()]
     } else {
-        let raw = read_body(body, headers, state.max_body_bytes).await?;
+        let raw = tokio::time::timeout(
+            state.limits.body_read_timeout,
+            read_body(body, headers, state.max_body_bytes),
+        )
+        .await
+        .map_err(|_| ReceiveError::Body(body::BodyError::ReadTimeout))??;
         for v in &rt.verifiers {
             v.verify_body(&view, &raw)?;
         }

@@ -40,6 +40,7 @@ impl ReceiveError {
             ReceiveError::Body(b) => match b {
                 BodyError::Empty => "NO_BODY_PROVIDED",
                 BodyError::ReadFailed(_) => "BODY_READ_FAILED",
+                BodyError::ReadTimeout => "REQUEST_TIMEOUT",
                 BodyError::TooLarge { .. } => "PAYLOAD_TOO_LARGE",
                 BodyError::UnsupportedEncoding(_) => "UNSUPPORTED_CONTENT_ENCODING",
                 BodyError::InvalidGzip(_) => "INVALID_GZIP",
@@ -57,6 +58,7 @@ impl ReceiveError {
             ReceiveError::GetNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ReceiveError::Auth(_) => StatusCode::UNAUTHORIZED,
             ReceiveError::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            ReceiveError::Body(BodyError::ReadTimeout) => StatusCode::REQUEST_TIMEOUT,
             ReceiveError::Body(BodyError::UnsupportedEncoding(_)) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }

@@ -2,5 +2,6 @@
 //! crash safety under SIGKILL, and the tap's runs chained by state.
 
 mod harness;
+mod hostile;
 mod receiver;
 mod tap;
