@@ -8,10 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-if [ -f tests/python/setup.sh ]; then
-  venv="${WEBHOOK_TEST_VENV:-$root/.venv}"
-  bash tests/python/setup.sh "$venv"
-  export WEBHOOK_TEST_VENV="$venv"
-fi
+venv="${WEBHOOK_TEST_VENV:-$root/.venv}"
+bash tests/python/setup.sh "$venv" >/dev/null
+export WEBHOOK_TEST_VENV="$venv"
+# The end-to-end tests skip without the peers when run by hand; here a missing peer fails.
+export WEBHOOK_REQUIRE_PEERS=1
 
 cargo test --workspace --locked

@@ -22,6 +22,32 @@ pub enum ConfigError {
     NotAnObject { path: String },
     #[error("environment variable {var}: {detail}")]
     Env { var: String, detail: String },
+    #[error("invalid config: setting `{setting}`: {detail}")]
+    Invalid { setting: String, detail: String },
+    #[error("the settings schema itself is invalid: {0}")]
+    Schema(String),
+}
+
+/// Checks a merged config against the settings' JSON Schema; the first error names the setting
+/// (`sources.github.api_keys`) and what is wrong with it.
+pub fn validate(schema: &Value, config: &Map<String, Value>) -> Result<(), ConfigError> {
+    let validator =
+        jsonschema::validator_for(schema).map_err(|e| ConfigError::Schema(e.to_string()))?;
+    let instance = Value::Object(config.clone());
+    let Some(error) = validator.iter_errors(&instance).next() else {
+        return Ok(());
+    };
+    let pointer = error.instance_path().to_string();
+    let setting = pointer
+        .trim_start_matches('/')
+        .split('/')
+        .map(|p| p.replace("~1", "/").replace("~0", "~"))
+        .collect::<Vec<_>>()
+        .join(".");
+    Err(ConfigError::Invalid {
+        setting: if setting.is_empty() { "(top level)".into() } else { setting },
+        detail: error.to_string(),
+    })
 }
 
 /// Loads and merges every `--config` argument, in order. `schema` is the settings' JSON Schema,
@@ -168,6 +194,21 @@ mod tests {
             json!({"port": 8080, "token": "12345", "gzip": true,
                    "sources": {"data": {}}, "other": "x"})
         );
+    }
+
+    #[test]
+    fn validation_names_the_setting() {
+        let schema = json!({"type": "object", "additionalProperties": false, "properties": {
+            "sources": {"type": "object", "additionalProperties": {"type": "object",
+                "properties": {"primary_key": {"type": "string", "maxLength": 3}}}}}});
+        let ok = json!({"sources": {"gh": {"primary_key": "id"}}});
+        validate(&schema, ok.as_object().unwrap()).unwrap();
+        let bad = json!({"sources": {"gh": {"primary_key": "order_id"}}});
+        let e = validate(&schema, bad.as_object().unwrap()).unwrap_err();
+        assert!(e.to_string().starts_with("invalid config: setting `sources.gh.primary_key`: "), "{e}");
+        let bad = json!({"sourcez": {}});
+        let e = validate(&schema, bad.as_object().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("sourcez"), "{e}");
     }
 
     #[test]

@@ -77,6 +77,7 @@ fn init_logging() {
 fn load_settings(args: &[String]) -> anyhow::Result<Settings> {
     let schema = settings::schema();
     let map = singer::config::load_config(args, "TAP_WEBHOOK", Some(&schema))?;
+    singer::config::validate(&schema, &map)?;
     Ok(Settings::from_map(map)?)
 }
 

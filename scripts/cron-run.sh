@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# One scheduled run of the pipeline: tap-webhook | target-warehouse, with the state kept between
+# runs. Only the last state line the target printed becomes the next run's --state, and only if
+# the whole pipe succeeded: a failed run leaves the previous state in place (the next run then
+# replays, which the target skips or merges).
+#
+# crontab (every 15 minutes; flock keeps runs from overlapping):
+#   */15 * * * * cd /srv/webhook-warehouse && scripts/cron-run.sh >> /var/log/webhook-warehouse.log 2>&1
+#
+# Environment: TAP_CONFIG (default tap.json), TARGET_CONFIG (default target.json),
+#              STATE_FILE (default state/state.json).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tap_config=${TAP_CONFIG:-tap.json}
+target_config=${TARGET_CONFIG:-target.json}
+state_file=${STATE_FILE:-state/state.json}
+mkdir -p "$(dirname "$state_file")"
+
+exec 9> "$state_file.lock"
+if ! flock -n 9; then
+  echo "$(date -u +%FT%TZ) another run holds $state_file.lock; skipping" >&2
+  exit 0
+fi
+
+tap_args=(--config "$tap_config")
+[ -s "$state_file" ] && tap_args+=(--state "$state_file")
+out=$(mktemp "$state_file.out.XXXXXX")
+trap 'rm -f "$out"' EXIT
+
+if bin/tap-webhook "${tap_args[@]}" | bin/target-warehouse --config "$target_config" > "$out"; then
+  if [ -s "$out" ]; then
+    tail -n 1 "$out" > "$state_file.new"
+    mv "$state_file.new" "$state_file"     # atomic: a crash leaves the old or the new state
+  fi
+  echo "$(date -u +%FT%TZ) run ok; state: $(cat "$state_file" 2>/dev/null || echo none)" >&2
+else
+  echo "$(date -u +%FT%TZ) run FAILED; state left as it was" >&2
+  exit 1
+fi
