@@ -45,7 +45,11 @@ pub fn validate(schema: &Value, config: &Map<String, Value>) -> Result<(), Confi
         .collect::<Vec<_>>()
         .join(".");
     Err(ConfigError::Invalid {
-        setting: if setting.is_empty() { "(top level)".into() } else { setting },
+        setting: if setting.is_empty() {
+            "(top level)".into()
+        } else {
+            setting
+        },
         detail: error.to_string(),
     })
 }
@@ -205,7 +209,11 @@ mod tests {
         validate(&schema, ok.as_object().unwrap()).unwrap();
         let bad = json!({"sources": {"gh": {"primary_key": "order_id"}}});
         let e = validate(&schema, bad.as_object().unwrap()).unwrap_err();
-        assert!(e.to_string().starts_with("invalid config: setting `sources.gh.primary_key`: "), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("invalid config: setting `sources.gh.primary_key`: "),
+            "{e}"
+        );
         let bad = json!({"sourcez": {}});
         let e = validate(&schema, bad.as_object().unwrap()).unwrap_err();
         assert!(e.to_string().contains("sourcez"), "{e}");

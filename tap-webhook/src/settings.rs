@@ -46,6 +46,7 @@ pub struct Config {
     pub max_connections: Option<usize>,
     pub dedupe_window_seconds: Option<u64>,
     pub state_interval_records: Option<u64>,
+    pub schema_prescan: Option<bool>,
     pub retention_hours: Option<f64>,
     pub max_records: Option<u64>,
     pub max_seconds: Option<f64>,
@@ -122,6 +123,8 @@ pub struct Settings {
     pub limits: Limits,
     pub dedupe_window: Duration,
     pub state_interval_records: u64,
+    /// Type every field of the run before the first SCHEMA (two passes over the spool).
+    pub schema_prescan: bool,
     pub retention: Duration,
     pub max_records: Option<u64>,
     pub max_duration: Option<Duration>,
@@ -326,6 +329,7 @@ impl Settings {
                 Some(0) => return Err(bad("state_interval_records", "must be at least 1".into())),
                 v => v.unwrap_or(DEFAULT_STATE_INTERVAL_RECORDS),
             },
+            schema_prescan: c.schema_prescan.unwrap_or(true),
             retention: positive("retention_hours", c.retention_hours.map(|h| h * 3600.0))?
                 .unwrap_or_default(),
             max_records: c.max_records,
@@ -386,6 +390,7 @@ mod tests {
             "max_connections",
             "dedupe_window_seconds",
             "state_interval_records",
+            "schema_prescan",
             "retention_hours",
             "max_records",
             "max_seconds",
@@ -393,7 +398,7 @@ mod tests {
         ] {
             assert!(props.contains_key(field), "{field} missing from the schema");
         }
-        assert_eq!(props.len(), 16, "every schema property is a Config field");
+        assert_eq!(props.len(), 17, "every schema property is a Config field");
         let source = schema["properties"]["sources"]["additionalProperties"]["properties"]
             .as_object()
             .unwrap();

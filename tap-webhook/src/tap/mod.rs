@@ -129,6 +129,12 @@ pub fn run(
         };
         let after = marks.get(&source.name).copied().unwrap_or(0);
         let mut emitter = StreamEmitter::new(source, entry);
+        if settings.schema_prescan {
+            spool.for_each::<TapError>(&source.name, after, until, |m| {
+                emitter.prescan(&m);
+                Ok(true)
+            })?;
+        }
         let mut stop = false;
         spool.for_each::<TapError>(&source.name, after, until, |m| {
             if settings.max_records.is_some_and(|max| emitted_total >= max)
@@ -187,6 +193,20 @@ impl<'a> StreamEmitter<'a> {
 
     fn selected(&self, field: &str) -> bool {
         self.entry.is_none_or(|e| e.is_field_selected(field))
+    }
+
+    /// Types the message's fields without emitting it.
+    fn prescan(&mut self, m: &StoredMessage) {
+        if self.source.record_shape != RecordShape::Unpacked {
+            return;
+        }
+        if let Ok(fields) = top_level(&m.body) {
+            for (k, v) in &fields {
+                if !is_reserved(k) && self.selected(k) {
+                    self.schema.observe(k, classify(v));
+                }
+            }
+        }
     }
 
     fn emit<W: Write>(

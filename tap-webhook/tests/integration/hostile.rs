@@ -80,7 +80,7 @@ fn hostile_input_matrix_leaves_the_server_up_and_stores_nothing() {
     let server = Server::start(&write_config(
         dir.path(),
         json!({"max_body_bytes": 4096, "max_header_bytes": 8192, "max_headers": 20,
-               "header_read_timeout_seconds": 0.5, "body_read_timeout_seconds": 1,
+               "header_read_timeout_seconds": 2, "body_read_timeout_seconds": 1,
                "max_connections": 8,
                "sources": {"data": {}, "k": {"api_keys": ["key-aaaaaaaa"]}}}),
     ));
@@ -103,7 +103,7 @@ fn hostile_input_matrix_leaves_the_server_up_and_stores_nothing() {
         ("head over 8 KiB", vec![post("/webhooks/data", &big_header, b"{}")], nothing, &[431, 0]),
         ("25 headers over a limit of 20", vec![post("/webhooks/data", &many_headers, b"{}")], nothing, &[431, 0]),
         ("URL of 100 KB", vec![format!("GET {long_url} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes()], nothing, &[414, 431, 0]),
-        ("slowloris head", vec![b"POST /webhooks/data HTTP/1.1\r\nHost: t\r\n".to_vec(), b"X-A: 1\r\n".to_vec()], Duration::from_millis(1500), &[408, 0]),
+        ("slowloris head", vec![b"POST /webhooks/data HTTP/1.1\r\nHost: t\r\n".to_vec(), b"X-A: 1\r\n".to_vec()], Duration::from_millis(3000), &[408, 0]),
         ("slow body", vec![b"POST /webhooks/data HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{\"a\":".to_vec(), b"1".to_vec()], Duration::from_millis(1500), &[408]),
         ("Content-Length beyond the limit", vec![b"POST /webhooks/data HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999\r\n\r\n{}".to_vec()], nothing, &[413]),
         ("Content-Length not a number", vec![b"POST /webhooks/data HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n{}".to_vec()], nothing, &[400, 0]),
@@ -141,14 +141,17 @@ fn hostile_input_matrix_leaves_the_server_up_and_stores_nothing() {
     }
 
     // Too many connections: 8 idle ones fill every slot; the 9th is closed at once. The idle
-    // ones are dropped by the head timeout, after which service resumes.
+    // ones are dropped by the head timeout, after which service resumes. First let the matrix's
+    // connections close, so that all eight slots go to the idle ones.
+    std::thread::sleep(Duration::from_millis(1000));
     let idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(&a).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(100));
+    // Wait until the server holds all eight (it answers nothing on them).
+    std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
         exchange(&a, &[b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"], nothing),
         Outcome::Closed
     );
-    std::thread::sleep(Duration::from_millis(1000));
+    std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(
         exchange(&a, &[b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"], nothing),
         Outcome::Status(200)

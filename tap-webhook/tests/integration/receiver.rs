@@ -263,7 +263,7 @@ async fn bad_input_gets_its_status_and_code_and_stores_nothing() {
         ),
     ];
     for (name, req, status, code) in cases {
-        let resp = req.send().await.unwrap();
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert_eq!(resp.status().as_u16(), status, "{name}");
         let v: Value = resp.json().await.unwrap();
         assert_eq!(v["success"], false, "{name}");

@@ -300,3 +300,43 @@ fn about_in_three_formats_and_config_errors_name_the_setting() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("sources.x.primary_key"));
     assert!(out.stdout.is_empty(), "errors never reach stdout");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prescan_sends_one_complete_schema_and_streaming_resends_on_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), json!({}));
+    let server = Server::start(&config);
+    post(&server, "data", r#"{"amount":10}"#, None).await;
+    post(&server, "data", r#"{"amount":2.5,"late":"x"}"#, None).await;
+    let out = run_tap(&config, &[]);
+    let schemas: Vec<&Value> = out.iter().filter(|m| m["type"] == "SCHEMA").collect();
+    assert_eq!(
+        schemas.len(),
+        1,
+        "one SCHEMA, complete before the first record"
+    );
+    assert_eq!(
+        schemas[0]["schema"]["properties"]["amount"],
+        json!({"type": ["null", "number"]})
+    );
+    assert!(schemas[0]["schema"]["properties"]["late"].is_object());
+
+    let streaming = write_config(dir.path(), json!({"schema_prescan": false}));
+    let out = run_tap(&streaming, &[]);
+    let schemas: Vec<&Value> = out.iter().filter(|m| m["type"] == "SCHEMA").collect();
+    assert_eq!(
+        schemas.len(),
+        2,
+        "SCHEMA re-sent when a type and a field appear"
+    );
+    assert_eq!(
+        schemas[0]["schema"]["properties"]["amount"],
+        json!({"type": ["null", "integer"]})
+    );
+    assert_eq!(
+        schemas[1]["schema"]["properties"]["amount"],
+        json!({"type": ["null", "number"]})
+    );
+    let kinds: Vec<&str> = out.iter().map(|m| m["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["SCHEMA", "RECORD", "SCHEMA", "RECORD", "STATE"]);
+}
