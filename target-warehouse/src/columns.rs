@@ -1,0 +1,493 @@
+//! Column types: the lattice a record value is placed in, declared types read from a Singer
+//! SCHEMA, the lossless-coercion rules, and safe column names.
+//!
+//! This is the first stage after parsing: every top-level value of a record is classified into a
+//! [`Value`], and each column has one [`ColType`] that never changes once written to a table. A
+//! value that does not fit its column losslessly goes to a sibling column named after its own
+//! kind (`price__string`), see ARCHITECTURE.md "Type conflicts in target-warehouse".
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use serde_json::Value as Json;
+
+use crate::timefmt;
+
+/// The physical type of a column. Once a column is in a table its type is fixed forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ColType {
+    Int64,
+    Float64,
+    Boolean,
+    /// Microseconds since the epoch, UTC.
+    Timestamp,
+    Date,
+    Utf8,
+    /// Utf8 holding valid JSON text (objects, arrays, or any value routed here losslessly).
+    Json,
+    /// Decimal128(38, 0): integers beyond i64 that still fit 38 digits.
+    BigInt,
+}
+
+impl ColType {
+    /// The suffix of a sibling column of this type, and the tag stored in field metadata.
+    pub fn tag(self) -> &'static str {
+        match self {
+            ColType::Int64 => "int",
+            ColType::Float64 => "float",
+            ColType::Boolean => "boolean",
+            ColType::Timestamp => "timestamp",
+            ColType::Date => "date",
+            ColType::Utf8 => "string",
+            ColType::Json => "json",
+            ColType::BigInt => "decimal",
+        }
+    }
+
+    pub fn from_tag(tag: &str) -> Option<ColType> {
+        Some(match tag {
+            "int" => ColType::Int64,
+            "float" => ColType::Float64,
+            "boolean" => ColType::Boolean,
+            "timestamp" => ColType::Timestamp,
+            "date" => ColType::Date,
+            "string" => ColType::Utf8,
+            "json" => ColType::Json,
+            "decimal" => ColType::BigInt,
+            _ => return None,
+        })
+    }
+}
+
+/// Precision of the big-integer decimal column.
+pub const BIGINT_DIGITS: usize = 38;
+
+/// One top-level value of a record, borrowed from the input line where possible.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    /// Integer text beyond i64 (sign and digits only).
+    BigInt(&'a str),
+    /// A finite float and its source text.
+    Float(f64, &'a str),
+    Str(Cow<'a, str>),
+    /// Object or array (or a non-finite number), as raw JSON text.
+    Json(&'a str),
+    /// A timestamp produced by the target itself (`_sdc_received_at`).
+    Micros(i64),
+}
+
+impl Value<'_> {
+    /// Classifies raw JSON text without building a DOM: nested values stay text (BRIEF §7).
+    pub fn from_raw(raw: &str) -> Result<Value<'_>, serde_json::Error> {
+        let Some(&first) = raw.as_bytes().first() else {
+            return Ok(Value::Null);
+        };
+        Ok(match first {
+            b'n' => Value::Null,
+            b't' => Value::Bool(true),
+            b'f' => Value::Bool(false),
+            b'{' | b'[' => Value::Json(raw),
+            b'"' => {
+                if raw.len() >= 2 && !raw.as_bytes().contains(&b'\\') {
+                    Value::Str(Cow::Borrowed(&raw[1..raw.len() - 1]))
+                } else {
+                    Value::Str(Cow::Owned(serde_json::from_str::<String>(raw)?))
+                }
+            }
+            _ => classify_number(raw),
+        })
+    }
+
+    /// The type a value would have in a column created for it alone (the inference lattice's
+    /// starting point), or `None` for null, which never fixes a type.
+    pub fn natural_type(&self) -> Option<ColType> {
+        Some(match self {
+            Value::Null => return None,
+            Value::Bool(_) => ColType::Boolean,
+            Value::Int(_) => ColType::Int64,
+            Value::BigInt(t) if digits(t) <= BIGINT_DIGITS => ColType::BigInt,
+            Value::BigInt(_) | Value::Json(_) => ColType::Json,
+            Value::Float(..) => ColType::Float64,
+            Value::Str(_) => ColType::Utf8,
+            Value::Micros(_) => ColType::Timestamp,
+        })
+    }
+}
+
+fn digits(int_text: &str) -> usize {
+    int_text.trim_start_matches('-').len()
+}
+
+fn classify_number(raw: &str) -> Value<'_> {
+    if raw.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+        match raw.parse::<f64>() {
+            Ok(f) if f.is_finite() => Value::Float(f, raw),
+            // 1e999 has no f64; its text is kept as JSON, losslessly.
+            _ => Value::Json(raw),
+        }
+    } else {
+        match raw.parse::<i64>() {
+            Ok(i) => Value::Int(i),
+            Err(_) => Value::BigInt(raw),
+        }
+    }
+}
+
+/// A value converted for a column of a given type: what the builders append.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell<'a> {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Micros(i64),
+    Days(i32),
+    Text(Cow<'a, str>),
+    Decimal(i128),
+}
+
+/// Converts `v` for a column of type `ty` when that loses nothing; `None` means the value
+/// belongs in a sibling column of its own [`Value::natural_type`].
+pub fn coerce<'a>(ty: ColType, v: &Value<'a>) -> Option<Cell<'a>> {
+    match (ty, v) {
+        (_, Value::Null) => None,
+        (ColType::Int64, Value::Int(i)) => Some(Cell::Int(*i)),
+        (ColType::Int64, Value::Float(f, _)) => float_to_int(*f).map(Cell::Int),
+        (ColType::Float64, Value::Float(f, _)) => Some(Cell::Float(*f)),
+        (ColType::Float64, Value::Int(i)) => int_to_float(*i).map(Cell::Float),
+        (ColType::BigInt, Value::Int(i)) => Some(Cell::Decimal(i128::from(*i))),
+        (ColType::BigInt, Value::BigInt(t)) if digits(t) <= BIGINT_DIGITS => {
+            t.parse::<i128>().ok().map(Cell::Decimal)
+        }
+        (ColType::Boolean, Value::Bool(b)) => Some(Cell::Bool(*b)),
+        (ColType::Timestamp, Value::Micros(m)) => Some(Cell::Micros(*m)),
+        (ColType::Timestamp, Value::Str(s)) => timefmt::parse_timestamp(s).map(Cell::Micros),
+        (ColType::Date, Value::Str(s)) => timefmt::parse_date(s).map(Cell::Days),
+        (ColType::Utf8, Value::Str(s)) => Some(Cell::Text(s.clone())),
+        (ColType::Json, v) => Some(Cell::Text(to_json_text(v))),
+        _ => None,
+    }
+}
+
+/// JSON text of any value: a Json column accepts everything, because JSON keeps the type.
+fn to_json_text<'a>(v: &Value<'a>) -> Cow<'a, str> {
+    match v {
+        Value::Null => Cow::Borrowed("null"),
+        Value::Bool(true) => Cow::Borrowed("true"),
+        Value::Bool(false) => Cow::Borrowed("false"),
+        Value::Int(i) => Cow::Owned(i.to_string()),
+        Value::BigInt(t) | Value::Float(_, t) | Value::Json(t) => Cow::Borrowed(t),
+        Value::Str(s) => Cow::Owned(Json::String(s.to_string()).to_string()),
+        Value::Micros(m) => Cow::Owned(format!("\"{}\"", timefmt::format_micros(*m))),
+    }
+}
+
+/// 2.0 into an integer column is the same number; 2.5 is not.
+fn float_to_int(f: f64) -> Option<i64> {
+    // i64::MAX is not representable as f64; 2^63 is the first float out of range.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f) && !(f == 0.0 && f.is_sign_negative()) {
+        Some(f as i64)
+    } else {
+        None
+    }
+}
+
+/// An integer goes into a float column only if the float holds it exactly.
+fn int_to_float(i: i64) -> Option<f64> {
+    const EXACT: i64 = 1 << 53;
+    (-EXACT..=EXACT).contains(&i).then_some(i as f64)
+}
+
+/// The inference lattice's join: the type of a new column that must hold both kinds without
+/// loss, or `None` when they conflict (the first kind wins, the other goes to a sibling).
+pub fn merge(a: ColType, b: ColType) -> Option<ColType> {
+    use ColType::*;
+    match (a, b) {
+        _ if a == b => Some(a),
+        (Int64, Float64) | (Float64, Int64) => Some(Float64),
+        (Int64, BigInt) | (BigInt, Int64) => Some(BigInt),
+        _ => None,
+    }
+}
+
+/// The column type a property's JSON Schema declares, when it is specific enough; `None`
+/// leaves the column to inference from the values (loose, silent or contradictory schemas).
+pub fn declared_type(schema: &Json) -> Option<ColType> {
+    let obj = schema.as_object()?;
+    let mut found: Option<ColType> = None;
+    let mut join = |t: ColType| -> Option<()> {
+        found = Some(match found {
+            None => t,
+            Some(prev) => merge(prev, t)?,
+        });
+        Some(())
+    };
+    let format = obj.get("format").and_then(Json::as_str);
+    match obj.get("type") {
+        Some(Json::String(t)) => join(json_type(t, format)?)?,
+        Some(Json::Array(ts)) => {
+            for t in ts.iter().filter_map(Json::as_str).filter(|t| *t != "null") {
+                join(json_type(t, format)?)?;
+            }
+        }
+        Some(_) => return None,
+        None => {}
+    }
+    for key in ["anyOf", "oneOf"] {
+        if let Some(Json::Array(alts)) = obj.get(key) {
+            for alt in alts {
+                if is_null_schema(alt) {
+                    continue;
+                }
+                join(declared_type(alt)?)?;
+            }
+        }
+    }
+    found
+}
+
+fn is_null_schema(s: &Json) -> bool {
+    s.get("type").and_then(Json::as_str) == Some("null")
+}
+
+fn json_type(t: &str, format: Option<&str>) -> Option<ColType> {
+    Some(match t {
+        "integer" => ColType::Int64,
+        "number" => ColType::Float64,
+        "boolean" => ColType::Boolean,
+        "string" => match format {
+            Some("date-time") => ColType::Timestamp,
+            Some("date") => ColType::Date,
+            _ => ColType::Utf8,
+        },
+        "object" | "array" => ColType::Json,
+        _ => return None,
+    })
+}
+
+/// Key columns keep their exact text: a key declared `date-time` is still compared as written.
+pub fn key_type(declared: Option<ColType>) -> Option<ColType> {
+    match declared {
+        Some(ColType::Timestamp | ColType::Date) => Some(ColType::Utf8),
+        other => other,
+    }
+}
+
+/// Longest column name we produce; longer property names are cut and given a hash suffix.
+const MAX_NAME: usize = 120;
+
+/// Turns a property name into a column name every engine accepts without quoting surprises:
+/// ASCII letters, digits and `_`, not starting with a digit. Deterministic.
+pub fn sanitize(property: &str) -> String {
+    let mut out: String = property
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() || out.as_bytes()[0].is_ascii_digit() {
+        out.insert(0, '_');
+    }
+    if out.len() > MAX_NAME {
+        // The hash keeps cut names distinct and stable; properties that sanitise alike
+        // ("a b", "a-b") are told apart by the collision suffix of [`NameSet::claim`].
+        out.truncate(MAX_NAME - 9);
+        out.push_str(&format!("_{:08x}", fnv1a(property.as_bytes()) as u32));
+    }
+    out
+}
+
+/// A small stable hash (FNV-1a): names must not change between runs or builds.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Column names in use by one table. Engines (Spark, DuckDB) compare names case-insensitively,
+/// so uniqueness is checked on the lowercase form while the original case is kept.
+#[derive(Debug, Default, Clone)]
+pub struct NameSet {
+    taken: HashSet<String>,
+}
+
+impl NameSet {
+    pub fn insert_existing(&mut self, name: &str) {
+        self.taken.insert(name.to_ascii_lowercase());
+    }
+
+    /// Claims `wanted`, or `wanted__2`, `wanted__3`… when taken.
+    pub fn claim(&mut self, wanted: &str) -> String {
+        let mut candidate = wanted.to_string();
+        let mut n = 2;
+        while self.taken.contains(&candidate.to_ascii_lowercase()) {
+            candidate = format!("{wanted}__{n}");
+            n += 1;
+        }
+        self.taken.insert(candidate.to_ascii_lowercase());
+        candidate
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn v(raw: &str) -> Value<'_> {
+        Value::from_raw(raw).expect("valid json")
+    }
+
+    #[test]
+    fn classifies_raw_values_without_a_dom() {
+        assert_eq!(v("null"), Value::Null);
+        assert_eq!(v("12"), Value::Int(12));
+        assert_eq!(v("-0"), Value::Int(0));
+        assert_eq!(v("1.5"), Value::Float(1.5, "1.5"));
+        assert_eq!(v("1e3"), Value::Float(1000.0, "1e3"));
+        assert_eq!(v("1e999"), Value::Json("1e999"));
+        assert_eq!(
+            v("123456789012345678901234567890"),
+            Value::BigInt("123456789012345678901234567890")
+        );
+        assert_eq!(v(r#""a\"b""#), Value::Str(Cow::Owned("a\"b".into())));
+        assert_eq!(v(r#""plain""#), Value::Str(Cow::Borrowed("plain")));
+        assert_eq!(v(r#"{"a":[1,2]}"#), Value::Json(r#"{"a":[1,2]}"#));
+    }
+
+    #[test]
+    fn coercion_is_lossless_only() {
+        assert_eq!(coerce(ColType::Int64, &v("2.0")), Some(Cell::Int(2)));
+        assert_eq!(coerce(ColType::Int64, &v("2.5")), None);
+        assert_eq!(coerce(ColType::Int64, &v("-0.0")), None);
+        assert_eq!(
+            coerce(ColType::Float64, &v("9007199254740992")),
+            Some(Cell::Float(9007199254740992.0))
+        );
+        assert_eq!(coerce(ColType::Float64, &v("9007199254740993")), None);
+        assert_eq!(coerce(ColType::Int64, &v(r#""12""#)), None);
+        assert_eq!(coerce(ColType::Utf8, &v("12")), None);
+        assert_eq!(coerce(ColType::Boolean, &v(r#""true""#)), None);
+        assert_eq!(
+            coerce(
+                ColType::BigInt,
+                &v("-99999999999999999999999999999999999999")
+            ),
+            Some(Cell::Decimal(
+                -99_999_999_999_999_999_999_999_999_999_999_999_999
+            ))
+        );
+        assert_eq!(
+            coerce(
+                ColType::BigInt,
+                &v("999999999999999999999999999999999999999")
+            ),
+            None
+        );
+        assert_eq!(
+            coerce(ColType::Json, &v(r#""x""#)),
+            Some(Cell::Text(Cow::Owned("\"x\"".into())))
+        );
+        assert_eq!(
+            coerce(ColType::Json, &v("[1]")),
+            Some(Cell::Text(Cow::Borrowed("[1]")))
+        );
+        assert_eq!(coerce(ColType::Timestamp, &v(r#""not a date""#)), None);
+        assert!(coerce(ColType::Timestamp, &v(r#""2024-01-02T03:04:05Z""#)).is_some());
+        assert_eq!(
+            coerce(ColType::Utf8, &v(r#""2024-01-02T03:04:05Z""#)),
+            Some(Cell::Text(Cow::Borrowed("2024-01-02T03:04:05Z")))
+        );
+        assert_eq!(coerce(ColType::Int64, &Value::Null), None);
+    }
+
+    #[test]
+    fn natural_types_and_merge() {
+        assert_eq!(v("null").natural_type(), None);
+        assert_eq!(
+            v("123456789012345678901234567890").natural_type(),
+            Some(ColType::BigInt)
+        );
+        let huge = "1".repeat(40);
+        assert_eq!(
+            Value::from_raw(&huge).expect("json").natural_type(),
+            Some(ColType::Json)
+        );
+        assert_eq!(
+            merge(ColType::Int64, ColType::Float64),
+            Some(ColType::Float64)
+        );
+        assert_eq!(
+            merge(ColType::BigInt, ColType::Int64),
+            Some(ColType::BigInt)
+        );
+        assert_eq!(merge(ColType::Utf8, ColType::Int64), None);
+        assert_eq!(merge(ColType::BigInt, ColType::Float64), None);
+    }
+
+    #[test]
+    fn declared_types_from_json_schema() {
+        assert_eq!(
+            declared_type(&json!({"type": ["null", "integer"]})),
+            Some(ColType::Int64)
+        );
+        assert_eq!(
+            declared_type(&json!({"type": ["integer", "number"]})),
+            Some(ColType::Float64)
+        );
+        assert_eq!(
+            declared_type(&json!({"type": "string", "format": "date-time"})),
+            Some(ColType::Timestamp)
+        );
+        assert_eq!(
+            declared_type(&json!({"type": ["string", "null"], "format": "date"})),
+            Some(ColType::Date)
+        );
+        assert_eq!(
+            declared_type(&json!({"type": "object", "properties": {}})),
+            Some(ColType::Json)
+        );
+        assert_eq!(
+            declared_type(&json!({"type": ["null", "boolean", "string"]})),
+            None
+        );
+        assert_eq!(
+            declared_type(
+                &json!({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]})
+            ),
+            Some(ColType::Timestamp)
+        );
+        assert_eq!(
+            declared_type(&json!({"anyOf": [{"type": "string"}, {"type": "integer"}]})),
+            None
+        );
+        assert_eq!(declared_type(&json!({})), None);
+        assert_eq!(declared_type(&json!(true)), None);
+        assert_eq!(key_type(Some(ColType::Timestamp)), Some(ColType::Utf8));
+    }
+
+    #[test]
+    fn names_are_safe_stable_and_unique() {
+        assert_eq!(sanitize("id"), "id");
+        assert_eq!(sanitize("First Name"), "First_Name");
+        assert_eq!(sanitize("1st"), "_1st");
+        assert_eq!(sanitize(""), "_");
+        let long = "x".repeat(300);
+        assert_eq!(sanitize(&long), sanitize(&long));
+        assert!(sanitize(&long).len() <= MAX_NAME);
+        let mut names = NameSet::default();
+        assert_eq!(names.claim("Id"), "Id");
+        assert_eq!(names.claim("id"), "id__2");
+        assert_eq!(names.claim("ID"), "ID__3");
+    }
+}

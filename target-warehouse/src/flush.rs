@@ -1,0 +1,235 @@
+//! Turning a stream's buffer into one Delta commit, per load method: append, upsert (with
+//! hard deletes), overwrite; and ACTIVATE_VERSION's removal of older versions.
+
+use std::sync::Arc;
+
+use deltalake::arrow::array::{Array, AsArray, RecordBatch, TimestampMicrosecondArray};
+use deltalake::arrow::compute::filter_record_batch;
+use deltalake::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
+use deltalake::kernel::Action;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use serde_json::{json, Map, Value as Json};
+
+use crate::ingest::{now_micros, Ingest, Stream, BATCHED_AT, TABLE_VERSION};
+use crate::settings::{LoadMethod, Settings};
+use crate::table::merge::{encode_key, key_columns, latest_per_key, rewrite_files, KeyProbe};
+use crate::table::{append_operation, TableError};
+use crate::Error;
+
+/// Commits the stream's buffered rows; returns how many rows were written.
+pub fn flush(
+    rt: &tokio::runtime::Runtime,
+    stream: &mut Stream,
+    settings: &Settings,
+    state: Option<Json>,
+) -> Result<usize, TableError> {
+    let arrow_err = |source| TableError::Arrow {
+        table: stream.name.clone(),
+        source,
+    };
+    let started = std::time::Instant::now();
+    let batch = stream.buf.finish().map_err(arrow_err)?;
+    tracing::debug!(stream = %stream.name, rows = batch.num_rows(), elapsed = ?started.elapsed(), "batch built");
+    let batch = if settings.add_record_metadata {
+        stamp_batched_at(&stream.buf.registry, batch).map_err(arrow_err)?
+    } else {
+        batch
+    };
+    let seqs = std::mem::take(&mut stream.seqs);
+    let deleted = std::mem::take(&mut stream.deleted);
+    let received = batch.num_rows();
+    let keyed = !stream.keys.is_empty();
+    let mut actions: Vec<Action> = Vec::new();
+    let (to_write, operation, replaced) = match stream.method {
+        LoadMethod::Upsert if keyed => {
+            let cols = key_columns(&stream.buf.registry, &stream.keys);
+            let deletes = if settings.hard_delete {
+                deleted.as_slice()
+            } else {
+                &[]
+            };
+            let (mask, keys) = latest_per_key(&batch, &cols, &seqs, deletes);
+            let probe = KeyProbe::new(&batch, &cols);
+            let mut buf = Vec::new();
+            let (rewrite, replaced) = rewrite_files(
+                &stream.table,
+                &stream.buf.registry,
+                |s| probe.may_match(s),
+                |b, r| {
+                    buf.clear();
+                    encode_key(b, &cols, r, &mut buf);
+                    keys.contains(&buf)
+                },
+            )?;
+            actions.extend(rewrite);
+            let op = DeltaOperation::Merge {
+                predicate: Some(format!("upsert on ({})", stream.keys.join(", "))),
+                merge_predicate: None,
+                matched_predicates: Vec::new(),
+                not_matched_predicates: Vec::new(),
+                not_matched_by_source_predicates: Vec::new(),
+            };
+            (
+                filter_record_batch(&batch, &mask).map_err(arrow_err)?,
+                op,
+                replaced,
+            )
+        }
+        LoadMethod::Overwrite if !stream.overwritten => {
+            actions.extend(
+                stream
+                    .table
+                    .files()?
+                    .into_iter()
+                    .map(|f| Action::Remove(f.remove)),
+            );
+            stream.overwritten = true;
+            (
+                batch,
+                DeltaOperation::Write {
+                    mode: SaveMode::Overwrite,
+                    partition_by: None,
+                    predicate: None,
+                },
+                0,
+            )
+        }
+        _ => {
+            if stream.method == LoadMethod::Upsert {
+                tracing::warn!(stream = %stream.name, "upsert without key properties: appending");
+            }
+            (batch, append_operation(), 0)
+        }
+    };
+    if to_write.num_rows() > 0 {
+        actions.push(Action::Add(stream.table.write_file(&to_write)?));
+    }
+    tracing::debug!(stream = %stream.name, elapsed = ?started.elapsed(), "data files written");
+    let mut info = Map::new();
+    info.insert("targetWarehouse".into(), json!({"stream": stream.name, "rowsReceived": received, "rowsWritten": to_write.num_rows(), "rowsReplaced": replaced}));
+    if let Some(state) = state {
+        // Informational: the latest Singer STATE seen when this commit was made.
+        info.insert("singerState".into(), state);
+    }
+    let high_water = stream.max_tap_seq.take();
+    let version = rt.block_on(stream.table.commit(
+        &mut stream.buf.registry,
+        actions,
+        operation,
+        high_water,
+        info,
+    ))?;
+    tracing::info!(stream = %stream.name, version, rows = to_write.num_rows(), replaced, "committed");
+    stream.committed_total = stream.buffered_total;
+    stream.oldest = None;
+    if crate::table::compact::small_files(&stream.table)?
+        >= crate::table::compact::AUTO_COMPACT_FILES
+    {
+        if let Some((files, version)) = rt.block_on(crate::table::compact::compact(
+            &mut stream.table,
+            &mut stream.buf.registry,
+        ))? {
+            tracing::info!(stream = %stream.name, files, version, "compacted small files");
+        }
+    }
+    Ok(to_write.num_rows())
+}
+
+/// `_sdc_batched_at` is the flush time: filled in now for every row that did not carry one.
+fn stamp_batched_at(
+    registry: &crate::registry::Registry,
+    batch: RecordBatch,
+) -> Result<RecordBatch, deltalake::arrow::error::ArrowError> {
+    let Some(col) = registry.property(BATCHED_AT).and_then(|p| p.base) else {
+        return Ok(batch);
+    };
+    let a = batch.column(col);
+    if !matches!(a.data_type(), DataType::Timestamp(..)) {
+        return Ok(batch);
+    }
+    let now = now_micros();
+    let filled: TimestampMicrosecondArray = a
+        .as_primitive::<TimestampMicrosecondType>()
+        .iter()
+        .map(|v| Some(v.unwrap_or(now)))
+        .collect();
+    let mut columns = batch.columns().to_vec();
+    columns[col] = Arc::new(filled.with_timezone("UTC"));
+    RecordBatch::try_new(batch.schema(), columns)
+}
+
+/// ACTIVATE_VERSION: rows whose `_sdc_table_version` is older than `version` (or null) go.
+pub fn activate_version<W: std::io::Write>(
+    ingest: &mut Ingest<'_, W>,
+    line: u64,
+    name: &str,
+    version: i64,
+) -> Result<(), Error> {
+    let state = ingest_state(ingest);
+    let Some(stream) = ingest.streams.get_mut(name) else {
+        return Ok(());
+    };
+    let table_err = |source| Error::Table {
+        line,
+        stream: name.to_string(),
+        source: Box::new(source),
+    };
+    let Some(col) = stream
+        .buf
+        .registry
+        .property(TABLE_VERSION)
+        .and_then(|p| p.base)
+    else {
+        tracing::warn!(stream = %name, "ACTIVATE_VERSION without a _sdc_table_version column: nothing removed");
+        return Ok(());
+    };
+    let col_name = stream.buf.registry.specs[col].name.clone();
+    let older = |b: &RecordBatch, r: usize| {
+        let a = b.column(col);
+        a.is_null(r)
+            || (a.data_type() == &DataType::Int64
+                && a.as_primitive::<Int64Type>().value(r) < version)
+    };
+    let maybe_older = |stats: Option<&Json>| {
+        let Some(s) = stats else { return true };
+        let nulls = s
+            .pointer(&format!("/nullCount/{col_name}"))
+            .and_then(Json::as_i64);
+        let min = s
+            .pointer(&format!("/minValues/{col_name}"))
+            .and_then(Json::as_i64);
+        !(nulls == Some(0) && min.is_some_and(|m| m >= version))
+    };
+    let (actions, removed) = rewrite_files(&stream.table, &stream.buf.registry, maybe_older, older)
+        .map_err(table_err)?;
+    if actions.is_empty() {
+        return Ok(());
+    }
+    let mut info = Map::new();
+    info.insert(
+        "targetWarehouse".into(),
+        json!({"stream": name, "activateVersion": version, "rowsRemoved": removed}),
+    );
+    if let Some(state) = state {
+        info.insert("singerState".into(), state);
+    }
+    let op = DeltaOperation::Delete {
+        predicate: Some(format!(
+            "{TABLE_VERSION} < {version} OR {TABLE_VERSION} IS NULL"
+        )),
+    };
+    ingest
+        .rt
+        .block_on(
+            stream
+                .table
+                .commit(&mut stream.buf.registry, actions, op, None, info),
+        )
+        .map_err(table_err)?;
+    tracing::info!(stream = %name, version, removed, "activated version");
+    Ok(())
+}
+
+fn ingest_state<W: std::io::Write>(ingest: &Ingest<'_, W>) -> Option<Json> {
+    ingest.last_state()
+}

@@ -1,0 +1,140 @@
+//! `target-warehouse`: a Singer target that lands any tap's streams as Delta Lake tables.
+//!
+//! The pipeline, one module per stage:
+//! - [`ingest`]: the message loop (SCHEMA / RECORD / STATE / ACTIVATE_VERSION), replay skipping,
+//!   flush triggers, and printing STATE only after the commits it covers;
+//! - [`record`] and [`columns`]: a record's top-level fields, classified into the type lattice,
+//!   coerced losslessly or routed to a sibling column;
+//! - [`registry`] and [`batch`]: the table's columns and the sparse Arrow builders;
+//! - [`flush`] and [`table`]: Parquet files and the one Delta commit per batch (append, upsert,
+//!   overwrite, hard delete, ACTIVATE_VERSION), with the stream's `txn` high-water mark.
+//!
+//! ```no_run
+//! let settings = target_warehouse::Settings::default();
+//! let input = std::io::BufReader::new(std::io::stdin());
+//! let summary = target_warehouse::run(&settings, input, std::io::stdout()).expect("load");
+//! eprintln!("{} records", summary.records);
+//! ```
+
+pub mod batch;
+pub mod columns;
+pub mod flush;
+pub mod ingest;
+pub mod pump;
+pub mod record;
+pub mod registry;
+pub mod settings;
+pub mod table;
+pub mod timefmt;
+
+use std::io::{BufRead, Write};
+
+pub use settings::{settings_schema, LoadMethod, Settings};
+
+/// What a run did, for the closing log line and the tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub records: u64,
+    pub skipped: u64,
+    pub rows_written: u64,
+    pub commits: u64,
+    pub states: u64,
+}
+
+/// Everything that stops a run. Each names the input line and stream a user needs to act.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Read(#[from] singer::reader::ReadError),
+    #[error("line {line}: stream {stream:?}: RECORD before its SCHEMA")]
+    RecordBeforeSchema { line: u64, stream: String },
+    #[error("line {line}: stream {stream:?}: record has no key property {key:?}")]
+    MissingKey {
+        line: u64,
+        stream: String,
+        key: String,
+    },
+    #[error("line {line}: stream {stream:?}: SCHEMA is not an object schema: {detail}")]
+    NotObjectSchema {
+        line: u64,
+        stream: String,
+        detail: String,
+    },
+    #[error("line {line}: stream {stream:?}: invalid record: {detail}")]
+    BadRecord {
+        line: u64,
+        stream: String,
+        detail: String,
+    },
+    #[error("line {line}: stream {stream:?}: {what} are not supported")]
+    Unsupported {
+        line: u64,
+        stream: String,
+        what: &'static str,
+    },
+    #[error("line {line}: stream {stream:?}: {source}")]
+    Table {
+        line: u64,
+        stream: String,
+        source: Box<table::TableError>,
+    },
+    #[error("writing STATE to the output: {0}")]
+    Output(std::io::Error),
+    #[error("compacting {table}: {source}")]
+    Compact {
+        table: String,
+        source: Box<table::TableError>,
+    },
+    #[error("reading the warehouse directory: {0}")]
+    Warehouse(std::io::Error),
+    #[error("starting the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Loads Singer messages from `input` into the tables under `settings.warehouse_path`, printing
+/// each STATE on `output` once the commits holding every record before it are durable.
+pub fn run(
+    settings: &Settings,
+    input: impl BufRead + Send + 'static,
+    output: impl Write,
+) -> Result<Summary, Error> {
+    ingest::Ingest::new(settings, output)?.run(input)
+}
+
+/// `target-warehouse compact`: merges the small files of every table under the warehouse path,
+/// one commit per table. Returns each table directory with the number of files merged.
+pub fn compact(settings: &Settings) -> Result<Vec<(std::path::PathBuf, usize)>, Error> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    let mut dirs: Vec<_> = match std::fs::read_dir(&settings.warehouse_path) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::Warehouse(e)),
+    };
+    dirs.sort();
+    let mut out = Vec::new();
+    for dir in dirs {
+        let name = dir.display().to_string();
+        let fail = |source| Error::Compact {
+            table: name.clone(),
+            source: Box::new(source),
+        };
+        let Some((mut table, mut registry)) =
+            rt.block_on(table::Table::open_dir(&dir)).map_err(fail)?
+        else {
+            continue;
+        };
+        let merged = rt
+            .block_on(table::compact::compact(&mut table, &mut registry))
+            .map_err(fail)?;
+        out.push((dir, merged.map(|(n, _)| n).unwrap_or(0)));
+    }
+    Ok(out)
+}

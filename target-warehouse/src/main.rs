@@ -1,0 +1,119 @@
+//! `target-warehouse` command line: flags → settings → [`target_warehouse::run`] on stdin/stdout.
+//! Logs go to stderr: stdout carries STATE lines and nothing else (BRIEF §2).
+
+use std::io::{BufReader, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use singer::about::{About, AboutFormat};
+use target_warehouse::{settings_schema, Settings};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "target-warehouse",
+    disable_version_flag = true,
+    about = "Singer target: Singer messages into Delta Lake tables"
+)]
+struct Cli {
+    /// Config file (repeatable, later ones win); `ENV` reads TARGET_WAREHOUSE_* variables.
+    #[arg(long = "config", value_name = "FILE")]
+    config: Vec<String>,
+    /// Read Singer messages from FILE instead of stdin.
+    #[arg(long, value_name = "FILE")]
+    input: Option<String>,
+    /// Describe the target (capabilities and settings) and exit.
+    #[arg(long)]
+    about: bool,
+    /// Format of --about: text, json or markdown.
+    #[arg(long, default_value = "text", requires = "about")]
+    format: String,
+    /// Print the version and exit.
+    #[arg(long)]
+    version: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Merge the small files of every table under warehouse_path (one commit per table).
+    Compact,
+}
+
+/// Our progress at info; the Delta kernel's per-snapshot chatter only when it matters.
+const DEFAULT_LOG_FILTER: &str =
+    "info,buoyant_kernel=warn,buoyant_kernel_engine=warn,deltalake_core=warn";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
+        )
+        .init();
+    match real_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("target-warehouse: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<()> {
+    if cli.version {
+        println!("target-warehouse {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
+    if cli.about {
+        let format: AboutFormat = cli.format.parse().map_err(anyhow::Error::msg)?;
+        let about = About {
+            name: "target-warehouse".into(),
+            description: env!("CARGO_PKG_DESCRIPTION").into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            capabilities: ["about", "hard-delete", "activate-version"]
+                .map(String::from)
+                .to_vec(),
+            settings: settings_schema(),
+        };
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", singer::about::render(&about, format).trim_end())?;
+        return Ok(());
+    }
+    let schema = settings_schema();
+    let map = singer::config::load_config(&cli.config, "TARGET_WAREHOUSE", Some(&schema))
+        .context("loading --config")?;
+    let settings = Settings::from_map(map).map_err(anyhow::Error::msg)?;
+    if let Some(Command::Compact) = cli.command {
+        for (dir, files) in target_warehouse::compact(&settings)? {
+            tracing::info!(table = %dir.display(), files, "compacted");
+        }
+        return Ok(());
+    }
+    let stdout = std::io::stdout().lock();
+    let summary = match &cli.input {
+        Some(path) => {
+            let file =
+                std::fs::File::open(path).with_context(|| format!("opening --input {path}"))?;
+            target_warehouse::run(&settings, BufReader::with_capacity(1 << 20, file), stdout)?
+        }
+        None => target_warehouse::run(
+            &settings,
+            BufReader::with_capacity(1 << 20, std::io::stdin()),
+            stdout,
+        )?,
+    };
+    tracing::info!(
+        records = summary.records,
+        skipped = summary.skipped,
+        rows_written = summary.rows_written,
+        commits = summary.commits,
+        states = summary.states,
+        "done"
+    );
+    Ok(())
+}

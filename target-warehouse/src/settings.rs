@@ -1,0 +1,155 @@
+//! Configuration: the serde mirror of the Meltano settings, its JSON Schema (for `--about` and
+//! for typing `TARGET_WAREHOUSE_*` variables), and the validated [`Settings`] the run uses.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value as Json};
+
+pub const DEFAULT_WAREHOUSE_PATH: &str = "./warehouse";
+/// 32 MiB of input JSON per flush: wide sparse rows cost ~1.8 KB each in builders (BRIEF §7);
+/// measured peak RSS is about 3× the budget plus ~100 MB (217 MB at 32 MiB, 306 MB at 64 MiB).
+pub const DEFAULT_BATCH_SIZE_BYTES: u64 = 32 * 1024 * 1024;
+/// Arrow's 32-bit string offsets cap one column of one batch at 2 GiB: stay well below.
+pub const MAX_BATCH_SIZE_BYTES: u64 = 1024 * 1024 * 1024;
+pub const DEFAULT_MAX_BATCH_AGE_SECONDS: u64 = 300;
+
+/// How a stream's batches land in its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum LoadMethod {
+    #[serde(rename = "append-only")]
+    AppendOnly,
+    #[serde(rename = "upsert")]
+    Upsert,
+    #[serde(rename = "overwrite")]
+    Overwrite,
+}
+
+/// The config file(s) as written by the user or Meltano.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory holding one Delta table per stream.
+    pub warehouse_path: Option<String>,
+    /// `append-only`, `upsert` or `overwrite`; unset: upsert when a stream has real key
+    /// properties (Stitch's rule), append-only otherwise.
+    pub load_method: Option<LoadMethod>,
+    /// Delete the key of a record carrying `_sdc_deleted_at` instead of storing it.
+    pub hard_delete: Option<bool>,
+    /// Flush when this many bytes of input JSON are buffered (all streams together).
+    pub batch_size_bytes: Option<u64>,
+    /// Optional extra flush trigger per stream, in rows.
+    pub batch_size_rows: Option<u64>,
+    /// Flush a stream whose oldest buffered row is this old when the next message arrives.
+    pub max_batch_age_seconds: Option<u64>,
+    /// Add `_sdc_extracted_at`, `_sdc_received_at`, `_sdc_batched_at`, `_sdc_deleted_at`,
+    /// `_sdc_table_version` when the record lacks them.
+    pub add_record_metadata: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub warehouse_path: PathBuf,
+    pub load_method: Option<LoadMethod>,
+    pub hard_delete: bool,
+    pub batch_size_bytes: usize,
+    pub batch_size_rows: Option<usize>,
+    pub max_batch_age: Duration,
+    pub add_record_metadata: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            warehouse_path: PathBuf::from(DEFAULT_WAREHOUSE_PATH),
+            load_method: None,
+            hard_delete: false,
+            batch_size_bytes: DEFAULT_BATCH_SIZE_BYTES as usize,
+            batch_size_rows: None,
+            max_batch_age: Duration::from_secs(DEFAULT_MAX_BATCH_AGE_SECONDS),
+            add_record_metadata: true,
+        }
+    }
+}
+
+impl Settings {
+    pub fn from_map(map: Map<String, Json>) -> Result<Settings, String> {
+        let config: Config = serde_json::from_value(Json::Object(map))
+            .map_err(|e| format!("invalid config: {e}"))?;
+        Settings::from_config(config)
+    }
+
+    pub fn from_config(c: Config) -> Result<Settings, String> {
+        let batch_size_bytes = c.batch_size_bytes.unwrap_or(DEFAULT_BATCH_SIZE_BYTES);
+        if batch_size_bytes == 0 || batch_size_bytes > MAX_BATCH_SIZE_BYTES {
+            return Err(format!(
+                "batch_size_bytes must be between 1 and {MAX_BATCH_SIZE_BYTES}"
+            ));
+        }
+        if c.batch_size_rows == Some(0) {
+            return Err("batch_size_rows must be at least 1".into());
+        }
+        Ok(Settings {
+            warehouse_path: PathBuf::from(
+                c.warehouse_path
+                    .unwrap_or_else(|| DEFAULT_WAREHOUSE_PATH.into()),
+            ),
+            load_method: c.load_method,
+            hard_delete: c.hard_delete.unwrap_or(false),
+            batch_size_bytes: batch_size_bytes as usize,
+            batch_size_rows: c.batch_size_rows.map(|r| r as usize),
+            max_batch_age: Duration::from_secs(
+                c.max_batch_age_seconds
+                    .unwrap_or(DEFAULT_MAX_BATCH_AGE_SECONDS),
+            ),
+            add_record_metadata: c.add_record_metadata.unwrap_or(true),
+        })
+    }
+}
+
+/// JSON Schema of the config, the single source for `--about` and environment typing.
+pub fn settings_schema() -> Json {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "warehouse_path": {"type": "string", "default": DEFAULT_WAREHOUSE_PATH,
+                "description": "Directory holding one Delta Lake table per stream."},
+            "load_method": {"type": "string", "enum": ["append-only", "upsert", "overwrite"],
+                "description": "How records land. Default: upsert when the stream has key properties other than __sdc_primary_key, else append-only."},
+            "hard_delete": {"type": "boolean", "default": false,
+                "description": "A record with a non-null _sdc_deleted_at deletes its key instead of being stored."},
+            "batch_size_bytes": {"type": "integer", "default": DEFAULT_BATCH_SIZE_BYTES, "minimum": 1, "maximum": MAX_BATCH_SIZE_BYTES,
+                "description": "Flush when this many bytes of input JSON are buffered (bounds memory)."},
+            "batch_size_rows": {"type": "integer", "minimum": 1,
+                "description": "Also flush a stream after this many rows."},
+            "max_batch_age_seconds": {"type": "integer", "default": DEFAULT_MAX_BATCH_AGE_SECONDS,
+                "description": "Flush a stream whose oldest buffered row is older than this."},
+            "add_record_metadata": {"type": "boolean", "default": true,
+                "description": "Add _sdc_extracted_at, _sdc_received_at, _sdc_batched_at, _sdc_deleted_at and _sdc_table_version when absent."}
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_validation() {
+        let s = Settings::default();
+        assert_eq!(s.warehouse_path, PathBuf::from("./warehouse"));
+        assert!(s.add_record_metadata && !s.hard_delete && s.load_method.is_none());
+        let m = json!({"load_method": "append-only", "batch_size_bytes": 10});
+        let s = Settings::from_map(m.as_object().cloned().unwrap_or_default()).expect("valid");
+        assert_eq!(
+            (s.load_method, s.batch_size_bytes),
+            (Some(LoadMethod::AppendOnly), 10)
+        );
+        let bad = json!({"load_methd": "upsert"});
+        assert!(Settings::from_map(bad.as_object().cloned().unwrap_or_default()).is_err());
+        let bad = json!({"batch_size_bytes": 0});
+        assert!(Settings::from_map(bad.as_object().cloned().unwrap_or_default()).is_err());
+    }
+}

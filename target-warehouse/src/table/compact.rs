@@ -1,0 +1,90 @@
+//! Compaction: cron runs every few minutes leave many small files; merge them into fewer,
+//! larger ones in one commit (`dataChange: false`, so streaming readers skip it), keeping the
+//! stream's `txn` high-water mark. Runs automatically past a threshold, or `target-warehouse compact`.
+
+use deltalake::kernel::Action;
+use deltalake::protocol::DeltaOperation;
+use serde_json::{json, Map};
+
+use super::{Table, TableError};
+use crate::registry::Registry;
+
+/// Files below this size are worth merging.
+pub const SMALL_FILE_BYTES: i64 = 16 * 1024 * 1024;
+/// Upper bound of input bytes merged into one output file (bounds memory: one group at a time).
+pub const GROUP_BYTES: i64 = 32 * 1024 * 1024;
+/// Automatic compaction once a table has this many small files.
+pub const AUTO_COMPACT_FILES: usize = 32;
+
+/// How many small files the table has.
+pub fn small_files(table: &Table) -> Result<usize, TableError> {
+    Ok(table
+        .files()?
+        .iter()
+        .filter(|f| f.size < SMALL_FILE_BYTES)
+        .count())
+}
+
+/// Merges the table's small files; returns (files merged, new version) or `None` if there was
+/// nothing to merge.
+pub async fn compact(
+    table: &mut Table,
+    registry: &mut Registry,
+) -> Result<Option<(usize, u64)>, TableError> {
+    let mut small: Vec<_> = table
+        .files()?
+        .into_iter()
+        .filter(|f| f.size < SMALL_FILE_BYTES)
+        .collect();
+    if small.len() < 2 {
+        return Ok(None);
+    }
+    small.sort_by(|a, b| a.path.cmp(&b.path)); // time-ordered names: keep rows roughly in load order
+    let schema = registry.arrow_schema();
+    let mut groups: Vec<Vec<_>> = vec![Vec::new()];
+    let mut group_bytes = 0;
+    for f in small {
+        if group_bytes + f.size > GROUP_BYTES && groups.last().is_some_and(|g| !g.is_empty()) {
+            groups.push(Vec::new());
+            group_bytes = 0;
+        }
+        group_bytes += f.size;
+        if let Some(g) = groups.last_mut() {
+            g.push(f);
+        }
+    }
+    let mut actions = Vec::new();
+    let mut merged = 0;
+    for group in groups.into_iter().filter(|g| g.len() >= 2) {
+        // One input file in memory at a time, streamed into one output file.
+        let mut sink = table.file_sink(&schema)?;
+        for f in &group {
+            for b in table.read_file(&f.path, &schema)? {
+                sink.write(&b)?;
+            }
+        }
+        let mut add = sink.finish()?;
+        add.data_change = false;
+        actions.push(Action::Add(add));
+        for f in group {
+            let mut remove = f.remove;
+            remove.data_change = false;
+            actions.push(Action::Remove(remove));
+            merged += 1;
+        }
+    }
+    if actions.is_empty() {
+        return Ok(None);
+    }
+    let mut info = Map::new();
+    info.insert(
+        "targetWarehouse".into(),
+        json!({"stream": table.stream, "compactedFiles": merged}),
+    );
+    let op = DeltaOperation::Optimize {
+        predicate: None,
+        target_size: GROUP_BYTES,
+    };
+    let version = table.commit(registry, actions, op, None, info).await?;
+    Ok(Some((merged, version)))
+}

@@ -1,0 +1,257 @@
+//! Copy-on-write upserts and deletes by key, without a query engine.
+//!
+//! Within a batch the latest `_sdc_sequence` per key wins. Rows already in the table whose key
+//! is in the batch are removed by rewriting only the files that can hold them: a file is read
+//! only when its Delta statistics (min/max of the first key column) cover one of the batch's
+//! keys, so an upsert's cost follows the rows it touches, not the table's size. The rewrite's
+//! `remove` + `add` actions go into the same commit as the batch's own file.
+
+use std::collections::{HashMap, HashSet};
+
+use deltalake::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use deltalake::arrow::compute::{concat_batches, filter_record_batch};
+use deltalake::arrow::datatypes::{
+    DataType, Date32Type, Decimal128Type, Float64Type, Int64Type, TimestampMicrosecondType,
+};
+use deltalake::kernel::Action;
+use serde_json::Value as Json;
+
+use super::{Table, TableError};
+
+/// Encoded keys (see [`encode_key`]).
+pub type KeySet = HashSet<Vec<u8>, foldhash::fast::RandomState>;
+use crate::registry::Registry;
+
+/// The physical columns of each key property (base first, then siblings).
+pub fn key_columns(registry: &Registry, keys: &[String]) -> Vec<Vec<usize>> {
+    keys.iter()
+        .map(|k| {
+            registry
+                .property(k)
+                .map(|p| p.all().collect())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Appends a type-tagged, unambiguous encoding of row `row`'s key to `out`. The same value
+/// always lands in the same column (types never change), so files and batches agree.
+pub fn encode_key(batch: &RecordBatch, cols: &[Vec<usize>], row: usize, out: &mut Vec<u8>) {
+    for prop in cols {
+        let hit = prop
+            .iter()
+            .map(|&c| batch.column(c))
+            .find(|a| a.is_valid(row));
+        let Some(a) = hit else {
+            out.push(b'0');
+            continue;
+        };
+        match a.data_type() {
+            DataType::Int64 => push(
+                out,
+                b'i',
+                &a.as_primitive::<Int64Type>().value(row).to_le_bytes(),
+            ),
+            DataType::Float64 => push(
+                out,
+                b'f',
+                &a.as_primitive::<Float64Type>().value(row).to_le_bytes(),
+            ),
+            DataType::Boolean => push(out, b'b', &[u8::from(a.as_boolean().value(row))]),
+            DataType::Date32 => push(
+                out,
+                b'd',
+                &a.as_primitive::<Date32Type>().value(row).to_le_bytes(),
+            ),
+            DataType::Timestamp(..) => push(
+                out,
+                b't',
+                &a.as_primitive::<TimestampMicrosecondType>()
+                    .value(row)
+                    .to_le_bytes(),
+            ),
+            DataType::Decimal128(..) => push(
+                out,
+                b'n',
+                &a.as_primitive::<Decimal128Type>().value(row).to_le_bytes(),
+            ),
+            DataType::Utf8 => push(out, b's', a.as_string::<i32>().value(row).as_bytes()),
+            _ => out.push(b'?'),
+        }
+    }
+}
+
+fn push(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+    out.push(tag);
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Keeps, for each key, the row with the highest sequence (the later row on a tie). Returns
+/// the mask of rows to write (deleted rows excluded) and every key the batch touches.
+pub fn latest_per_key(
+    batch: &RecordBatch,
+    cols: &[Vec<usize>],
+    seqs: &[i64],
+    deleted: &[bool],
+) -> (BooleanArray, KeySet) {
+    let mut winner: HashMap<Vec<u8>, usize, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(batch.num_rows(), Default::default());
+    let mut buf = Vec::new();
+    for row in 0..batch.num_rows() {
+        buf.clear();
+        encode_key(batch, cols, row, &mut buf);
+        match winner.get_mut(&buf) {
+            Some(w) => {
+                if seqs[row] >= seqs[*w] {
+                    *w = row;
+                }
+            }
+            None => {
+                winner.insert(buf.clone(), row);
+            }
+        }
+    }
+    let mut keep = vec![false; batch.num_rows()];
+    for &row in winner.values() {
+        keep[row] = !deleted.get(row).copied().unwrap_or(false);
+    }
+    (BooleanArray::from(keep), winner.into_keys().collect())
+}
+
+/// What the batch's first key column can match, for pruning files by their statistics.
+pub struct KeyProbe {
+    /// Per physical column name: sorted integer or string values; `None` = cannot prune.
+    columns: Vec<(String, Option<Probe>)>,
+    /// A row whose first key property is null everywhere: every file may match.
+    any_null: bool,
+}
+
+enum Probe {
+    Ints(Vec<i64>),
+    Strs(Vec<String>),
+}
+
+impl KeyProbe {
+    pub fn new(batch: &RecordBatch, cols: &[Vec<usize>]) -> KeyProbe {
+        let Some(first) = cols.first() else {
+            return KeyProbe {
+                columns: Vec::new(),
+                any_null: true,
+            };
+        };
+        let any_null =
+            (0..batch.num_rows()).any(|r| first.iter().all(|&c| batch.column(c).is_null(r)));
+        let schema = batch.schema();
+        let columns = first
+            .iter()
+            .filter(|&&c| batch.column(c).null_count() < batch.num_rows())
+            .map(|&c| {
+                let a = batch.column(c);
+                let probe = match a.data_type() {
+                    DataType::Int64 => {
+                        let mut v: Vec<i64> =
+                            a.as_primitive::<Int64Type>().iter().flatten().collect();
+                        v.sort_unstable();
+                        Some(Probe::Ints(v))
+                    }
+                    DataType::Utf8 => {
+                        let mut v: Vec<String> = a
+                            .as_string::<i32>()
+                            .iter()
+                            .flatten()
+                            .map(str::to_string)
+                            .collect();
+                        v.sort_unstable();
+                        Some(Probe::Strs(v))
+                    }
+                    _ => None,
+                };
+                (schema.field(c).name().clone(), probe)
+            })
+            .collect();
+        KeyProbe { columns, any_null }
+    }
+
+    /// Whether a file with these Delta statistics could hold one of the keys.
+    pub fn may_match(&self, stats: Option<&Json>) -> bool {
+        let Some(stats) = stats else { return true };
+        if self.any_null {
+            return true;
+        }
+        let records = stats.get("numRecords").and_then(Json::as_i64);
+        self.columns.iter().any(|(name, probe)| {
+            let nulls = stats
+                .pointer(&format!("/nullCount/{}", escape(name)))
+                .and_then(Json::as_i64);
+            if nulls.is_some() && nulls == records {
+                return false; // the column is all null in this file
+            }
+            let (lo, hi) = (
+                stats.pointer(&format!("/minValues/{}", escape(name))),
+                stats.pointer(&format!("/maxValues/{}", escape(name))),
+            );
+            match (probe, lo, hi) {
+                (Some(Probe::Ints(v)), Some(lo), Some(hi)) => match (lo.as_i64(), hi.as_i64()) {
+                    (Some(lo), Some(hi)) => {
+                        let i = v.partition_point(|x| *x < lo);
+                        v.get(i).is_some_and(|x| *x <= hi)
+                    }
+                    _ => true,
+                },
+                (Some(Probe::Strs(v)), Some(lo), Some(hi)) => match (lo.as_str(), hi.as_str()) {
+                    (Some(lo), Some(hi)) => {
+                        let i = v.partition_point(|x| x.as_str() < lo);
+                        v.get(i).is_some_and(|x| x.as_str() <= hi)
+                    }
+                    _ => true,
+                },
+                _ => true,
+            }
+        })
+    }
+}
+
+fn escape(name: &str) -> String {
+    name.replace('~', "~0").replace('/', "~1")
+}
+
+/// Rewrites the files that may hold rows matching `drop_row`, returning the `remove` and `add`
+/// actions and the number of rows removed. Files where nothing matches are left alone.
+pub fn rewrite_files(
+    table: &Table,
+    registry: &Registry,
+    candidate: impl Fn(Option<&Json>) -> bool,
+    mut drop_row: impl FnMut(&RecordBatch, usize) -> bool,
+) -> Result<(Vec<Action>, usize), TableError> {
+    let schema = registry.arrow_schema();
+    let arrow_err = |source| TableError::Arrow {
+        table: table.stream.clone(),
+        source,
+    };
+    let mut actions = Vec::new();
+    let mut removed = 0;
+    for file in table.files()? {
+        if !candidate(file.stats.as_ref()) {
+            continue;
+        }
+        let batches = table.read_file(&file.path, &schema)?;
+        let mut kept = Vec::with_capacity(batches.len());
+        let mut dropped = 0;
+        for b in &batches {
+            let mask: BooleanArray = (0..b.num_rows()).map(|r| Some(!drop_row(b, r))).collect();
+            dropped += mask.false_count();
+            kept.push(filter_record_batch(b, &mask).map_err(arrow_err)?);
+        }
+        if dropped == 0 {
+            continue;
+        }
+        removed += dropped;
+        actions.push(Action::Remove(file.remove.clone()));
+        let rest = concat_batches(&schema, &kept).map_err(arrow_err)?;
+        if rest.num_rows() > 0 {
+            actions.push(Action::Add(table.write_file(&rest)?));
+        }
+    }
+    Ok((actions, removed))
+}

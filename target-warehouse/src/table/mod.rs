@@ -1,0 +1,386 @@
+//! One Delta Lake table per stream: opening (or lazily creating) it, its files and statistics,
+//! and the single commit that carries a batch's files, schema additions and high-water mark.
+//!
+//! Every commit holds, atomically: the `add`/`remove` actions, a `metaData` action when columns
+//! were added, and `txn {appId: "target-warehouse:<stream>", version: <max _sdc_sequence>}` so a
+//! replayed input is recognised after a crash (see `ingest`). Checkpoints are written every
+//! [`CHECKPOINT_INTERVAL`] versions so the log stays fast after thousands of cron runs.
+
+pub mod compact;
+pub mod files;
+pub mod merge;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use deltalake::arrow::datatypes::{DataType as ArrowDataType, Field, Schema};
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::engine::arrow_conversion::{TryFromArrow, TryFromKernel};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TableReference};
+use deltalake::kernel::{Action, Add, MetadataExt, Remove, StructType, Transaction};
+use deltalake::operations::create::CreateBuilder;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use serde_json::{Map, Value as Json};
+
+use crate::columns::sanitize;
+use crate::registry::Registry;
+
+/// A checkpoint every this many commits (Delta's own default interval).
+pub const CHECKPOINT_INTERVAL: u64 = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("table {table}: {source}")]
+    Delta {
+        table: String,
+        source: DeltaTableError,
+    },
+    #[error("table {table}: {detail}")]
+    Schema { table: String, detail: String },
+    #[error(transparent)]
+    File(#[from] files::FileError),
+    #[error("table {table}: {source}")]
+    Io {
+        table: String,
+        source: std::io::Error,
+    },
+    #[error("table {table}: {source}")]
+    Arrow {
+        table: String,
+        source: deltalake::arrow::error::ArrowError,
+    },
+}
+
+/// A data file of the table as the log describes it.
+#[derive(Debug, Clone)]
+pub struct FileInfo {
+    pub path: String,
+    pub size: i64,
+    pub stats: Option<Json>,
+    pub remove: Remove,
+}
+
+pub struct Table {
+    pub stream: String,
+    pub root: PathBuf,
+    delta: DeltaTable,
+    exists: bool,
+    /// The high-water mark committed by earlier runs: input records at or below it are replays.
+    pub replay_watermark: Option<i64>,
+    /// The latest high-water mark committed (carried into commits that add no sequences).
+    pub high_water: Option<i64>,
+}
+
+/// The Delta `txn` app id of a stream.
+pub fn app_id(stream: &str) -> String {
+    format!("target-warehouse:{stream}")
+}
+
+impl Table {
+    /// Opens the table of `stream` under `warehouse`, or prepares to create it on first commit.
+    /// The directory is the sanitised stream name; a directory already holding another
+    /// stream's table (or claimed in this run) makes it `<name>__2`, `__3`… (the stream name is
+    /// stored as the table's name).
+    pub async fn open(
+        warehouse: &Path,
+        stream: &str,
+        claimed: &mut HashSet<PathBuf>,
+    ) -> Result<(Table, Registry), TableError> {
+        let base = sanitize(stream);
+        let mut n = 1;
+        loop {
+            let dir = if n == 1 {
+                base.clone()
+            } else {
+                format!("{base}__{n}")
+            };
+            n += 1;
+            let root = warehouse.join(&dir);
+            if claimed.contains(&root) {
+                continue;
+            }
+            let err = |source| TableError::Delta {
+                table: dir.clone(),
+                source,
+            };
+            std::fs::create_dir_all(&root).map_err(|source| TableError::Io {
+                table: dir.clone(),
+                source,
+            })?;
+            let url = deltalake::ensure_table_uri(root.to_string_lossy()).map_err(err)?;
+            let mut delta = DeltaTableBuilder::from_url(url)
+                .and_then(|b| b.build())
+                .map_err(err)?;
+            let exists = delta.verify_deltatable_existence().await.map_err(err)?;
+            if !exists {
+                claimed.insert(root.clone());
+                let table = Table {
+                    stream: stream.to_string(),
+                    root,
+                    delta,
+                    exists,
+                    replay_watermark: None,
+                    high_water: None,
+                };
+                return Ok((table, Registry::default()));
+            }
+            delta.load().await.map_err(err)?;
+            let state = delta.snapshot().map_err(err)?;
+            if state.metadata().name() != Some(stream) {
+                continue;
+            }
+            claimed.insert(root.clone());
+            let registry =
+                Registry::from_schema(&arrow_schema_of(&state.schema()).map_err(|detail| {
+                    TableError::Schema {
+                        table: dir.clone(),
+                        detail,
+                    }
+                })?)
+                .map_err(|detail| TableError::Schema {
+                    table: dir.clone(),
+                    detail,
+                })?;
+            let watermark = state
+                .transaction_version(delta.log_store().as_ref(), app_id(stream))
+                .await
+                .map_err(err)?;
+            let table = Table {
+                stream: stream.to_string(),
+                root,
+                delta,
+                exists,
+                replay_watermark: watermark,
+                high_water: watermark,
+            };
+            return Ok((table, registry));
+        }
+    }
+
+    /// Opens an existing table directory written by us (for `compact`), with its registry.
+    pub async fn open_dir(root: &Path) -> Result<Option<(Table, Registry)>, TableError> {
+        let dir = root.display().to_string();
+        let err = |source| TableError::Delta {
+            table: dir.clone(),
+            source,
+        };
+        if !root.join("_delta_log").is_dir() {
+            return Ok(None);
+        }
+        let url = deltalake::ensure_table_uri(root.to_string_lossy()).map_err(err)?;
+        let mut delta = DeltaTableBuilder::from_url(url)
+            .and_then(|b| b.build())
+            .map_err(err)?;
+        delta.load().await.map_err(err)?;
+        let state = delta.snapshot().map_err(err)?;
+        let stream = state.metadata().name().unwrap_or_default().to_string();
+        let schema = arrow_schema_of(&state.schema()).map_err(|detail| TableError::Schema {
+            table: dir.clone(),
+            detail,
+        })?;
+        let registry = Registry::from_schema(&schema).map_err(|detail| TableError::Schema {
+            table: dir.clone(),
+            detail,
+        })?;
+        let watermark = state
+            .transaction_version(delta.log_store().as_ref(), app_id(&stream))
+            .await
+            .map_err(err)?;
+        let table = Table {
+            stream,
+            root: root.to_path_buf(),
+            delta,
+            exists: true,
+            replay_watermark: watermark,
+            high_water: watermark,
+        };
+        Ok(Some((table, registry)))
+    }
+
+    fn name(&self) -> String {
+        self.root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    fn delta_err(&self, source: DeltaTableError) -> TableError {
+        TableError::Delta {
+            table: self.name(),
+            source,
+        }
+    }
+
+    /// The live data files, with their statistics parsed.
+    pub fn files(&self) -> Result<Vec<FileInfo>, TableError> {
+        if !self.exists {
+            return Ok(Vec::new());
+        }
+        let state = self.delta.snapshot().map_err(|e| self.delta_err(e))?;
+        Ok(state
+            .log_data()
+            .iter()
+            .map(|f| FileInfo {
+                path: f.path().into_owned(),
+                size: f.size(),
+                stats: f.stats().and_then(|s| serde_json::from_str(&s).ok()),
+                remove: f.remove_action(true),
+            })
+            .collect())
+    }
+
+    /// Writes one data file with a fresh unique name (time-ordered UUID).
+    pub fn write_file(&self, batch: &RecordBatch) -> Result<Add, TableError> {
+        let name = format!("part-{}.zstd.parquet", uuid::Uuid::now_v7());
+        Ok(files::write_file(&self.root, &name, batch)?)
+    }
+
+    /// A data file written batch by batch (for compaction).
+    pub fn file_sink(
+        &self,
+        schema: &deltalake::arrow::datatypes::SchemaRef,
+    ) -> Result<files::FileSink, TableError> {
+        let name = format!("part-{}.zstd.parquet", uuid::Uuid::now_v7());
+        Ok(files::FileSink::create(&self.root, &name, schema.clone())?)
+    }
+
+    /// Reads a data file of this table, conformed to `batch_schema`.
+    pub fn read_file(
+        &self,
+        path: &str,
+        schema: &deltalake::arrow::datatypes::SchemaRef,
+    ) -> Result<Vec<RecordBatch>, TableError> {
+        let full = self.root.join(path);
+        let file = std::fs::File::open(&full).map_err(|source| TableError::Io {
+            table: self.name(),
+            source,
+        })?;
+        Ok(files::read_conformed(path, file, schema)?)
+    }
+
+    /// Commits `actions` with the registry's new columns, the stream's high-water mark and
+    /// `info` (the latest Singer STATE, row counts) in commit info, in ONE atomic commit, then
+    /// makes the log entry durable. Returns the new table version.
+    pub async fn commit(
+        &mut self,
+        registry: &mut Registry,
+        actions: Vec<Action>,
+        operation: DeltaOperation,
+        high_water: Option<i64>,
+        info: Map<String, Json>,
+    ) -> Result<u64, TableError> {
+        let high_water = match (high_water, self.high_water) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let mut props = CommitProperties::default()
+            .with_metadata(info)
+            .with_create_checkpoint(false);
+        if let Some(v) = high_water {
+            props = props.with_application_transaction(Transaction::new(app_id(&self.stream), v));
+        }
+        let arrow = registry.arrow_schema();
+        let schema =
+            StructType::try_from_arrow(arrow.as_ref()).map_err(|e| TableError::Schema {
+                table: self.name(),
+                detail: e.to_string(),
+            })?;
+        let version = if !self.exists {
+            let table = CreateBuilder::new()
+                .with_location(self.root.to_string_lossy())
+                .with_table_name(self.stream.clone())
+                .with_columns(schema.fields().cloned())
+                .with_save_mode(SaveMode::ErrorIfExists)
+                .with_actions(actions)
+                .with_commit_properties(props)
+                .await
+                .map_err(|e| self.delta_err(e))?;
+            self.delta = table;
+            self.exists = true;
+            0
+        } else {
+            let state = self.delta.snapshot().map_err(|e| self.delta_err(e))?;
+            let mut all = Vec::with_capacity(actions.len() + 1);
+            if registry.has_uncommitted() {
+                let meta = state.metadata().clone().with_schema(&schema).map_err(|e| {
+                    TableError::Schema {
+                        table: self.name(),
+                        detail: e.to_string(),
+                    }
+                })?;
+                all.push(Action::Metadata(meta));
+            }
+            all.extend(actions);
+            let done = CommitBuilder::from(props)
+                .with_actions(all)
+                .build(
+                    Some(state as &dyn TableReference),
+                    self.delta.log_store(),
+                    operation,
+                )
+                .await
+                .map_err(|e| self.delta_err(e))?;
+            let version = done.version();
+            self.delta.state = Some(done.snapshot);
+            version
+        };
+        registry.committed = registry.specs.len();
+        self.high_water = high_water;
+        self.sync_log(version)?;
+        if version > 0 && version % CHECKPOINT_INTERVAL == 0 {
+            // The commit is already durable; a failed checkpoint only costs log-replay time.
+            if let Err(e) = deltalake::checkpoints::create_checkpoint(&self.delta, None).await {
+                tracing::warn!(table = %self.name(), version, error = %e, "checkpoint failed");
+            }
+        }
+        Ok(version)
+    }
+
+    /// fsyncs the commit file and its directory: the object store's local backend renames
+    /// without syncing, and a STATE must never be printed for a commit a power cut could undo.
+    fn sync_log(&self, version: u64) -> Result<(), TableError> {
+        let log = self.root.join("_delta_log");
+        let io = |source| TableError::Io {
+            table: self.name(),
+            source,
+        };
+        std::fs::File::open(log.join(format!("{version:020}.json")))
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+        std::fs::File::open(&log)
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+        std::fs::File::open(&self.root)
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+        Ok(())
+    }
+}
+
+/// The Arrow schema of a Delta schema, keeping our field metadata (the kernel's own conversion
+/// drops it).
+fn arrow_schema_of(schema: &StructType) -> Result<Schema, String> {
+    let fields = schema
+        .fields()
+        .map(|f| {
+            let dt = ArrowDataType::try_from_kernel(f.data_type()).map_err(|e| e.to_string())?;
+            let meta: HashMap<String, String> = f
+                .metadata()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string()))
+                .collect();
+            Ok(Field::new(f.name(), dt, true).with_metadata(meta))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(Schema::new(fields))
+}
+
+/// The Delta operation recorded for a plain append.
+pub fn append_operation() -> DeltaOperation {
+    DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: None,
+        predicate: None,
+    }
+}

@@ -1,0 +1,201 @@
+//! Running the binary and reading a table back.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::compute::concat_batches;
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::{Map, Value};
+
+pub struct Run {
+    pub out: Output,
+}
+
+impl Run {
+    pub fn stdout_lines(&self) -> Vec<Value> {
+        String::from_utf8_lossy(&self.out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("stdout carries JSON state lines only"))
+            .collect()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+    pub fn ok(&self) -> bool {
+        self.out.status.success()
+    }
+}
+
+/// Runs the target over `input` with `config` (warehouse_path is added).
+pub fn run(warehouse: &Path, config: Value, input: &str) -> Run {
+    let mut config = config.as_object().cloned().unwrap_or_default();
+    config.insert(
+        "warehouse_path".into(),
+        Value::String(warehouse.display().to_string()),
+    );
+    let cfg_path = warehouse.with_extension("config.json");
+    std::fs::write(&cfg_path, serde_json::to_vec(&config).expect("json")).expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_target-warehouse"))
+        .arg("--config")
+        .arg(&cfg_path)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn target-warehouse");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let data = input.to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(data.as_bytes());
+    });
+    let out = child.wait_with_output().expect("wait");
+    let _ = writer.join();
+    Run { out }
+}
+
+/// Singer lines from JSON values.
+pub fn lines(msgs: &[Value]) -> String {
+    msgs.iter().map(|m| format!("{m}\n")).collect()
+}
+
+pub fn warehouse() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wh = dir.path().join("warehouse");
+    (dir, wh)
+}
+
+/// A table as read back: schema, every file's schema, rows as JSON objects, the txn version.
+pub struct TableRead {
+    pub schema: SchemaRef,
+    pub file_schemas: Vec<SchemaRef>,
+    pub rows: Vec<Map<String, Value>>,
+    pub txn: Option<i64>,
+    pub version: u64,
+}
+
+pub fn read_table(root: &Path, stream: &str) -> TableRead {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        let url = deltalake::ensure_table_uri(root.to_string_lossy()).expect("url");
+        let table = deltalake::open_table(url).await.expect("open table");
+        let state = table.snapshot().expect("state");
+        let txn = state
+            .transaction_version(
+                table.log_store().as_ref(),
+                format!("target-warehouse:{stream}"),
+            )
+            .await
+            .expect("txn");
+        let paths: Vec<String> = state
+            .log_data()
+            .iter()
+            .map(|f| f.path().into_owned())
+            .collect();
+        let mut batches: Vec<RecordBatch> = Vec::new();
+        let mut file_schemas = Vec::new();
+        for p in &paths {
+            let file = std::fs::File::open(root.join(p)).expect("data file");
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .expect("parquet")
+                .build()
+                .expect("reader");
+            let mut schema = None;
+            for b in reader {
+                let b = b.expect("batch");
+                schema = Some(b.schema());
+                batches.push(b);
+            }
+            if let Some(s) = schema {
+                file_schemas.push(s);
+            }
+        }
+        // The newest files carry the full schema; older ones lack later columns (nulls).
+        let schema = file_schemas
+            .iter()
+            .max_by_key(|s| s.fields().len())
+            .cloned()
+            .unwrap_or_else(|| std::sync::Arc::new(deltalake::arrow::datatypes::Schema::empty()));
+        let readable = readable_schema(&schema);
+        let batches: Vec<RecordBatch> = batches.iter().map(|b| conform(b, &readable)).collect();
+        let all = concat_batches(&readable, &batches).expect("one schema");
+        let mut buf = Vec::new();
+        {
+            let mut w = deltalake::arrow::json::ArrayWriter::new(&mut buf);
+            w.write(&all).expect("json");
+            w.finish().expect("json");
+        }
+        let rows: Vec<Map<String, Value>> = if buf.is_empty() {
+            Vec::new()
+        } else {
+            serde_json::from_slice(&buf).expect("rows")
+        };
+        TableRead {
+            schema,
+            file_schemas,
+            rows,
+            txn,
+            version: state.version(),
+        }
+    })
+}
+
+impl TableRead {
+    pub fn column_names(&self) -> Vec<String> {
+        self.schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    }
+    /// Rows sorted by a column's JSON text, for order-independent comparisons.
+    pub fn sorted_by(&self, col: &str) -> Vec<Map<String, Value>> {
+        let mut rows = self.rows.clone();
+        rows.sort_by_key(|r| r.get(col).map(|v| v.to_string()).unwrap_or_default());
+        rows
+    }
+}
+
+pub fn schema_msg(stream: &str, props: Value, keys: &[&str]) -> Value {
+    serde_json::json!({"type": "SCHEMA", "stream": stream, "schema": {"type": "object", "properties": props}, "key_properties": keys})
+}
+
+pub fn record(stream: &str, rec: Value) -> Value {
+    serde_json::json!({"type": "RECORD", "stream": stream, "record": rec})
+}
+
+pub fn state(v: Value) -> Value {
+    serde_json::json!({"type": "STATE", "value": v})
+}
+
+/// Decimals become text: JSON numbers would turn 30-digit integers into floats.
+fn readable_schema(schema: &SchemaRef) -> SchemaRef {
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Decimal128(..) => Field::new(f.name(), DataType::Utf8, true),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    std::sync::Arc::new(Schema::new(fields))
+}
+
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> RecordBatch {
+    let cols = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => deltalake::arrow::compute::cast(c, f.data_type()).expect("cast"),
+            None => deltalake::arrow::array::new_null_array(f.data_type(), batch.num_rows()),
+        })
+        .collect();
+    RecordBatch::try_new(schema.clone(), cols).expect("conformed batch")
+}

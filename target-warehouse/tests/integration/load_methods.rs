@@ -1,0 +1,284 @@
+//! append-only, upsert, overwrite, hard delete, ACTIVATE_VERSION, schema evolution, state timing.
+
+use serde_json::json;
+
+use crate::harness::*;
+
+#[test]
+fn append_only_loads_rows_and_prints_the_bare_state_last() {
+    let (_d, wh) = warehouse();
+    let input = lines(&[
+        schema_msg(
+            "events",
+            json!({"id": {"type": "integer"}, "name": {"type": "string"}}),
+            &["__sdc_primary_key"],
+        ),
+        record(
+            "events",
+            json!({"__sdc_primary_key": "a", "id": 1, "name": "x"}),
+        ),
+        state(json!({"bookmarks": {"events": 1}})),
+        record(
+            "events",
+            json!({"__sdc_primary_key": "b", "id": 1, "name": "y"}),
+        ),
+        state(json!({"bookmarks": {"events": 2}})),
+    ]);
+    let r = run(&wh, json!({}), &input);
+    assert!(r.ok(), "{}", r.stderr());
+    // Both states wait for the one commit at end of input: only the last is printed, bare.
+    assert_eq!(r.stdout_lines(), vec![json!({"bookmarks": {"events": 2}})]);
+    let t = read_table(&wh.join("events"), "events");
+    assert_eq!(
+        t.rows.len(),
+        2,
+        "append-only keeps both rows with the same id"
+    );
+    for c in [
+        "_sdc_sequence",
+        "_sdc_received_at",
+        "_sdc_batched_at",
+        "_sdc_extracted_at",
+        "_sdc_deleted_at",
+        "_sdc_table_version",
+    ] {
+        assert!(
+            t.column_names().contains(&c.to_string()),
+            "metadata column {c}"
+        );
+    }
+    assert!(t
+        .rows
+        .iter()
+        .all(|r| r.get("_sdc_batched_at").is_some() && r.get("_sdc_sequence").is_some()));
+}
+
+#[test]
+fn upsert_keeps_the_latest_sequence_per_key_across_runs() {
+    let (_d, wh) = warehouse();
+    let s = schema_msg(
+        "m",
+        json!({"id": {"type": "integer"}, "metric": {"type": "integer"}}),
+        &["id"],
+    );
+    let input = lines(&[
+        s.clone(),
+        record("m", json!({"id": 1, "metric": 1})),
+        record("m", json!({"id": 2, "metric": 2})),
+        record("m", json!({"id": 1, "metric": 100})),
+    ]);
+    let r = run(&wh, json!({}), &input);
+    assert!(r.ok(), "{}", r.stderr());
+    let t = read_table(&wh.join("m"), "m");
+    let rows = t.sorted_by("id");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (rows[0]["id"].clone(), rows[0]["metric"].clone()),
+        (json!(1), json!(100))
+    );
+    // A second run replaces id 2 only: the rewrite touches files holding the key.
+    let r = run(
+        &wh,
+        json!({}),
+        &lines(&[
+            s.clone(),
+            record("m", json!({"id": 2, "metric": 20})),
+            record("m", json!({"id": 3, "metric": 3})),
+        ]),
+    );
+    assert!(r.ok(), "{}", r.stderr());
+    let t = read_table(&wh.join("m"), "m");
+    let got: Vec<(serde_json::Value, serde_json::Value)> = t
+        .sorted_by("id")
+        .iter()
+        .map(|r| (r["id"].clone(), r["metric"].clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (json!(1), json!(100)),
+            (json!(2), json!(20)),
+            (json!(3), json!(3))
+        ]
+    );
+    // A tap-provided sequence decides, not arrival order.
+    let r = run(
+        &wh,
+        json!({}),
+        &lines(&[
+            s,
+            record("m", json!({"id": 3, "metric": 33, "_sdc_sequence": 9})),
+            record("m", json!({"id": 3, "metric": 30, "_sdc_sequence": 8})),
+        ]),
+    );
+    assert!(r.ok(), "{}", r.stderr());
+    let t = read_table(&wh.join("m"), "m");
+    let three: Vec<_> = t.rows.iter().filter(|r| r["id"] == json!(3)).collect();
+    assert_eq!(three.len(), 1);
+    assert_eq!(three[0]["metric"], json!(33));
+}
+
+#[test]
+fn hard_delete_removes_the_key() {
+    let (_d, wh) = warehouse();
+    let s = schema_msg(
+        "u",
+        json!({"id": {"type": "integer"}, "_sdc_deleted_at": {"type": ["null", "string"], "format": "date-time"}}),
+        &["id"],
+    );
+    let r = run(
+        &wh,
+        json!({"hard_delete": true}),
+        &lines(&[
+            s.clone(),
+            record("u", json!({"id": 1})),
+            record("u", json!({"id": 2})),
+        ]),
+    );
+    assert!(r.ok(), "{}", r.stderr());
+    let r = run(
+        &wh,
+        json!({"hard_delete": true}),
+        &lines(&[
+            s,
+            record(
+                "u",
+                json!({"id": 1, "_sdc_deleted_at": "2024-01-01T00:00:00Z"}),
+            ),
+            record("u", json!({"id": 3, "_sdc_deleted_at": null})),
+        ]),
+    );
+    assert!(r.ok(), "{}", r.stderr());
+    let ids: Vec<_> = read_table(&wh.join("u"), "u")
+        .sorted_by("id")
+        .iter()
+        .map(|r| r["id"].clone())
+        .collect();
+    assert_eq!(ids, vec![json!(2), json!(3)]);
+}
+
+#[test]
+fn overwrite_replaces_the_table_contents() {
+    let (_d, wh) = warehouse();
+    let s = schema_msg("o", json!({"id": {"type": "integer"}}), &[]);
+    let cfg = json!({"load_method": "overwrite", "batch_size_rows": 1});
+    assert!(run(
+        &wh,
+        cfg.clone(),
+        &lines(&[
+            s.clone(),
+            record("o", json!({"id": 1})),
+            record("o", json!({"id": 2}))
+        ])
+    )
+    .ok());
+    assert!(run(
+        &wh,
+        cfg,
+        &lines(&[
+            s,
+            record("o", json!({"id": 3})),
+            record("o", json!({"id": 4}))
+        ])
+    )
+    .ok());
+    let ids: Vec<_> = read_table(&wh.join("o"), "o")
+        .sorted_by("id")
+        .iter()
+        .map(|r| r["id"].clone())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![json!(3), json!(4)],
+        "the second run's batches both stay"
+    );
+}
+
+#[test]
+fn activate_version_removes_older_versions() {
+    let (_d, wh) = warehouse();
+    let s = schema_msg("v", json!({"id": {"type": "integer"}}), &[]);
+    let rec = |id: i64, v: i64| json!({"type": "RECORD", "stream": "v", "record": {"id": id}, "version": v});
+    let av = |v: i64| json!({"type": "ACTIVATE_VERSION", "stream": "v", "version": v});
+    assert!(run(
+        &wh,
+        json!({}),
+        &lines(&[s.clone(), av(1), rec(1, 1), rec(2, 1), av(1)])
+    )
+    .ok());
+    let r = run(&wh, json!({}), &lines(&[s, rec(3, 2), av(2)]));
+    assert!(r.ok(), "{}", r.stderr());
+    let ids: Vec<_> = read_table(&wh.join("v"), "v")
+        .rows
+        .iter()
+        .map(|r| r["id"].clone())
+        .collect();
+    assert_eq!(ids, vec![json!(3)]);
+}
+
+#[test]
+fn new_columns_are_added_and_every_file_has_the_full_schema() {
+    let (_d, wh) = warehouse();
+    let s = schema_msg("e", json!({}), &[]);
+    assert!(run(
+        &wh,
+        json!({}),
+        &lines(&[s.clone(), record("e", json!({"a": 1}))])
+    )
+    .ok());
+    assert!(run(
+        &wh,
+        json!({}),
+        &lines(&[s.clone(), record("e", json!({"b": "x"}))])
+    )
+    .ok());
+    let t = read_table(&wh.join("e"), "e");
+    assert_eq!(t.file_schemas.len(), 2);
+    let names = |s: &deltalake::arrow::datatypes::SchemaRef| {
+        s.fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect::<Vec<_>>()
+    };
+    // The first file predates column b: readers see it through the table schema; the second
+    // file carries every column.
+    assert!(
+        names(&t.file_schemas[0]).contains(&"a".to_string())
+            || names(&t.file_schemas[1]).contains(&"a".to_string())
+    );
+    assert!(t
+        .file_schemas
+        .iter()
+        .any(|f| names(f).contains(&"a".to_string()) && names(f).contains(&"b".to_string())));
+    assert_eq!(t.rows.len(), 2);
+}
+
+#[test]
+fn state_waits_for_the_commit_of_every_record_before_it() {
+    let (_d, wh) = warehouse();
+    let s = schema_msg("k", json!({"id": {"type": "integer"}}), &["id"]);
+    // STATE 1 follows a record that is never committed (the run fails on line 4): not printed.
+    let input = lines(&[
+        s.clone(),
+        record("k", json!({"id": 1})),
+        state(json!({"n": 1})),
+        record("k", json!({"nope": 1})),
+    ]);
+    let r = run(&wh, json!({}), &input);
+    assert!(!r.ok());
+    assert!(
+        r.stdout_lines().is_empty(),
+        "no state for uncommitted records"
+    );
+    // With one row per batch the record is committed first, so STATE 1 is printed before the failure.
+    let r = run(&wh, json!({"batch_size_rows": 1}), &input);
+    assert!(!r.ok());
+    assert_eq!(r.stdout_lines(), vec![json!({"n": 1})]);
+    // A STATE with nothing pending is printed at once; `{}` never is.
+    let r = run(
+        &wh,
+        json!({}),
+        &lines(&[state(json!({})), state(json!({"n": 2}))]),
+    );
+    assert_eq!(r.stdout_lines(), vec![json!({"n": 2})]);
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real `target-warehouse` binary fed Singer lines, its tables read back
+//! with deltalake itself (log, files, Parquet) and compared value by value.
+
+mod errors;
+mod exactly_once;
+mod harness;
+mod load_methods;
+mod maintenance;
+mod sdk_streams;
+mod types;

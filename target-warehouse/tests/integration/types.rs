@@ -1,0 +1,150 @@
+//! Type conflicts and huge integers: every value recoverable from the table.
+
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+#[test]
+fn conflicting_values_land_in_siblings_and_all_are_recoverable() {
+    let (_d, wh) = warehouse();
+    // A declared-contradictory property (the one that sank a Python target), and a column whose
+    // first batch fixes Int64 before strings, floats, objects and booleans arrive.
+    let s = schema_msg(
+        "c",
+        json!({"flag": {"type": ["null", "boolean", "string"]}, "when": {"type": "string", "format": "date-time"}}),
+        &[],
+    );
+    assert!(run(
+        &wh,
+        json!({}),
+        &lines(&[
+            s.clone(),
+            record(
+                "c",
+                json!({"n": 1, "price": 10, "flag": true, "when": "2024-01-02T03:04:05Z"})
+            )
+        ])
+    )
+    .ok());
+    let values = [
+        json!("n/a"),
+        json!(2.5),
+        json!({"k": [1, 2]}),
+        json!(false),
+        json!(7),
+        json!(3.0),
+    ];
+    let mut msgs = vec![s];
+    for (i, v) in values.iter().enumerate() {
+        msgs.push(record(
+            "c",
+            json!({"n": i + 2, "price": v, "flag": "maybe", "when": "not a time"}),
+        ));
+    }
+    let r = run(&wh, json!({}), &lines(&msgs));
+    assert!(r.ok(), "{}", r.stderr());
+    let t = read_table(&wh.join("c"), "c");
+    let names = t.column_names();
+    for c in [
+        "price",
+        "price__string",
+        "price__float",
+        "price__json",
+        "price__boolean",
+        "flag",
+        "flag__string",
+        "when",
+        "when__string",
+    ] {
+        assert!(names.contains(&c.to_string()), "column {c} in {names:?}");
+    }
+    let rows = t.sorted_by("n");
+    let recovered = |r: &serde_json::Map<String, Value>| -> Value {
+        let hits: Vec<&Value> = [
+            "price",
+            "price__string",
+            "price__float",
+            "price__json",
+            "price__boolean",
+        ]
+        .iter()
+        .filter_map(|c| r.get(*c))
+        .collect();
+        assert_eq!(hits.len(), 1, "exactly one column holds the value: {r:?}");
+        match r.get("price__json") {
+            Some(Value::String(s)) => serde_json::from_str(s).expect("valid JSON text"),
+            _ => hits[0].clone(),
+        }
+    };
+    let got: Vec<Value> = rows.iter().map(recovered).collect();
+    assert_eq!(
+        got,
+        vec![
+            json!(10),
+            json!("n/a"),
+            json!(2.5),
+            json!({"k": [1, 2]}),
+            json!(false),
+            json!(7),
+            json!(3)
+        ]
+    );
+    assert!(rows
+        .iter()
+        .skip(1)
+        .all(|r| r["flag__string"] == json!("maybe") && r["when__string"] == json!("not a time")));
+    assert_eq!(rows[0]["flag"], json!(true));
+}
+
+#[test]
+fn huge_integers_are_kept_exactly() {
+    let (_d, wh) = warehouse();
+    let big = "123456789012345678901234567890";
+    let huge = "1234567890123456789012345678901234567890123";
+    let input = format!(
+        "{}\n{{\"type\":\"RECORD\",\"stream\":\"h\",\"record\":{{\"n\":1,\"v\":{big}}}}}\n{{\"type\":\"RECORD\",\"stream\":\"h\",\"record\":{{\"n\":2,\"v\":{huge}}}}}\n{{\"type\":\"RECORD\",\"stream\":\"h\",\"record\":{{\"n\":3,\"v\":-5,\"i\":{huge}}}}}\n",
+        schema_msg("h", json!({}), &[])
+    );
+    let r = run(&wh, json!({}), &input);
+    assert!(r.ok(), "{}", r.stderr());
+    let t = read_table(&wh.join("h"), "h");
+    let field = |n: &str| {
+        t.schema
+            .field_with_name(n)
+            .map(|f| f.data_type().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(field("v"), "Decimal128(38, 0)");
+    let rows = t.sorted_by("n");
+    assert_eq!(rows[0]["v"].to_string().trim_matches('"'), big);
+    assert_eq!(
+        rows[1]["v__json"],
+        json!(huge),
+        "beyond 38 digits: the JSON text of the number"
+    );
+    assert_eq!(rows[2]["v"].to_string().trim_matches('"'), "-5");
+    assert_eq!(rows[2]["i"], json!(huge));
+}
+
+#[test]
+fn property_names_are_sanitised_and_case_collisions_resolved() {
+    let (_d, wh) = warehouse();
+    let r = run(
+        &wh,
+        json!({}),
+        &lines(&[
+            schema_msg("Web Hooks", json!({}), &[]),
+            record("Web Hooks", json!({"Id": 1, "id": 2, "a b": 3})),
+        ]),
+    );
+    assert!(r.ok(), "{}", r.stderr());
+    let t = read_table(&wh.join("Web_Hooks"), "Web Hooks");
+    let names = t.column_names();
+    for c in ["Id", "id__2", "a_b"] {
+        assert!(names.contains(&c.to_string()), "{c} in {names:?}");
+    }
+    assert_eq!(
+        (t.rows[0]["Id"].clone(), t.rows[0]["id__2"].clone()),
+        (json!(1), json!(2))
+    );
+}
