@@ -1,0 +1,149 @@
+//! Locating the binaries and the Python peers; small process helpers.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The directory holding the workspace's binaries (next to this test's `deps/`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    for b in ["tap-webhook", "target-warehouse"] {
+        assert!(
+            dir.join(b).exists(),
+            "{b} is not built in {}: run `cargo test --workspace` (tests/run.sh)",
+            dir.display()
+        );
+    }
+    dir
+}
+
+pub fn tap_bin() -> PathBuf {
+    bin_dir().join("tap-webhook")
+}
+
+pub fn target_bin() -> PathBuf {
+    bin_dir().join("target-warehouse")
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Paths of the Python peers (from `$WEBHOOK_TEST_VENV/paths.env`), or None with a message.
+pub fn peers() -> Option<BTreeMap<String, String>> {
+    let required = std::env::var("WEBHOOK_REQUIRE_PEERS").is_ok_and(|v| v == "1");
+    let venv = std::env::var("WEBHOOK_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".venv"));
+    let env_file = venv.join("paths.env");
+    match std::fs::read_to_string(&env_file) {
+        Ok(text) => Some(
+            text.lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        ),
+        Err(_) if required => panic!(
+            "the Python peers are required but {} is missing: run tests/python/setup.sh",
+            env_file.display()
+        ),
+        Err(_) => {
+            eprintln!(
+                "SKIPPED: no Python peers at {} (run tests/run.sh)",
+                venv.display()
+            );
+            None
+        }
+    }
+}
+
+/// Runs a command to completion, asserting success; returns stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Reads a Delta table back with DuckDB and Python deltalake (tests/python/read_table.py).
+pub fn read_table(peers: &BTreeMap<String, String>, table: &Path) -> Value {
+    let out = run_ok(
+        Command::new(&peers["VENV_PYTHON"])
+            .arg(repo_root().join("tests/python/read_table.py"))
+            .arg(table),
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
+/// `tap-webhook serve` on port 0 as a child process.
+pub struct Receiver {
+    child: Child,
+    pub base: String,
+}
+
+impl Receiver {
+    pub fn start(config: &Path) -> Receiver {
+        let mut child = Command::new(tap_bin())
+            .args(["serve", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("receiver exited before listening")
+                .unwrap();
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Receiver {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// POSTs a body with raw HTTP/1.1 over a socket; returns the status.
+    pub fn post(&self, source: &str, body: &str, headers: &[(&str, &str)]) -> u16 {
+        let addr = self.base.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut req = format!(
+            "POST /webhooks/{source} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        s.write_all(req.as_bytes()).unwrap();
+        let mut resp = String::new();
+        BufReader::new(s).read_line(&mut resp).unwrap();
+        resp.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

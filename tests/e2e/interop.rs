@@ -1,0 +1,172 @@
+//! Interop with Python Singer plugins from PyPI, both directions:
+//! tap-webhook → target-duckdb, and tap-jsonl → target-warehouse.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+
+use crate::harness::{peers, read_table, run_ok, tap_bin, target_bin, Receiver};
+
+#[test]
+fn tap_webhook_loads_into_target_duckdb_with_every_column() {
+    let Some(peers) = peers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tap.json");
+    std::fs::write(
+        &config,
+        json!({"spool_path": dir.path().join("spool.sqlite"), "listen_address": "127.0.0.1:0"})
+            .to_string(),
+    )
+    .unwrap();
+    let receiver = Receiver::start(&config);
+    let bodies = [
+        r#"{"id":"a","amount":10,"at":"2026-11-25T10:00:00Z","meta":{"k":1}}"#,
+        r#"{"id":"b","amount":2.5,"paid":true,"items":[1,2]}"#,
+        r#"{"id":"c","note":"late field"}"#,
+    ];
+    for b in bodies {
+        assert_eq!(receiver.post("data", b, &[]), 200);
+    }
+    let tap_out = run_ok(Command::new(tap_bin()).arg("--config").arg(&config));
+    let db = dir.path().join("out.duckdb");
+    let target_config = dir.path().join("target-duckdb.json");
+    std::fs::write(
+        &target_config,
+        json!({"filepath": db, "default_target_schema": "raw"}).to_string(),
+    )
+    .unwrap();
+    let mut target = Command::new(&peers["TARGET_DUCKDB"])
+        .arg("--config")
+        .arg(&target_config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    target
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(tap_out.as_bytes())
+        .unwrap();
+    let out = target.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "target-duckdb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let query = r#"
+import duckdb, json, sys
+con = duckdb.connect(sys.argv[1], read_only=True)
+cols = [r[0] for r in con.execute("select column_name from information_schema.columns where table_schema='raw' and table_name='data'").fetchall()]
+rows = con.execute("select id, amount, paid, note from raw.data order by _sdc_sequence").fetchall()
+print(json.dumps({"columns": sorted(cols), "rows": [[str(v) if v is not None else None for v in r] for r in rows]}))
+"#;
+    let result: Value = serde_json::from_str(&run_ok(
+        Command::new(&peers["VENV_PYTHON"])
+            .args(["-c", query])
+            .arg(&db),
+    ))
+    .unwrap();
+    let cols: Vec<&str> = result["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    for c in [
+        "id",
+        "amount",
+        "at",
+        "meta",
+        "paid",
+        "items",
+        "note",
+        "_sdc_sequence",
+        "_sdc_received_at",
+        "__sdc_primary_key",
+    ] {
+        assert!(
+            cols.contains(&c),
+            "column {c} missing from target-duckdb's table: {cols:?}"
+        );
+    }
+    assert_eq!(
+        result["rows"],
+        json!([
+            ["a", "10.0", null, null],
+            ["b", "2.5", "True", null],
+            ["c", null, null, "late field"]
+        ])
+    );
+}
+
+#[test]
+fn tap_jsonl_loads_into_target_warehouse() {
+    let Some(peers) = peers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("orders.jsonl");
+    std::fs::write(
+        &data,
+        "{\"id\": 1, \"amount\": 10, \"ts\": \"2026-11-25T10:00:00Z\", \"tags\": [\"x\"]}\n\
+         {\"id\": 2, \"amount\": 12.5, \"ts\": \"2026-11-25T11:00:00Z\"}\n\
+         {\"id\": 1, \"amount\": 11, \"ts\": \"2026-11-25T12:00:00Z\"}\n",
+    )
+    .unwrap();
+    let tap_config = dir.path().join("tap-jsonl.json");
+    std::fs::write(
+        &tap_config,
+        json!({"path": format!("{}/*.jsonl", dir.path().display()), "stream_name": "orders", "primary_keys": ["id"]}).to_string(),
+    )
+    .unwrap();
+    let tap_out = run_ok(
+        Command::new(&peers["TAP_JSONL"])
+            .arg("--config")
+            .arg(&tap_config),
+    );
+    let target_config = dir.path().join("target.json");
+    std::fs::write(
+        &target_config,
+        json!({"warehouse_path": dir.path().join("wh")}).to_string(),
+    )
+    .unwrap();
+    let mut target = Command::new(target_bin())
+        .arg("--config")
+        .arg(&target_config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    target
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(tap_out.as_bytes())
+        .unwrap();
+    let out = target.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "target-warehouse failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let states = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        states
+            .lines()
+            .all(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v.is_object())),
+        "{states}"
+    );
+
+    let table = read_table(&peers, &dir.path().join("wh/orders"));
+    // Keyed by id: upserted, id 1's latest version wins.
+    assert_eq!(table["duckdb"]["count"], 2);
+    let cols = &table["duckdb"]["columns"];
+    for c in ["id", "amount", "ts", "tags", "_sdc_sequence"] {
+        assert!(cols.get(c).is_some(), "column {c} missing: {cols}");
+    }
+    let rows = table["duckdb"]["rows"].as_array().unwrap();
+    let one = rows.iter().find(|r| r["id"] == 1).unwrap();
+    assert_eq!(one["amount"], 11.0);
+}

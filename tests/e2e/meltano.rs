@@ -1,0 +1,83 @@
+//! `meltano run tap-webhook target-warehouse` with the repository's own meltano.yml, twice,
+//! deliveries posted in between: Meltano's saved state carries over and each delivery lands once.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::harness::{bin_dir, peers, read_table, repo_root, run_ok, Receiver};
+
+fn meltano(
+    peers: &std::collections::BTreeMap<String, String>,
+    project: &Path,
+    args: &[&str],
+) -> String {
+    run_ok(
+        Command::new(&peers["MELTANO"])
+            .current_dir(project)
+            .args(["--log-level=warning"])
+            .args(args)
+            .env("WEBHOOK_WAREHOUSE_BIN_DIR", bin_dir())
+            .env("TAP_WEBHOOK_SPOOL_PATH", project.join("spool.sqlite"))
+            .env("TARGET_WAREHOUSE_WAREHOUSE_PATH", project.join("warehouse"))
+            .env("MELTANO_SEND_ANONYMOUS_USAGE_STATS", "false")
+            .env("MELTANO_CLI_DISABLE_VERSION_CHECK", "true")
+            .env("NO_COLOR", "1"),
+    )
+}
+
+#[test]
+fn meltano_runs_twice_and_state_carries_over() {
+    let Some(peers) = peers() else { return };
+    let project = tempfile::tempdir().unwrap();
+    let p = project.path();
+    std::fs::copy(repo_root().join("meltano.yml"), p.join("meltano.yml")).unwrap();
+    std::fs::create_dir(p.join("bin")).unwrap();
+    for b in ["tap-webhook", "target-warehouse"] {
+        std::fs::copy(repo_root().join("bin").join(b), p.join("bin").join(b)).unwrap();
+    }
+    let config = p.join("receiver.json");
+    std::fs::write(
+        &config,
+        json!({"spool_path": p.join("spool.sqlite"), "listen_address": "127.0.0.1:0"}).to_string(),
+    )
+    .unwrap();
+    let receiver = Receiver::start(&config);
+    for i in 0..3 {
+        assert_eq!(
+            receiver.post("data", &format!(r#"{{"run":1,"i":{i}}}"#), &[]),
+            200
+        );
+    }
+    meltano(&peers, p, &["run", "tap-webhook", "target-warehouse"]);
+    let state = meltano(
+        &peers,
+        p,
+        &["state", "get", "dev:tap-webhook-to-target-warehouse"],
+    );
+    assert!(
+        state.contains("replication_key_value"),
+        "Meltano saved the target's state: {state}"
+    );
+    let table = read_table(&peers, &p.join("warehouse/data"));
+    assert_eq!(table["duckdb"]["count"], 3);
+
+    for i in 3..5 {
+        assert_eq!(
+            receiver.post("data", &format!(r#"{{"run":2,"i":{i}}}"#), &[]),
+            200
+        );
+    }
+    meltano(&peers, p, &["run", "tap-webhook", "target-warehouse"]);
+    let table = read_table(&peers, &p.join("warehouse/data"));
+    let rows = table["duckdb"]["rows"].as_array().unwrap();
+    let is: Vec<i64> = rows.iter().map(|r| r["i"].as_i64().unwrap()).collect();
+    assert_eq!(is, vec![0, 1, 2, 3, 4], "each delivery exactly once");
+    // The second run pruned the first run's messages: its state proved them committed.
+    let left = run_ok(Command::new(&peers["VENV_PYTHON"]).args([
+        "-c",
+        "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from messages').fetchone()[0])",
+    ]).arg(p.join("spool.sqlite")));
+    assert_eq!(left.trim(), "2");
+}
