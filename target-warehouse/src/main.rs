@@ -87,6 +87,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     let schema = settings_schema();
     let map = singer::config::load_config(&cli.config, "TARGET_WAREHOUSE", Some(&schema))
         .context("loading --config")?;
+    singer::config::validate(&schema, &map)?;
     let settings = Settings::from_map(map).map_err(anyhow::Error::msg)?;
     if let Some(Command::Compact) = cli.command {
         for (dir, files) in target_warehouse::compact(&settings)? {

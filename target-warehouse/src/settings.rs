@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::{json, Map, Value as Json};
+use serde_json::{Map, Value as Json};
 
 pub const DEFAULT_WAREHOUSE_PATH: &str = "./warehouse";
 /// 32 MiB of input JSON per flush: wide sparse rows cost ~1.8 KB each in builders (BRIEF §7);
@@ -108,33 +108,18 @@ impl Settings {
     }
 }
 
-/// JSON Schema of the config, the single source for `--about` and environment typing.
+/// JSON Schema of the config (`schemas/target-warehouse.config.schema.json`), the single
+/// source for validation, `--about` and environment typing.
+pub const CONFIG_SCHEMA: &str = include_str!("../../schemas/target-warehouse.config.schema.json");
+
 pub fn settings_schema() -> Json {
-    json!({
-        "type": "object",
-        "additionalProperties": false,
-        "properties": {
-            "warehouse_path": {"type": "string", "default": DEFAULT_WAREHOUSE_PATH,
-                "description": "Directory holding one Delta Lake table per stream."},
-            "load_method": {"type": "string", "enum": ["append-only", "upsert", "overwrite"],
-                "description": "How records land. Default: upsert when the stream has key properties other than __sdc_primary_key, else append-only."},
-            "hard_delete": {"type": "boolean", "default": false,
-                "description": "A record with a non-null _sdc_deleted_at deletes its key instead of being stored."},
-            "batch_size_bytes": {"type": "integer", "default": DEFAULT_BATCH_SIZE_BYTES, "minimum": 1, "maximum": MAX_BATCH_SIZE_BYTES,
-                "description": "Flush when this many bytes of input JSON are buffered (bounds memory)."},
-            "batch_size_rows": {"type": "integer", "minimum": 1,
-                "description": "Also flush a stream after this many rows."},
-            "max_batch_age_seconds": {"type": "integer", "default": DEFAULT_MAX_BATCH_AGE_SECONDS,
-                "description": "Flush a stream whose oldest buffered row is older than this."},
-            "add_record_metadata": {"type": "boolean", "default": true,
-                "description": "Add _sdc_extracted_at, _sdc_received_at, _sdc_batched_at, _sdc_deleted_at and _sdc_table_version when absent."}
-        }
-    })
+    serde_json::from_str(CONFIG_SCHEMA).unwrap_or(Json::Null)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn defaults_and_validation() {
@@ -149,6 +134,17 @@ mod tests {
         );
         let bad = json!({"load_methd": "upsert"});
         assert!(Settings::from_map(bad.as_object().cloned().unwrap_or_default()).is_err());
+        let schema = settings_schema();
+        assert_eq!(
+            schema["properties"]["batch_size_bytes"]["default"],
+            json!(DEFAULT_BATCH_SIZE_BYTES),
+            "the schema's defaults are the code's"
+        );
+        assert_eq!(schema["properties"]["warehouse_path"]["default"], json!(DEFAULT_WAREHOUSE_PATH));
+        assert_eq!(
+            schema["properties"]["max_batch_age_seconds"]["default"],
+            json!(DEFAULT_MAX_BATCH_AGE_SECONDS)
+        );
         let bad = json!({"batch_size_bytes": 0});
         assert!(Settings::from_map(bad.as_object().cloned().unwrap_or_default()).is_err());
     }
