@@ -7,19 +7,9 @@ count=${1:-100000}
 cargo build --release -q -p tap-webhook
 bin=${CARGO_TARGET_DIR:-target}/release/tap-webhook
 work=${BENCH_WORK:-$(mktemp -d)}
-echo "{\"spool_path\":\"$work/spool.sqlite\"}" > "$work/tap.json"
-"$bin" --config "$work/tap.json" --test 2>/dev/null     # creates the spool's tables
-python3 bench/corpus.py --count "$count" > "$work/corpus.jsonl"
-python3 - "$work/spool.sqlite" "$work/corpus.jsonl" <<'PY'
-import sqlite3, sys, uuid, time
-db = sqlite3.connect(sys.argv[1])
-now = int(time.time() * 1e6)
-with open(sys.argv[2]) as f, db:
-    db.executemany(
-        "INSERT INTO messages (seq, id, source, received_at, delivery_id, part, headers, query, body)"
-        " VALUES (?, ?, 'data', ?, NULL, 0, '{}', '{}', ?)",
-        ((now + i, str(uuid.uuid4()), now + i, line.rstrip("\n")) for i, line in enumerate(f)))
-PY
+bin_tap=$bin
+source bench/spool.sh
+make_spool
 bytes=$(stat -c %s "$work/corpus.jsonl")
 best=""
 for run in 1 2 3; do

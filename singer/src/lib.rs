@@ -9,6 +9,7 @@
 //! - [`writer`]: one message per line, flushed where the protocol needs it;
 //! - [`catalog`]: catalogs and their metadata in every spelling taps and Meltano use;
 //! - [`config`]: `--config FILE` (repeatable) and `--config ENV` loading;
+//! - [`metrics`]: progress logs and Singer `METRIC:` lines on stderr;
 //! - [`about`]: `--about` in text, JSON and Markdown from one JSON Schema of the settings.
 //!
 //! ```
@@ -24,5 +25,6 @@ pub mod about;
 pub mod catalog;
 pub mod config;
 pub mod message;
+pub mod metrics;
 pub mod reader;
 pub mod writer;

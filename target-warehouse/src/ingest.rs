@@ -87,6 +87,8 @@ pub struct Ingest<'s, W: Write> {
     last_printed: Option<Json>,
     clock: SeqClock,
     output: W,
+    /// Input lines and bytes read, logged at intervals on stderr.
+    progress: singer::metrics::Progress,
     pub summary: Summary,
 }
 
@@ -103,6 +105,7 @@ impl<'s, W: Write> Ingest<'s, W> {
             streams: HashMap::new(),
             claimed: HashSet::new(),
             states: Vec::new(),
+            progress: singer::metrics::Progress::new("target"),
             last_state: None,
             last_printed: None,
             clock: SeqClock(0),
@@ -119,6 +122,7 @@ impl<'s, W: Write> Ingest<'s, W> {
                 Chunk::Lines(lines) => {
                     for (number, bytes) in lines {
                         line_no = number;
+                        self.progress.add(1, bytes.len() as u64);
                         self.on_line(Line {
                             number,
                             bytes: &bytes,

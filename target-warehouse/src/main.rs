@@ -95,6 +95,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    let started = std::time::Instant::now();
     let stdout = std::io::stdout().lock();
     let summary = match &cli.input {
         Some(path) => {
@@ -108,7 +109,27 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             stdout,
         )?,
     };
+    let elapsed = started.elapsed().as_secs_f64();
+    singer::metrics::emit_metric(
+        "counter",
+        "record_count",
+        summary.records.into(),
+        serde_json::json!({}),
+    );
+    singer::metrics::emit_metric(
+        "counter",
+        "rows_written",
+        summary.rows_written.into(),
+        serde_json::json!({}),
+    );
+    singer::metrics::emit_metric(
+        "timer",
+        "load_duration",
+        elapsed.into(),
+        serde_json::json!({"status": "succeeded"}),
+    );
     tracing::info!(
+        seconds = elapsed,
         records = summary.records,
         skipped = summary.skipped,
         rows_written = summary.rows_written,

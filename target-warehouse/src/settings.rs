@@ -140,7 +140,10 @@ mod tests {
             json!(DEFAULT_BATCH_SIZE_BYTES),
             "the schema's defaults are the code's"
         );
-        assert_eq!(schema["properties"]["warehouse_path"]["default"], json!(DEFAULT_WAREHOUSE_PATH));
+        assert_eq!(
+            schema["properties"]["warehouse_path"]["default"],
+            json!(DEFAULT_WAREHOUSE_PATH)
+        );
         assert_eq!(
             schema["properties"]["max_batch_age_seconds"]["default"],
             json!(DEFAULT_MAX_BATCH_AGE_SECONDS)

@@ -7,14 +7,20 @@ use crate::harness::{repo_root, run_ok, tap_bin, target_bin};
 
 fn settings_table(bin: &std::path::Path) -> String {
     let about = run_ok(Command::new(bin).args(["--about", "--format", "markdown"]));
-    let table = about.split("## Settings").nth(1).expect("--about has a Settings section");
+    let table = about
+        .split("## Settings")
+        .nth(1)
+        .expect("--about has a Settings section");
     table.trim().to_owned()
 }
 
 #[test]
 fn readme_configuration_reference_matches_the_schemas() {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    for (name, bin) in [("tap-webhook", tap_bin()), ("target-warehouse", target_bin())] {
+    for (name, bin) in [
+        ("tap-webhook", tap_bin()),
+        ("target-warehouse", target_bin()),
+    ] {
         let begin = format!("<!-- {name} settings: generated -->");
         let end = format!("<!-- end {name} settings -->");
         let section = readme
@@ -34,10 +40,16 @@ fn readme_configuration_reference_matches_the_schemas() {
 fn meltano_yml_declares_every_setting_of_both_schemas() {
     let yml = std::fs::read_to_string(repo_root().join("meltano.yml")).unwrap();
     for schema in ["tap-webhook", "target-warehouse"] {
-        let text = std::fs::read_to_string(repo_root().join(format!("schemas/{schema}.config.schema.json"))).unwrap();
+        let text = std::fs::read_to_string(
+            repo_root().join(format!("schemas/{schema}.config.schema.json")),
+        )
+        .unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         for name in v["properties"].as_object().unwrap().keys() {
-            assert!(yml.contains(&format!("- name: {name}\n")), "meltano.yml lacks {schema} setting {name}");
+            assert!(
+                yml.contains(&format!("- name: {name}\n")),
+                "meltano.yml lacks {schema} setting {name}"
+            );
         }
     }
 }

@@ -11,3 +11,4 @@ mod harness;
 mod interop;
 mod meltano;
 mod pipeline;
+mod signatures;

@@ -118,6 +118,7 @@ pub fn run(
     let started = Instant::now();
     let mut w = MessageWriter::new(std::io::BufWriter::with_capacity(1 << 20, out));
     let mut emitted_total: u64 = 0;
+    let mut progress = singer::metrics::Progress::new("tap");
     let mut since_state: u64 = 0;
     'streams: for source in settings.sources.values() {
         let entry = match catalog {
@@ -146,6 +147,7 @@ pub fn run(
                 return Ok(false);
             }
             emitter.emit(&mut w, &m, &mut summary)?;
+            progress.add(1, m.body.len() as u64);
             marks.insert(source.name.clone(), m.seq);
             emitted_total += 1;
             since_state += 1;

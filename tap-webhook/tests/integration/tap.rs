@@ -181,7 +181,29 @@ async fn one_delivery_id_one_generated_key_and_keyed_sources() {
     assert_eq!(rejected[0]["payload"], r#"{"total":1}"#);
     assert!(rejected[0]["reason"].as_str().unwrap().contains("order_id"));
 
+    // Records keep the contract in schemas/.
+    let schema = |name: &str| -> Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(format!("{}/../schemas/{name}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let (unpacked, packed) = (
+        schema("record-unpacked.schema.json"),
+        schema("record-packed.schema.json"),
+    );
+    for r in gh.iter().chain(&orders) {
+        singer::config::validate(&unpacked, r.as_object().unwrap()).unwrap();
+    }
     let nekt = records(&out, "nekt");
+    singer::config::validate(&packed, nekt[0].as_object().unwrap()).unwrap();
+    let mut broken = nekt[0].as_object().unwrap().clone();
+    broken.remove("payload");
+    assert!(
+        singer::config::validate(&packed, &broken).is_err(),
+        "the schema can fail"
+    );
     assert_eq!(
         nekt[0]["payload"], "{\"raw\" :  1}\n",
         "packed payload is the raw body"

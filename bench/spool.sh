@@ -1,0 +1,18 @@
+# Sourced by the benchmarks: fills a spool with the corpus, as the receiver would have.
+# Needs: $bin_tap (tap-webhook), $work (scratch dir), $count.
+make_spool() {
+  echo "{\"spool_path\":\"$work/spool.sqlite\"}" > "$work/tap.json"
+  rm -f "$work/spool.sqlite"*
+  "$bin_tap" --config "$work/tap.json" --test 2>/dev/null     # creates the spool's tables
+  python3 "$(dirname "${BASH_SOURCE[0]}")/corpus.py" --count "$count" > "$work/corpus.jsonl"
+  python3 - "$work/spool.sqlite" "$work/corpus.jsonl" <<'PY'
+import sqlite3, sys, uuid, time
+db = sqlite3.connect(sys.argv[1])
+now = int(time.time() * 1e6)
+with open(sys.argv[2]) as f, db:
+    db.executemany(
+        "INSERT INTO messages (seq, id, source, received_at, delivery_id, part, headers, query, body)"
+        " VALUES (?, ?, 'data', ?, NULL, 0, '{}', '{}', ?)",
+        ((now + i, str(uuid.uuid4()), now + i, line.rstrip("\n")) for i, line in enumerate(f)))
+PY
+}

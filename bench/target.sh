@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Target benchmark, one run, same records for everyone: rows/s, MB/s and peak RSS of
+#   target-warehouse (release)  vs  target-duckdb (PyPI)  vs  DuckDB read_json_auto -> Parquet
+# plus the whole pipe tap-webhook | target-warehouse.
+# Usage: bench/target.sh [count] [peer_count]   (defaults 100000 and 20000: target-duckdb runs
+# at a few thousand rows/s, so it gets a prefix of the same stream and its rate is compared).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+count=${1:-100000}
+peer_count=${2:-20000}
+cargo build --release -q -p tap-webhook -p target-warehouse
+rel=${CARGO_TARGET_DIR:-target}/release
+bin_tap=$rel/tap-webhook
+bin_target=$rel/target-warehouse
+[ -x "$root/.venv/bin/python" ] || bash tests/python/setup.sh "$root/.venv" >/dev/null
+py=$root/.venv/bin/python
+work=${BENCH_WORK:-$(mktemp -d)}
+source bench/spool.sh
+make_spool
+"$bin_tap" --config "$work/tap.json" > "$work/stream.singer" 2>/dev/null
+head -n $((peer_count + 1)) "$work/stream.singer" > "$work/peer.singer"   # SCHEMA + records
+stream_bytes=$(stat -c %s "$work/stream.singer")
+peer_bytes=$(stat -c %s "$work/peer.singer")
+json_bytes=$(stat -c %s "$work/corpus.jsonl")
+
+echo "{\"warehouse_path\":\"$work/wh\"}" > "$work/target.json"
+echo "{\"filepath\":\"$work/duck.db\",\"default_target_schema\":\"raw\"}" > "$work/duck.json"
+
+# measure NAME ROWS BYTES CMD... : wall seconds and peak RSS (KiB) via GNU time, 3 runs, median.
+results=()
+measure() {
+  local name=$1 rows=$2 bytes=$3; shift 3
+  local runs=()
+  for i in 1 2 3; do
+    [ -n "${BEFORE:-}" ] && eval "$BEFORE"
+    /usr/bin/time -f "%e %M" -o "$work/time" "$@" > /dev/null 2> "$work/err" || { cat "$work/err" >&2; exit 1; }
+    runs+=("$(cat "$work/time")")
+  done
+  results+=("$name|$rows|$bytes|${runs[*]}")
+}
+
+BEFORE="rm -rf $work/wh" measure "target-warehouse" "$count" "$stream_bytes" \
+  "$bin_target" --config "$work/target.json" --input "$work/stream.singer"
+BEFORE="rm -rf $work/wh" measure "tap-webhook | target-warehouse" "$count" "$stream_bytes" \
+  bash -c "'$bin_tap' --config '$work/tap.json' | '$bin_target' --config '$work/target.json'"
+BEFORE="rm -f $work/duck.db*" measure "target-duckdb (PyPI)" "$peer_count" "$peer_bytes" \
+  bash -c "'$root/.venv/bin/target-duckdb' --config '$work/duck.json' < '$work/peer.singer'"
+BEFORE="rm -f $work/out.parquet" measure "DuckDB read_json_auto->Parquet" "$count" "$json_bytes" \
+  "$py" -c "import duckdb; c=duckdb.connect(); c.execute('SET threads=2'); c.execute(\"COPY (SELECT * FROM read_json_auto('$work/corpus.jsonl', maximum_object_size=67108864)) TO '$work/out.parquet' (FORMAT parquet, COMPRESSION zstd)\")"
+
+"$py" - "${results[@]}" <<'PY'
+import statistics, sys
+rows = []
+for r in sys.argv[1:]:
+    name, n, b, runs = r.split("|")
+    vals = list(map(float, runs.split()))
+    pairs = list(zip(vals[::2], vals[1::2]))
+    t = statistics.median(p[0] for p in pairs)
+    rss = max(p[1] for p in pairs) / 1024
+    rows.append((name, int(n), int(b), t, int(n) / t, int(b) / 1e6 / t, rss))
+ours = rows[0][4]
+print(f"{'loader':34} {'rows':>8} {'median s':>9} {'rows/s':>10} {'MB/s':>7} {'peak RSS MB':>12} {'ours / it':>10}")
+for name, n, b, t, rps, mbs, rss in rows:
+    print(f"{name:34} {n:8d} {t:9.2f} {rps:10,.0f} {mbs:7.1f} {rss:12.0f} {ours / rps:9.1f}x")
+PY
