@@ -1,12 +1,11 @@
 //! Interop with Python Singer plugins from PyPI, both directions:
 //! tap-webhook → target-duckdb, and tap-jsonl → target-warehouse.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::harness::{peers, read_table, run_ok, tap_bin, target_bin, Receiver};
+use crate::harness::{peers, pipe_into, read_table, run_ok, tap_bin, target_bin, Receiver};
 
 #[test]
 fn tap_webhook_loads_into_target_duckdb_with_every_column() {
@@ -36,25 +35,11 @@ fn tap_webhook_loads_into_target_duckdb_with_every_column() {
         json!({"filepath": db, "default_target_schema": "raw"}).to_string(),
     )
     .unwrap();
-    let mut target = Command::new(&peers["TARGET_DUCKDB"])
-        .arg("--config")
-        .arg(&target_config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    target
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(tap_out.as_bytes())
-        .unwrap();
-    let out = target.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "target-duckdb failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    pipe_into(
+        Command::new(&peers["TARGET_DUCKDB"])
+            .arg("--config")
+            .arg(&target_config),
+        tap_out.as_bytes(),
     );
     let query = r#"
 import duckdb, json, sys
@@ -131,27 +116,12 @@ fn tap_jsonl_loads_into_target_warehouse() {
         json!({"warehouse_path": dir.path().join("wh")}).to_string(),
     )
     .unwrap();
-    let mut target = Command::new(target_bin())
-        .arg("--config")
-        .arg(&target_config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    target
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(tap_out.as_bytes())
-        .unwrap();
-    let out = target.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "target-warehouse failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let states = pipe_into(
+        Command::new(target_bin())
+            .arg("--config")
+            .arg(&target_config),
+        tap_out.as_bytes(),
     );
-    let states = String::from_utf8(out.stdout).unwrap();
     assert!(
         states
             .lines()

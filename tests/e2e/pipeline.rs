@@ -1,13 +1,12 @@
 //! receiver → spool → `tap-webhook | target-warehouse` → Delta table, read back by DuckDB and
 //! Python deltalake; a second run chained by the target's state loads only the new deliveries.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::harness::{peers, read_table, tap_bin, target_bin, Receiver};
+use crate::harness::{peers, pipe_into, read_table, tap_bin, target_bin, Receiver};
 
 /// Runs `tap-webhook [--state S] | target-warehouse`; returns the target's stdout lines.
 pub fn pipe(tap_config: &Path, target_config: &Path, state: Option<&Path>) -> Vec<Value> {
@@ -18,34 +17,18 @@ pub fn pipe(tap_config: &Path, target_config: &Path, state: Option<&Path>) -> Ve
     }
     let tap_out = tap.stderr(Stdio::inherit()).output().unwrap();
     assert!(tap_out.status.success(), "tap failed");
-    let mut target = Command::new(target_bin())
-        .arg("--config")
-        .arg(target_config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    target
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&tap_out.stdout)
-        .unwrap();
-    let out = target.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "target failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("target stdout line is not a state ({e}): {l}"))
-        })
-        .collect()
+    pipe_into(
+        Command::new(target_bin())
+            .arg("--config")
+            .arg(target_config),
+        &tap_out.stdout,
+    )
+    .lines()
+    .map(|l| {
+        serde_json::from_str(l)
+            .unwrap_or_else(|e| panic!("target stdout line is not a state ({e}): {l}"))
+    })
+    .collect()
 }
 
 #[test]
