@@ -65,14 +65,20 @@ fn check_timestamp(ts: &str, now: i64, tolerance: i64) -> Result<i64, AuthError>
     Ok(t)
 }
 
-fn any_equal(expected: &[Vec<u8>], given: &[Vec<u8>]) -> bool {
+/// Accepts when any given signature equals any expected one (one per secret), comparing every
+/// pair in constant time so the rotation list leaks nothing by timing.
+fn verdict(expected: &[Vec<u8>], given: &[Vec<u8>]) -> Result<(), AuthError> {
     let mut found = false;
     for e in expected {
         for g in given {
             found |= bool::from(e.as_slice().ct_eq(g.as_slice()));
         }
     }
-    found
+    if found {
+        Ok(())
+    } else {
+        Err(AuthError::InvalidSignature("no signature matches".into()))
+    }
 }
 
 /// Standard Webhooks and Svix (`webhook-*` or `svix-*` headers, `whsec_` secrets).
@@ -126,11 +132,7 @@ impl Verifier for StandardWebhooks {
                 )
             })
             .collect();
-        if any_equal(&expected, &given) {
-            Ok(())
-        } else {
-            Err(AuthError::InvalidSignature("no signature matches".into()))
-        }
+        verdict(&expected, &given)
     }
 
     fn secret_headers(&self) -> Vec<String> {
@@ -178,11 +180,7 @@ impl Verifier for Stripe {
                 )
             })
             .collect();
-        if any_equal(&expected, &given) {
-            Ok(())
-        } else {
-            Err(AuthError::InvalidSignature("no signature matches".into()))
-        }
+        verdict(&expected, &given)
     }
 
     fn secret_headers(&self) -> Vec<String> {
@@ -314,11 +312,7 @@ impl Verifier for HeaderHmac {
             .iter()
             .map(|s| hmac(self.algorithm, s.as_bytes(), &[&content]))
             .collect();
-        if any_equal(&expected, &given) {
-            Ok(())
-        } else {
-            Err(AuthError::InvalidSignature("no signature matches".into()))
-        }
+        verdict(&expected, &given)
     }
 
     fn secret_headers(&self) -> Vec<String> {
