@@ -15,3 +15,6 @@ export WEBHOOK_TEST_VENV="$venv"
 export WEBHOOK_REQUIRE_PEERS=1
 
 cargo test --workspace --locked
+# The fuzz targets live in their own workspace (cargo fuzz builds them with its own flags): a
+# type check here keeps them building as the code they fuzz changes.
+cargo check --manifest-path tap-webhook/fuzz/Cargo.toml --locked --bins
