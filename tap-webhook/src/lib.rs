@@ -9,8 +9,10 @@
 //! - [`settings`]: the config file, validated once;
 //! - [`receiver`]: the axum app, authentication, body pipeline, replies, metrics;
 //! - [`spool`]: the durable queue between the two;
+//! - [`queue`]: the scale-out alternative: receivers send to SQS, the tap drains it;
 //! - [`tap`]: discovery, draining from a bookmark, schema inference, state.
 
+pub mod queue;
 pub mod receiver;
 pub mod settings;
 pub mod spool;

@@ -125,6 +125,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         None => None,
     };
+    if let Some(q) = &settings.queue {
+        // Scale-out: first move what the receivers queued into the local spool, durably.
+        tap::drain::drain(&settings, q)?;
+    }
     let started = std::time::Instant::now();
     let summary = tap::run(
         &settings,
@@ -156,6 +160,9 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
+        if let Some(q) = &settings.queue {
+            return serve_to_queue(&settings, q).await;
+        }
         let (writer, thread) = SpoolWriter::start(&settings.spool_path, settings.dedupe_window)?;
         let listener = tokio::net::TcpListener::bind(&settings.listen_address)
             .await
@@ -169,6 +176,26 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         tracing::info!("stopped");
         anyhow::Ok(())
     })
+}
+
+/// `serve` on the SQS backend: a stateless receiver (no spool file).
+async fn serve_to_queue(
+    settings: &Settings,
+    q: &tap_webhook::queue::QueueSettings,
+) -> anyhow::Result<()> {
+    let queue = tap_webhook::queue::QueueSender::connect(q).await?;
+    let listener = tokio::net::TcpListener::bind(&settings.listen_address)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen_address))?;
+    let addr = listener.local_addr()?;
+    tracing::info!("listening on {addr}");
+    let state = Arc::new(AppState {
+        queue: Some(queue),
+        ..AppState::new(settings, SpoolWriter::detached())
+    });
+    receiver::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -51,6 +51,7 @@ pub struct Config {
     pub max_records: Option<u64>,
     pub max_seconds: Option<f64>,
     pub sources: Option<BTreeMap<String, SourceConfig>>,
+    pub queue: Option<crate::queue::QueueConfig>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]
@@ -130,6 +131,8 @@ pub struct Settings {
     pub max_duration: Option<Duration>,
     /// By name; also the Singer stream names.
     pub sources: BTreeMap<String, Source>,
+    /// The SQS backend; `None`: the embedded spool.
+    pub queue: Option<crate::queue::QueueSettings>,
 }
 
 /// Connection-level defences of the receiver.
@@ -335,6 +338,8 @@ impl Settings {
             max_records: c.max_records,
             max_duration: positive("max_seconds", c.max_seconds)?,
             sources,
+            queue: crate::queue::QueueSettings::from_config(c.queue)
+                .map_err(|detail| bad("queue", detail))?,
         })
     }
 }
@@ -395,10 +400,11 @@ mod tests {
             "max_records",
             "max_seconds",
             "sources",
+            "queue",
         ] {
             assert!(props.contains_key(field), "{field} missing from the schema");
         }
-        assert_eq!(props.len(), 17, "every schema property is a Config field");
+        assert_eq!(props.len(), 18, "every schema property is a Config field");
         let source = schema["properties"]["sources"]["additionalProperties"]["properties"]
             .as_object()
             .unwrap();

@@ -83,6 +83,8 @@ impl SourceRuntime {
 pub struct AppState {
     pub sources: BTreeMap<String, SourceRuntime>,
     pub spool: SpoolWriter,
+    /// The SQS backend (`crate::queue`); `None`: deliveries go to the spool.
+    pub queue: Option<crate::queue::QueueSender>,
     pub metrics: metrics::Metrics,
     pub max_body_bytes: usize,
     pub max_spool_bytes: u64,
@@ -100,6 +102,7 @@ impl AppState {
                 .map(|s| (s.name.clone(), SourceRuntime::new(s.clone())))
                 .collect(),
             spool,
+            queue: None,
             max_body_bytes: settings.max_body_bytes,
             max_spool_bytes: settings.max_spool_bytes,
             retry_after_seconds: settings.retry_after_seconds,
@@ -303,6 +306,8 @@ async fn receive(
         .collect();
     let outcome = if messages.is_empty() {
         Default::default()
+    } else if let Some(queue) = &state.queue {
+        queue.store(messages).await?
     } else {
         state.spool.write(messages).await.map_err(|e| {
             tracing::error!(error = %e, source, "storing a delivery failed");

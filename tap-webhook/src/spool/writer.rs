@@ -80,6 +80,16 @@ impl SpoolWriter {
         Ok((SpoolWriter { tx, stats }, WriterThread { handle }))
     }
 
+    /// A writer with no spool behind it, for a receiver whose deliveries go to a queue
+    /// (`crate::queue`): every write fails and the stats stay zero (never SPOOL_FULL).
+    pub fn detached() -> SpoolWriter {
+        let (tx, _) = mpsc::channel(1);
+        SpoolWriter {
+            tx,
+            stats: Arc::default(),
+        }
+    }
+
     /// Stores the messages of one request durably; returns once they are fsync'd.
     pub async fn write(&self, messages: Vec<NewMessage>) -> Result<WriteOutcome, SpoolError> {
         let (reply, rx) = oneshot::channel();
@@ -161,7 +171,47 @@ fn write_batch(
         .unwrap_or(0);
     let mut outcomes = Vec::with_capacity(batch.len());
     for req in batch {
-        outcomes.push(write_request(&tx, &req.messages, window_us, &mut last)?);
+        outcomes.push(write_request(
+            &tx,
+            &req.messages,
+            None,
+            window_us,
+            &mut last,
+        )?);
+    }
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+/// Appends deliveries that already carry their message ids (drained from a queue, where the
+/// receiver assigned them) in ONE transaction, returning once it is fsync'd. The same rules as
+/// the receiver's writes: `seq = max(previous + 1, received_at)`, and a delivery id seen within
+/// the window is a duplicate. A message whose id is already stored (SQS redelivered it) is
+/// skipped, so it is never stored, hence never emitted, twice.
+pub fn append_with_ids(
+    conn: &mut Connection,
+    deliveries: &[(Vec<NewMessage>, Vec<String>)],
+    dedupe_window: Duration,
+) -> rusqlite::Result<Vec<WriteOutcome>> {
+    let window_us = i64::try_from(dedupe_window.as_micros()).unwrap_or(i64::MAX);
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut last: i64 = tx
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'messages'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    let mut outcomes = Vec::with_capacity(deliveries.len());
+    for (messages, ids) in deliveries {
+        outcomes.push(write_request(
+            &tx,
+            messages,
+            Some(ids),
+            window_us,
+            &mut last,
+        )?);
     }
     tx.commit()?;
     Ok(outcomes)
@@ -170,6 +220,7 @@ fn write_batch(
 fn write_request(
     tx: &Transaction<'_>,
     messages: &[NewMessage],
+    ids: Option<&[String]>,
     window_us: i64,
     last: &mut i64,
 ) -> rusqlite::Result<WriteOutcome> {
@@ -198,20 +249,23 @@ fn write_request(
             });
         }
     }
+    // `id` is UNIQUE: with given ids (a queue's redelivery), an id already stored is skipped.
     let mut insert = tx.prepare_cached(
         "INSERT INTO messages (seq, id, source, received_at, delivery_id, part, headers, query, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
     )?;
     let mut outcome = WriteOutcome {
         message_ids: Vec::with_capacity(messages.len()),
         seqs: Vec::with_capacity(messages.len()),
         duplicate: false,
     };
-    for m in messages {
+    for (i, m) in messages.iter().enumerate() {
         let seq = (*last + 1).max(m.received_at_us);
-        *last = seq;
-        let id = uuid::Uuid::now_v7().to_string();
-        insert.execute(params![
+        let id = match ids.and_then(|ids| ids.get(i)) {
+            Some(id) => id.clone(),
+            None => uuid::Uuid::now_v7().to_string(),
+        };
+        let stored = insert.execute(params![
             seq,
             id,
             m.source,
@@ -222,10 +276,16 @@ fn write_request(
             m.query,
             m.body
         ])?;
+        if stored == 0 {
+            continue;
+        }
+        *last = seq;
         outcome.message_ids.push(id);
         outcome.seqs.push(seq);
     }
-    if let (Some((source, id, at)), true) = (delivery, window_us > 0) {
+    if let (Some((source, id, at)), true) =
+        (delivery, window_us > 0 && !outcome.message_ids.is_empty())
+    {
         tx.prepare_cached(
             "INSERT OR REPLACE INTO deliveries (source, delivery_id, received_at, message_ids)
              VALUES (?1, ?2, ?3, ?4)",

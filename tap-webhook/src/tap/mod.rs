@@ -7,6 +7,7 @@
 //! replay from an older state emits identical records.
 
 pub mod discover;
+pub mod drain;
 pub mod inference;
 pub mod record;
 

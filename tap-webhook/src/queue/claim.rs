@@ -1,0 +1,112 @@
+//! The claim check: envelopes too large for an SQS message travel in S3, with a pointer in SQS
+//! (as the AWS extended client libraries do).
+//!
+//! Receiver: the object is written (PUT returns only once S3 stored it durably) BEFORE the
+//! pointer is sent, and the 2xx waits for both. Drain: the object is read when its pointer is
+//! received, and deleted only after the spool commit holding the delivery is fsync'd AND the
+//! SQS message is deleted. An object whose pointer never made it to SQS (the send failed and the
+//! provider was answered 503) is orphaned: a bucket lifecycle rule expiring the prefix after a
+//! few days cleans those up (README, deployment).
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+
+use super::envelope::Pointer;
+use super::QueueError;
+
+/// Whether an envelope must go by claim check.
+pub fn needs_claim_check(envelope_len: usize, threshold: usize) -> bool {
+    envelope_len > threshold
+}
+
+/// The S3 side of the claim check.
+#[derive(Clone)]
+pub struct ClaimCheck {
+    pub client: Client,
+    pub bucket: String,
+    pub prefix: String,
+}
+
+impl ClaimCheck {
+    /// The object key of a delivery: the prefix and the id of its first message (unique).
+    pub fn key(&self, id: &str) -> String {
+        format!("{}{id}.json", self.prefix)
+    }
+
+    /// Stores an envelope; returns the pointer to send in its place.
+    pub async fn put(&self, id: &str, envelope: String) -> Result<Pointer, QueueError> {
+        let key = self.key(id);
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(ByteStream::from(envelope.into_bytes()))
+            .send()
+            .await
+            .map_err(|e| QueueError::S3 {
+                what: format!("writing s3://{}/{key}", self.bucket),
+                detail: super::sdk_error(e),
+            })?;
+        Ok(Pointer {
+            bucket: self.bucket.clone(),
+            key,
+        })
+    }
+}
+
+/// Reads a claim-checked envelope.
+pub async fn get(client: &Client, p: &Pointer) -> Result<String, QueueError> {
+    let what = || format!("reading s3://{}/{}", p.bucket, p.key);
+    let out = client
+        .get_object()
+        .bucket(&p.bucket)
+        .key(&p.key)
+        .send()
+        .await
+        .map_err(|e| QueueError::S3 {
+            what: what(),
+            detail: super::sdk_error(e),
+        })?;
+    let bytes = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| QueueError::S3 {
+            what: what(),
+            detail: e.to_string(),
+        })?
+        .into_bytes();
+    String::from_utf8(bytes.to_vec()).map_err(|e| QueueError::S3 {
+        what: what(),
+        detail: e.to_string(),
+    })
+}
+
+/// Deletes a claim-checked envelope once its delivery is safe in the spool and its pointer is
+/// deleted from SQS. A failure only leaves an object for the lifecycle rule.
+pub async fn delete(client: &Client, p: &Pointer) {
+    if let Err(e) = client
+        .delete_object()
+        .bucket(&p.bucket)
+        .key(&p.key)
+        .send()
+        .await
+    {
+        tracing::warn!(bucket = %p.bucket, key = %p.key, error = %super::sdk_error(e), "deleting a claim-check object failed; a lifecycle rule will expire it");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threshold_is_exclusive() {
+        let t = super::super::DEFAULT_CLAIM_CHECK_THRESHOLD_BYTES;
+        assert!(t < 1_048_576, "leaves headroom below the SQS maximum");
+        assert!(!needs_claim_check(t, t));
+        assert!(needs_claim_check(t + 1, t));
+        assert!(!needs_claim_check(10, t));
+    }
+}
