@@ -200,6 +200,7 @@ impl<'s, W: Write> Ingest<'s, W> {
                     &self.settings.warehouse_path,
                     &m.stream,
                     &mut self.claimed,
+                    &self.settings.storage_options,
                 ))
                 .map_err(|source| Error::Table {
                     line,

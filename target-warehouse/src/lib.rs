@@ -109,6 +109,11 @@ pub fn compact(settings: &Settings) -> Result<Vec<(std::path::PathBuf, usize)>, 
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
+    if table::store::is_remote(&settings.warehouse_path) {
+        return Err(Error::Warehouse(std::io::Error::other(
+            "`compact` lists a local warehouse directory; tables on an object store are compacted during loads",
+        )));
+    }
     let mut dirs: Vec<_> = match std::fs::read_dir(&settings.warehouse_path) {
         Ok(rd) => rd
             .filter_map(|e| e.ok())

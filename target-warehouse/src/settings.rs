@@ -1,6 +1,7 @@
 //! Configuration: the serde mirror of the Meltano settings, its JSON Schema (for `--about` and
 //! for typing `TARGET_WAREHOUSE_*` variables), and the validated [`Settings`] the run uses.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -46,6 +47,14 @@ pub struct Config {
     /// Add `_sdc_extracted_at`, `_sdc_received_at`, `_sdc_batched_at`, `_sdc_deleted_at`,
     /// `_sdc_table_version` when the record lacks them.
     pub add_record_metadata: Option<bool>,
+    /// Object-store warehouses (`s3://…`): the bucket's region (unset: the AWS chain).
+    pub aws_region: Option<String>,
+    /// An S3-compatible endpoint or a local server (unset: AWS).
+    pub aws_endpoint_url: Option<String>,
+    /// Allow a plain-HTTP endpoint (local servers).
+    pub aws_allow_http: Option<bool>,
+    /// Any other `deltalake`/object_store storage option, passed through as is.
+    pub storage_options: Option<HashMap<String, String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +66,8 @@ pub struct Settings {
     pub batch_size_rows: Option<usize>,
     pub max_batch_age: Duration,
     pub add_record_metadata: bool,
+    /// Storage options for every table (empty for a local warehouse); see `table::store`.
+    pub storage_options: HashMap<String, String>,
 }
 
 impl Default for Settings {
@@ -69,6 +80,7 @@ impl Default for Settings {
             batch_size_rows: None,
             max_batch_age: Duration::from_secs(DEFAULT_MAX_BATCH_AGE_SECONDS),
             add_record_metadata: true,
+            storage_options: HashMap::new(),
         }
     }
 }
@@ -104,6 +116,12 @@ impl Settings {
                     .unwrap_or(DEFAULT_MAX_BATCH_AGE_SECONDS),
             ),
             add_record_metadata: c.add_record_metadata.unwrap_or(true),
+            storage_options: crate::table::store::storage_options(
+                c.aws_region.as_deref(),
+                c.aws_endpoint_url.as_deref(),
+                c.aws_allow_http,
+                &c.storage_options.unwrap_or_default(),
+            ),
         })
     }
 }

@@ -63,7 +63,7 @@ pub async fn compact(
                 sink.write(&b)?;
             }
         }
-        let mut add = sink.finish()?;
+        let mut add = table.publish(sink.finish()?)?;
         add.data_change = false;
         actions.push(Action::Add(add));
         for f in group {

@@ -9,6 +9,7 @@
 pub mod compact;
 pub mod files;
 pub mod merge;
+pub mod store;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -70,6 +71,8 @@ pub struct Table {
     pub replay_watermark: Option<i64>,
     /// The latest high-water mark committed (carried into commits that add no sequences).
     pub high_water: Option<i64>,
+    /// Set when the table lives on an object store (`s3://…`): files go through it.
+    remote: Option<store::Remote>,
 }
 
 /// The Delta `txn` app id of a stream.
@@ -86,6 +89,7 @@ impl Table {
         warehouse: &Path,
         stream: &str,
         claimed: &mut HashSet<PathBuf>,
+        storage_options: &HashMap<String, String>,
     ) -> Result<(Table, Registry), TableError> {
         let base = sanitize(stream);
         let mut n = 1;
@@ -104,14 +108,20 @@ impl Table {
                 table: dir.clone(),
                 source,
             };
-            std::fs::create_dir_all(&root).map_err(|source| TableError::Io {
-                table: dir.clone(),
-                source,
-            })?;
+            if store::is_remote(&root) {
+                store::register_handlers();
+            } else {
+                std::fs::create_dir_all(&root).map_err(|source| TableError::Io {
+                    table: dir.clone(),
+                    source,
+                })?;
+            }
             let url = deltalake::ensure_table_uri(root.to_string_lossy()).map_err(err)?;
             let mut delta = DeltaTableBuilder::from_url(url)
+                .map(|b| b.with_storage_options(storage_options.clone()))
                 .and_then(|b| b.build())
                 .map_err(err)?;
+            let remote = store::is_remote(&root).then(|| store::Remote::of(&delta));
             let exists = delta.verify_deltatable_existence().await.map_err(err)?;
             if !exists {
                 claimed.insert(root.clone());
@@ -122,6 +132,7 @@ impl Table {
                     exists,
                     replay_watermark: None,
                     high_water: None,
+                    remote,
                 };
                 return Ok((table, Registry::default()));
             }
@@ -153,6 +164,7 @@ impl Table {
                 exists,
                 replay_watermark: watermark,
                 high_water: watermark,
+                remote,
             };
             return Ok((table, registry));
         }
@@ -194,6 +206,7 @@ impl Table {
             exists: true,
             replay_watermark: watermark,
             high_water: watermark,
+            remote: None,
         };
         Ok(Some((table, registry)))
     }
@@ -233,7 +246,28 @@ impl Table {
     /// Writes one data file with a fresh unique name (time-ordered UUID).
     pub fn write_file(&self, batch: &RecordBatch) -> Result<Add, TableError> {
         let name = format!("part-{}.zstd.parquet", uuid::Uuid::now_v7());
-        Ok(files::write_file(&self.root, &name, batch)?)
+        match &self.remote {
+            None => Ok(files::write_file(&self.root, &name, batch)?),
+            Some(_) => self.publish(files::write_file(&self.staging()?, &name, batch)?),
+        }
+    }
+
+    /// Local staging directory for files of an object-store table.
+    fn staging(&self) -> Result<PathBuf, TableError> {
+        store::staging_dir().map_err(|source| TableError::Io {
+            table: self.name(),
+            source,
+        })
+    }
+
+    /// Makes a file written by [`file_sink`](Self::file_sink) part of the table's storage: a
+    /// no-op for a local table, the upload of the staged file for an object-store one.
+    pub fn publish(&self, add: Add) -> Result<Add, TableError> {
+        if let Some(remote) = &self.remote {
+            let staged = self.staging()?.join(&add.path);
+            remote.upload(&self.name(), &staged, &add.path)?;
+        }
+        Ok(add)
     }
 
     /// A data file written batch by batch (for compaction).
@@ -242,7 +276,11 @@ impl Table {
         schema: &deltalake::arrow::datatypes::SchemaRef,
     ) -> Result<files::FileSink, TableError> {
         let name = format!("part-{}.zstd.parquet", uuid::Uuid::now_v7());
-        Ok(files::FileSink::create(&self.root, &name, schema.clone())?)
+        let dir = match &self.remote {
+            None => self.root.clone(),
+            Some(_) => self.staging()?,
+        };
+        Ok(files::FileSink::create(&dir, &name, schema.clone())?)
     }
 
     /// Reads a data file of this table, conformed to `batch_schema`.
@@ -251,6 +289,13 @@ impl Table {
         path: &str,
         schema: &deltalake::arrow::datatypes::SchemaRef,
     ) -> Result<Vec<RecordBatch>, TableError> {
+        if let Some(remote) = &self.remote {
+            return Ok(files::read_conformed(
+                path,
+                remote.read(&self.name(), path)?,
+                schema,
+            )?);
+        }
         let full = self.root.join(path);
         let file = std::fs::File::open(&full).map_err(|source| TableError::Io {
             table: self.name(),
@@ -287,7 +332,11 @@ impl Table {
                 detail: e.to_string(),
             })?;
         let version = if !self.exists {
-            let table = CreateBuilder::new()
+            let mut create = CreateBuilder::new();
+            if self.remote.is_some() {
+                create = create.with_log_store(self.delta.log_store());
+            }
+            let table = create
                 .with_location(self.root.to_string_lossy())
                 .with_table_name(self.stream.clone())
                 .with_columns(schema.fields().cloned())
@@ -340,6 +389,10 @@ impl Table {
     /// fsyncs the commit file and its directory: the object store's local backend renames
     /// without syncing, and a STATE must never be printed for a commit a power cut could undo.
     fn sync_log(&self, version: u64) -> Result<(), TableError> {
+        if self.remote.is_some() {
+            // An object store's PUT is durable when it returns.
+            return Ok(());
+        }
         let log = self.root.join("_delta_log");
         let io = |source| TableError::Io {
             table: self.name(),
