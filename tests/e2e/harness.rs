@@ -115,9 +115,16 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(config: &Path) -> Receiver {
+        Receiver::start_with_env(config, &[])
+    }
+
+    /// [`start`](Self::start) with extra environment variables (AWS credentials for the SQS
+    /// backend).
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Receiver {
         let mut child = Command::new(tap_bin())
             .args(["serve", "--config"])
             .arg(config)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -11,4 +11,5 @@ mod harness;
 mod interop;
 mod meltano;
 mod pipeline;
+mod scaleout;
 mod signatures;

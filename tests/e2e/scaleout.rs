@@ -1,0 +1,298 @@
+//! Scale-out against a local SQS/S3 server (`moto_server` from the test virtualenv): two
+//! stateless receivers → SQS (a large body by S3 claim check) → the tap's drain → spool →
+//! `tap-webhook | target-warehouse` → a Delta table on S3, read back with Python `deltalake`;
+//! and a drain killed between its spool commit and the SQS delete loses nothing and emits
+//! nothing twice.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::harness::{peers, pipe_into, repo_root, run_ok, tap_bin, target_bin, Receiver};
+
+/// Credentials for moto, given to every process (the binaries read the standard AWS chain).
+const AWS_ENV: [(&str, &str); 5] = [
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ("AWS_REGION", "us-east-1"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+    ("AWS_CONFIG_FILE", "/dev/null"),
+];
+
+/// `moto_server` on a free loopback port; killed when dropped.
+struct Moto {
+    child: Child,
+    endpoint: String,
+    python: String,
+}
+
+impl Moto {
+    fn start(peers: &BTreeMap<String, String>) -> Moto {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(&peers["MOTO_SERVER"])
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting moto_server");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            python: peers["VENV_PYTHON"].clone(),
+        }
+    }
+
+    /// Runs `tests/python/aws_peer.py ENDPOINT args…`; returns its stdout, trimmed.
+    fn peer(&self, args: &[&str]) -> String {
+        run_ok(
+            Command::new(&self.python)
+                .arg(repo_root().join("tests/python/aws_peer.py"))
+                .arg(&self.endpoint)
+                .args(args)
+                .envs(AWS_ENV),
+        )
+        .trim()
+        .to_owned()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_json(path: &Path, v: &Value) {
+    std::fs::write(path, v.to_string()).unwrap();
+}
+
+/// The tap-webhook config of a test: the SQS backend on moto.
+fn tap_config(dir: &Path, moto: &Moto, queue: &str, visibility: u32) -> std::path::PathBuf {
+    let path = dir.join("tap.json");
+    write_json(
+        &path,
+        &json!({
+            "spool_path": dir.join("spool.sqlite"),
+            "listen_address": "127.0.0.1:0",
+            "state_interval_records": 1000,
+            "sources": {"data": {}},
+            "queue": {
+                "backend": "sqs",
+                "queue_name": queue,
+                "region": "us-east-1",
+                "endpoint_url": moto.endpoint,
+                "claim_check_bucket": "claims",
+                "visibility_timeout_seconds": visibility,
+                "wait_time_seconds": 1,
+            }
+        }),
+    );
+    path
+}
+
+fn tap(config: &Path, state: Option<&Path>, failpoint: Option<&str>) -> Output {
+    let mut cmd = Command::new(tap_bin());
+    cmd.arg("--config").arg(config).envs(AWS_ENV);
+    if let Some(s) = state {
+        cmd.arg("--state").arg(s);
+    }
+    if let Some(f) = failpoint {
+        cmd.env("TAP_WEBHOOK_FAILPOINT", f);
+    }
+    cmd.output().unwrap()
+}
+
+/// The RECORD messages of a tap's output.
+fn records(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|m| m["type"] == "RECORD")
+        .collect()
+}
+
+#[test]
+fn two_receivers_sqs_drain_target_delta_on_s3_with_a_claim_check() {
+    let Some(peers) = peers() else { return };
+    let moto = Moto::start(&peers);
+    moto.peer(&["create-queue", "webhooks", "30"]);
+    moto.peer(&["create-bucket", "claims"]);
+    moto.peer(&["create-bucket", "lake"]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = tap_config(dir.path(), &moto, "webhooks", 30);
+    let a = Receiver::start_with_env(&config, &AWS_ENV);
+    let b = Receiver::start_with_env(&config, &AWS_ENV);
+
+    let big = format!(r#"{{"n":7,"blob":"{}"}}"#, "x".repeat(1_200_000));
+    let posts: [(&Receiver, &str); 6] = [
+        (&a, r#"{"n":1,"event":"push"}"#),
+        (&b, r#"{"n":2,"event":"pr","ok":true}"#),
+        (&a, r#"[{"n":3},{"n":4,"score":1.5}]"#),
+        (&b, r#"{"n":5,"nested":{"k":[1,2]}}"#),
+        (&a, r#"{"n":6}"#),
+        (&b, &big),
+    ];
+    std::thread::scope(|s| {
+        for (r, body) in posts {
+            s.spawn(move || assert_eq!(r.post("data", body, &[]), 200, "{body:.40}"));
+        }
+    });
+    // A provider retry reaching the other receiver: both answer 200, the drain keeps one.
+    for r in [&a, &b] {
+        assert_eq!(
+            r.post(
+                "data",
+                r#"{"n":8,"retry":true}"#,
+                &[("X-GitHub-Delivery", "d-8")]
+            ),
+            200
+        );
+    }
+    let claims: Vec<String> =
+        serde_json::from_str(&moto.peer(&["list-keys", "claims", ""])).unwrap();
+    assert_eq!(
+        claims.len(),
+        1,
+        "the large body went by claim check: {claims:?}"
+    );
+
+    let target_config = dir.path().join("target.json");
+    write_json(
+        &target_config,
+        &json!({"warehouse_path": "s3://lake/warehouse", "aws_region": "us-east-1",
+                "aws_endpoint_url": moto.endpoint, "aws_allow_http": true}),
+    );
+    let out = tap(&config, None, None);
+    assert!(
+        out.status.success(),
+        "tap failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        records(&out.stdout).len(),
+        8,
+        "7 messages + 1 retried delivery kept once"
+    );
+    let states = pipe_into(
+        Command::new(target_bin())
+            .arg("--config")
+            .arg(&target_config)
+            .envs(AWS_ENV),
+        &out.stdout,
+    );
+    assert!(states.lines().count() >= 1, "the target printed a state");
+    assert_eq!(
+        moto.peer(&["queue-depth", "webhooks"]),
+        "0",
+        "the drain deleted every message"
+    );
+    let left: Vec<String> = serde_json::from_str(&moto.peer(&["list-keys", "claims", ""])).unwrap();
+    assert!(
+        left.is_empty(),
+        "claim-check objects are deleted after the drain: {left:?}"
+    );
+
+    let table: Value =
+        serde_json::from_str(&moto.peer(&["read-delta", "s3://lake/warehouse/data"])).unwrap();
+    assert_eq!(
+        table["count"],
+        8,
+        "rows: {}",
+        table["rows"].as_array().map_or(0, Vec::len)
+    );
+    let rows = table["rows"].as_array().unwrap();
+    let ns: BTreeSet<i64> = rows.iter().map(|r| r["n"].as_i64().unwrap()).collect();
+    assert_eq!(ns, (1..=8).collect());
+    let big_row = rows.iter().find(|r| r["n"] == 7).unwrap();
+    assert_eq!(big_row["blob"].as_str().unwrap().len(), 1_200_000);
+    let score = rows.iter().find(|r| r["n"] == 4).unwrap();
+    assert_eq!(score["score"], 1.5);
+    let keys: Vec<String> =
+        serde_json::from_str(&moto.peer(&["list-keys", "lake", "warehouse/data/_delta_log/"]))
+            .unwrap();
+    assert!(
+        keys.iter()
+            .any(|k| k.ends_with("00000000000000000000.json")),
+        "{keys:?}"
+    );
+}
+
+#[test]
+fn a_drain_killed_after_the_spool_commit_loses_nothing_and_emits_nothing_twice() {
+    let Some(peers) = peers() else { return };
+    let moto = Moto::start(&peers);
+    moto.peer(&["create-queue", "crash", "2"]);
+    moto.peer(&["create-bucket", "claims"]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = tap_config(dir.path(), &moto, "crash", 2);
+    let receiver = Receiver::start_with_env(&config, &AWS_ENV);
+    let n = 24;
+    std::thread::scope(|s| {
+        for i in 0..n {
+            let r = &receiver;
+            s.spawn(move || assert_eq!(r.post("data", &format!(r#"{{"n":{i}}}"#), &[]), 200));
+        }
+    });
+
+    // Killed right after the spool commit, before any SQS delete: nothing emitted yet.
+    let crashed = tap(&config, None, Some("drain-after-spool-append"));
+    assert!(!crashed.status.success(), "the failpoint aborts the run");
+    assert!(
+        String::from_utf8_lossy(&crashed.stderr).contains("failpoint"),
+        "{}",
+        String::from_utf8_lossy(&crashed.stderr)
+    );
+    assert!(records(&crashed.stdout).is_empty());
+    // The visibility timeout (2 s) passes: SQS redelivers what the crashed drain had received.
+    std::thread::sleep(Duration::from_millis(2500));
+
+    let out = tap(&config, None, None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let got = records(&out.stdout);
+    let ns: Vec<i64> = got
+        .iter()
+        .map(|r| r["record"]["n"].as_i64().unwrap())
+        .collect();
+    let unique: BTreeSet<i64> = ns.iter().copied().collect();
+    assert_eq!(unique, (0..n).collect(), "no message lost");
+    assert_eq!(ns.len(), n as usize, "none emitted twice: {ns:?}");
+    let drained = stderr
+        .lines()
+        .find(|l| l.contains("drained SQS into the spool"))
+        .unwrap_or_else(|| panic!("no drain summary in {stderr}"));
+    assert!(
+        !drained.contains("skipped=0 "),
+        "the redelivered messages were recognised by their ids: {drained}"
+    );
+    assert_eq!(moto.peer(&["queue-depth", "crash"]), "0");
+
+    // The next run, handed the last state, emits nothing again.
+    let state = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("\"STATE\""))
+        .next_back()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["value"].clone())
+        .expect("a state");
+    let state_file = dir.path().join("state.json");
+    let mut f = std::fs::File::create(&state_file).unwrap();
+    f.write_all(state.to_string().as_bytes()).unwrap();
+    let again = tap(&config, Some(&state_file), None);
+    assert!(again.status.success());
+    assert!(records(&again.stdout).is_empty());
+}
