@@ -182,6 +182,15 @@ pub fn drain(settings: &Settings, q: &QueueSettings) -> Result<DrainSummary, Dra
             "drained a round from SQS"
         );
     }
+    // No receiver writes this spool on the SQS backend, so the drain expires old delivery ids
+    // (the receiver's writer does it on the embedded backend).
+    if !settings.dedupe_window.is_zero() {
+        let window_us = i64::try_from(settings.dedupe_window.as_micros()).unwrap_or(i64::MAX);
+        let cutoff = spool::now_us().saturating_sub(window_us);
+        if let Err(e) = conn.execute("DELETE FROM deliveries WHERE received_at < ?1", [cutoff]) {
+            tracing::warn!(error = %e, "pruning expired delivery ids failed");
+        }
+    }
     tracing::info!(
         received = summary.received,
         stored = summary.stored,
