@@ -14,9 +14,18 @@ use aws_sdk_s3::Client;
 use super::envelope::Pointer;
 use super::QueueError;
 
-/// Whether an envelope must go by claim check.
-pub fn needs_claim_check(envelope_len: usize, threshold: usize) -> bool {
-    envelope_len > threshold
+/// Whether an envelope must go by claim check: too large for SQS, or holding characters SQS
+/// refuses in a message body (it allows #x9, #xA, #xD, #x20–#xD7FF, #xE000–#xFFFD,
+/// #x10000–#x10FFFF; valid JSON may still carry U+FFFE or U+FFFF raw inside a string). S3 takes
+/// any bytes, so the body still arrives exactly as sent.
+pub fn needs_claim_check(envelope: &str, threshold: usize) -> bool {
+    envelope.len() > threshold || !sqs_safe(envelope)
+}
+
+fn sqs_safe(s: &str) -> bool {
+    !s.chars().any(|c| {
+        matches!(c, '\u{FFFE}' | '\u{FFFF}') || (c < ' ' && !matches!(c, '\t' | '\n' | '\r'))
+    })
 }
 
 /// The S3 side of the claim check.
@@ -102,11 +111,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn threshold_is_exclusive() {
-        let t = super::super::DEFAULT_CLAIM_CHECK_THRESHOLD_BYTES;
-        assert!(t < 1_048_576, "leaves headroom below the SQS maximum");
-        assert!(!needs_claim_check(t, t));
-        assert!(needs_claim_check(t + 1, t));
-        assert!(!needs_claim_check(10, t));
+    fn threshold_is_exclusive_and_sqs_forbidden_characters_go_by_s3() {
+        let t = 2048;
+        assert!(
+            super::super::DEFAULT_CLAIM_CHECK_THRESHOLD_BYTES < 1_048_576,
+            "leaves headroom below the SQS maximum"
+        );
+        assert!(!needs_claim_check(&"x".repeat(t), t));
+        assert!(needs_claim_check(&"x".repeat(t + 1), t));
+        assert!(!needs_claim_check("{\"a\":\"é😀\t\"}", t));
+        assert!(needs_claim_check("{\"a\":\"\u{FFFF}\"}", t));
+        assert!(needs_claim_check("{\"a\":\"\u{1}\"}", t));
     }
 }

@@ -30,9 +30,9 @@ struct Part {
     body: Box<RawValue>,
 }
 
-/// What an SQS message body can be: a delivery, or a pointer to one in S3.
+/// What an SQS message body can be: a delivery, or a pointer to one in S3. Unknown fields are
+/// ignored (a later receiver may add some); an incompatible change bumps `v`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Wire {
     v: u32,
     source: Option<String>,

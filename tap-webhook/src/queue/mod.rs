@@ -202,15 +202,26 @@ impl QueueSender {
             .map(|_| uuid::Uuid::now_v7().to_string())
             .collect();
         let mut body = envelope::encode(&messages, &ids);
-        if claim::needs_claim_check(body.len(), self.threshold) {
-            let Some(claim) = &self.claim else {
-                return Err(QueueError::TooLarge {
-                    bytes: body.len(),
-                    limit: self.threshold,
-                });
-            };
-            let pointer = claim.put(&ids[0], body).await?;
-            body = envelope::encode_pointer(&pointer);
+        if claim::needs_claim_check(&body, self.threshold) {
+            match &self.claim {
+                Some(claim) => {
+                    let key = ids
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+                    let pointer = claim.put(&key, body).await?;
+                    body = envelope::encode_pointer(&pointer);
+                }
+                None if body.len() > self.threshold => {
+                    return Err(QueueError::TooLarge {
+                        bytes: body.len(),
+                        limit: self.threshold,
+                    })
+                }
+                // Characters SQS refuses and no bucket to route around them: SQS refuses the
+                // entry (a sender fault), which is answered 503.
+                None => {}
+            }
         }
         self.batcher
             .send(body)
