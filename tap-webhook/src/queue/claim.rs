@@ -113,10 +113,6 @@ mod tests {
     #[test]
     fn threshold_is_exclusive_and_sqs_forbidden_characters_go_by_s3() {
         let t = 2048;
-        assert!(
-            super::super::DEFAULT_CLAIM_CHECK_THRESHOLD_BYTES < 1_048_576,
-            "leaves headroom below the SQS maximum"
-        );
         assert!(!needs_claim_check(&"x".repeat(t), t));
         assert!(needs_claim_check(&"x".repeat(t + 1), t));
         assert!(!needs_claim_check("{\"a\":\"é😀\t\"}", t));

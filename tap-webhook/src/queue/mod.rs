@@ -27,6 +27,7 @@ use crate::spool::{NewMessage, WriteOutcome};
 /// SQS's maximum message size is 1 MiB (1,048,576 bytes); envelopes above this much less a
 /// little headroom go by claim check.
 pub const DEFAULT_CLAIM_CHECK_THRESHOLD_BYTES: usize = 1024 * 1024 - 8 * 1024;
+const _: () = assert!(DEFAULT_CLAIM_CHECK_THRESHOLD_BYTES < batcher::MAX_BATCH_BYTES);
 pub const DEFAULT_CLAIM_CHECK_PREFIX: &str = "tap-webhook/claim-check/";
 /// Longer than a drain round takes (receive, spool commit, delete), short enough that a crashed
 /// drain's messages come back soon.
