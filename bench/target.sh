@@ -9,9 +9,12 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 count=${1:-100000}
 peer_count=${2:-20000}
-cargo build --release -q -p tap-webhook -p target-warehouse
+# Built one package at a time: building both in one command unifies their dependencies'
+# features differently from the per-package builds and recompiles the whole tree.
+cargo build --release -q -p target-warehouse
 rel=${CARGO_TARGET_DIR:-target}/release
-bin_tap=$rel/tap-webhook
+bin_tap=${TAP_WEBHOOK_BIN:-$rel/tap-webhook}
+[ -n "${TAP_WEBHOOK_BIN:-}" ] || cargo build --release -q -p tap-webhook
 bin_target=$rel/target-warehouse
 [ -x "$root/.venv/bin/python" ] || bash tests/python/setup.sh "$root/.venv" >/dev/null
 py=$root/.venv/bin/python
