@@ -40,21 +40,33 @@ enum Builder {
 }
 
 impl Sparse {
-    fn new(ty: ColType) -> Result<Sparse, ArrowError> {
+    /// A builder sized for `rows` rows and `bytes` of text (the previous batch's size), so that
+    /// it does not grow by copying itself over and over.
+    fn new(ty: ColType, rows: usize, bytes: usize) -> Result<Sparse, ArrowError> {
         let b = match ty {
-            ColType::Int64 => Builder::Int(Int64Builder::new()),
-            ColType::Float64 => Builder::Float(Float64Builder::new()),
-            ColType::Boolean => Builder::Bool(BooleanBuilder::new()),
+            ColType::Int64 => Builder::Int(Int64Builder::with_capacity(rows)),
+            ColType::Float64 => Builder::Float(Float64Builder::with_capacity(rows)),
+            ColType::Boolean => Builder::Bool(BooleanBuilder::with_capacity(rows)),
             ColType::Timestamp => {
-                Builder::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+                Builder::Ts(TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"))
             }
-            ColType::Date => Builder::Date(Date32Builder::new()),
-            ColType::Utf8 | ColType::Json => Builder::Text(StringBuilder::new()),
-            ColType::BigInt => {
-                Builder::Dec(Decimal128Builder::new().with_precision_and_scale(38, 0)?)
+            ColType::Date => Builder::Date(Date32Builder::with_capacity(rows)),
+            ColType::Utf8 | ColType::Json => {
+                Builder::Text(StringBuilder::with_capacity(rows, bytes))
             }
+            ColType::BigInt => Builder::Dec(
+                Decimal128Builder::with_capacity(rows).with_precision_and_scale(38, 0)?,
+            ),
         };
         Ok(Sparse { len: 0, b })
+    }
+
+    /// Bytes of text held (string columns), the next batch's capacity hint.
+    fn text_bytes(&self) -> usize {
+        match &self.b {
+            Builder::Text(b) => b.values_slice().len(),
+            _ => 0,
+        }
     }
 
     fn pad(&mut self, rows: usize) {
@@ -184,6 +196,9 @@ pub struct StreamBuffer {
     pending_index: std::collections::HashMap<String, usize, foldhash::fast::RandomState>,
     rows: usize,
     bytes: usize,
+    /// Rows of the previous batch, and text bytes of each of its columns: capacity hints.
+    last_rows: usize,
+    last_text: Vec<usize>,
 }
 
 impl StreamBuffer {
@@ -195,6 +210,8 @@ impl StreamBuffer {
             pending_index: Default::default(),
             rows: 0,
             bytes: 0,
+            last_rows: 0,
+            last_text: Vec::new(),
         }
     }
 
@@ -260,7 +277,17 @@ impl StreamBuffer {
         let slot = &mut self.builders[col];
         let b = match slot {
             Some(b) => b,
-            None => slot.insert(Sparse::new(self.registry.specs[col].ty)?),
+            None => {
+                // Sized like the previous batch, with a margin (capped: a batch of few rows
+                // must not reserve a huge one's memory for every column).
+                let rows = (self.last_rows + self.last_rows / 8).max(self.rows);
+                let text = self.last_text.get(col).copied().unwrap_or(0);
+                slot.insert(Sparse::new(
+                    self.registry.specs[col].ty,
+                    rows,
+                    text + text / 8,
+                )?)
+            }
         };
         if b.len > row {
             // A duplicate key in one JSON object: the first occurrence is kept.
@@ -336,6 +363,11 @@ impl StreamBuffer {
         let schema = self.registry.arrow_schema();
         let mut builders = std::mem::take(&mut self.builders);
         builders.resize_with(self.registry.specs.len(), || None);
+        self.last_rows = rows;
+        self.last_text = builders
+            .iter()
+            .map(|b| b.as_ref().map_or(0, Sparse::text_bytes))
+            .collect();
         let columns: Vec<ArrayRef> = builders
             .into_iter()
             .zip(&self.registry.specs)

@@ -16,13 +16,42 @@ use crate::table::merge::{encode_key, key_columns, latest_per_key, rewrite_files
 use crate::table::{append_operation, TableError};
 use crate::Error;
 
-/// Commits the stream's buffered rows; returns how many rows were written.
-pub fn flush(
-    rt: &tokio::runtime::Runtime,
+/// A stream's batch on its way to the table: the rewrites (upserts) are done, its data file is
+/// being written on its own thread, and [`complete`] commits it. Encoding the Parquet file (the
+/// costliest step of a flush) thus overlaps parsing the next batch on the other core.
+pub struct Flushing {
+    pub stream: String,
+    /// The input line that triggered the flush (named by errors).
+    pub line: u64,
+    actions: Vec<Action>,
+    operation: DeltaOperation,
+    /// The registry's column count when the batch was built: the schema this commit records.
+    columns: usize,
+    high_water: Option<i64>,
+    info: Map<String, Json>,
+    /// Rows buffered by the stream up to this batch: what its STATEs wait for.
+    buffered_total: u64,
+    rows: usize,
+    replaced: usize,
+    file: Option<std::thread::JoinHandle<Result<deltalake::kernel::Add, TableError>>>,
+}
+
+impl Flushing {
+    /// Whether [`complete`] would not have to wait for the data file.
+    pub fn is_ready(&self) -> bool {
+        self.file.as_ref().is_none_or(|h| h.is_finished())
+    }
+}
+
+/// Empties the stream's buffer into a batch, prepares its actions (upsert rewrites, overwrite
+/// removes) and starts writing its data file. Nothing is committed until [`complete`]; the
+/// table must have no other batch of this stream between the two calls.
+pub fn prepare(
     stream: &mut Stream,
     settings: &Settings,
     state: Option<Json>,
-) -> Result<usize, TableError> {
+    line: u64,
+) -> Result<Flushing, TableError> {
     let arrow_err = |source| TableError::Arrow {
         table: stream.name.clone(),
         source,
@@ -101,27 +130,70 @@ pub fn flush(
             (batch, append_operation(), 0)
         }
     };
-    if to_write.num_rows() > 0 {
-        actions.push(Action::Add(stream.table.write_file(&to_write)?));
-    }
-    tracing::debug!(stream = %stream.name, elapsed = ?started.elapsed(), "data files written");
+    let rows = to_write.num_rows();
+    let file = (rows > 0).then(|| stream.table.spawn_write(to_write));
     let mut info = Map::new();
-    info.insert("targetWarehouse".into(), json!({"stream": stream.name, "rowsReceived": received, "rowsWritten": to_write.num_rows(), "rowsReplaced": replaced}));
+    info.insert("targetWarehouse".into(), json!({"stream": stream.name, "rowsReceived": received, "rowsWritten": rows, "rowsReplaced": replaced}));
     if let Some(state) = state {
-        // Informational: the latest Singer STATE seen when this commit was made.
+        // Informational: the latest Singer STATE seen when this batch was cut.
         info.insert("singerState".into(), state);
     }
-    let high_water = stream.max_tap_seq.take();
+    stream.oldest = None;
+    Ok(Flushing {
+        stream: stream.name.clone(),
+        line,
+        actions,
+        operation,
+        columns: stream.buf.registry.specs.len(),
+        high_water: stream.max_tap_seq.take(),
+        info,
+        buffered_total: stream.buffered_total,
+        rows,
+        replaced,
+        file,
+    })
+}
+
+/// Waits for the batch's data file, then makes the ONE commit holding it (with its rewrites,
+/// new columns and high-water mark); compacts small files when they have piled up.
+pub fn complete(
+    rt: &tokio::runtime::Runtime,
+    stream: &mut Stream,
+    f: Flushing,
+) -> Result<usize, TableError> {
+    let started = std::time::Instant::now();
+    let Flushing {
+        mut actions,
+        operation,
+        columns,
+        high_water,
+        info,
+        buffered_total,
+        rows,
+        replaced,
+        file,
+        ..
+    } = f;
+    if let Some(handle) = file {
+        let add = handle.join().unwrap_or_else(|_| {
+            Err(TableError::Schema {
+                table: stream.name.clone(),
+                detail: "the data file writer panicked".into(),
+            })
+        })?;
+        actions.push(Action::Add(add));
+    }
+    tracing::debug!(stream = %stream.name, waited = ?started.elapsed(), "data file written");
     let version = rt.block_on(stream.table.commit(
         &mut stream.buf.registry,
+        columns,
         actions,
         operation,
         high_water,
         info,
     ))?;
-    tracing::info!(stream = %stream.name, version, rows = to_write.num_rows(), replaced, "committed");
-    stream.committed_total = stream.buffered_total;
-    stream.oldest = None;
+    tracing::info!(stream = %stream.name, version, rows, replaced, "committed");
+    stream.committed_total = buffered_total;
     if crate::table::compact::small_files(&stream.table)?
         >= crate::table::compact::AUTO_COMPACT_FILES
     {
@@ -132,7 +204,7 @@ pub fn flush(
             tracing::info!(stream = %stream.name, files, version, "compacted small files");
         }
     }
-    Ok(to_write.num_rows())
+    Ok(rows)
 }
 
 /// `_sdc_batched_at` is the flush time: filled in now for every row that did not carry one.
@@ -220,11 +292,14 @@ pub fn activate_version<W: std::io::Write>(
     };
     ingest
         .rt
-        .block_on(
-            stream
-                .table
-                .commit(&mut stream.buf.registry, actions, op, None, info),
-        )
+        .block_on(stream.table.commit(
+            &mut stream.buf.registry,
+            usize::MAX,
+            actions,
+            op,
+            None,
+            info,
+        ))
         .map_err(table_err)?;
     tracing::info!(stream = %name, version, removed, "activated version");
     Ok(())

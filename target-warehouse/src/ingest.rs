@@ -5,6 +5,7 @@
 //! committed them; until then it waits in `states`. Records a previous run already committed
 //! (their `_sdc_sequence` is at or below the table's `txn` version) are skipped.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -50,7 +51,6 @@ pub struct Stream {
     /// `overwrite` replaces the table's contents on its first commit of the run only.
     pub overwritten: bool,
     pub skipped: u64,
-    width: usize,
 }
 
 /// A STATE waiting for commits: for each stream, how many rows must be committed first.
@@ -89,6 +89,10 @@ pub struct Ingest<'s, W: Write> {
     output: W,
     /// Input lines and bytes read, logged at intervals on stderr.
     progress: singer::metrics::Progress,
+    /// The previous record's field count: the capacity hint of the next one's.
+    width: usize,
+    /// The batch whose data file is being written while the next one is parsed (at most one).
+    flushing: Option<flush::Flushing>,
     pub summary: Summary,
 }
 
@@ -110,6 +114,8 @@ impl<'s, W: Write> Ingest<'s, W> {
             last_printed: None,
             clock: SeqClock(0),
             output,
+            flushing: None,
+            width: 16,
             summary: Summary::default(),
         })
     }
@@ -117,31 +123,65 @@ impl<'s, W: Write> Ingest<'s, W> {
     pub fn run(mut self, input: impl BufRead + Send + 'static) -> Result<Summary, Error> {
         let pump = Pump::spawn(input);
         let mut line_no = 0;
-        loop {
-            match pump.next(self.until_next_age_flush()) {
-                Chunk::Lines(lines) => {
-                    for (number, bytes) in lines {
-                        line_no = number;
-                        self.progress.add(1, bytes.len() as u64);
-                        self.on_line(Line {
-                            number,
-                            bytes: &bytes,
-                        })?;
-                        self.maybe_flush(line_no)?;
-                    }
-                }
-                Chunk::Timeout => self.maybe_flush(line_no)?,
-                Chunk::End(None) => break,
-                Chunk::End(Some(e)) => return Err(e.into()),
+        if let Err(e) = self.run_lines(&pump, &mut line_no) {
+            // The batch already cut before the failure is committed, as it would have been
+            // had its file not been written in the background; the failing batch is not.
+            if self.complete_flush().is_ok() {
+                let _ = self.emit_states();
             }
+            return Err(e);
         }
         self.flush_all(line_no)?;
+        self.complete_flush()?;
         self.emit_states()?;
         Ok(self.summary)
     }
 
+    fn run_lines(&mut self, pump: &Pump, line_no: &mut u64) -> Result<(), Error> {
+        loop {
+            let mut wait = self.until_next_age_flush();
+            if self.flushing.is_some() {
+                // Look again soon: the commit (and the STATEs it releases) follows the file.
+                wait = Some(wait.map_or(FLUSH_POLL, |w| w.min(FLUSH_POLL)));
+            }
+            match pump.next(wait) {
+                Chunk::Lines(lines) => {
+                    for (number, bytes) in lines.iter() {
+                        *line_no = number;
+                        self.progress.add(1, bytes.len() as u64);
+                        self.on_line(Line { number, bytes })?;
+                        self.maybe_flush(number)?;
+                    }
+                    pump.recycle(lines);
+                }
+                Chunk::Timeout => self.maybe_flush(*line_no)?,
+                Chunk::End(None) => return Ok(()),
+                Chunk::End(Some(e)) => return Err(e.into()),
+            }
+            if self
+                .flushing
+                .as_ref()
+                .is_some_and(flush::Flushing::is_ready)
+            {
+                self.complete_flush()?;
+            }
+        }
+    }
+
     fn on_line(&mut self, line: Line<'_>) -> Result<(), Error> {
         let line_no = line.number;
+        // Fast path: a RECORD line read in one pass (any other line takes the generic parser).
+        if let Some(r) = crate::record::record_line(line.bytes, self.width) {
+            self.width = r.fields.len();
+            return self.on_fields(
+                line_no,
+                &r.stream,
+                r.fields,
+                r.version,
+                r.time_extracted,
+                line.bytes.len(),
+            );
+        }
         match line.message()? {
             Message::Schema(m) => self.on_schema(line_no, m)?,
             Message::Record(r) => self.on_record(line_no, r, line.bytes.len())?,
@@ -150,6 +190,7 @@ impl<'s, W: Write> Ingest<'s, W> {
                 // Rows of the new version are committed first, then older versions dropped.
                 self.stream_mut(line_no, &a.stream)?;
                 self.flush_stream(line_no, &a.stream)?;
+                self.complete_flush()?;
                 flush::activate_version(self, line_no, &a.stream, a.version)?;
             }
             Message::Batch(b) => {
@@ -222,7 +263,6 @@ impl<'s, W: Write> Ingest<'s, W> {
                 committed_total: 0,
                 overwritten: false,
                 skipped: 0,
-                width: 16,
             };
             self.streams.insert(m.stream.clone(), stream);
         } else if self
@@ -265,8 +305,41 @@ impl<'s, W: Write> Ingest<'s, W> {
     }
 
     fn on_record(&mut self, line: u64, r: RecordMessage<'_>, bytes: usize) -> Result<(), Error> {
-        let add_meta = self.settings.add_record_metadata;
         let stream_name = r.stream.as_ref();
+        if !self.streams.contains_key(stream_name) {
+            return Err(Error::RecordBeforeSchema {
+                line,
+                stream: stream_name.to_string(),
+            });
+        }
+        let fields = crate::record::split_fields(r.record.get(), self.width).map_err(|e| {
+            Error::BadRecord {
+                line,
+                stream: stream_name.to_string(),
+                detail: format!("record is not a JSON object: {e}"),
+            }
+        })?;
+        self.on_fields(
+            line,
+            stream_name,
+            fields,
+            r.version,
+            r.time_extracted,
+            bytes,
+        )
+    }
+
+    /// Loads one record's top-level fields into its stream's buffer.
+    fn on_fields(
+        &mut self,
+        line: u64,
+        stream_name: &str,
+        fields: crate::record::Fields<'_>,
+        version: Option<i64>,
+        time_extracted: Option<Cow<'_, str>>,
+        bytes: usize,
+    ) -> Result<(), Error> {
+        let add_meta = self.settings.add_record_metadata;
         let assigned = self.clock.next();
         let stream =
             self.streams
@@ -280,9 +353,6 @@ impl<'s, W: Write> Ingest<'s, W> {
             stream: stream_name.to_string(),
             detail,
         };
-        let fields = crate::record::split_fields(r.record.get(), stream.width)
-            .map_err(|e| bad(format!("record is not a JSON object: {e}")))?;
-        stream.width = fields.len();
         for key in &stream.keys {
             if !fields.iter().any(|(k, _)| k.as_ref() == key.as_str()) {
                 return Err(Error::MissingKey {
@@ -333,7 +403,7 @@ impl<'s, W: Write> Ingest<'s, W> {
         }
         if add_meta {
             if !seen[0] {
-                if let Some(t) = &r.time_extracted {
+                if let Some(t) = &time_extracted {
                     stream
                         .buf
                         .push(row, EXTRACTED_AT, &Value::Str(t.clone()))
@@ -347,7 +417,7 @@ impl<'s, W: Write> Ingest<'s, W> {
                     .map_err(|e| bad(e.to_string()))?;
             }
             if !seen[4] {
-                if let Some(v) = r.version {
+                if let Some(v) = version {
                     stream
                         .buf
                         .push(row, TABLE_VERSION, &Value::Int(v))
@@ -441,27 +511,49 @@ impl<'s, W: Write> Ingest<'s, W> {
         Ok(())
     }
 
-    /// Commits a stream's buffered rows, then prints any STATE that was waiting for them.
+    /// Cuts a stream's buffered rows into a batch whose data file is written in the background
+    /// (after committing the previous such batch); [`Self::complete_flush`] commits it.
     pub fn flush_stream(&mut self, line: u64, name: &str) -> Result<(), Error> {
+        if self.streams.get(name).is_none_or(|s| s.buf.rows() == 0) {
+            return Ok(());
+        }
+        self.complete_flush()?;
         let state = self.last_state.clone();
         let Some(stream) = self.streams.get_mut(name) else {
             return Ok(());
         };
-        if stream.buf.rows() == 0 {
-            return Ok(());
-        }
-        let rows = flush::flush(&self.rt, stream, self.settings, state).map_err(|source| {
-            Error::Table {
+        let flushing =
+            flush::prepare(stream, self.settings, state, line).map_err(|source| Error::Table {
                 line,
                 stream: name.to_string(),
                 source: Box::new(source),
-            }
+            })?;
+        self.flushing = Some(flushing);
+        Ok(())
+    }
+
+    /// Commits the batch being written, if any, then prints any STATE that was waiting for it.
+    pub fn complete_flush(&mut self) -> Result<(), Error> {
+        let Some(f) = self.flushing.take() else {
+            return Ok(());
+        };
+        let (line, name) = (f.line, f.stream.clone());
+        let Some(stream) = self.streams.get_mut(&name) else {
+            return Ok(());
+        };
+        let rows = flush::complete(&self.rt, stream, f).map_err(|source| Error::Table {
+            line,
+            stream: name,
+            source: Box::new(source),
         })?;
         self.summary.rows_written += rows as u64;
         self.summary.commits += 1;
         self.emit_states()
     }
 }
+
+/// How often the loop looks whether the batch being written can be committed.
+const FLUSH_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Upsert when the stream has a real key; the generated key alone means append-only (Stitch).
 pub fn default_method(keys: &[String]) -> LoadMethod {

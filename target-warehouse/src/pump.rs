@@ -2,22 +2,56 @@
 //! `max_batch_age_seconds` (the message loop waits for lines with a timeout), and so that
 //! reading overlaps parsing.
 //!
-//! The reader hands over whatever lines it has each time the loop asks; it stops reading once
-//! [`PUMP_BYTES`] are waiting, which bounds the memory between the two threads.
+//! The reader appends each line to a shared [`Lines`] block (one buffer for many lines: no
+//! allocation per line) and hands the whole block over each time the loop asks; emptied blocks
+//! come back for reuse. It stops reading once [`PUMP_BYTES`] are waiting, which bounds the
+//! memory between the two threads.
 
 use std::io::BufRead;
+use std::ops::Range;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use singer::reader::{LineReader, ReadError};
+use singer::reader::{ReadError, DEFAULT_MAX_LINE_BYTES};
 
 /// Bytes of input lines that may wait for the message loop.
 pub const PUMP_BYTES: usize = 8 * 1024 * 1024;
 
+/// Lines with their numbers, in input order, stored back to back in one buffer.
+#[derive(Default)]
+pub struct Lines {
+    data: Vec<u8>,
+    spans: Vec<(u64, Range<usize>)>,
+}
+
+impl Lines {
+    fn push(&mut self, number: u64, bytes: &[u8]) {
+        let start = self.data.len();
+        self.data.extend_from_slice(bytes);
+        self.spans.push((number, start..self.data.len()));
+    }
+
+    fn clear(&mut self) {
+        self.data.clear();
+        self.spans.clear();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Each line's number and bytes.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
+        self.spans
+            .iter()
+            .map(|(n, r)| (*n, &self.data[r.start..r.end]))
+    }
+}
+
 /// What the message loop gets from [`Pump::next`].
 pub enum Chunk {
-    /// Lines with their numbers, in input order.
-    Lines(Vec<(u64, Vec<u8>)>),
+    /// Lines in input order; give the block back with [`Pump::recycle`] once read.
+    Lines(Lines),
     /// Nothing arrived before the timeout.
     Timeout,
     /// End of input, or the error that ended it.
@@ -26,8 +60,9 @@ pub enum Chunk {
 
 #[derive(Default)]
 struct State {
-    lines: Vec<(u64, Vec<u8>)>,
-    bytes: usize,
+    lines: Lines,
+    /// An emptied block for the reader's next batch of lines (keeps its capacity).
+    spare: Option<Lines>,
     end: Option<Option<ReadError>>,
     consumer_waiting: bool,
     consumer_gone: bool,
@@ -46,9 +81,14 @@ pub struct Pump {
 
 impl Pump {
     pub fn spawn<R: BufRead + Send + 'static>(input: R) -> Pump {
+        Pump::spawn_with_max(input, DEFAULT_MAX_LINE_BYTES)
+    }
+
+    /// [`Pump::spawn`] with a line length limit of `max` bytes.
+    pub fn spawn_with_max<R: BufRead + Send + 'static>(input: R, max: usize) -> Pump {
         let shared: Shared = Arc::new((Mutex::new(State::default()), Condvar::new()));
         let theirs = shared.clone();
-        std::thread::spawn(move || read_lines(input, &theirs));
+        std::thread::spawn(move || read_lines(input, &theirs, max));
         Pump { shared }
     }
 
@@ -58,8 +98,8 @@ impl Pump {
         let mut st = lock(m);
         loop {
             if !st.lines.is_empty() {
-                st.bytes = 0;
-                let lines = std::mem::take(&mut st.lines);
+                let next = st.spare.take().unwrap_or_default();
+                let lines = std::mem::replace(&mut st.lines, next);
                 cv.notify_all(); // the reader may be waiting for room
                 return Chunk::Lines(lines);
             }
@@ -86,6 +126,19 @@ impl Pump {
             };
         }
     }
+
+    /// Gives a block read by the loop back to the reader, so its buffer is reused.
+    pub fn recycle(&self, mut lines: Lines) {
+        if lines.data.capacity() > 2 * PUMP_BYTES {
+            return; // after a huge line: do not keep its buffer around
+        }
+        lines.clear();
+        let (m, _) = &*self.shared;
+        let mut st = lock(m);
+        if st.spare.is_none() {
+            st.spare = Some(lines);
+        }
+    }
 }
 
 impl Drop for Pump {
@@ -96,37 +149,98 @@ impl Drop for Pump {
     }
 }
 
-fn read_lines<R: BufRead>(input: R, shared: &Shared) {
+/// Reads the input a buffer at a time and moves each complete line straight into the shared
+/// block (one copy, one lock per buffer, `memchr` for the newlines), with the rules of
+/// [`singer::reader::LineReader`]: lines are numbered from 1 counting blank ones, trailing CR/LF
+/// are cut, blank lines are skipped, a line over the byte limit ends the input with an error.
+fn read_lines<R: BufRead>(mut input: R, shared: &Shared, max: usize) {
     let (m, cv) = &**shared;
-    let mut reader = LineReader::new(input);
-    loop {
-        let next = reader.next_line();
+    let finish = |end: Option<ReadError>| {
         let mut st = lock(m);
-        match next {
-            Ok(Some(line)) => {
-                while st.bytes >= PUMP_BYTES && !st.consumer_gone {
-                    st = cv.wait(st).unwrap_or_else(|p| p.into_inner());
-                }
-                if st.consumer_gone {
-                    return;
-                }
-                st.bytes += line.bytes.len();
-                st.lines.push((line.number, line.bytes.to_vec()));
-                if st.consumer_waiting {
-                    cv.notify_all();
-                }
-            }
-            Ok(None) => {
-                st.end = Some(None);
-                cv.notify_all();
-                return;
-            }
-            Err(e) => {
-                st.end = Some(Some(e));
-                cv.notify_all();
-                return;
-            }
+        st.end = Some(end);
+        cv.notify_all();
+    };
+    // A line cut by the end of the reader's buffer, completed by the next one(s).
+    let mut partial: Vec<u8> = Vec::new();
+    let mut line: u64 = 0; // the last line read
+    loop {
+        let chunk = match input.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => return finish(Some(ReadError::Io { line, source })),
+        };
+        let n = chunk.len();
+        let mut st = lock(m);
+        while st.lines.data.len() >= PUMP_BYTES && !st.consumer_gone {
+            st = cv.wait(st).unwrap_or_else(|p| p.into_inner());
         }
+        if st.consumer_gone {
+            return;
+        }
+        if n == 0 {
+            // End of input: the last line may lack its newline.
+            if !partial.is_empty() {
+                line += 1;
+                if partial.len() > max {
+                    drop(st);
+                    return finish(Some(ReadError::TooLong { line, max }));
+                }
+                push_line(&mut st.lines, line, &partial);
+            }
+            st.end = Some(None);
+            cv.notify_all();
+            return;
+        }
+        let mut start = 0;
+        while let Some(i) = memchr::memchr(b'\n', &chunk[start..]) {
+            let end = start + i;
+            line += 1;
+            // The limit counts the newline, as `LineReader` does.
+            let too_long = if partial.is_empty() {
+                let long = end - start >= max;
+                if !long {
+                    push_line(&mut st.lines, line, &chunk[start..end]);
+                }
+                long
+            } else {
+                partial.extend_from_slice(&chunk[start..end]);
+                let long = partial.len() >= max;
+                if !long {
+                    push_line(&mut st.lines, line, &partial);
+                }
+                partial.clear();
+                long
+            };
+            if too_long {
+                drop(st);
+                return finish(Some(ReadError::TooLong { line, max }));
+            }
+            start = end + 1;
+        }
+        partial.extend_from_slice(&chunk[start..]);
+        if st.consumer_waiting && !st.lines.is_empty() {
+            cv.notify_all();
+        }
+        drop(st);
+        input.consume(n);
+        if partial.len() > max {
+            return finish(Some(ReadError::TooLong {
+                line: line + 1,
+                max,
+            }));
+        }
+    }
+}
+
+/// Adds one line (without its newline) unless it is blank; trailing CRs are cut.
+fn push_line(lines: &mut Lines, number: u64, bytes: &[u8]) {
+    let mut end = bytes.len();
+    while end > 0 && matches!(bytes[end - 1], b'\n' | b'\r') {
+        end -= 1;
+    }
+    let bytes = &bytes[..end];
+    if !bytes.iter().all(u8::is_ascii_whitespace) {
+        lines.push(number, bytes);
     }
 }
 
@@ -134,13 +248,70 @@ fn read_lines<R: BufRead>(input: R, shared: &Shared) {
 mod tests {
     use super::*;
 
+    fn drain(pump: &Pump) -> (Vec<(u64, Vec<u8>)>, Option<ReadError>) {
+        let mut got = Vec::new();
+        loop {
+            match pump.next(Some(Duration::from_secs(5))) {
+                Chunk::Lines(l) => {
+                    got.extend(l.iter().map(|(n, b)| (n, b.to_vec())));
+                    pump.recycle(l);
+                }
+                Chunk::Timeout => panic!("input is all there"),
+                Chunk::End(e) => return (got, e),
+            }
+        }
+    }
+
+    #[test]
+    fn lines_across_buffer_ends_crlf_blanks_and_the_limit() {
+        let text = b"{\"a\":1}\r\n\n  \r\n{\"b\":\"long line\"}\n\t\n{\"c\":3}".to_vec();
+        for cap in [1, 2, 3, 7, 64] {
+            let input = std::io::BufReader::with_capacity(cap, std::io::Cursor::new(text.clone()));
+            let (got, end) = drain(&Pump::spawn(input));
+            assert!(end.is_none());
+            let want: Vec<(u64, Vec<u8>)> = vec![
+                (1, b"{\"a\":1}".to_vec()),
+                (4, b"{\"b\":\"long line\"}".to_vec()),
+                (6, b"{\"c\":3}".to_vec()),
+            ];
+            assert_eq!(got, want, "buffer of {cap} bytes");
+        }
+        // The same lines as singer's LineReader, which the limit also follows.
+        let mut r = singer::reader::LineReader::new(&text[..]);
+        let mut numbers = Vec::new();
+        while let Some(l) = r.next_line().expect("line") {
+            numbers.push(l.number);
+        }
+        assert_eq!(numbers, vec![1, 4, 6]);
+        for cap in [2, 64] {
+            let input = std::io::BufReader::with_capacity(
+                cap,
+                std::io::Cursor::new(b"abc\nabcdef\nx\n".to_vec()),
+            );
+            let (got, end) = drain(&Pump::spawn_with_max(input, 6));
+            assert_eq!(got, vec![(1, b"abc".to_vec())]);
+            assert_eq!(
+                end.map(|e| e.to_string()).as_deref(),
+                Some("line 2 is longer than the 6 byte limit")
+            );
+        }
+        let (got, end) = drain(&Pump::spawn_with_max(
+            std::io::Cursor::new(b"abcdef".to_vec()),
+            6,
+        ));
+        assert!(end.is_none() && got == vec![(1, b"abcdef".to_vec())]);
+    }
+
     #[test]
     fn hands_over_every_line_then_the_end() {
         let pump = Pump::spawn(std::io::Cursor::new(b"a\n\nb\nc".to_vec()));
         let mut got = Vec::new();
         loop {
             match pump.next(Some(Duration::from_secs(5))) {
-                Chunk::Lines(l) => got.extend(l),
+                Chunk::Lines(l) => {
+                    got.extend(l.iter().map(|(n, b)| (n, b.to_vec())));
+                    pump.recycle(l);
+                }
                 Chunk::Timeout => panic!("input is all there"),
                 Chunk::End(e) => {
                     assert!(e.is_none());

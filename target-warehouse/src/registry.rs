@@ -148,8 +148,16 @@ impl Registry {
 
     /// The Arrow schema of every file: all columns, committed first, in creation order.
     pub fn arrow_schema(&self) -> SchemaRef {
+        self.arrow_schema_upto(self.specs.len())
+    }
+
+    /// The schema of the first `columns` columns (a batch cut before later columns appeared).
+    pub fn arrow_schema_upto(&self, columns: usize) -> SchemaRef {
         Arc::new(Schema::new(
-            self.specs.iter().map(field_of).collect::<Vec<_>>(),
+            self.specs[..columns.min(self.specs.len())]
+                .iter()
+                .map(field_of)
+                .collect::<Vec<_>>(),
         ))
     }
 }

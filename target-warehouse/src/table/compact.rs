@@ -85,6 +85,8 @@ pub async fn compact(
         predicate: None,
         target_size: GROUP_BYTES,
     };
-    let version = table.commit(registry, actions, op, None, info).await?;
+    let version = table
+        .commit(registry, usize::MAX, actions, op, None, info)
+        .await?;
     Ok(Some((merged, version)))
 }

@@ -18,6 +18,7 @@ use deltalake::parquet::arrow::ArrowWriter;
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::file::reader::ChunkReader;
+use deltalake::parquet::schema::types::ColumnPath;
 use serde_json::{json, Map, Value as Json};
 
 use crate::timefmt;
@@ -77,11 +78,26 @@ impl FileSink {
     pub fn create(table_root: &Path, name: &str, schema: SchemaRef) -> Result<FileSink, FileError> {
         let path = table_root.join(name);
         let shown = path.display().to_string();
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .set_statistics_enabled(EnabledStatistics::Chunk)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .build();
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+        for field in schema.fields() {
+            if field
+                .metadata()
+                .get(crate::registry::META_TYPE)
+                .map(String::as_str)
+                == Some("json")
+            {
+                // JSON text (payloads of KBs) rarely repeats and its min/max mean nothing:
+                // a dictionary attempt and statistics only cost encoding time.
+                let path = ColumnPath::from(field.name().as_str());
+                props = props
+                    .set_column_dictionary_enabled(path.clone(), false)
+                    .set_column_statistics_enabled(path, EnabledStatistics::None);
+            }
+        }
+        let props = props.build();
         let file = File::create(&path).map_err(|source| FileError::Io {
             path: shown.clone(),
             source,

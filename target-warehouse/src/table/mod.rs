@@ -270,6 +270,19 @@ impl Table {
         Ok(add)
     }
 
+    /// Writes one data file on a thread of its own (Parquet encoding is the costly part of a
+    /// flush: it overlaps the parsing of the next batch); join the handle for its `add` action.
+    pub fn spawn_write(
+        &self,
+        batch: RecordBatch,
+    ) -> std::thread::JoinHandle<Result<Add, TableError>> {
+        let root = self.root.clone();
+        std::thread::spawn(move || {
+            let name = format!("part-{}.zstd.parquet", uuid::Uuid::now_v7());
+            Ok(files::write_file(&root, &name, &batch)?)
+        })
+    }
+
     /// A data file written batch by batch (for compaction).
     pub fn file_sink(
         &self,
@@ -304,12 +317,14 @@ impl Table {
         Ok(files::read_conformed(path, file, schema)?)
     }
 
-    /// Commits `actions` with the registry's new columns, the stream's high-water mark and
+    /// Commits `actions` with the registry's new columns (the first `columns` of them: those the
+    /// commit's files were written with; `usize::MAX` for all), the stream's high-water mark and
     /// `info` (the latest Singer STATE, row counts) in commit info, in ONE atomic commit, then
     /// makes the log entry durable. Returns the new table version.
     pub async fn commit(
         &mut self,
         registry: &mut Registry,
+        columns: usize,
         actions: Vec<Action>,
         operation: DeltaOperation,
         high_water: Option<i64>,
@@ -325,7 +340,8 @@ impl Table {
         if let Some(v) = high_water {
             props = props.with_application_transaction(Transaction::new(app_id(&self.stream), v));
         }
-        let arrow = registry.arrow_schema();
+        let columns = columns.min(registry.specs.len()).max(registry.committed);
+        let arrow = registry.arrow_schema_upto(columns);
         let schema =
             StructType::try_from_arrow(arrow.as_ref()).map_err(|e| TableError::Schema {
                 table: self.name(),
@@ -351,7 +367,7 @@ impl Table {
         } else {
             let state = self.delta.snapshot().map_err(|e| self.delta_err(e))?;
             let mut all = Vec::with_capacity(actions.len() + 1);
-            if registry.has_uncommitted() {
+            if registry.committed < columns {
                 let meta = state.metadata().clone().with_schema(&schema).map_err(|e| {
                     TableError::Schema {
                         table: self.name(),
@@ -374,7 +390,7 @@ impl Table {
             self.delta.state = Some(done.snapshot);
             version
         };
-        registry.committed = registry.specs.len();
+        registry.committed = columns;
         self.high_water = high_water;
         self.sync_log(version)?;
         if version > 0 && version % CHECKPOINT_INTERVAL == 0 {

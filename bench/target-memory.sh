@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Memory scaling of target-warehouse: peak RSS (GNU time %M) on the webhook-like stream at 1x
+# and 8x its size (the 8x stream repeats the 1x records 8 times), plus rows/s. Buffering is by
+# bytes, so peak RSS should stay flat: 8x within 1.2x of 1x.
+# Usage: bench/target-memory.sh [count]   (default 100000 records at 1x, ~100 MB; 8x ~830 MB)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+count=${1:-100000}
+rel=${CARGO_TARGET_DIR:-target}/release
+bin_tap=${TAP_WEBHOOK_BIN:-$rel/tap-webhook}
+bin_target=$rel/target-warehouse
+[ -x "$bin_tap" ] || cargo build --release -q -p tap-webhook
+[ -x "$bin_target" ] || cargo build --release -q -p target-warehouse
+work=${BENCH_WORK:-$(mktemp -d)}
+if [ ! -s "$work/stream.singer" ]; then
+  source bench/spool.sh
+  make_spool
+  "$bin_tap" --config "$work/tap.json" > "$work/stream.singer" 2>/dev/null
+fi
+# 8x: the SCHEMA, the records 8 times over, the last STATE.
+{
+  head -n 1 "$work/stream.singer"
+  for _ in 1 2 3 4 5 6 7 8; do grep '^{"type":"RECORD"' "$work/stream.singer"; done
+  grep '^{"type":"STATE"' "$work/stream.singer" | tail -n 1
+} > "$work/stream8.singer"
+echo "{\"warehouse_path\":\"$work/wh\"}" > "$work/target.json"
+
+results=()
+for x in 1 8; do
+  f=$work/stream.singer
+  [ "$x" = 8 ] && f=$work/stream8.singer
+  rows=$(grep -c '^{"type":"RECORD"' "$f")
+  bytes=$(stat -c %s "$f")
+  rm -rf "$work/wh"
+  /usr/bin/time -f "%e %M" -o "$work/time" "$bin_target" --config "$work/target.json" --input "$f" \
+    > /dev/null 2> "$work/err" || { cat "$work/err" >&2; exit 1; }
+  results+=("${x}x|$rows|$bytes|$(cat "$work/time")")
+done
+python3 - "${results[@]}" <<'PY'
+import sys
+rows = [r.split("|") for r in sys.argv[1:]]
+base = None
+print(f"{'input':6} {'rows':>9} {'MB':>8} {'s':>7} {'rows/s':>9} {'peak RSS MB':>12} {'RSS / 1x':>9}")
+for name, n, b, t in rows:
+    secs, kib = map(float, t.split())
+    mb = kib / 1024
+    base = base or mb
+    print(f"{name:6} {int(n):9d} {int(b)/1e6:8.1f} {secs:7.2f} {int(n)/secs:9,.0f} {mb:12.0f} {mb/base:8.2f}x")
+PY

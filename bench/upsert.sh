@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Upsert cost vs table size: load keyed tables of 1x, 4x and 16x a base size, then upsert the
+# same number of keys (1% of the base) into each and time that run (median of 3, each on a fresh
+# copy of the table). "recent": keys drawn from the newest base-size range of ids (webhook
+# updates touch recent objects); "random": keys drawn from the whole table. Copy-on-write
+# rewrites every file holding an upserted key, so "recent" should stay flat as the table grows
+# while "random" grows with the number of files touched.
+# Usage: bench/upsert.sh [base_rows]   (default 50000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+base=${1:-50000}
+rel=${CARGO_TARGET_DIR:-target}/release
+bin_target=$rel/target-warehouse
+[ -x "$bin_target" ] || cargo build --release -q -p target-warehouse
+work=${BENCH_WORK:-$(mktemp -d)}
+
+gen() { # gen MODE ROWS BASE SEED > stream   (MODE: load | recent | random)
+  python3 - "$@" <<'PY'
+import json, random, sys
+mode, rows, base, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rng = random.Random(seed)
+props = {"id": {"type": "integer"}, "status": {"type": ["null", "string"]},
+         "amount": {"type": ["null", "number"]}, "customer": {"type": ["null", "string"]},
+         "updated": {"type": ["null", "integer"]}, "meta": {"type": ["null", "object"]}}
+for i in range(8):
+    props[f"f{i}"] = {"type": ["null", "string"]}
+out = sys.stdout
+out.write(json.dumps({"type": "SCHEMA", "stream": "orders", "schema": {"type": "object", "properties": props},
+                      "key_properties": ["id"]}) + "\n")
+if mode == "load":
+    ids = range(1, rows + 1)
+else:
+    n = max(1, base // 100)
+    lo = 1 if mode == "random" else rows - base + 1
+    ids = sorted(rng.sample(range(lo, rows + 1), n))
+for i in ids:
+    rec = {"id": i, "status": rng.choice(["new", "paid", "shipped"]), "amount": round(rng.random() * 500, 2),
+           "customer": f"cus_{rng.getrandbits(40):010x}", "updated": 0 if mode == "load" else 1,
+           "meta": {"k": rng.randint(0, 9), "tags": ["a", "b"]}}
+    for j in range(8):
+        rec[f"f{j}"] = "".join(rng.choice("abcdefghij") for _ in range(12))
+    out.write(json.dumps({"type": "RECORD", "stream": "orders", "record": rec}, separators=(",", ":")) + "\n")
+out.write(json.dumps({"type": "STATE", "value": {"done": mode}}) + "\n")
+PY
+}
+
+results=()
+for m in 1 4 16; do
+  rows=$((m * base))
+  gen load "$rows" "$base" 1 > "$work/load.singer"
+  gen recent "$rows" "$base" 2 > "$work/recent.singer"
+  gen random "$rows" "$base" 3 > "$work/random.singer"
+  rm -rf "$work/wh-$m"
+  echo "{\"warehouse_path\":\"$work/wh-$m\"}" > "$work/load.json"
+  start=$(date +%s.%N)
+  "$bin_target" --config "$work/load.json" --input "$work/load.singer" > /dev/null 2> "$work/err" \
+    || { cat "$work/err" >&2; exit 1; }
+  load_s=$(python3 -c "import time; print(time.time() - $start)")
+  files=$(ls "$work/wh-$m/orders" | grep -c parquet || true)
+  live=$(python3 - "$work/wh-$m/orders/_delta_log" <<'PY'
+import json, os, sys
+live = set()
+for f in sorted(os.listdir(sys.argv[1])):
+    if f.endswith(".json"):
+        for line in open(os.path.join(sys.argv[1], f)):
+            a = json.loads(line)
+            if "add" in a: live.add(a["add"]["path"])
+            if "remove" in a: live.discard(a["remove"]["path"])
+print(len(live))
+PY
+)
+  line="$m|$rows|$load_s|$live"
+  for mode in recent random; do
+    times=()
+    for _ in 1 2 3; do
+      rm -rf "$work/up"; cp -r "$work/wh-$m" "$work/up"
+      echo "{\"warehouse_path\":\"$work/up\"}" > "$work/up.json"
+      /usr/bin/time -f "%e %M" -o "$work/time" "$bin_target" --config "$work/up.json" --input "$work/$mode.singer" \
+        > /dev/null 2> "$work/err" || { cat "$work/err" >&2; exit 1; }
+      times+=("$(cut -d' ' -f1 "$work/time")")
+    done
+    line="$line|${times[*]}"
+  done
+  results+=("$line")
+done
+python3 - "$base" "${results[@]}" <<'PY'
+import statistics, sys
+base = int(sys.argv[1])
+print(f"upsert of {max(1, base // 100)} keys (1% of base {base}) into tables of growing size; median of 3 runs")
+print(f"{'table':6} {'rows':>9} {'load s':>7} {'files':>6} {'recent s':>9} {'vs 1x':>6} {'random s':>9} {'vs 1x':>6}")
+first = None
+for r in sys.argv[2:]:
+    m, rows, load, files, rec, rnd = r.split("|")
+    rec = statistics.median(map(float, rec.split()))
+    rnd = statistics.median(map(float, rnd.split()))
+    first = first or (rec, rnd)
+    print(f"{m + 'x':6} {int(rows):9d} {float(load):7.1f} {int(files):6d} {rec:9.2f} {rec/first[0]:5.1f}x {rnd:9.2f} {rnd/first[1]:5.1f}x")
+PY
