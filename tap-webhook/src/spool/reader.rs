@@ -8,9 +8,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::types::ValueRef;
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{now_us, open, SpoolError, StoredMessage};
+
+/// Bytes of the spool file a reader maps into memory (SQLite caps it at its compile-time limit).
+const READ_MMAP_BYTES: i64 = 1 << 30;
 
 pub struct SpoolReader {
     conn: Connection,
@@ -19,8 +23,16 @@ pub struct SpoolReader {
 
 impl SpoolReader {
     pub fn open(path: &Path) -> Result<SpoolReader, SpoolError> {
+        let conn = open(path)?;
+        // A run reads every pending page once or twice (schema prescan): mapping the file saves
+        // a read() and a copy per page. Only reads use the map; writes (pruning) stay write().
+        conn.pragma_update(None, "mmap_size", READ_MMAP_BYTES)
+            .map_err(|source| SpoolError::Sqlite {
+                path: path.display().to_string(),
+                source,
+            })?;
         Ok(SpoolReader {
-            conn: open(path)?,
+            conn,
             path: path.display().to_string(),
         })
     }
@@ -106,6 +118,95 @@ impl SpoolReader {
         Ok(())
     }
 
+    /// Like [`for_each`](Self::for_each), lending each message instead of giving it: one
+    /// message's buffers are refilled row after row, so a run allocates nothing per row.
+    pub fn for_each_ref<E>(
+        &self,
+        source: &str,
+        after: i64,
+        until: i64,
+        mut f: impl FnMut(&StoredMessage) -> Result<bool, E>,
+    ) -> Result<(), E>
+    where
+        E: From<SpoolError>,
+    {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, id, received_at, delivery_id, part, headers, query, body
+                 FROM messages WHERE source = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt
+            .query(params![source, after, until])
+            .map_err(|e| self.err(e))?;
+        let mut m = StoredMessage {
+            seq: 0,
+            id: String::new(),
+            source: source.to_owned(),
+            received_at_us: 0,
+            delivery_id: None,
+            part: 0,
+            headers: String::new(),
+            query: String::new(),
+            body: String::new(),
+        };
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            (|| {
+                m.seq = row.get(0)?;
+                refill(&mut m.id, row, 1)?;
+                m.received_at_us = row.get(2)?;
+                match row.get_ref(3)? {
+                    ValueRef::Null => m.delivery_id = None,
+                    _ => refill(m.delivery_id.get_or_insert_with(String::new), row, 3)?,
+                }
+                m.part = row.get(4)?;
+                refill(&mut m.headers, row, 5)?;
+                refill(&mut m.query, row, 6)?;
+                refill(&mut m.body, row, 7)
+            })()
+            .map_err(|e| self.err(e))?;
+            if !f(&m)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with the sequence and body of each message of `source` with
+    /// `after < seq <= until`, in sequence order; the body is borrowed from SQLite's row (no
+    /// copy). For passes that look at payloads only (the schema prescan).
+    pub fn for_each_body<E>(
+        &self,
+        source: &str,
+        after: i64,
+        until: i64,
+        mut f: impl FnMut(i64, &str) -> Result<(), E>,
+    ) -> Result<(), E>
+    where
+        E: From<SpoolError>,
+    {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, body FROM messages
+                 WHERE source = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt
+            .query(params![source, after, until])
+            .map_err(|e| self.err(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let seq: i64 = row.get(0).map_err(|e| self.err(e))?;
+            let body = row
+                .get_ref(1)
+                .and_then(|v| v.as_str().map_err(rusqlite::Error::from))
+                .map_err(|e| self.err(e))?;
+            f(seq, body)?;
+        }
+        Ok(())
+    }
+
     /// Messages of a source now in the spool (for tests and --test).
     pub fn count(&self, source: &str) -> Result<i64, SpoolError> {
         self.conn
@@ -116,4 +217,12 @@ impl SpoolReader {
             )
             .map_err(|e| self.err(e))
     }
+}
+
+/// Copies a text column into `buf`, reusing its allocation.
+fn refill(buf: &mut String, row: &Row<'_>, idx: usize) -> rusqlite::Result<()> {
+    let text = row.get_ref(idx)?.as_str().map_err(rusqlite::Error::from)?;
+    buf.clear();
+    buf.push_str(text);
+    Ok(())
 }

@@ -4,7 +4,8 @@
 //! over millions of messages holds as much as the number of distinct fields. When a message
 //! brings a field or a type not seen before, the stream's schema changes and is sent again.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -63,7 +64,24 @@ impl TypeSet {
 
 /// Classifies one raw JSON value by its first bytes, parsing only strings (for date-time).
 pub fn classify(raw: &RawValue) -> u8 {
-    let text = raw.get();
+    classify_text(raw.get())
+}
+
+/// The bits [`classify_text`] may return for a value starting with this byte: a field whose
+/// set already holds all of them cannot change, so its value need not be classified.
+fn possible(first: Option<&u8>) -> u8 {
+    match first {
+        Some(b'n') => TypeSet::NULL,
+        Some(b't' | b'f') => TypeSet::BOOLEAN,
+        Some(b'{') => TypeSet::OBJECT,
+        Some(b'[') => TypeSet::ARRAY,
+        Some(b'"') => TypeSet::DATE_TIME | TypeSet::STRING,
+        _ => TypeSet::INTEGER | TypeSet::NUMBER,
+    }
+}
+
+/// [`classify`] over a raw JSON value's text.
+pub fn classify_text(text: &str) -> u8 {
     match text.as_bytes().first() {
         Some(b'n') => TypeSet::NULL,
         Some(b't' | b'f') => TypeSet::BOOLEAN,
@@ -92,32 +110,57 @@ pub fn is_rfc3339(s: &str) -> bool {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).is_ok()
 }
 
+/// FNV-1a: field names are short and chosen by webhook senders, not by an attacker who gains
+/// anything from collisions (a collision costs a comparison, nothing more), and SipHash's setup
+/// dominates on names of ten bytes.
+#[derive(Default)]
+pub struct FieldHasher(u64);
+
+impl Hasher for FieldHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+pub type FieldMap<V> = HashMap<String, V, BuildHasherDefault<FieldHasher>>;
+
 /// Fields and their types for one stream, plus the fixed fields the tap adds.
 #[derive(Debug, Default)]
 pub struct StreamSchema {
     fixed: Map<String, Value>,
-    fields: BTreeMap<String, TypeSet>,
+    fields: FieldMap<TypeSet>,
 }
 
 impl StreamSchema {
     pub fn new(fixed: Map<String, Value>) -> StreamSchema {
         StreamSchema {
             fixed,
-            fields: BTreeMap::new(),
+            fields: FieldMap::default(),
         }
     }
 
     /// Records a field's value type; returns true when the schema changed.
     pub fn observe(&mut self, field: &str, bits: u8) -> bool {
-        if self.fixed.contains_key(field) {
-            return false;
-        }
         match self.fields.get_mut(field) {
             Some(set) if set.0 & bits == bits => false,
             Some(set) => {
                 set.0 |= bits;
                 true
             }
+            // Fixed fields never enter `fields`, so they are looked up only on a miss.
+            None if self.fixed.contains_key(field) => false,
             None => {
                 self.fields.insert(field.to_owned(), TypeSet(bits));
                 true
@@ -125,9 +168,37 @@ impl StreamSchema {
         }
     }
 
+    /// [`observe`](Self::observe) of a raw JSON value's text, classifying it only when its type
+    /// could still change the field's set (date-time parsing is the costly part).
+    pub fn observe_text(&mut self, field: &str, text: &str) -> bool {
+        match self.fields.get_mut(field) {
+            Some(set) => {
+                let could_be = possible(text.as_bytes().first());
+                if set.0 & could_be == could_be {
+                    return false;
+                }
+                let bits = classify_text(text);
+                if set.0 & bits == bits {
+                    false
+                } else {
+                    set.0 |= bits;
+                    true
+                }
+            }
+            None if self.fixed.contains_key(field) => false,
+            None => {
+                self.fields
+                    .insert(field.to_owned(), TypeSet(classify_text(text)));
+                true
+            }
+        }
+    }
+
     pub fn to_json_schema(&self) -> Value {
         let mut props = self.fixed.clone();
-        for (name, set) in &self.fields {
+        let mut names: Vec<(&String, &TypeSet)> = self.fields.iter().collect();
+        names.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (name, set) in names {
             props.insert(name.clone(), set.to_schema());
         }
         json!({"type": "object", "properties": props, "additionalProperties": true})
