@@ -56,6 +56,38 @@ pub struct StoredMessage {
     pub body: String,
 }
 
+impl StoredMessage {
+    /// The message, borrowed.
+    pub fn view(&self) -> MessageRef<'_> {
+        MessageRef {
+            seq: self.seq,
+            id: &self.id,
+            source: &self.source,
+            received_at_us: self.received_at_us,
+            delivery_id: self.delivery_id.as_deref(),
+            part: self.part,
+            headers: &self.headers,
+            query: &self.query,
+            body: &self.body,
+        }
+    }
+}
+
+/// A stored message borrowed from where it lies (a row SQLite is reading): see
+/// [`StoredMessage`] for the fields.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MessageRef<'a> {
+    pub seq: i64,
+    pub id: &'a str,
+    pub source: &'a str,
+    pub received_at_us: i64,
+    pub delivery_id: Option<&'a str>,
+    pub part: u32,
+    pub headers: &'a str,
+    pub query: &'a str,
+    pub body: &'a str,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
     #[error("spool {path}: {source}")]

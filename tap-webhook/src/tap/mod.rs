@@ -17,7 +17,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use crate::settings::{OnMissingKey, RecordShape, Settings, Source};
-use crate::spool::{format_us, format_us_into, SpoolError, SpoolReader, StoredMessage};
+use crate::spool::{format_us, format_us_into, MessageRef, SpoolError, SpoolReader};
 use inference::{FieldMap, StreamSchema};
 use record::{
     push_key, push_str_field, start_record, top_level, top_level_trusted, Field, SDC_SEQUENCE,
@@ -104,7 +104,10 @@ pub fn run(
     state: Option<&Value>,
     out: impl Write,
 ) -> Result<Summary, TapError> {
-    let spool = SpoolReader::open(&settings.spool_path)?;
+    let mut spool = SpoolReader::open(&settings.spool_path)?;
+    // One source: its messages are (nearly) all the spool holds, so a scan in sequence order
+    // beats walking the source's index and seeking every row.
+    spool.scan_by_seq(settings.sources.len() == 1);
     let mut marks = bookmarks(state)?;
     let mut summary = Summary::default();
     for source in settings.sources.values() {
@@ -149,7 +152,7 @@ pub fn run(
                 stop = true;
                 return Ok(false);
             }
-            emitter.emit(&mut w, m, &mut summary)?;
+            emitter.emit(&mut w, &m, &mut summary)?;
             progress.add(1, m.body.len() as u64);
             marks.insert(source.name.clone(), m.seq);
             emitted_total += 1;
@@ -211,7 +214,12 @@ impl<'a> StreamEmitter<'a> {
         }
     }
 
+    #[inline]
     fn selected(&mut self, field: &str) -> bool {
+        self.entry.is_none() || self.selected_by_catalog(field)
+    }
+
+    fn selected_by_catalog(&mut self, field: &str) -> bool {
         let Some(entry) = self.entry else {
             return true;
         };
@@ -229,7 +237,7 @@ impl<'a> StreamEmitter<'a> {
             Ok(fields) => {
                 for f in &fields {
                     if !is_reserved(&f.key) && self.selected(&f.key) {
-                        self.schema.observe_text(&f.key, f.value);
+                        self.schema.observe_hashed(f.hash, &f.key, f.value);
                     }
                 }
             }
@@ -239,7 +247,7 @@ impl<'a> StreamEmitter<'a> {
 
     /// The message's top-level fields: split without validation when the prescan has already
     /// parsed this very message, parsed (and validated) otherwise.
-    fn fields<'m>(&mut self, m: &'m StoredMessage) -> Result<Vec<Field<'m>>, serde_json::Error> {
+    fn fields<'m>(&mut self, m: &MessageRef<'m>) -> Result<Vec<Field<'m>>, serde_json::Error> {
         if self.prescanned {
             while self
                 .unparsable
@@ -250,18 +258,18 @@ impl<'a> StreamEmitter<'a> {
             }
             let known_bad = self.unparsable.get(self.next_unparsable) == Some(&m.seq);
             if !known_bad {
-                if let Some(fields) = top_level_trusted(&m.body) {
+                if let Some(fields) = top_level_trusted(m.body) {
                     return Ok(fields);
                 }
             }
         }
-        top_level(&m.body)
+        top_level(m.body)
     }
 
     fn emit<W: Write>(
         &mut self,
         w: &mut MessageWriter<W>,
-        m: &StoredMessage,
+        m: &MessageRef<'_>,
         summary: &mut Summary,
     ) -> Result<(), TapError> {
         let fields = match self.fields(m) {
@@ -278,7 +286,7 @@ impl<'a> StreamEmitter<'a> {
                 if self.source.on_missing_key == OnMissingKey::Fail {
                     return Err(TapError::MissingKey {
                         stream: self.source.name.clone(),
-                        message_id: m.id.clone(),
+                        message_id: m.id.to_owned(),
                         seq: m.seq,
                         key: key.to_owned(),
                     });
@@ -301,16 +309,20 @@ impl<'a> StreamEmitter<'a> {
                     if is_reserved(&f.key) || !self.selected(&f.key) {
                         continue;
                     }
-                    changed |= self.schema.observe_text(&f.key, f.value);
+                    // After the prescan the schema holds every field and type of the run:
+                    // this message was observed there already.
+                    if !self.prescanned {
+                        changed |= self.schema.observe_hashed(f.hash, &f.key, f.value);
+                    }
                     push_key(&mut self.line, &f.key);
                     self.line.push_str(f.value);
                 }
             }
             RecordShape::Packed => {
-                push_str_field(&mut self.line, "message_id", &m.id);
-                push_str_field(&mut self.line, "payload", &m.body);
+                push_str_field(&mut self.line, "message_id", m.id);
+                push_str_field(&mut self.line, "payload", m.body);
                 push_str_field(&mut self.line, "webhook_received_at", &self.received_at);
-                for (name, json) in [("headers", &m.headers), ("query", &m.query)] {
+                for (name, json) in [("headers", m.headers), ("query", m.query)] {
                     if self.selected(name) {
                         push_key(&mut self.line, name);
                         self.line.push_str(json);
@@ -351,7 +363,7 @@ impl<'a> StreamEmitter<'a> {
     fn reject<W: Write>(
         &mut self,
         w: &mut MessageWriter<W>,
-        m: &StoredMessage,
+        m: &MessageRef<'_>,
         reason: &str,
         summary: &mut Summary,
     ) -> Result<(), TapError> {

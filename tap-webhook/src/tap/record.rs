@@ -6,13 +6,12 @@
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
-use std::hash::Hasher;
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::inference::FieldHasher;
-use crate::spool::StoredMessage;
+use super::inference::field_hash;
+use crate::spool::MessageRef;
 
 pub const SDC_SEQUENCE: &str = "_sdc_sequence";
 pub const SDC_RECEIVED_AT: &str = "_sdc_received_at";
@@ -26,21 +25,22 @@ const KEY_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6a1c_4c8e_0f1d_4e0a_9b
 pub struct Field<'a> {
     pub key: Cow<'a, str>,
     pub value: &'a str,
-    hash: u64,
-}
-
-fn key_hash(key: &str) -> u64 {
-    let mut h = FieldHasher::default();
-    h.write(key.as_bytes());
-    h.finish()
+    /// [`field_hash`] of the key.
+    pub hash: u64,
 }
 
 /// Appends a field; an earlier field of the same name is dropped (the last occurrence wins).
-fn push_field<'a>(out: &mut Vec<Field<'a>>, key: Cow<'a, str>, value: &'a str) {
-    let hash = key_hash(&key);
-    if let Some(i) = out.iter().position(|f| f.hash == hash && f.key == key) {
-        out.remove(i);
+/// `seen` is a 64-bit filter of the hashes pushed so far: most names miss it, and only a hit
+/// looks for an earlier field of the same name.
+fn push_field<'a>(out: &mut Vec<Field<'a>>, seen: &mut u64, key: Cow<'a, str>, value: &'a str) {
+    let hash = field_hash(&key);
+    let bit = 1u64 << (hash >> 58);
+    if *seen & bit != 0 {
+        if let Some(i) = out.iter().position(|f| f.hash == hash && f.key == key) {
+            out.remove(i);
+        }
     }
+    *seen |= bit;
     out.push(Field { key, value, hash });
 }
 
@@ -55,9 +55,10 @@ pub fn top_level(body: &str) -> Result<Vec<Field<'_>>, serde_json::Error> {
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut out: Vec<Field<'de>> = Vec::with_capacity(16);
+            let mut seen = 0;
             while let Some(key) = map.next_key::<Cow<'de, str>>()? {
                 let value: &RawValue = map.next_value()?;
-                push_field(&mut out, key, value.get());
+                push_field(&mut out, &mut seen, key, value.get());
             }
             Ok(out)
         }
@@ -79,6 +80,7 @@ pub fn top_level_trusted(body: &str) -> Option<Vec<Field<'_>>> {
         return None;
     }
     let mut out: Vec<Field<'_>> = Vec::with_capacity(16);
+    let mut seen = 0;
     i = skip_ws(b, i + 1);
     if b.get(i) == Some(&b'}') {
         i += 1;
@@ -98,7 +100,12 @@ pub fn top_level_trusted(body: &str) -> Option<Vec<Field<'_>>> {
             }
             let start = skip_ws(b, i + 1);
             let end = value_end(b, start)?;
-            push_field(&mut out, Cow::Borrowed(key), body.get(start..end)?);
+            push_field(
+                &mut out,
+                &mut seen,
+                Cow::Borrowed(key),
+                body.get(start..end)?,
+            );
             i = skip_ws(b, end);
             match b.get(i) {
                 Some(b',') => i = skip_ws(b, i + 1),
@@ -168,24 +175,28 @@ fn value_end(b: &[u8], start: usize) -> Option<usize> {
 
 /// The generated primary key: from the provider's delivery id when there is one (so a retried
 /// delivery stored twice gets one key), else the message's own id.
-pub fn generated_key(m: &StoredMessage) -> Cow<'_, str> {
-    match &m.delivery_id {
+pub fn generated_key<'a>(m: &MessageRef<'a>) -> Cow<'a, str> {
+    match m.delivery_id {
         Some(d) => {
             let name = format!("{}\n{}\n{}", m.source, d, m.part);
             Cow::Owned(uuid::Uuid::new_v5(&KEY_NAMESPACE, name.as_bytes()).to_string())
         }
-        None => Cow::Borrowed(&m.id),
+        None => Cow::Borrowed(m.id),
     }
 }
 
 /// True when serde_json writes `s` as a JSON string without any escape.
 fn needs_no_escape(s: &str) -> bool {
-    !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
+    // No early exit: the loop vectorises, and names and values are short or clean.
+    !s.bytes().fold(false, |bad, b| {
+        bad | (b < 0x20) | (b == b'"') | (b == b'\\')
+    })
 }
 
 /// Appends `s` as a JSON string, exactly as serde_json writes it.
 pub fn push_json_str(out: &mut String, s: &str) {
     if needs_no_escape(s) {
+        out.reserve(s.len() + 2);
         out.push('"');
         out.push_str(s);
         out.push('"');
@@ -197,7 +208,7 @@ pub fn push_json_str(out: &mut String, s: &str) {
 
 /// Appends `"key":` to a JSON object being built.
 pub fn push_key(out: &mut String, key: &str) {
-    if !out.ends_with('{') {
+    if out.as_bytes().last() != Some(&b'{') {
         out.push(',');
     }
     push_json_str(out, key);
@@ -213,7 +224,7 @@ pub fn push_str_field(out: &mut String, key: &str, value: &str) {
 /// receipt time as [`crate::spool::format_us`] writes it.
 pub fn start_record(
     out: &mut String,
-    m: &StoredMessage,
+    m: &MessageRef<'_>,
     received_at: &str,
     with_generated_key: bool,
 ) {
@@ -230,6 +241,7 @@ pub fn start_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spool::StoredMessage;
 
     fn msg(delivery: Option<&str>, part: u32, id: &str) -> StoredMessage {
         StoredMessage {
@@ -294,10 +306,10 @@ mod tests {
 
     #[test]
     fn generated_keys_follow_the_delivery_id() {
-        let a = generated_key(&msg(Some("d-1"), 0, "m1")).into_owned();
-        assert_eq!(a, generated_key(&msg(Some("d-1"), 0, "m2")));
-        assert_ne!(a, generated_key(&msg(Some("d-1"), 1, "m1")));
-        assert_ne!(a, generated_key(&msg(Some("d-2"), 0, "m1")));
-        assert_eq!(generated_key(&msg(None, 0, "m1")), "m1");
+        let a = generated_key(&msg(Some("d-1"), 0, "m1").view()).into_owned();
+        assert_eq!(a, generated_key(&msg(Some("d-1"), 0, "m2").view()));
+        assert_ne!(a, generated_key(&msg(Some("d-1"), 1, "m1").view()));
+        assert_ne!(a, generated_key(&msg(Some("d-2"), 0, "m1").view()));
+        assert_eq!(generated_key(&msg(None, 0, "m1").view()), "m1");
     }
 }
