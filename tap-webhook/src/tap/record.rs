@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::inference::field_hash;
@@ -44,6 +44,32 @@ fn push_field<'a>(out: &mut Vec<Field<'a>>, seen: &mut u64, key: Cow<'a, str>, v
     out.push(Field { key, value, hash });
 }
 
+/// A field name borrowed from the payload when it has no escapes (serde's own `Cow<str>`
+/// always allocates).
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// The payload's top-level fields, in order, values raw. Later duplicates of a key win, as in
 /// JavaScript's `JSON.parse`, and earlier ones are dropped.
 pub fn top_level(body: &str) -> Result<Vec<Field<'_>>, serde_json::Error> {
@@ -54,9 +80,9 @@ pub fn top_level(body: &str) -> Result<Vec<Field<'_>>, serde_json::Error> {
             f.write_str("a JSON object")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut out: Vec<Field<'de>> = Vec::with_capacity(16);
+            let mut out: Vec<Field<'de>> = Vec::with_capacity(32);
             let mut seen = 0;
-            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
                 let value: &RawValue = map.next_value()?;
                 push_field(&mut out, &mut seen, key, value.get());
             }
@@ -79,7 +105,7 @@ pub fn top_level_trusted(body: &str) -> Option<Vec<Field<'_>>> {
     if b.get(i) != Some(&b'{') {
         return None;
     }
-    let mut out: Vec<Field<'_>> = Vec::with_capacity(16);
+    let mut out: Vec<Field<'_>> = Vec::with_capacity(32);
     let mut seen = 0;
     i = skip_ws(b, i + 1);
     if b.get(i) == Some(&b'}') {
