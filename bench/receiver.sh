@@ -33,3 +33,8 @@ printf '%-28s %12s %10s\n' "POST /webhooks/data (fsync)" "$(rps "$post")" "$(p99
 printf '%-28s %12s %10s\n' "GET /healthz" "$(rps "$health")" "$(p99 "$health")"
 python3 -c "print('ratio POST/healthz: %.2f' % ($(rps "$post")/$(rps "$health")))"
 echo "body bytes: ${#body}; stored messages: $stored; non-2xx: $(non2xx "$post")${secs:+}"
+ms() { # wrk latency (e.g. 950.00us, 12.34ms, 1.20s) in milliseconds
+  python3 -c "import re,sys; v=sys.argv[1]; m=re.match(r'([0-9.]+)(us|ms|s)', v or '');
+print('nan' if not m else round(float(m[1]) * {'us': 1e-3, 'ms': 1, 's': 1e3}[m[2]], 3))" "$1"
+}
+echo "RESULT post_rps=$(rps "$post") post_p99_ms=$(ms "$(p99 "$post")") healthz_rps=$(rps "$health") healthz_p99_ms=$(ms "$(p99 "$health")") ratio=$(python3 -c "print('%.3f' % ($(rps "$post")/$(rps "$health")))")"

@@ -25,4 +25,5 @@ import sys, statistics
 n, b, times = int(sys.argv[1]), int(sys.argv[2]), [float(t) for t in sys.argv[3:]]
 med = statistics.median(times)
 print(f"tap drain: {n} messages, {b/1e6:.1f} MB payload, median {med:.2f}s -> {n/med:,.0f} messages/s, {b/1e6/med:.1f} MB/s")
+print(f"RESULT messages={n} seconds_median={med:.3f} msgs_per_s={n/med:.0f} mb_per_s={b/1e6/med:.1f}")
 PY

@@ -53,18 +53,17 @@ impl<W: Write> MessageWriter<W> {
         record_json: &str,
         time_extracted: Option<&str>,
     ) -> io::Result<()> {
-        self.line.clear();
-        self.line
-            .extend_from_slice(br#"{"type":"RECORD","stream":"#);
-        serde_json::to_writer(&mut self.line, stream)?;
-        self.line.extend_from_slice(br#","record":"#);
-        self.line.extend_from_slice(record_json.as_bytes());
+        // Straight into the output (a BufWriter in practice): records are most of the bytes
+        // and copying each into a line buffer first costs a pass over all of them.
+        self.out.write_all(br#"{"type":"RECORD","stream":"#)?;
+        serde_json::to_writer(&mut self.out, stream)?;
+        self.out.write_all(br#","record":"#)?;
+        self.out.write_all(record_json.as_bytes())?;
         if let Some(t) = time_extracted {
-            self.line.extend_from_slice(br#","time_extracted":"#);
-            serde_json::to_writer(&mut self.line, t)?;
+            self.out.write_all(br#","time_extracted":"#)?;
+            serde_json::to_writer(&mut self.out, t)?;
         }
-        self.line.extend_from_slice(b"}\n");
-        self.out.write_all(&self.line)
+        self.out.write_all(b"}\n")
     }
 
     pub fn write_state(&mut self, value: &Value) -> io::Result<()> {

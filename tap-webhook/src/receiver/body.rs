@@ -4,6 +4,7 @@
 //! text of each message is the exact bytes received: a signature over them still verifies, and
 //! whitespace and key order survive.
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use serde_json::value::RawValue;
@@ -34,13 +35,22 @@ pub fn decode(
     content_encoding: Option<&str>,
     limit: usize,
 ) -> Result<Vec<u8>, BodyError> {
+    decode_borrowed(raw, content_encoding, limit).map(Cow::into_owned)
+}
+
+/// [`decode`], borrowing the body when it is not encoded (the usual case: no copy).
+pub fn decode_borrowed<'a>(
+    raw: &'a [u8],
+    content_encoding: Option<&str>,
+    limit: usize,
+) -> Result<Cow<'a, [u8]>, BodyError> {
     let encoding = content_encoding.map(|e| e.trim().to_ascii_lowercase());
     match encoding.as_deref() {
         None | Some("") | Some("identity") => {
             if raw.len() > limit {
                 return Err(BodyError::TooLarge { limit });
             }
-            Ok(raw.to_vec())
+            Ok(Cow::Borrowed(raw))
         }
         Some("gzip") | Some("x-gzip") => {
             let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(limit));
@@ -52,7 +62,7 @@ pub fn decode(
             if out.len() > limit {
                 return Err(BodyError::TooLarge { limit });
             }
-            Ok(out)
+            Ok(Cow::Owned(out))
         }
         Some(other) => Err(BodyError::UnsupportedEncoding(other.to_owned())),
     }

@@ -19,21 +19,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::settings::{Limits, Settings, Source};
-use crate::spool::{format_us, now_us, NewMessage, SpoolWriter};
+use crate::spool::{now_us, NewMessage, SpoolWriter};
 use auth::{ApiKey, RequestView, UrlToken, Verifier};
 use reply::ReceiveError;
 
@@ -193,12 +192,13 @@ async fn receive_post(
     State(state): State<Arc<AppState>>,
     Path(source): Path<String>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
+    // The request itself rather than a `HeaderMap` extractor, which clones every header.
+    let (parts, body) = request.into_parts();
     respond(
         &state,
-        receive(&state, Method::POST, &source, query, &headers, body).await,
+        receive(&state, Method::POST, &source, query, &parts.headers, body).await,
     )
 }
 
@@ -214,14 +214,76 @@ async fn receive_get(
     )
 }
 
-fn respond(state: &AppState, result: Result<serde_json::Value, ReceiveError>) -> Response {
+fn respond(state: &AppState, result: Result<Accepted, ReceiveError>) -> Response {
     match result {
-        Ok(data) => (StatusCode::OK, Json(json!({"success": true, "data": data}))).into_response(),
+        Ok(accepted) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            accepted.to_json(),
+        )
+            .into_response(),
         Err(e) => {
             state.metrics.rejected(e.code());
             tracing::debug!(code = e.code(), "delivery refused");
             e.into_response()
         }
+    }
+}
+
+/// What the sender is told of a stored (or duplicate) delivery.
+struct Accepted {
+    message_ids: Vec<String>,
+    received_at_us: i64,
+    /// False for a JSON array body: the reply then lists every message id.
+    single: bool,
+    duplicate: bool,
+}
+
+impl Accepted {
+    /// `{"data":{...},"success":true}`, written by hand in the order serde_json's sorted maps
+    /// gave: `duplicate`, `message_id`, `message_ids`, `received_at`.
+    fn to_json(&self) -> String {
+        let mut out = String::with_capacity(128 + 40 * self.message_ids.len());
+        out.push_str("{\"data\":{");
+        if self.duplicate {
+            out.push_str("\"duplicate\":true,");
+        }
+        out.push_str("\"message_id\":");
+        match self.message_ids.first() {
+            Some(id) => push_json_string(&mut out, id),
+            None => out.push_str("null"),
+        }
+        if !self.single {
+            out.push_str(",\"message_ids\":[");
+            for (i, id) in self.message_ids.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_json_string(&mut out, id);
+            }
+            out.push(']');
+        }
+        out.push_str(",\"received_at\":\"");
+        crate::spool::format_us_into(&mut out, self.received_at_us);
+        out.push_str("\"},\"success\":true}");
+        out
+    }
+}
+
+/// Appends `s` as a JSON string (message ids are plain ASCII; anything else goes through
+/// serde_json).
+fn push_json_string(out: &mut String, s: &str) {
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
     }
 }
 
@@ -232,7 +294,7 @@ async fn receive(
     raw_query: Option<String>,
     headers: &HeaderMap,
     body: Body,
-) -> Result<serde_json::Value, ReceiveError> {
+) -> Result<Accepted, ReceiveError> {
     let received_at_us = now_us();
     let rt = state
         .sources
@@ -257,6 +319,7 @@ async fn receive(
     }
 
     let payload_query;
+    let raw;
     let decoded;
     let texts: Vec<&str> = if method == Method::GET {
         // valmi style: the query parameters are the payload (credentials left out).
@@ -269,7 +332,7 @@ async fn receive(
         payload_query = obj.to_string();
         vec![payload_query.as_str()]
     } else {
-        let raw = tokio::time::timeout(
+        raw = tokio::time::timeout(
             state.limits.body_read_timeout,
             read_body(body, headers, state.max_body_bytes),
         )
@@ -281,7 +344,7 @@ async fn receive(
         let encoding = headers
             .get(header::CONTENT_ENCODING)
             .and_then(|v| v.to_str().ok());
-        decoded = body::decode(&raw, encoding, state.max_body_bytes)?;
+        decoded = body::decode_borrowed(&raw, encoding, state.max_body_bytes)?;
         body::split(&decoded)?
     };
 
@@ -319,17 +382,12 @@ async fn receive(
     } else {
         state.metrics.accepted(source, count as u64, bytes as u64);
     }
-    let mut data = json!({
-        "message_id": outcome.message_ids.first(),
-        "received_at": format_us(received_at_us),
-    });
-    if count != 1 {
-        data["message_ids"] = json!(outcome.message_ids);
-    }
-    if outcome.duplicate {
-        data["duplicate"] = json!(true);
-    }
-    Ok(data)
+    Ok(Accepted {
+        message_ids: outcome.message_ids,
+        received_at_us,
+        single: count == 1,
+        duplicate: outcome.duplicate,
+    })
 }
 
 /// Reads the body, refusing more than `limit` bytes (checked against Content-Length first, so

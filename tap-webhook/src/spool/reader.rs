@@ -8,21 +8,56 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::types::ValueRef;
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{now_us, open, SpoolError, StoredMessage};
+use super::{now_us, open, MessageRef, SpoolError, StoredMessage};
+
+/// Bytes of the spool file a reader maps into memory (SQLite caps it at its compile-time limit).
+const READ_MMAP_BYTES: i64 = 1 << 30;
 
 pub struct SpoolReader {
     conn: Connection,
     path: String,
+    /// Scan messages by sequence and filter the source, instead of walking the
+    /// (source, seq) index and seeking each row in the table: cheaper when (nearly) every
+    /// message is of the source read, as in a spool of one source.
+    scan_by_seq: bool,
 }
 
 impl SpoolReader {
     pub fn open(path: &Path) -> Result<SpoolReader, SpoolError> {
+        let conn = open(path)?;
+        // A run reads every pending page once or twice (schema prescan): mapping the file saves
+        // a read() and a copy per page. Only reads use the map; writes (pruning) stay write().
+        conn.pragma_update(None, "mmap_size", READ_MMAP_BYTES)
+            .map_err(|source| SpoolError::Sqlite {
+                path: path.display().to_string(),
+                source,
+            })?;
         Ok(SpoolReader {
-            conn: open(path)?,
+            conn,
             path: path.display().to_string(),
+            scan_by_seq: false,
         })
+    }
+
+    /// Reads messages in sequence order filtering the source (true), or through the
+    /// source's index (false, the default). Same rows either way; only the cost differs.
+    pub fn scan_by_seq(&mut self, yes: bool) {
+        self.scan_by_seq = yes;
+    }
+
+    fn range_query(&self, columns: &str) -> String {
+        let source = if self.scan_by_seq {
+            "+source"
+        } else {
+            "source"
+        };
+        format!(
+            "SELECT {columns} FROM messages
+             WHERE {source} = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq"
+        )
     }
 
     fn err(&self, source: rusqlite::Error) -> SpoolError {
@@ -106,6 +141,83 @@ impl SpoolReader {
         Ok(())
     }
 
+    /// Like [`for_each`](Self::for_each), lending each message as it lies in SQLite's row
+    /// instead of copying it out: a run allocates and copies nothing per row.
+    pub fn for_each_ref<E>(
+        &self,
+        source: &str,
+        after: i64,
+        until: i64,
+        mut f: impl FnMut(MessageRef<'_>) -> Result<bool, E>,
+    ) -> Result<(), E>
+    where
+        E: From<SpoolError>,
+    {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                &self.range_query("seq, id, received_at, delivery_id, part, headers, query, body"),
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt
+            .query(params![source, after, until])
+            .map_err(|e| self.err(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let m = (|| {
+                Ok(MessageRef {
+                    seq: row.get(0)?,
+                    id: text(row, 1)?,
+                    source,
+                    received_at_us: row.get(2)?,
+                    delivery_id: match row.get_ref(3)? {
+                        ValueRef::Null => None,
+                        _ => Some(text(row, 3)?),
+                    },
+                    part: row.get(4)?,
+                    headers: text(row, 5)?,
+                    query: text(row, 6)?,
+                    body: text(row, 7)?,
+                })
+            })()
+            .map_err(|e| self.err(e))?;
+            if !f(m)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with the sequence and body of each message of `source` with
+    /// `after < seq <= until`, in sequence order; the body is borrowed from SQLite's row (no
+    /// copy). For passes that look at payloads only (the schema prescan).
+    pub fn for_each_body<E>(
+        &self,
+        source: &str,
+        after: i64,
+        until: i64,
+        mut f: impl FnMut(i64, &str) -> Result<(), E>,
+    ) -> Result<(), E>
+    where
+        E: From<SpoolError>,
+    {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&self.range_query("seq, body"))
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt
+            .query(params![source, after, until])
+            .map_err(|e| self.err(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let seq: i64 = row.get(0).map_err(|e| self.err(e))?;
+            let body = row
+                .get_ref(1)
+                .and_then(|v| v.as_str().map_err(rusqlite::Error::from))
+                .map_err(|e| self.err(e))?;
+            f(seq, body)?;
+        }
+        Ok(())
+    }
+
     /// Messages of a source now in the spool (for tests and --test).
     pub fn count(&self, source: &str) -> Result<i64, SpoolError> {
         self.conn
@@ -116,4 +228,9 @@ impl SpoolReader {
             )
             .map_err(|e| self.err(e))
     }
+}
+
+/// A text column, borrowed from the row.
+fn text<'r>(row: &'r Row<'_>, idx: usize) -> rusqlite::Result<&'r str> {
+    row.get_ref(idx)?.as_str().map_err(rusqlite::Error::from)
 }

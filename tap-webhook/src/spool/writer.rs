@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{now_us, open, NewMessage, SpoolError};
@@ -115,6 +115,7 @@ fn run(
     let window_us = i64::try_from(dedupe_window.as_micros()).unwrap_or(i64::MAX);
     let mut last_stats = Instant::now();
     let mut batches: u64 = 0;
+    let mut requests: u64 = 0;
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH_REQUESTS {
@@ -123,6 +124,7 @@ fn run(
                 Err(_) => break,
             }
         }
+        requests += batch.len() as u64;
         let result = write_batch(&mut conn, &batch, window_us);
         match result {
             Ok(outcomes) => {
@@ -150,7 +152,12 @@ fn run(
             last_stats = Instant::now();
         }
     }
-    tracing::debug!("spool writer stopped");
+    tracing::info!(
+        batches,
+        requests,
+        "spool writer stopped ({:.1} requests per commit)",
+        requests as f64 / batches.max(1) as f64
+    );
 }
 
 fn write_batch(
@@ -158,28 +165,39 @@ fn write_batch(
     batch: &[WriteRequest],
     window_us: i64,
 ) -> rusqlite::Result<Vec<WriteOutcome>> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // Cached statements rather than `Connection::transaction`: BEGIN and COMMIT are parsed
+    // once, not once per batch.
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    let result = write_all(conn, batch, window_us)
+        .and_then(|outcomes| conn.prepare_cached("COMMIT")?.execute([]).map(|_| outcomes));
+    if result.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    result
+}
+
+fn write_all(
+    tx: &Connection,
+    batch: &[WriteRequest],
+    window_us: i64,
+) -> rusqlite::Result<Vec<WriteOutcome>> {
     // Read inside the write lock so sequences stay increasing even if another process (a tap
     // draining SQS into this spool) writes too.
     let mut last: i64 = tx
-        .query_row(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'messages'",
-            [],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'messages'")?
+        .query_row([], |r| r.get(0))
         .optional()?
         .unwrap_or(0);
     let mut outcomes = Vec::with_capacity(batch.len());
     for req in batch {
         outcomes.push(write_request(
-            &tx,
+            tx,
             &req.messages,
             None,
             window_us,
             &mut last,
         )?);
     }
-    tx.commit()?;
     Ok(outcomes)
 }
 
@@ -218,7 +236,7 @@ pub fn append_with_ids(
 }
 
 fn write_request(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     messages: &[NewMessage],
     ids: Option<&[String]>,
     window_us: i64,

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::inference::{classify, StreamSchema};
+use super::inference::StreamSchema;
 use super::record::{top_level, SDC_PRIMARY_KEY, SDC_RECEIVED_AT, SDC_SEQUENCE};
 use crate::settings::{RecordShape, Settings, Source};
 use crate::spool::{SpoolError, SpoolReader};
@@ -73,8 +73,8 @@ pub fn discover(settings: &Settings, spool: &SpoolReader) -> Result<Catalog, Spo
             let mut seen = 0;
             spool.for_each::<SpoolError>(&source.name, 0, until, |m| {
                 if let Ok(fields) = top_level(&m.body) {
-                    for (k, v) in fields {
-                        schema.observe(&k, classify(v));
+                    for f in fields {
+                        schema.observe_text(&f.key, f.value);
                     }
                 }
                 seen += 1;

@@ -4,7 +4,8 @@
 //! over millions of messages holds as much as the number of distinct fields. When a message
 //! brings a field or a type not seen before, the stream's schema changes and is sent again.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -63,7 +64,24 @@ impl TypeSet {
 
 /// Classifies one raw JSON value by its first bytes, parsing only strings (for date-time).
 pub fn classify(raw: &RawValue) -> u8 {
-    let text = raw.get();
+    classify_text(raw.get())
+}
+
+/// The bits [`classify_text`] may return for a value starting with this byte: a field whose
+/// set already holds all of them cannot change, so its value need not be classified.
+fn possible(first: Option<&u8>) -> u8 {
+    match first {
+        Some(b'n') => TypeSet::NULL,
+        Some(b't' | b'f') => TypeSet::BOOLEAN,
+        Some(b'{') => TypeSet::OBJECT,
+        Some(b'[') => TypeSet::ARRAY,
+        Some(b'"') => TypeSet::DATE_TIME | TypeSet::STRING,
+        _ => TypeSet::INTEGER | TypeSet::NUMBER,
+    }
+}
+
+/// [`classify`] over a raw JSON value's text.
+pub fn classify_text(text: &str) -> u8 {
     match text.as_bytes().first() {
         Some(b'n') => TypeSet::NULL,
         Some(b't' | b'f') => TypeSet::BOOLEAN,
@@ -92,34 +110,163 @@ pub fn is_rfc3339(s: &str) -> bool {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).is_ok()
 }
 
+/// A fast hash of a field name, 8 bytes at a time (FxHash's step). Field names are chosen by
+/// webhook senders, who gain nothing from collisions (one costs a comparison), and SipHash's
+/// setup dominates on names of ten bytes.
+pub fn field_hash(name: &str) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let step = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);
+    let mut chunks = name.as_bytes().chunks_exact(8);
+    let mut h = 0u64;
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = step(h, u64::from_le_bytes(w));
+    }
+    let rest = chunks.remainder();
+    let mut w = [0u8; 8];
+    w[..rest.len()].copy_from_slice(rest);
+    h = step(h, u64::from_le_bytes(w));
+    h = step(h, name.len() as u64);
+    h ^ (h >> 29)
+}
+
+/// [`field_hash`] as a `Hasher`, for maps keyed by field name.
+#[derive(Default)]
+pub struct FieldHasher(u64);
+
+impl Hasher for FieldHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let h = match std::str::from_utf8(bytes) {
+            Ok(s) => field_hash(s),
+            Err(_) => bytes
+                .iter()
+                .fold(0u64, |h, &b| h.rotate_left(5) ^ u64::from(b)),
+        };
+        self.0 = self.0.rotate_left(7) ^ h;
+    }
+}
+
+pub type FieldMap<V> = HashMap<String, V, BuildHasherDefault<FieldHasher>>;
+
+/// Field name to type set, open addressing over precomputed [`field_hash`]es: a record's names
+/// are hashed once, when its top level is split, and looked up here without hashing again.
+#[derive(Debug, Default)]
+struct FieldTable {
+    /// Index + 1 into `entries`; 0 is an empty slot. Length a power of two, at most half full.
+    slots: Vec<u32>,
+    entries: Vec<(u64, String, TypeSet)>,
+}
+
+impl FieldTable {
+    fn find(&self, hash: u64, name: &str) -> Result<usize, usize> {
+        if self.slots.is_empty() {
+            return Err(0);
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = (hash as usize) & mask;
+        loop {
+            match self.slots[i] {
+                0 => return Err(i),
+                e => {
+                    let (h, n, _) = &self.entries[e as usize - 1];
+                    if *h == hash && n == name {
+                        return Ok(e as usize - 1);
+                    }
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn insert(&mut self, hash: u64, name: &str, set: TypeSet) {
+        if (self.entries.len() + 1) * 2 > self.slots.len() {
+            let size = (self.slots.len() * 2).max(64);
+            self.slots = vec![0; size];
+            for (e, (h, _, _)) in self.entries.iter().enumerate() {
+                let mut i = (*h as usize) & (size - 1);
+                while self.slots[i] != 0 {
+                    i = (i + 1) & (size - 1);
+                }
+                self.slots[i] = u32::try_from(e + 1).unwrap_or(u32::MAX);
+            }
+        }
+        if let Err(slot) = self.find(hash, name) {
+            self.entries.push((hash, name.to_owned(), set));
+            self.slots[slot] = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
+        }
+    }
+}
+
 /// Fields and their types for one stream, plus the fixed fields the tap adds.
 #[derive(Debug, Default)]
 pub struct StreamSchema {
     fixed: Map<String, Value>,
-    fields: BTreeMap<String, TypeSet>,
+    fields: FieldTable,
 }
 
 impl StreamSchema {
     pub fn new(fixed: Map<String, Value>) -> StreamSchema {
         StreamSchema {
             fixed,
-            fields: BTreeMap::new(),
+            fields: FieldTable::default(),
         }
     }
 
     /// Records a field's value type; returns true when the schema changed.
     pub fn observe(&mut self, field: &str, bits: u8) -> bool {
-        if self.fixed.contains_key(field) {
-            return false;
-        }
-        match self.fields.get_mut(field) {
-            Some(set) if set.0 & bits == bits => false,
-            Some(set) => {
-                set.0 |= bits;
+        let hash = field_hash(field);
+        match self.fields.find(hash, field) {
+            Ok(e) => {
+                let set = &mut self.fields.entries[e].2;
+                if set.0 & bits == bits {
+                    false
+                } else {
+                    set.0 |= bits;
+                    true
+                }
+            }
+            // Fixed fields never enter `fields`, so they are looked up only on a miss.
+            Err(_) if self.fixed.contains_key(field) => false,
+            Err(_) => {
+                self.fields.insert(hash, field, TypeSet(bits));
                 true
             }
-            None => {
-                self.fields.insert(field.to_owned(), TypeSet(bits));
+        }
+    }
+
+    /// [`observe`](Self::observe) of a raw JSON value's text.
+    pub fn observe_text(&mut self, field: &str, text: &str) -> bool {
+        self.observe_hashed(field_hash(field), field, text)
+    }
+
+    /// [`observe_text`](Self::observe_text) with the name's [`field_hash`] at hand; the value is
+    /// classified only when its type could still change the field's set (date-time parsing is
+    /// the costly part).
+    pub fn observe_hashed(&mut self, hash: u64, field: &str, text: &str) -> bool {
+        match self.fields.find(hash, field) {
+            Ok(e) => {
+                let set = &mut self.fields.entries[e].2;
+                let could_be = possible(text.as_bytes().first());
+                if set.0 & could_be == could_be {
+                    return false;
+                }
+                let bits = classify_text(text);
+                if set.0 & bits == bits {
+                    false
+                } else {
+                    set.0 |= bits;
+                    true
+                }
+            }
+            Err(_) if self.fixed.contains_key(field) => false,
+            Err(_) => {
+                self.fields
+                    .insert(hash, field, TypeSet(classify_text(text)));
                 true
             }
         }
@@ -127,7 +274,10 @@ impl StreamSchema {
 
     pub fn to_json_schema(&self) -> Value {
         let mut props = self.fixed.clone();
-        for (name, set) in &self.fields {
+        let mut names: Vec<(&String, &TypeSet)> =
+            self.fields.entries.iter().map(|(_, n, s)| (n, s)).collect();
+        names.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (name, set) in names {
             props.insert(name.clone(), set.to_schema());
         }
         json!({"type": "object", "properties": props, "additionalProperties": true})
@@ -160,6 +310,24 @@ mod tests {
         ] {
             assert_eq!(classify(&raw(text)), bits, "{text}");
         }
+    }
+
+    #[test]
+    fn many_fields_survive_the_table_growing() {
+        let mut s = StreamSchema::new(Map::new());
+        for i in 0..1000 {
+            assert!(s.observe_text(&format!("f{i}"), "1"));
+        }
+        for i in 0..1000 {
+            assert!(!s.observe_text(&format!("f{i}"), "2"));
+            assert!(s.observe_text(&format!("f{i}"), "\"x\""));
+        }
+        let v = s.to_json_schema();
+        assert_eq!(v["properties"].as_object().unwrap().len(), 1000);
+        assert_eq!(
+            v["properties"]["f999"],
+            json!({"type": ["null", "integer", "string"]})
+        );
     }
 
     #[test]

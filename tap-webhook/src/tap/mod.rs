@@ -18,9 +18,11 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use crate::settings::{OnMissingKey, RecordShape, Settings, Source};
-use crate::spool::{format_us, SpoolError, SpoolReader, StoredMessage};
-use inference::{classify, StreamSchema};
-use record::{push_key, push_str_field, start_record, top_level, SDC_SEQUENCE};
+use crate::spool::{format_us, format_us_into, MessageRef, SpoolError, SpoolReader};
+use inference::{FieldMap, StreamSchema};
+use record::{
+    push_key, push_str_field, start_record, top_level, top_level_trusted, Field, SDC_SEQUENCE,
+};
 use singer::catalog::{Catalog, CatalogEntry};
 use singer::writer::MessageWriter;
 
@@ -103,7 +105,10 @@ pub fn run(
     state: Option<&Value>,
     out: impl Write,
 ) -> Result<Summary, TapError> {
-    let spool = SpoolReader::open(&settings.spool_path)?;
+    let mut spool = SpoolReader::open(&settings.spool_path)?;
+    // One source: its messages are (nearly) all the spool holds, so a scan in sequence order
+    // beats walking the source's index and seeking every row.
+    spool.scan_by_seq(settings.sources.len() == 1);
     let mut marks = bookmarks(state)?;
     let mut summary = Summary::default();
     for source in settings.sources.values() {
@@ -131,14 +136,15 @@ pub fn run(
         };
         let after = marks.get(&source.name).copied().unwrap_or(0);
         let mut emitter = StreamEmitter::new(source, entry);
-        if settings.schema_prescan {
-            spool.for_each::<TapError>(&source.name, after, until, |m| {
-                emitter.prescan(&m);
-                Ok(true)
+        if settings.schema_prescan && source.record_shape == RecordShape::Unpacked {
+            spool.for_each_body::<TapError>(&source.name, after, until, |seq, body| {
+                emitter.prescan(seq, body);
+                Ok(())
             })?;
+            emitter.prescanned = true;
         }
         let mut stop = false;
-        spool.for_each::<TapError>(&source.name, after, until, |m| {
+        spool.for_each_ref::<TapError>(&source.name, after, until, |m| {
             if settings.max_records.is_some_and(|max| emitted_total >= max)
                 || settings
                     .max_duration
@@ -180,6 +186,16 @@ struct StreamEmitter<'a> {
     schema_sent: bool,
     rejected_schema_sent: bool,
     line: String,
+    /// Receipt time of the message being emitted, as `format_us` writes it.
+    received_at: String,
+    /// Field selection by the catalog, looked up once per field name.
+    selection: FieldMap<bool>,
+    /// True once the prescan has parsed every message of the run: a message it found valid
+    /// can then be split without validating it again.
+    prescanned: bool,
+    /// Sequences of the messages the prescan could not parse, ascending (they are rare).
+    unparsable: Vec<i64>,
+    next_unparsable: usize,
 }
 
 impl<'a> StreamEmitter<'a> {
@@ -191,34 +207,73 @@ impl<'a> StreamEmitter<'a> {
             schema_sent: false,
             rejected_schema_sent: false,
             line: String::with_capacity(4096),
+            received_at: String::with_capacity(32),
+            selection: FieldMap::default(),
+            prescanned: false,
+            unparsable: Vec::new(),
+            next_unparsable: 0,
         }
     }
 
-    fn selected(&self, field: &str) -> bool {
-        self.entry.is_none_or(|e| e.is_field_selected(field))
+    #[inline]
+    fn selected(&mut self, field: &str) -> bool {
+        self.entry.is_none() || self.selected_by_catalog(field)
     }
 
-    /// Types the message's fields without emitting it.
-    fn prescan(&mut self, m: &StoredMessage) {
-        if self.source.record_shape != RecordShape::Unpacked {
-            return;
+    fn selected_by_catalog(&mut self, field: &str) -> bool {
+        let Some(entry) = self.entry else {
+            return true;
+        };
+        if let Some(&s) = self.selection.get(field) {
+            return s;
         }
-        if let Ok(fields) = top_level(&m.body) {
-            for (k, v) in &fields {
-                if !is_reserved(k) && self.selected(k) {
-                    self.schema.observe(k, classify(v));
+        let s = entry.is_field_selected(field);
+        self.selection.insert(field.to_owned(), s);
+        s
+    }
+
+    /// Types the message's fields without emitting it (unpacked records only).
+    fn prescan(&mut self, seq: i64, body: &str) {
+        match top_level(body) {
+            Ok(fields) => {
+                for f in &fields {
+                    if !is_reserved(&f.key) && self.selected(&f.key) {
+                        self.schema.observe_hashed(f.hash, &f.key, f.value);
+                    }
+                }
+            }
+            Err(_) => self.unparsable.push(seq),
+        }
+    }
+
+    /// The message's top-level fields: split without validation when the prescan has already
+    /// parsed this very message, parsed (and validated) otherwise.
+    fn fields<'m>(&mut self, m: &MessageRef<'m>) -> Result<Vec<Field<'m>>, serde_json::Error> {
+        if self.prescanned {
+            while self
+                .unparsable
+                .get(self.next_unparsable)
+                .is_some_and(|&s| s < m.seq)
+            {
+                self.next_unparsable += 1;
+            }
+            let known_bad = self.unparsable.get(self.next_unparsable) == Some(&m.seq);
+            if !known_bad {
+                if let Some(fields) = top_level_trusted(m.body) {
+                    return Ok(fields);
                 }
             }
         }
+        top_level(m.body)
     }
 
     fn emit<W: Write>(
         &mut self,
         w: &mut MessageWriter<W>,
-        m: &StoredMessage,
+        m: &MessageRef<'_>,
         summary: &mut Summary,
     ) -> Result<(), TapError> {
-        let fields = match top_level(&m.body) {
+        let fields = match self.fields(m) {
             Ok(f) => f,
             // The receiver stored only JSON objects; a row edited by hand could still break.
             Err(e) => {
@@ -227,12 +282,12 @@ impl<'a> StreamEmitter<'a> {
         };
         let pk = self.source.primary_key.as_deref();
         if let Some(key) = pk {
-            let present = fields.iter().any(|(k, v)| k == key && v.get() != "null");
+            let present = fields.iter().any(|f| f.key == key && f.value != "null");
             if !present {
                 if self.source.on_missing_key == OnMissingKey::Fail {
                     return Err(TapError::MissingKey {
                         stream: self.source.name.clone(),
-                        message_id: m.id.clone(),
+                        message_id: m.id.to_owned(),
                         seq: m.seq,
                         key: key.to_owned(),
                     });
@@ -246,36 +301,38 @@ impl<'a> StreamEmitter<'a> {
             }
         }
         let mut changed = !self.schema_sent;
-        start_record(&mut self.line, m, pk.is_none());
+        self.received_at.clear();
+        format_us_into(&mut self.received_at, m.received_at_us);
+        start_record(&mut self.line, m, &self.received_at, pk.is_none());
         match self.source.record_shape {
             RecordShape::Unpacked => {
-                for (k, v) in &fields {
-                    if is_reserved(k) || !self.selected(k) {
+                for f in &fields {
+                    if is_reserved(&f.key) || !self.selected(&f.key) {
                         continue;
                     }
-                    changed |= self.schema.observe(k, classify(v));
-                    push_key(&mut self.line, k);
-                    self.line.push_str(v.get());
+                    // After the prescan the schema holds every field and type of the run:
+                    // this message was observed there already.
+                    if !self.prescanned {
+                        changed |= self.schema.observe_hashed(f.hash, &f.key, f.value);
+                    }
+                    push_key(&mut self.line, &f.key);
+                    self.line.push_str(f.value);
                 }
             }
             RecordShape::Packed => {
-                push_str_field(&mut self.line, "message_id", &m.id);
-                push_str_field(&mut self.line, "payload", &m.body);
-                push_str_field(
-                    &mut self.line,
-                    "webhook_received_at",
-                    &format_us(m.received_at_us),
-                );
-                for (name, json) in [("headers", &m.headers), ("query", &m.query)] {
+                push_str_field(&mut self.line, "message_id", m.id);
+                push_str_field(&mut self.line, "payload", m.body);
+                push_str_field(&mut self.line, "webhook_received_at", &self.received_at);
+                for (name, json) in [("headers", m.headers), ("query", m.query)] {
                     if self.selected(name) {
                         push_key(&mut self.line, name);
                         self.line.push_str(json);
                     }
                 }
                 if let Some(key) = pk {
-                    if let Some((_, v)) = fields.iter().find(|(k, _)| k == key) {
+                    if let Some(f) = fields.iter().find(|f| f.key == key) {
                         push_key(&mut self.line, key);
-                        self.line.push_str(v.get());
+                        self.line.push_str(f.value);
                     }
                 }
             }
@@ -294,19 +351,20 @@ impl<'a> StreamEmitter<'a> {
             )?;
             self.schema_sent = true;
         }
-        w.write_record_raw(
-            &self.source.name,
-            &self.line,
-            Some(&format_us(m.received_at_us)),
-        )?;
-        *summary.records.entry(self.source.name.clone()).or_default() += 1;
+        w.write_record_raw(&self.source.name, &self.line, Some(&self.received_at))?;
+        match summary.records.get_mut(&self.source.name) {
+            Some(n) => *n += 1,
+            None => {
+                summary.records.insert(self.source.name.clone(), 1);
+            }
+        }
         Ok(())
     }
 
     fn reject<W: Write>(
         &mut self,
         w: &mut MessageWriter<W>,
-        m: &StoredMessage,
+        m: &MessageRef<'_>,
         reason: &str,
         summary: &mut Summary,
     ) -> Result<(), TapError> {
