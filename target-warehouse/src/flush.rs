@@ -131,7 +131,11 @@ pub fn prepare(
         }
     };
     let rows = to_write.num_rows();
-    let file = (rows > 0).then(|| stream.table.spawn_write(to_write));
+    let file = if rows > 0 {
+        Some(stream.table.spawn_write(to_write)?)
+    } else {
+        None
+    };
     let mut info = Map::new();
     info.insert("targetWarehouse".into(), json!({"stream": stream.name, "rowsReceived": received, "rowsWritten": rows, "rowsReplaced": replaced}));
     if let Some(state) = state {
@@ -181,6 +185,7 @@ pub fn complete(
                 detail: "the data file writer panicked".into(),
             })
         })?;
+        let add = stream.table.publish(add)?;
         actions.push(Action::Add(add));
     }
     tracing::debug!(stream = %stream.name, waited = ?started.elapsed(), "data file written");

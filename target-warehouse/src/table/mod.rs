@@ -271,16 +271,20 @@ impl Table {
     }
 
     /// Writes one data file on a thread of its own (Parquet encoding is the costly part of a
-    /// flush: it overlaps the parsing of the next batch); join the handle for its `add` action.
+    /// flush: it overlaps the parsing of the next batch); join the handle for its `add` action,
+    /// then [`publish`](Self::publish) it (an object-store table's file is staged locally).
     pub fn spawn_write(
         &self,
         batch: RecordBatch,
-    ) -> std::thread::JoinHandle<Result<Add, TableError>> {
-        let root = self.root.clone();
-        std::thread::spawn(move || {
+    ) -> Result<std::thread::JoinHandle<Result<Add, TableError>>, TableError> {
+        let dir = match &self.remote {
+            None => self.root.clone(),
+            Some(_) => self.staging()?,
+        };
+        Ok(std::thread::spawn(move || {
             let name = format!("part-{}.zstd.parquet", uuid::Uuid::now_v7());
-            Ok(files::write_file(&root, &name, &batch)?)
-        })
+            Ok(files::write_file(&dir, &name, &batch)?)
+        }))
     }
 
     /// A data file written batch by batch (for compaction).
