@@ -205,9 +205,9 @@ fn two_receivers_sqs_drain_target_delta_on_s3_with_a_claim_check() {
         "the drain deleted every message"
     );
     let left: Vec<String> = serde_json::from_str(&moto.peer(&["list-keys", "claims", ""])).unwrap();
-    assert!(
-        left.is_empty(),
-        "claim-check objects are deleted after the drain: {left:?}"
+    assert_eq!(
+        left, claims,
+        "claim-check objects are left to the lifecycle rule (a pointer may come twice)"
     );
 
     let table: Value =

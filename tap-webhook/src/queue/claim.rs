@@ -92,20 +92,6 @@ pub async fn get(client: &Client, p: &Pointer) -> Result<String, QueueError> {
     })
 }
 
-/// Deletes a claim-checked envelope once its delivery is safe in the spool and its pointer is
-/// deleted from SQS. A failure only leaves an object for the lifecycle rule.
-pub async fn delete(client: &Client, p: &Pointer) {
-    if let Err(e) = client
-        .delete_object()
-        .bucket(&p.bucket)
-        .key(&p.key)
-        .send()
-        .await
-    {
-        tracing::warn!(bucket = %p.bucket, key = %p.key, error = %super::sdk_error(e), "deleting a claim-check object failed; a lifecycle rule will expire it");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -121,7 +121,18 @@ CREATE TABLE IF NOT EXISTS deliveries (
     message_ids  TEXT    NOT NULL,
     PRIMARY KEY (source, delivery_id)
 ) WITHOUT ROWID;
+-- Ids of messages drained from a queue, kept after the messages themselves are pruned: SQS may
+-- redeliver a message whose delete failed long after it was emitted and pruned from `messages`.
+CREATE TABLE IF NOT EXISTS drained_ids (
+    id           TEXT    PRIMARY KEY,
+    drained_at   INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
+
+/// How long the drain remembers a drained message id: longer than SQS keeps any message
+/// (14 days at most), so a redelivery or a redrive from the dead-letter queue is always known.
+pub const DRAINED_ID_RETENTION: std::time::Duration =
+    std::time::Duration::from_secs(15 * 24 * 3600);
 
 /// Opens (creating if needed) the spool database with the settings every connection needs.
 pub fn open(path: &Path) -> Result<Connection, SpoolError> {

@@ -222,7 +222,26 @@ pub fn append_with_ids(
         .optional()?
         .unwrap_or(0);
     let mut outcomes = Vec::with_capacity(deliveries.len());
+    let now = crate::spool::now_us();
     for (messages, ids) in deliveries {
+        // A delivery's ids are stored together, so one known id means the whole delivery was
+        // drained before (its messages may since have been emitted and pruned).
+        let known = match ids.first() {
+            Some(id) => tx
+                .prepare_cached("SELECT 1 FROM drained_ids WHERE id = ?1")?
+                .query_row([id], |_| Ok(()))
+                .optional()?
+                .is_some(),
+            None => false,
+        };
+        if known {
+            outcomes.push(WriteOutcome {
+                message_ids: Vec::new(),
+                seqs: Vec::new(),
+                duplicate: true,
+            });
+            continue;
+        }
         outcomes.push(write_request(
             &tx,
             messages,
@@ -230,6 +249,11 @@ pub fn append_with_ids(
             window_us,
             &mut last,
         )?);
+        let mut remember = tx
+            .prepare_cached("INSERT OR IGNORE INTO drained_ids (id, drained_at) VALUES (?1, ?2)")?;
+        for id in ids {
+            remember.execute(params![id, now])?;
+        }
     }
     tx.commit()?;
     Ok(outcomes)

@@ -3,9 +3,11 @@
 //!
 //! One round: long-poll ReceiveMessage `receive_concurrency` times at once (10 messages each) →
 //! fetch claim-checked envelopes from S3 → append every delivery to the spool in ONE
-//! transaction, fsync'd (`spool::writer::append_with_ids`) → only then DeleteMessageBatch →
-//! only then delete the claim-check objects. Rounds repeat until a round receives nothing (or
-//! `max_receive_batches` calls were made).
+//! transaction, fsync'd (`spool::writer::append_with_ids`, in receipt order) → only then
+//! DeleteMessageBatch. Claim-check objects are left to the bucket's lifecycle rule: a message
+//! SQS delivers twice (or a retried send that SQS had accepted) may point at the same object
+//! later. Rounds repeat until a round comes back short of full (the queue is drained for now),
+//! the tap's `max_seconds` is spent, or `max_receive_batches` calls were made.
 //!
 //! A crash anywhere loses nothing: before the commit the messages are still in SQS and come
 //! back after the visibility timeout; after it, they come back too but their ids (assigned by
@@ -45,14 +47,13 @@ pub struct DrainSummary {
     pub skipped: u64,
     pub deleted: u64,
     pub claim_checks: u64,
-    /// Messages left in SQS because they could not be read (they go to the queue's
-    /// dead-letter queue by its redrive policy).
+    /// Messages left in SQS because they could not be read now (a claim-check object S3 did
+    /// not return) or ever (they go to the queue's dead-letter queue by its redrive policy).
     pub unreadable: u64,
 }
 
 struct Item {
     receipt_handle: String,
-    pointer: Option<Pointer>,
     ids: Vec<String>,
     messages: Vec<NewMessage>,
 }
@@ -114,6 +115,12 @@ pub fn drain(settings: &Settings, q: &QueueSettings) -> Result<DrainSummary, Dra
         if received.is_empty() {
             break;
         }
+        // Fewer than a full round: the queue is drained for now. A busy queue is cut off by the
+        // tap's time budget, so a run always gets to emit.
+        let drained_for_now = (received.len() as u64) < n * 10;
+        let out_of_time = settings
+            .max_duration
+            .is_some_and(|max| started.elapsed() >= max);
         summary.received += received.len() as u64;
         let mut items = Vec::with_capacity(received.len());
         for r in received {
@@ -122,18 +129,28 @@ pub fn drain(settings: &Settings, q: &QueueSettings) -> Result<DrainSummary, Dra
                     summary.claim_checks += u64::from(pointer.is_some());
                     items.push(Item {
                         receipt_handle: r.receipt_handle,
-                        pointer,
                         ids: d.ids,
                         messages: d.messages,
                     });
                 }
-                Err(ReadError::Fatal(e)) => return Err(e.into()),
-                Err(ReadError::Unreadable(detail)) => {
-                    tracing::error!(message_id = %r.message_id, "leaving an unreadable SQS message in the queue: {detail}");
+                Err(detail) => {
+                    // Only this message stays in the queue (back after the visibility timeout,
+                    // to the dead-letter queue if it never reads); the round goes on.
+                    tracing::error!(message_id = %r.message_id, "leaving an SQS message in the queue: {detail}");
                     summary.unreadable += 1;
                 }
             }
         }
+        // Concurrent polls return in any order: the spool's sequences follow receipt time.
+        items.sort_by(|a, b| {
+            let key = |i: &Item| {
+                (
+                    i.messages.first().map(|m| m.received_at_us),
+                    i.ids.first().cloned(),
+                )
+            };
+            key(a).cmp(&key(b))
+        });
         let deliveries: Vec<(Vec<NewMessage>, Vec<String>)> = items
             .iter_mut()
             .map(|i| (std::mem::take(&mut i.messages), std::mem::take(&mut i.ids)))
@@ -155,32 +172,36 @@ pub fn drain(settings: &Settings, q: &QueueSettings) -> Result<DrainSummary, Dra
             let mut set = tokio::task::JoinSet::new();
             for chunk in handles.chunks(10) {
                 let (client, url, chunk) = (client.clone(), queue_url.clone(), chunk.to_vec());
-                set.spawn(async move { sqs::delete_batch(&client, &url, &chunk).await });
+                set.spawn(async move {
+                    let r = sqs::delete_batch(&client, &url, &chunk).await;
+                    (chunk, r)
+                });
             }
             let mut failed = Vec::new();
             while let Some(r) = set.join_next().await {
                 match r {
-                    Ok(Ok(f)) => failed.extend(f),
-                    Ok(Err(e)) => tracing::warn!(error = %e, "DeleteMessageBatch failed; the messages will be redelivered and skipped"),
+                    Ok((_, Ok(f))) => failed.extend(f),
+                    Ok((chunk, Err(e))) => {
+                        tracing::warn!(error = %e, "DeleteMessageBatch failed; the messages will be redelivered and skipped");
+                        failed.extend(chunk);
+                    }
                     Err(e) => tracing::warn!(error = %e, "a delete task failed"),
                 }
             }
             failed
         });
-        summary.deleted += (handles.len() - failed.len()) as u64;
-        rt.block_on(async {
-            for i in items.iter().filter(|i| !failed.contains(&i.receipt_handle)) {
-                if let Some(p) = &i.pointer {
-                    claim::delete(&s3, p).await;
-                }
-            }
-        });
+        // A task that panicked leaves its chunk uncounted: under-counting is harmless, the
+        // messages come back and are skipped by id.
+        summary.deleted += handles.len().saturating_sub(failed.len()) as u64;
         tracing::info!(
             received = summary.received,
             stored = summary.stored,
             skipped = summary.skipped,
             "drained a round from SQS"
         );
+        if drained_for_now || out_of_time {
+            break;
+        }
     }
     // No receiver writes this spool on the SQS backend, so the drain expires old delivery ids
     // (the receiver's writer does it on the embedded backend).
@@ -190,6 +211,11 @@ pub fn drain(settings: &Settings, q: &QueueSettings) -> Result<DrainSummary, Dra
         if let Err(e) = conn.execute("DELETE FROM deliveries WHERE received_at < ?1", [cutoff]) {
             tracing::warn!(error = %e, "pruning expired delivery ids failed");
         }
+    }
+    let retention_us = i64::try_from(spool::DRAINED_ID_RETENTION.as_micros()).unwrap_or(i64::MAX);
+    let cutoff = spool::now_us().saturating_sub(retention_us);
+    if let Err(e) = conn.execute("DELETE FROM drained_ids WHERE drained_at < ?1", [cutoff]) {
+        tracing::warn!(error = %e, "pruning drained message ids failed");
     }
     tracing::info!(
         received = summary.received,
@@ -204,33 +230,22 @@ pub fn drain(settings: &Settings, q: &QueueSettings) -> Result<DrainSummary, Dra
     Ok(summary)
 }
 
-enum ReadError {
-    /// S3 or the network failed: stop the run, nothing was deleted.
-    Fatal(QueueError),
-    /// This message cannot be read, ever: leave it to the dead-letter queue.
-    Unreadable(String),
-}
-
 /// Decodes a message body, following a claim check.
 async fn read(
     s3: &aws_sdk_s3::Client,
     body: &str,
-) -> Result<(Option<Pointer>, envelope::Delivery), ReadError> {
-    match envelope::decode(body).map_err(|e| ReadError::Unreadable(e.to_string()))? {
+) -> Result<(Option<Pointer>, envelope::Delivery), String> {
+    match envelope::decode(body).map_err(|e| e.to_string())? {
         Decoded::Delivery(d) => Ok((None, d)),
         Decoded::ClaimCheck(p) => {
-            let text = claim::get(s3, &p).await.map_err(|e| {
-                if e.to_string().contains("NoSuchKey") {
-                    ReadError::Unreadable(e.to_string())
-                } else {
-                    ReadError::Fatal(e)
-                }
-            })?;
-            match envelope::decode(&text).map_err(|e| ReadError::Unreadable(e.to_string()))? {
+            let text = claim::get(s3, &p)
+                .await
+                .map_err(|e| format!("claim check s3://{}/{}: {e}", p.bucket, p.key))?;
+            match envelope::decode(&text).map_err(|e| e.to_string())? {
                 Decoded::Delivery(d) => Ok((Some(p), d)),
-                Decoded::ClaimCheck(_) => Err(ReadError::Unreadable(
-                    "a claim check pointing to another claim check".into(),
-                )),
+                Decoded::ClaimCheck(_) => {
+                    Err("a claim check pointing to another claim check".into())
+                }
             }
         }
     }
@@ -299,5 +314,29 @@ mod tests {
             })
             .unwrap();
         assert_eq!(ids, ["a", "b", "c", "e"]);
+    }
+
+    #[test]
+    fn a_redelivery_after_the_message_was_pruned_is_still_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.sqlite");
+        let mut conn = spool::open(&path).unwrap();
+        // No delivery id, and no dedupe window: only the drained id can recognise it.
+        let d = [delivery(&["a"], None, 1_000)];
+        let out = append_with_ids(&mut conn, &d, Duration::ZERO).unwrap();
+        assert_eq!(out[0].seqs, [1_000]);
+        // Emitted, committed by the target, pruned from the spool...
+        conn.execute("DELETE FROM messages", []).unwrap();
+        // ...then SQS redelivers it (its delete had failed).
+        let out = append_with_ids(&mut conn, &d, Duration::ZERO).unwrap();
+        assert!(
+            out[0].seqs.is_empty() && out[0].duplicate,
+            "{:?}",
+            out[0].seqs
+        );
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0, "not stored again, so not emitted again");
     }
 }
