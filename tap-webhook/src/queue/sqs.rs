@@ -19,6 +19,16 @@ pub async fn sdk_config(q: &QueueSettings) -> SdkConfig {
     if let Some(e) = &q.endpoint_url {
         loader = loader.endpoint_url(e);
     }
+    // Without limits a hung connection holds a delivery (or a drain round) forever. An attempt
+    // may last a long poll plus a margin; the whole operation, retries included, twice that.
+    let attempt = std::time::Duration::from_secs(q.wait_time_seconds.max(0) as u64 + 10);
+    loader = loader.timeout_config(
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .operation_attempt_timeout(attempt)
+            .operation_timeout(attempt * 2)
+            .build(),
+    );
     loader.load().await
 }
 
