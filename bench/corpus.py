@@ -47,7 +47,7 @@ def github_event(rng, i):
     }
 
 
-def small_event(rng, i):
+def small_event(rng, i, conflicts=True):
     e = {"event": rng.choice(["order.created", "order.paid", "customer.updated", "refund"]),
          "id": f"evt_{i:09d}",
          "created_at": "2026-11-%02dT%02d:%02d:%02d.%03dZ" % (1 + i % 28, i % 24, i % 60, (i * 7) % 60, i % 1000)}
@@ -64,7 +64,7 @@ def small_event(rng, i):
         else:
             e[name] = "".join(rng.choice("abcdefghij") for _ in range(rng.randint(3, 30)))
     # Type conflicts and huge integers, rarely, as real webhooks have them.
-    r = rng.random()
+    r = rng.random() if conflicts else 1.0
     if r < 0.01:
         e["amount"] = "12.50"  # a string where an integer usually is
     elif r < 0.02:
@@ -81,11 +81,16 @@ def main():
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--large-share", type=float, default=0.2)
+    ap.add_argument("--no-conflicts", action="store_true",
+                    help="no type conflicts, no huge integers (for loaders that stop on them)")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     out = sys.stdout
     for i in range(args.count):
-        e = github_event(rng, i) if rng.random() < args.large_share else small_event(rng, i)
+        if rng.random() < args.large_share:
+            e = github_event(rng, i)
+        else:
+            e = small_event(rng, i, conflicts=not args.no_conflicts)
         out.write(json.dumps(e, separators=(",", ":")))
         out.write("\n")
 

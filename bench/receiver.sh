@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
-cargo build --release -q -p tap-webhook
-bin=${CARGO_TARGET_DIR:-target}/release/tap-webhook
+source bench/build.sh
+bin=$bin_tap
 work=$(mktemp -d)
 trap 'kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 echo "{\"spool_path\":\"$work/spool.sqlite\",\"listen_address\":\"127.0.0.1:0\"}" > "$work/config.json"

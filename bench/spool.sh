@@ -1,10 +1,10 @@
 # Sourced by the benchmarks: fills a spool with the corpus, as the receiver would have.
-# Needs: $bin_tap (tap-webhook), $work (scratch dir), $count.
+# Needs: $bin_tap (tap-webhook), $work (scratch dir), $count; optional $CORPUS_ARGS for corpus.py.
 make_spool() {
   echo "{\"spool_path\":\"$work/spool.sqlite\"}" > "$work/tap.json"
   rm -f "$work/spool.sqlite"*
   "$bin_tap" --config "$work/tap.json" --test 2>/dev/null     # creates the spool's tables
-  python3 "$(dirname "${BASH_SOURCE[0]}")/corpus.py" --count "$count" > "$work/corpus.jsonl"
+  python3 "$(dirname "${BASH_SOURCE[0]}")/corpus.py" --count "$count" ${CORPUS_ARGS:-} > "$work/corpus.jsonl"
   python3 - "$work/spool.sqlite" "$work/corpus.jsonl" <<'PY'
 import sqlite3, sys, uuid, time
 db = sqlite3.connect(sys.argv[1])

@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-100000}
-cargo build --release -q -p tap-webhook
-bin=${CARGO_TARGET_DIR:-target}/release/tap-webhook
+source bench/build.sh
+bin=$bin_tap
 work=${BENCH_WORK:-$(mktemp -d)}
 bin_tap=$bin
 source bench/spool.sh

@@ -7,11 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 count=${1:-100000}
-rel=${CARGO_TARGET_DIR:-target}/release
-bin_tap=${TAP_WEBHOOK_BIN:-$rel/tap-webhook}
-bin_target=$rel/target-warehouse
-[ -x "$bin_tap" ] || cargo build --release -q -p tap-webhook
-[ -x "$bin_target" ] || cargo build --release -q -p target-warehouse
+source bench/build.sh
+bin_tap=${TAP_WEBHOOK_BIN:-$bin_tap}
 work=${BENCH_WORK:-$(mktemp -d)}
 if [ ! -s "$work/stream.singer" ]; then
   source bench/spool.sh
@@ -47,4 +44,7 @@ for name, n, b, t in rows:
     mb = kib / 1024
     base = base or mb
     print(f"{name:6} {int(n):9d} {int(b)/1e6:8.1f} {secs:7.2f} {int(n)/secs:9,.0f} {mb:12.0f} {mb/base:8.2f}x")
+for name, n, b, t in rows:
+    secs, kib = map(float, t.split())
+    print(f"RESULT scale={name.rstrip('x')} rows={n} input_mb={int(b)/1e6:.0f} seconds={secs:.2f} peak_rss_mb={kib/1024:.0f}")
 PY

@@ -4,18 +4,19 @@
 # plus the whole pipe tap-webhook | target-warehouse.
 # Usage: bench/target.sh [count] [peer_count]   (defaults 100000 and 20000: target-duckdb runs
 # at a few thousand rows/s, so it gets a prefix of the same stream and its rate is compared).
+# target-duckdb stops on the corpus's type conflicts, so it is also measured, beside ours, on a
+# conflict-free variant of the corpus (small sparse events only, no conflicts, no huge integers):
+# the ratio to target-duckdb comes from that pair.
+# Ends with RESULT lines (loader=... rows= seconds= rows_per_s= mb_per_s= peak_rss_mb=) for
+# bench/run.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 count=${1:-100000}
 peer_count=${2:-20000}
-# Built one package at a time: building both in one command unifies their dependencies'
-# features differently from the per-package builds and recompiles the whole tree.
-cargo build --release -q -p target-warehouse
-rel=${CARGO_TARGET_DIR:-target}/release
-bin_tap=${TAP_WEBHOOK_BIN:-$rel/tap-webhook}
-[ -n "${TAP_WEBHOOK_BIN:-}" ] || cargo build --release -q -p tap-webhook
-bin_target=$rel/target-warehouse
+# One build command for every benchmark (bench/build.sh): the same feature set, built once.
+source bench/build.sh
+bin_tap=${TAP_WEBHOOK_BIN:-$bin_tap}
 [ -x "$root/.venv/bin/python" ] || bash tests/python/setup.sh "$root/.venv" >/dev/null
 py=$root/.venv/bin/python
 work=${BENCH_WORK:-$(mktemp -d)}
@@ -30,6 +31,15 @@ head -n $((peer_count + 1)) "$work/stream.singer" > "$work/peer.singer"   # SCHE
 stream_bytes=$(stat -c %s "$work/stream.singer")
 peer_bytes=$(stat -c %s "$work/peer.singer")
 json_bytes=$(stat -c %s "$work/corpus.jsonl")
+
+# The conflict-free variant, for target-duckdb and ours side by side.
+(
+  work=$work/safe count=$peer_count CORPUS_ARGS="--large-share 0 --no-conflicts"
+  mkdir -p "$work"
+  make_spool
+  "$bin_tap" --config "$work/tap.json" > "$work/stream.singer" 2>/dev/null
+)
+safe_bytes=$(stat -c %s "$work/safe/stream.singer")
 
 echo "{\"warehouse_path\":\"$work/wh\"}" > "$work/target.json"
 echo "{\"filepath\":\"$work/duck.db\",\"default_target_schema\":\"raw\"}" > "$work/duck.json"
@@ -58,8 +68,12 @@ BEFORE="rm -rf $work/wh" measure "target-warehouse" "$count" "$stream_bytes" \
   "$bin_target" --config "$work/target.json" --input "$work/stream.singer"
 BEFORE="rm -rf $work/wh" measure "tap-webhook | target-warehouse" "$count" "$stream_bytes" \
   bash -c "'$bin_tap' --config '$work/tap.json' | '$bin_target' --config '$work/target.json'"
-BEFORE="rm -f $work/duck.db*" measure "target-duckdb (PyPI)" "$peer_count" "$peer_bytes" \
+BEFORE="rm -f $work/duck.db*" measure "target-duckdb (PyPI), same stream" "$peer_count" "$peer_bytes" \
   bash -c "'$root/.venv/bin/target-duckdb' --config '$work/duck.json' < '$work/peer.singer'"
+BEFORE="rm -rf $work/wh" measure "target-warehouse, conflict-free" "$peer_count" "$safe_bytes" \
+  "$bin_target" --config "$work/target.json" --input "$work/safe/stream.singer"
+BEFORE="rm -f $work/duck.db*" measure "target-duckdb (PyPI), conflict-free" "$peer_count" "$safe_bytes" \
+  bash -c "'$root/.venv/bin/target-duckdb' --config '$work/duck.json' < '$work/safe/stream.singer'"
 BEFORE="rm -f $work/out.parquet" measure "DuckDB read_json_auto->Parquet" "$count" "$json_bytes" \
   "$py" -c "import duckdb; c=duckdb.connect(); c.execute('SET threads=2'); c.execute(\"COPY (SELECT * FROM read_json_auto('$work/corpus.jsonl', maximum_object_size=67108864)) TO '$work/out.parquet' (FORMAT parquet, COMPRESSION zstd)\")"
 
@@ -77,10 +91,22 @@ for r in sys.argv[1:]:
     rss = max(p[1] for p in pairs) / 1024
     rows.append((name, int(n), int(b), t, int(n) / t, int(b) / 1e6 / t, rss))
 ours = rows[0][4]
-print(f"{'loader':34} {'rows':>8} {'median s':>9} {'rows/s':>10} {'MB/s':>7} {'peak RSS MB':>12} {'ours / it':>10}")
+ids = {"target-warehouse": "target-warehouse", "tap-webhook | target-warehouse": "pipe",
+       "target-duckdb (PyPI), same stream": "target-duckdb-same-stream",
+       "target-warehouse, conflict-free": "target-warehouse-conflict-free",
+       "target-duckdb (PyPI), conflict-free": "target-duckdb",
+       "DuckDB read_json_auto->Parquet": "duckdb"}
+free = next((r[4] for r in rows if r[0] == "target-warehouse, conflict-free"), None)
+print(f"{'loader':38} {'rows':>8} {'median s':>9} {'rows/s':>10} {'MB/s':>7} {'peak RSS MB':>12} {'ours / it':>10}")
 for name, n, b, t, rps, mbs, rss in rows:
     if t is None:
-        print(f"{name:34} {n:8d} {'failed':>9}")
+        print(f"{name:38} {n:8d} {'failed':>9}")
         continue
-    print(f"{name:34} {n:8d} {t:9.2f} {rps:10,.0f} {mbs:7.1f} {rss:12.0f} {ours / rps:9.1f}x")
+    base = free if "conflict-free" in name and free else ours
+    print(f"{name:38} {n:8d} {t:9.2f} {rps:10,.0f} {mbs:7.1f} {rss:12.0f} {base / rps:9.1f}x")
+for name, n, b, t, rps, mbs, rss in rows:
+    if t is None:
+        print(f"RESULT loader={ids[name]} rows={n} status=failed")
+    else:
+        print(f"RESULT loader={ids[name]} rows={n} seconds={t:.3f} rows_per_s={rps:.0f} mb_per_s={mbs:.1f} peak_rss_mb={rss:.0f}")
 PY
