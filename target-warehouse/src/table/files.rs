@@ -28,6 +28,8 @@ const MAX_STAT_STRING: usize = 256;
 
 /// Rows per Parquet row group: small enough that readers can skip, large enough to compress.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
+/// A row group is closed once its encoded pages reach this size (whichever comes first).
+const ROW_GROUP_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
@@ -153,13 +155,18 @@ impl FileSink {
             }
         }
         self.rows += batch.num_rows();
-        // Flushing each input batch keeps the writer's buffered pages small.
-        self.writer
-            .write(batch)
-            .map_err(|source| FileError::Parquet {
-                path: self.shown.clone(),
-                source,
-            })
+        let parquet_err = |source| FileError::Parquet {
+            path: self.shown.clone(),
+            source,
+        };
+        self.writer.write(batch).map_err(parquet_err)?;
+        // The writer keeps a whole row group encoded in memory until it closes it; wide rows
+        // with KB-sized JSON columns make 64k rows tens of MB. Closing row groups by bytes keeps
+        // a compaction of many files as small in memory as one batch.
+        if self.writer.in_progress_size() >= ROW_GROUP_BYTES {
+            self.writer.flush().map_err(parquet_err)?;
+        }
+        Ok(())
     }
 
     pub fn finish(self) -> Result<Add, FileError> {
