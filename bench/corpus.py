@@ -52,6 +52,8 @@ def small_event(rng, i, conflicts=True):
          "id": f"evt_{i:09d}",
          "created_at": "2026-11-%02dT%02d:%02d:%02d.%03dZ" % (1 + i % 28, i % 24, i % 60, (i * 7) % 60, i % 1000)}
     for name in rng.sample(FIELDS, rng.randint(6, 18)):
+        if not conflicts and name in e:
+            continue  # the sampled value's type would differ from the fixed field's
         kind = zlib.crc32(name.encode()) % 5
         if kind == 0:
             e[name] = rng.randint(0, 1_000_000)

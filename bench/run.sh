@@ -29,7 +29,12 @@ trap 'rm -f "$results"' EXIT
 step() {
   local name=$1; shift
   echo "== $name: $*" >&2
-  "$@" | tee /dev/stderr | sed -n "s/^RESULT /$name /p" >> "$results"
+  local out
+  out=$(mktemp)
+  "$@" > "$out"
+  cat "$out" >&2
+  sed -n "s/^RESULT /$name /p" "$out" >> "$results"
+  rm -f "$out"
 }
 step receiver bash bench/receiver.sh "$recv_secs"
 step tap bash bench/tap.sh "$tap_count"
