@@ -6,7 +6,8 @@
 # at a few thousand rows/s, so it gets a prefix of the same stream and its rate is compared).
 # target-duckdb stops on the corpus's type conflicts, so it is also measured, beside ours, on a
 # conflict-free variant of the corpus (small sparse events only, no conflicts, no huge integers):
-# the ratio to target-duckdb comes from that pair.
+# the ratio to target-duckdb comes from that pair (ours loads all of it, target-duckdb its first
+# peer_count records; rates are compared).
 # Ends with RESULT lines (loader=... rows= seconds= rows_per_s= mb_per_s= peak_rss_mb=) for
 # bench/run.sh.
 set -euo pipefail
@@ -34,12 +35,14 @@ json_bytes=$(stat -c %s "$work/corpus.jsonl")
 
 # The conflict-free variant, for target-duckdb and ours side by side.
 (
-  work=$work/safe count=$peer_count CORPUS_ARGS="--large-share 0 --no-conflicts"
+  work=$work/safe CORPUS_ARGS="--large-share 0 --no-conflicts"
   mkdir -p "$work"
   make_spool
   "$bin_tap" --config "$work/tap.json" > "$work/stream.singer" 2>/dev/null
 )
+head -n $((peer_count + 1)) "$work/safe/stream.singer" > "$work/safe/peer.singer"
 safe_bytes=$(stat -c %s "$work/safe/stream.singer")
+safe_peer_bytes=$(stat -c %s "$work/safe/peer.singer")
 
 echo "{\"warehouse_path\":\"$work/wh\"}" > "$work/target.json"
 echo "{\"filepath\":\"$work/duck.db\",\"default_target_schema\":\"raw\"}" > "$work/duck.json"
@@ -70,10 +73,10 @@ BEFORE="rm -rf $work/wh" measure "tap-webhook | target-warehouse" "$count" "$str
   bash -c "'$bin_tap' --config '$work/tap.json' | '$bin_target' --config '$work/target.json'"
 BEFORE="rm -f $work/duck.db*" measure "target-duckdb (PyPI), same stream" "$peer_count" "$peer_bytes" \
   bash -c "'$root/.venv/bin/target-duckdb' --config '$work/duck.json' < '$work/peer.singer'"
-BEFORE="rm -rf $work/wh" measure "target-warehouse, conflict-free" "$peer_count" "$safe_bytes" \
+BEFORE="rm -rf $work/wh" measure "target-warehouse, conflict-free" "$count" "$safe_bytes" \
   "$bin_target" --config "$work/target.json" --input "$work/safe/stream.singer"
-BEFORE="rm -f $work/duck.db*" measure "target-duckdb (PyPI), conflict-free" "$peer_count" "$safe_bytes" \
-  bash -c "'$root/.venv/bin/target-duckdb' --config '$work/duck.json' < '$work/safe/stream.singer'"
+BEFORE="rm -f $work/duck.db*" measure "target-duckdb (PyPI), conflict-free" "$peer_count" "$safe_peer_bytes" \
+  bash -c "'$root/.venv/bin/target-duckdb' --config '$work/duck.json' < '$work/safe/peer.singer'"
 BEFORE="rm -f $work/out.parquet" measure "DuckDB read_json_auto->Parquet" "$count" "$json_bytes" \
   "$py" -c "import duckdb; c=duckdb.connect(); c.execute('SET threads=2'); c.execute(\"COPY (SELECT * FROM read_json_auto('$work/corpus.jsonl', maximum_object_size=67108864)) TO '$work/out.parquet' (FORMAT parquet, COMPRESSION zstd)\")"
 
