@@ -88,6 +88,23 @@ pub struct MessageRef<'a> {
     pub body: &'a str,
 }
 
+impl MessageRef<'_> {
+    /// The message copied out of the row.
+    pub fn to_stored(&self) -> StoredMessage {
+        StoredMessage {
+            seq: self.seq,
+            id: self.id.to_owned(),
+            source: self.source.to_owned(),
+            received_at_us: self.received_at_us,
+            delivery_id: self.delivery_id.map(str::to_owned),
+            part: self.part,
+            headers: self.headers.to_owned(),
+            query: self.query.to_owned(),
+            body: self.body.to_owned(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
     #[error("spool {path}: {source}")]

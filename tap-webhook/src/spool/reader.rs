@@ -109,36 +109,7 @@ impl SpoolReader {
     where
         E: From<SpoolError>,
     {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT seq, id, received_at, delivery_id, part, headers, query, body
-                 FROM messages WHERE source = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq",
-            )
-            .map_err(|e| self.err(e))?;
-        let mut rows = stmt
-            .query(params![source, after, until])
-            .map_err(|e| self.err(e))?;
-        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            let m = (|| {
-                Ok(StoredMessage {
-                    seq: row.get(0)?,
-                    id: row.get(1)?,
-                    source: source.to_owned(),
-                    received_at_us: row.get(2)?,
-                    delivery_id: row.get(3)?,
-                    part: row.get(4)?,
-                    headers: row.get(5)?,
-                    query: row.get(6)?,
-                    body: row.get(7)?,
-                })
-            })()
-            .map_err(|e| self.err(e))?;
-            if !f(m)? {
-                break;
-            }
-        }
-        Ok(())
+        self.for_each_ref(source, after, until, |m| f(m.to_stored()))
     }
 
     /// Like [`for_each`](Self::for_each), lending each message as it lies in SQLite's row
