@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-cargo build -q -p tap-webhook -p target-warehouse
+# The whole workspace, as the test command builds it: one feature set, so running the tests
+# and the demo builds the dependencies once, not twice.
+cargo build -q --workspace
 bin="${CARGO_TARGET_DIR:-$root/target}/debug"
 mkdir -p demo && cd demo
 
