@@ -21,6 +21,8 @@ bin_tap=${TAP_WEBHOOK_BIN:-$bin_tap}
 [ -x "$root/.venv/bin/python" ] || bash tests/python/setup.sh "$root/.venv" >/dev/null
 py=$root/.venv/bin/python
 work=${BENCH_WORK:-$(mktemp -d)}
+# A scratch dir of our own goes when we do (the 8x stream alone is over 1 GB).
+[ -n "${BENCH_WORK:-}" ] || trap 'rm -rf "$work"' EXIT
 source bench/spool.sh
 if [ -s "$work/stream.singer" ] && [ -s "$work/corpus.jsonl" ] && [ -n "${BENCH_REUSE:-}" ]; then
   echo "reusing $work/stream.singer" >&2

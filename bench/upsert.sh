@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 base=${1:-50000}
 source bench/build.sh
 work=${BENCH_WORK:-$(mktemp -d)}
+# A scratch dir of our own goes when we do (the 8x stream alone is over 1 GB).
+[ -n "${BENCH_WORK:-}" ] || trap 'rm -rf "$work"' EXIT
 
 gen() { # gen MODE ROWS BASE SEED > stream   (MODE: load | recent | random)
   python3 - "$@" <<'PY'
