@@ -89,43 +89,21 @@ impl Sparse {
     /// Appends `cell` at `row`; a cell of the wrong kind is a bug in `coerce`, never input.
     fn append(&mut self, row: usize, cell: Cell<'_>) {
         self.pad(row);
-        let ok = match (&mut self.b, cell) {
-            (Builder::Int(b), Cell::Int(v)) => {
-                b.append_value(v);
-                true
+        match (&mut self.b, cell) {
+            (Builder::Int(b), Cell::Int(v)) => b.append_value(v),
+            (Builder::Float(b), Cell::Float(v)) => b.append_value(v),
+            (Builder::Bool(b), Cell::Bool(v)) => b.append_value(v),
+            (Builder::Ts(b), Cell::Micros(v)) => b.append_value(v),
+            (Builder::Date(b), Cell::Days(v)) => b.append_value(v),
+            (Builder::Text(b), Cell::Text(v)) => b.append_value(v),
+            (Builder::Dec(b), Cell::Decimal(v)) => b.append_value(v),
+            _ => {
+                debug_assert!(false, "coerce produced a cell of the wrong kind");
+                self.pad(row + 1); // keep the row count right whatever happens
+                return;
             }
-            (Builder::Float(b), Cell::Float(v)) => {
-                b.append_value(v);
-                true
-            }
-            (Builder::Bool(b), Cell::Bool(v)) => {
-                b.append_value(v);
-                true
-            }
-            (Builder::Ts(b), Cell::Micros(v)) => {
-                b.append_value(v);
-                true
-            }
-            (Builder::Date(b), Cell::Days(v)) => {
-                b.append_value(v);
-                true
-            }
-            (Builder::Text(b), Cell::Text(v)) => {
-                b.append_value(v);
-                true
-            }
-            (Builder::Dec(b), Cell::Decimal(v)) => {
-                b.append_value(v);
-                true
-            }
-            _ => false,
-        };
-        if ok {
-            self.len = row + 1;
-        } else {
-            debug_assert!(false, "coerce produced a cell of the wrong kind");
-            self.pad(row + 1); // keep the row count right whatever happens
         }
+        self.len = row + 1;
     }
 
     fn finish(mut self, rows: usize) -> ArrayRef {

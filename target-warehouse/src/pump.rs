@@ -304,21 +304,8 @@ mod tests {
 
     #[test]
     fn hands_over_every_line_then_the_end() {
-        let pump = Pump::spawn(std::io::Cursor::new(b"a\n\nb\nc".to_vec()));
-        let mut got = Vec::new();
-        loop {
-            match pump.next(Some(Duration::from_secs(5))) {
-                Chunk::Lines(l) => {
-                    got.extend(l.iter().map(|(n, b)| (n, b.to_vec())));
-                    pump.recycle(l);
-                }
-                Chunk::Timeout => panic!("input is all there"),
-                Chunk::End(e) => {
-                    assert!(e.is_none());
-                    break;
-                }
-            }
-        }
+        let (got, end) = drain(&Pump::spawn(std::io::Cursor::new(b"a\n\nb\nc".to_vec())));
+        assert!(end.is_none());
         let texts: Vec<(u64, &[u8])> = got.iter().map(|(n, b)| (*n, b.as_slice())).collect();
         assert_eq!(texts, vec![(1, &b"a"[..]), (3, &b"b"[..]), (4, &b"c"[..])]);
     }

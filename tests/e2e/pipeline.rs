@@ -58,22 +58,17 @@ fn deliveries_land_once_typed_and_readable_by_duckdb_and_deltalake() {
     for b in bodies {
         assert_eq!(receiver.post("data", b, &[]), 200);
     }
-    assert_eq!(
-        receiver.post(
-            "data",
-            r#"{"event":"retry","n":5}"#,
-            &[("X-GitHub-Delivery", "d-5")]
-        ),
-        200
-    );
-    assert_eq!(
-        receiver.post(
-            "data",
-            r#"{"event":"retry","n":5}"#,
-            &[("X-GitHub-Delivery", "d-5")]
-        ),
-        200
-    );
+    // A provider retry: the same delivery twice, stored once.
+    for _ in 0..2 {
+        assert_eq!(
+            receiver.post(
+                "data",
+                r#"{"event":"retry","n":5}"#,
+                &[("X-GitHub-Delivery", "d-5")]
+            ),
+            200
+        );
+    }
     assert_eq!(
         receiver.post("orders", r#"{"order_id":1,"total":10}"#, &[]),
         200

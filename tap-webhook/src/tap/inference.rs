@@ -219,24 +219,7 @@ impl StreamSchema {
 
     /// Records a field's value type; returns true when the schema changed.
     pub fn observe(&mut self, field: &str, bits: u8) -> bool {
-        let hash = field_hash(field);
-        match self.fields.find(hash, field) {
-            Ok(e) => {
-                let set = &mut self.fields.entries[e].2;
-                if set.0 & bits == bits {
-                    false
-                } else {
-                    set.0 |= bits;
-                    true
-                }
-            }
-            // Fixed fields never enter `fields`, so they are looked up only on a miss.
-            Err(_) if self.fixed.contains_key(field) => false,
-            Err(_) => {
-                self.fields.insert(hash, field, TypeSet(bits));
-                true
-            }
-        }
+        self.merge(field_hash(field), field, bits, || bits)
     }
 
     /// [`observe`](Self::observe) of a raw JSON value's text.
@@ -248,25 +231,27 @@ impl StreamSchema {
     /// classified only when its type could still change the field's set (date-time parsing is
     /// the costly part).
     pub fn observe_hashed(&mut self, hash: u64, field: &str, text: &str) -> bool {
+        let could_be = possible(text.as_bytes().first());
+        self.merge(hash, field, could_be, || classify_text(text))
+    }
+
+    /// Adds `bits()` to the field's set unless every bit it could give (`could_be`) is already
+    /// there; returns true when the set changed. Fixed fields are looked up only on a miss.
+    fn merge(&mut self, hash: u64, field: &str, could_be: u8, bits: impl FnOnce() -> u8) -> bool {
         match self.fields.find(hash, field) {
             Ok(e) => {
                 let set = &mut self.fields.entries[e].2;
-                let could_be = possible(text.as_bytes().first());
                 if set.0 & could_be == could_be {
                     return false;
                 }
-                let bits = classify_text(text);
-                if set.0 & bits == bits {
-                    false
-                } else {
-                    set.0 |= bits;
-                    true
-                }
+                let bits = bits();
+                let changed = set.0 & bits != bits;
+                set.0 |= bits;
+                changed
             }
             Err(_) if self.fixed.contains_key(field) => false,
             Err(_) => {
-                self.fields
-                    .insert(hash, field, TypeSet(classify_text(text)));
+                self.fields.insert(hash, field, TypeSet(bits()));
                 true
             }
         }
