@@ -81,11 +81,11 @@ pub enum Value<'a> {
 
 impl Value<'_> {
     /// Classifies raw JSON text without building a DOM: nested values stay text (BRIEF §7).
-    pub fn from_raw(raw: &str) -> Result<Value<'_>, serde_json::Error> {
+    pub fn from_raw(raw: &str) -> Value<'_> {
         let Some(&first) = raw.as_bytes().first() else {
-            return Ok(Value::Null);
+            return Value::Null;
         };
-        Ok(match first {
+        match first {
             b'n' => Value::Null,
             b't' => Value::Bool(true),
             b'f' => Value::Bool(false),
@@ -94,11 +94,18 @@ impl Value<'_> {
                 if raw.len() >= 2 && !raw.as_bytes().contains(&b'\\') {
                     Value::Str(Cow::Borrowed(&raw[1..raw.len() - 1]))
                 } else {
-                    Value::Str(Cow::Owned(serde_json::from_str::<String>(raw)?))
+                    match serde_json::from_str::<String>(raw) {
+                        Ok(s) => Value::Str(Cow::Owned(s)),
+                        // Valid JSON that no UTF-8 string can hold: a lone surrogate escape
+                        // (`"\udfff"`, which JavaScript's JSON.stringify writes for a string
+                        // cut mid-emoji). Kept as its JSON text, losslessly, like any value
+                        // that does not fit a string column.
+                        Err(_) => Value::Json(raw),
+                    }
                 }
             }
             _ => classify_number(raw),
-        })
+        }
     }
 
     /// The type a value would have in a column created for it alone (the inference lattice's
@@ -345,7 +352,7 @@ mod tests {
     use serde_json::json;
 
     fn v(raw: &str) -> Value<'_> {
-        Value::from_raw(raw).expect("valid json")
+        Value::from_raw(raw)
     }
 
     #[test]
@@ -362,6 +369,16 @@ mod tests {
         );
         assert_eq!(v(r#""a\"b""#), Value::Str(Cow::Owned("a\"b".into())));
         assert_eq!(v(r#""plain""#), Value::Str(Cow::Borrowed("plain")));
+        assert_eq!(v(r#""cut \ud83d""#), Value::Json(r#""cut \ud83d""#));
+        assert_eq!(
+            coerce(ColType::Utf8, &v(r#""cut \ud83d""#)),
+            None,
+            "a lone surrogate goes to the JSON sibling"
+        );
+        assert_eq!(
+            v(r#""pair \ud83d\ude00""#),
+            Value::Str(Cow::Owned("pair \u{1f600}".into()))
+        );
         assert_eq!(v(r#"{"a":[1,2]}"#), Value::Json(r#"{"a":[1,2]}"#));
     }
 
@@ -420,7 +437,7 @@ mod tests {
         );
         let huge = "1".repeat(40);
         assert_eq!(
-            Value::from_raw(&huge).expect("json").natural_type(),
+            Value::from_raw(&huge).natural_type(),
             Some(ColType::Json)
         );
         assert_eq!(

@@ -366,7 +366,7 @@ impl<'s, W: Write> Ingest<'s, W> {
         let (mut tap_seq, mut deleted) = (None, false);
         let mut seen = [false; 5]; // extracted, received, batched, deleted, table version
         for (k, raw) in &fields {
-            let v = Value::from_raw(raw.get()).map_err(|e| bad(format!("property {k:?}: {e}")))?;
+            let v = Value::from_raw(raw.get());
             if k.starts_with("_sdc_") {
                 match k.as_ref() {
                     SEQUENCE => tap_seq = if let Value::Int(i) = v { Some(i) } else { None },

@@ -127,6 +127,29 @@ fn huge_integers_are_kept_exactly() {
 }
 
 #[test]
+fn a_lone_surrogate_escape_is_kept_as_json_text_and_the_load_goes_on() {
+    // JSON allows `"\ud83d"` (JavaScript writes it for a string cut mid-emoji); no UTF-8
+    // string can hold it. The value lands, as its JSON text, in the `__json` sibling; the
+    // records around it load as usual.
+    let (_d, wh) = warehouse();
+    let input = format!(
+        "{}\n{}\n{}\n{}\n",
+        schema_msg("u", json!({}), &[]),
+        r#"{"type":"RECORD","stream":"u","record":{"n":1,"text":"plain"}}"#,
+        r#"{"type":"RECORD","stream":"u","record":{"n":2,"text":"cut \ud83d"}}"#,
+        r#"{"type":"RECORD","stream":"u","record":{"n":3,"text":"pair \ud83d\ude00"}}"#,
+    );
+    let r = run(&wh, json!({}), &input);
+    assert!(r.ok(), "{}", r.stderr());
+    let rows = read_table(&wh.join("u"), "u").sorted_by("n");
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["text"], json!("plain"));
+    assert_eq!(rows[1].get("text"), None);
+    assert_eq!(rows[1]["text__json"], json!(r#""cut \ud83d""#));
+    assert_eq!(rows[2]["text"], json!("pair \u{1f600}"));
+}
+
+#[test]
 fn property_names_are_sanitised_and_case_collisions_resolved() {
     let (_d, wh) = warehouse();
     let r = run(
