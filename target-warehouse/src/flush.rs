@@ -79,14 +79,25 @@ pub fn prepare(
             };
             let (mask, keys) = latest_per_key(&batch, &cols, &seqs, deletes);
             let probe = KeyProbe::new(&batch, &cols);
+            // The rewrite hands over batches of the key columns only, in this order.
+            let needed: Vec<usize> = cols.iter().flatten().copied().collect();
+            let mut at = 0;
+            let local: Vec<Vec<usize>> = cols
+                .iter()
+                .map(|p| {
+                    at += p.len();
+                    (at - p.len()..at).collect()
+                })
+                .collect();
             let mut buf = Vec::new();
             let (rewrite, replaced) = rewrite_files(
                 &stream.table,
                 &stream.buf.registry,
+                &needed,
                 |s| probe.may_match(s),
                 |b, r| {
                     buf.clear();
-                    encode_key(b, &cols, r, &mut buf);
+                    encode_key(b, &local, r, &mut buf);
                     keys.contains(&buf)
                 },
             )?;
@@ -262,7 +273,7 @@ pub fn activate_version<W: std::io::Write>(
     };
     let col_name = stream.buf.registry.specs[col].name.clone();
     let older = |b: &RecordBatch, r: usize| {
-        let a = b.column(col);
+        let a = b.column(0); // the rewrite hands over the version column alone
         a.is_null(r)
             || (a.data_type() == &DataType::Int64
                 && a.as_primitive::<Int64Type>().value(r) < version)
@@ -277,7 +288,13 @@ pub fn activate_version<W: std::io::Write>(
             .and_then(Json::as_i64);
         !(nulls == Some(0) && min.is_some_and(|m| m >= version))
     };
-    let (actions, removed) = rewrite_files(&stream.table, &stream.buf.registry, maybe_older, older)
+    let (actions, removed) = rewrite_files(
+        &stream.table,
+        &stream.buf.registry,
+        &[col],
+        maybe_older,
+        older,
+    )
         .map_err(table_err)?;
     if actions.is_empty() {
         return Ok(());

@@ -56,11 +56,11 @@ pub async fn compact(
     let mut actions = Vec::new();
     let mut merged = 0;
     for group in groups.into_iter().filter(|g| g.len() >= 2) {
-        // One input file in memory at a time, streamed into one output file.
+        // One batch of one input file in memory at a time, streamed into one output file.
         let mut sink = table.file_sink(&schema)?;
         for f in &group {
             for b in table.read_file(&f.path, &schema)? {
-                sink.write(&b)?;
+                sink.write(&b?)?;
             }
         }
         let mut add = table.publish(sink.finish()?)?;

@@ -14,7 +14,7 @@ use deltalake::arrow::datatypes::{
 };
 use deltalake::kernel::Add;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use deltalake::parquet::arrow::ArrowWriter;
+use deltalake::parquet::arrow::{ArrowWriter, ProjectionMask};
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::file::reader::ChunkReader;
@@ -296,31 +296,50 @@ fn bounds(col: &ArrayRef, is_json: bool) -> Option<(Json, Json)> {
     })
 }
 
-/// Reads a Parquet file's bytes and conforms it to `schema`: columns added to the table since
-/// the file was written become nulls (types never change, so nothing is cast).
+/// Rows per batch when a file is read back: a batch of wide rows with KB-sized JSON columns is
+/// a few MB, and compaction and rewrites hold one batch at a time.
+const READ_BATCH_ROWS: usize = 8 * 1024;
+
+/// A data file read back batch by batch, each batch conformed to the schema asked for.
+pub type Batches = Box<dyn Iterator<Item = Result<RecordBatch, FileError>> + Send>;
+
+/// Reads a Parquet file batch by batch, conformed to `schema`: columns added to the table since
+/// the file was written become nulls (types never change, so nothing is cast). `schema` may
+/// name only some of the table's columns: only those are read from the file (a rewrite's first
+/// pass reads just the key columns).
 pub fn read_conformed<R: ChunkReader + 'static>(
     name: &str,
     data: R,
     schema: &SchemaRef,
-) -> Result<Vec<RecordBatch>, FileError> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(data)
-        .and_then(|b| b.with_batch_size(16 * 1024).build())
-        .map_err(|source| FileError::Parquet {
-            path: name.to_string(),
-            source,
-        })?;
-    let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|source| FileError::Arrow {
-            path: name.to_string(),
-            source,
-        })?;
-        out.push(conform(&batch, schema).map_err(|source| FileError::Arrow {
-            path: name.to_string(),
-            source,
-        })?);
-    }
-    Ok(out)
+) -> Result<Batches, FileError> {
+    let parquet_err = |source| FileError::Parquet {
+        path: name.to_string(),
+        source,
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(data).map_err(parquet_err)?;
+    let wanted: Vec<usize> = builder
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| schema.field_with_name(f.name()).is_ok())
+        .map(|(i, _)| i)
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(READ_BATCH_ROWS)
+        .build()
+        .map_err(parquet_err)?;
+    let (name, schema) = (name.to_string(), schema.clone());
+    Ok(Box::new(reader.map(move |batch| {
+        batch
+            .and_then(|b| conform(&b, &schema))
+            .map_err(|source| FileError::Arrow {
+                path: name.clone(),
+                source,
+            })
+    })))
 }
 
 pub fn conform(
@@ -389,9 +408,27 @@ mod tests {
             Field::new("later", DataType::Boolean, true),
         ]));
         let file = File::open(dir.path().join("f.parquet")).expect("open");
-        let back = read_conformed("f.parquet", file, &wider).expect("read");
+        let back: Vec<RecordBatch> = read_conformed("f.parquet", file, &wider)
+            .expect("read")
+            .collect::<Result<_, _>>()
+            .expect("batches");
         let rows: usize = back.iter().map(RecordBatch::num_rows).sum();
         assert_eq!(rows, 4);
         assert_eq!(back[0].column(2).null_count(), back[0].num_rows());
+        // Only the columns asked for are read, in the order asked for.
+        let only_s = Arc::new(Schema::new(vec![
+            Field::new("later", DataType::Boolean, true),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let file = File::open(dir.path().join("f.parquet")).expect("open");
+        let back: Vec<RecordBatch> = read_conformed("f.parquet", file, &only_s)
+            .expect("read")
+            .collect::<Result<_, _>>()
+            .expect("batches");
+        let back = deltalake::arrow::compute::concat_batches(&only_s, &back).expect("concat");
+        assert_eq!(back.num_columns(), 2);
+        let s: Vec<_> = back.column(1).as_string::<i32>().iter().collect();
+        assert_eq!(s, vec![Some("b"), None, Some("c"), Some("a")]);
+        assert_eq!(back.column(0).null_count(), 4);
     }
 }

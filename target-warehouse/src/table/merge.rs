@@ -8,8 +8,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use deltalake::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
-use deltalake::arrow::compute::{concat_batches, filter_record_batch};
+use deltalake::arrow::array::{Array, AsArray, BooleanArray, BooleanBufferBuilder, RecordBatch};
+use deltalake::arrow::compute::filter_record_batch;
+use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Float64Type, Int64Type, TimestampMicrosecondType,
 };
@@ -217,10 +218,15 @@ fn escape(name: &str) -> String {
 }
 
 /// Rewrites the files that may hold rows matching `drop_row`, returning the `remove` and `add`
-/// actions and the number of rows removed. Files where nothing matches are left alone.
+/// actions and the number of rows removed. `columns` are the registry columns `drop_row` looks
+/// at: it is given batches of exactly those columns, in that order. A candidate file is first
+/// read for those columns only; a file where some row matches is then read whole and its other
+/// rows streamed into a new file, one batch at a time (memory stays at one batch, whatever the
+/// file's size). Files where nothing matches are left alone.
 pub fn rewrite_files(
     table: &Table,
     registry: &Registry,
+    columns: &[usize],
     candidate: impl Fn(Option<&Json>) -> bool,
     mut drop_row: impl FnMut(&RecordBatch, usize) -> bool,
 ) -> Result<(Vec<Action>, usize), TableError> {
@@ -229,29 +235,50 @@ pub fn rewrite_files(
         table: table.stream.clone(),
         source,
     };
+    let probe_schema = std::sync::Arc::new(schema.project(columns).map_err(arrow_err)?);
     let mut actions = Vec::new();
     let mut removed = 0;
     for file in table.files()? {
         if !candidate(file.stats.as_ref()) {
             continue;
         }
-        let batches = table.read_file(&file.path, &schema)?;
-        let mut kept = Vec::with_capacity(batches.len());
+        let mut keep = BooleanBufferBuilder::new(1024);
         let mut dropped = 0;
-        for b in &batches {
-            let mask: BooleanArray = (0..b.num_rows()).map(|r| Some(!drop_row(b, r))).collect();
-            dropped += mask.false_count();
-            kept.push(filter_record_batch(b, &mask).map_err(arrow_err)?);
+        for b in table.read_file(&file.path, &probe_schema)? {
+            let b = b?;
+            for r in 0..b.num_rows() {
+                let drop = drop_row(&b, r);
+                keep.append(!drop);
+                dropped += usize::from(drop);
+            }
         }
         if dropped == 0 {
             continue;
         }
         removed += dropped;
         actions.push(Action::Remove(file.remove.clone()));
-        let rest = concat_batches(&schema, &kept).map_err(arrow_err)?;
-        if rest.num_rows() > 0 {
-            actions.push(Action::Add(table.write_file(&rest)?));
+        let keep = keep.finish();
+        if keep.count_set_bits() == 0 {
+            continue;
         }
+        let mut sink = table.file_sink(&schema)?;
+        let mut offset = 0;
+        for b in table.read_file(&file.path, &schema)? {
+            let b = b?;
+            if offset + b.num_rows() > keep.len() {
+                return Err(arrow_err(ArrowError::InvalidArgumentError(format!(
+                    "data file {} read back with more rows than its key columns had",
+                    file.path
+                ))));
+            }
+            let mask = BooleanArray::new(keep.slice(offset, b.num_rows()), None);
+            offset += b.num_rows();
+            let kept = filter_record_batch(&b, &mask).map_err(arrow_err)?;
+            if kept.num_rows() > 0 {
+                sink.write(&kept)?;
+            }
+        }
+        actions.push(Action::Add(table.publish(sink.finish()?)?));
     }
     Ok((actions, removed))
 }

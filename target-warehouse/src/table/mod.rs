@@ -300,25 +300,25 @@ impl Table {
         Ok(files::FileSink::create(&dir, &name, schema.clone())?)
     }
 
-    /// Reads a data file of this table, conformed to `batch_schema`.
+    /// Reads a data file of this table batch by batch, conformed to `schema` (which may name
+    /// only some of the table's columns: only those are read).
     pub fn read_file(
         &self,
         path: &str,
         schema: &deltalake::arrow::datatypes::SchemaRef,
-    ) -> Result<Vec<RecordBatch>, TableError> {
-        if let Some(remote) = &self.remote {
-            return Ok(files::read_conformed(
-                path,
-                remote.read(&self.name(), path)?,
-                schema,
-            )?);
-        }
-        let full = self.root.join(path);
-        let file = std::fs::File::open(&full).map_err(|source| TableError::Io {
-            table: self.name(),
-            source,
-        })?;
-        Ok(files::read_conformed(path, file, schema)?)
+    ) -> Result<impl Iterator<Item = Result<RecordBatch, TableError>>, TableError> {
+        let batches = match &self.remote {
+            Some(remote) => files::read_conformed(path, remote.read(&self.name(), path)?, schema)?,
+            None => {
+                let full = self.root.join(path);
+                let file = std::fs::File::open(&full).map_err(|source| TableError::Io {
+                    table: self.name(),
+                    source,
+                })?;
+                files::read_conformed(path, file, schema)?
+            }
+        };
+        Ok(batches.map(|b| b.map_err(TableError::from)))
     }
 
     /// Commits `actions` with the registry's new columns (the first `columns` of them: those the

@@ -118,6 +118,75 @@ fn upsert_keeps_the_latest_sequence_per_key_across_runs() {
     assert_eq!(three[0]["metric"], json!(33));
 }
 
+/// The actions of the table's latest commit, by kind.
+fn last_commit_actions(table: &std::path::Path) -> (usize, usize) {
+    let log = table.join("_delta_log");
+    let mut commits: Vec<_> = std::fs::read_dir(&log)
+        .expect("log")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    commits.sort();
+    let text = std::fs::read_to_string(commits.last().expect("a commit")).expect("read");
+    let count = |kind: &str| {
+        text.lines()
+            .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v.get(kind).is_some()))
+            .count()
+    };
+    (count("add"), count("remove"))
+}
+
+#[test]
+fn upsert_streams_a_file_of_many_read_batches_and_skips_files_without_a_match() {
+    // 20,000 rows with even ids 0..40,000 in one file: more than two of the rewrite's read
+    // batches (8,192 rows), so the row mask must line up across batch boundaries.
+    let (_d, wh) = warehouse();
+    let s = schema_msg(
+        "big",
+        json!({"id": {"type": "integer"}, "v": {"type": "string"}}),
+        &["id"],
+    );
+    let mut msgs = vec![s.clone()];
+    msgs.extend((0..20_000).map(|i| record("big", json!({"id": 2 * i, "v": format!("v{i}")}))));
+    let r = run(&wh, json!({}), &lines(&msgs));
+    assert!(r.ok(), "{}", r.stderr());
+    // An odd id inside the file's key range: the key columns are read, nothing matches, the
+    // file is left alone (the commit adds the new row's file and removes nothing).
+    let r = run(
+        &wh,
+        json!({}),
+        &lines(&[s.clone(), record("big", json!({"id": 101, "v": "odd"}))]),
+    );
+    assert!(r.ok(), "{}", r.stderr());
+    assert_eq!(last_commit_actions(&wh.join("big")), (1, 0));
+    // Keys at both sides of each batch boundary, the first and the last row.
+    let touched = [0, 16_382, 16_384, 32_766, 32_768, 39_998];
+    let mut msgs = vec![s];
+    msgs.extend(touched.iter().map(|&id| record("big", json!({"id": id, "v": "new"}))));
+    let r = run(&wh, json!({}), &lines(&msgs));
+    assert!(r.ok(), "{}", r.stderr());
+    assert_eq!(
+        last_commit_actions(&wh.join("big")),
+        (2, 1),
+        "the big file rewritten, the batch's own file added"
+    );
+    let t = read_table(&wh.join("big"), "big");
+    assert_eq!(t.rows.len(), 20_001);
+    let mut seen = std::collections::BTreeSet::new();
+    for row in &t.rows {
+        let id = row["id"].as_i64().expect("id");
+        assert!(seen.insert(id), "id {id} twice");
+        let want = if touched.contains(&id) {
+            "new".to_string()
+        } else if id == 101 {
+            "odd".to_string()
+        } else {
+            format!("v{}", id / 2)
+        };
+        assert_eq!(row["v"], json!(want), "id {id}");
+    }
+}
+
 #[test]
 fn hard_delete_removes_the_key() {
     let (_d, wh) = warehouse();
