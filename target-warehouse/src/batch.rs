@@ -374,8 +374,7 @@ mod tests {
         for fields in rows {
             let row = buf.begin_row(10);
             for (k, raw) in *fields {
-                buf.push(row, k, &Value::from_raw(raw))
-                    .expect("push");
+                buf.push(row, k, &Value::from_raw(raw)).expect("push");
             }
         }
         buf.finish().expect("batch")

@@ -436,10 +436,7 @@ mod tests {
             Some(ColType::BigInt)
         );
         let huge = "1".repeat(40);
-        assert_eq!(
-            Value::from_raw(&huge).natural_type(),
-            Some(ColType::Json)
-        );
+        assert_eq!(Value::from_raw(&huge).natural_type(), Some(ColType::Json));
         assert_eq!(
             merge(ColType::Int64, ColType::Float64),
             Some(ColType::Float64)

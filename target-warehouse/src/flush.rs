@@ -213,11 +213,11 @@ pub fn complete(
     if crate::table::compact::small_files(&stream.table)?
         >= crate::table::compact::AUTO_COMPACT_FILES
     {
-        if let Some((files, version)) = rt.block_on(crate::table::compact::compact(
+        if let Some(c) = rt.block_on(crate::table::compact::compact(
             &mut stream.table,
             &mut stream.buf.registry,
         ))? {
-            tracing::info!(stream = %stream.name, files, version, "compacted small files");
+            tracing::info!(stream = %stream.name, files = c.files, version = c.version, copied = c.copied, "compacted small files");
         }
     }
     Ok(rows)
@@ -295,7 +295,7 @@ pub fn activate_version<W: std::io::Write>(
         maybe_older,
         older,
     )
-        .map_err(table_err)?;
+    .map_err(table_err)?;
     if actions.is_empty() {
         return Ok(());
     }

@@ -139,7 +139,7 @@ pub fn compact(settings: &Settings) -> Result<Vec<(std::path::PathBuf, usize)>, 
         let merged = rt
             .block_on(table::compact::compact(&mut table, &mut registry))
             .map_err(fail)?;
-        out.push((dir, merged.map(|(n, _)| n).unwrap_or(0)));
+        out.push((dir, merged.map(|c| c.files).unwrap_or(0)));
     }
     Ok(out)
 }

@@ -1,12 +1,13 @@
 //! Compaction: cron runs every few minutes leave many small files; merge them into fewer,
-//! larger ones in one commit (`dataChange: false`, so streaming readers skip it), keeping the
+//! larger ones (by copying their encoded column chunks, see [`super::files::Concat`]) in one commit (`dataChange: false`, so streaming readers skip it), keeping the
 //! stream's `txn` high-water mark. Runs automatically past a threshold, or `target-warehouse compact`.
 
-use deltalake::kernel::Action;
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::kernel::{Action, Add};
 use deltalake::protocol::DeltaOperation;
 use serde_json::{json, Map};
 
-use super::{Table, TableError};
+use super::{FileInfo, Table, TableError};
 use crate::registry::Registry;
 
 /// Files below this size are worth merging.
@@ -15,6 +16,36 @@ pub const SMALL_FILE_BYTES: i64 = 16 * 1024 * 1024;
 pub const GROUP_BYTES: i64 = 32 * 1024 * 1024;
 /// Automatic compaction once a table has this many small files.
 pub const AUTO_COMPACT_FILES: usize = 32;
+
+/// Merges `group` by copying the files' encoded column chunks (no decode, no re-encode), or
+/// `None` when one of them cannot be copied (not written by us, or without statistics): the
+/// caller then decodes the group instead.
+fn concat(
+    table: &Table,
+    schema: &SchemaRef,
+    group: &[FileInfo],
+) -> Result<Option<Add>, TableError> {
+    let Some(mut sink) = table.concat_sink(schema)? else {
+        return Ok(None);
+    };
+    // Every input is checked before the first is copied; the footers are kept, the bytes
+    // read again when copied (one small file in memory at a time).
+    let mut footers = Vec::with_capacity(group.len());
+    for f in group {
+        match sink.accepts(&table.read_bytes(&f.path)?, f.stats.as_ref()) {
+            Some(meta) => footers.push(meta),
+            None => {
+                sink.abandon();
+                return Ok(None);
+            }
+        }
+    }
+    for (f, meta) in group.iter().zip(&footers) {
+        let stats = f.stats.as_ref().unwrap_or(&serde_json::Value::Null);
+        sink.append(&table.read_bytes(&f.path)?, meta, stats)?;
+    }
+    Ok(Some(table.publish(sink.finish()?)?))
+}
 
 /// How many small files the table has.
 pub fn small_files(table: &Table) -> Result<usize, TableError> {
@@ -25,12 +56,21 @@ pub fn small_files(table: &Table) -> Result<usize, TableError> {
         .count())
 }
 
-/// Merges the table's small files; returns (files merged, new version) or `None` if there was
-/// nothing to merge.
+/// What a compaction did.
+#[derive(Debug)]
+pub struct Compacted {
+    /// Small files merged.
+    pub files: usize,
+    pub version: u64,
+    /// Whether every group was merged by copying column chunks (no decoding).
+    pub copied: bool,
+}
+
+/// Merges the table's small files, or returns `None` if there was nothing to merge.
 pub async fn compact(
     table: &mut Table,
     registry: &mut Registry,
-) -> Result<Option<(usize, u64)>, TableError> {
+) -> Result<Option<Compacted>, TableError> {
     let mut small: Vec<_> = table
         .files()?
         .into_iter()
@@ -55,15 +95,23 @@ pub async fn compact(
     }
     let mut actions = Vec::new();
     let mut merged = 0;
+    let mut copied = true;
     for group in groups.into_iter().filter(|g| g.len() >= 2) {
-        // One batch of one input file in memory at a time, streamed into one output file.
-        let mut sink = table.file_sink(&schema)?;
-        for f in &group {
-            for b in table.read_file(&f.path, &schema)? {
-                sink.write(&b?)?;
+        let mut add = match concat(table, &schema, &group)? {
+            Some(add) => add,
+            None => {
+                copied = false;
+                // Decoded and re-encoded: one batch of one input file in memory at a time,
+                // streamed into one output file.
+                let mut sink = table.file_sink(&schema)?;
+                for f in &group {
+                    for b in table.read_file(&f.path, &schema)? {
+                        sink.write(&b?)?;
+                    }
+                }
+                table.publish(sink.finish()?)?
             }
-        }
-        let mut add = table.publish(sink.finish()?)?;
+        };
         add.data_change = false;
         actions.push(Action::Add(add));
         for f in group {
@@ -88,5 +136,9 @@ pub async fn compact(
     let version = table
         .commit(registry, usize::MAX, actions, op, None, info)
         .await?;
-    Ok(Some((merged, version)))
+    Ok(Some(Compacted {
+        files: merged,
+        version,
+        copied,
+    }))
 }

@@ -5,20 +5,30 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
 
 use deltalake::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use deltalake::arrow::compute;
 use deltalake::arrow::datatypes::{
-    DataType, Date32Type, Decimal128Type, Float64Type, Int64Type, SchemaRef,
+    DataType, Date32Type, Decimal128Type, Field, Float64Type, Int64Type, SchemaRef,
     TimestampMicrosecondType,
 };
 use deltalake::kernel::Add;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use deltalake::parquet::arrow::{ArrowWriter, ProjectionMask};
+use deltalake::parquet::arrow::{
+    add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter, ArrowWriter, ProjectionMask,
+};
 use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::column::writer::{ColumnCloseResult, ColumnWriter};
+use deltalake::parquet::errors::ParquetError;
+use deltalake::parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::file::reader::ChunkReader;
+use deltalake::parquet::file::writer::SerializedFileWriter;
 use deltalake::parquet::schema::types::ColumnPath;
+use deltalake::parquet::schema::types::SchemaDescriptor;
 use serde_json::{json, Map, Value as Json};
 
 use crate::timefmt;
@@ -80,26 +90,7 @@ impl FileSink {
     pub fn create(table_root: &Path, name: &str, schema: SchemaRef) -> Result<FileSink, FileError> {
         let path = table_root.join(name);
         let shown = path.display().to_string();
-        let mut props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_statistics_enabled(EnabledStatistics::Chunk)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
-        for field in schema.fields() {
-            if field
-                .metadata()
-                .get(crate::registry::META_TYPE)
-                .map(String::as_str)
-                == Some("json")
-            {
-                // JSON text (payloads of KBs) rarely repeats and its min/max mean nothing:
-                // a dictionary attempt and statistics only cost encoding time.
-                let path = ColumnPath::from(field.name().as_str());
-                props = props
-                    .set_column_dictionary_enabled(path.clone(), false)
-                    .set_column_statistics_enabled(path, EnabledStatistics::None);
-            }
-        }
-        let props = props.build();
+        let props = writer_properties(&schema);
         let file = File::create(&path).map_err(|source| FileError::Io {
             path: shown.clone(),
             source,
@@ -140,11 +131,7 @@ impl FileSink {
             if col.null_count() == col.len() || !acc.exact {
                 continue;
             }
-            let is_json = field
-                .metadata()
-                .get(crate::registry::META_TYPE)
-                .is_some_and(|t| t == "json");
-            match bounds(col, is_json) {
+            match bounds(col, is_json(field)) {
                 None => (acc.exact, acc.bounds) = (false, None),
                 Some((lo, hi)) => {
                     acc.bounds = Some(match acc.bounds.take() {
@@ -178,26 +165,10 @@ impl FileSink {
             rows,
             stats,
         } = self;
-        let mut file = writer.into_inner().map_err(|source| FileError::Parquet {
+        let file = writer.into_inner().map_err(|source| FileError::Parquet {
             path: shown.clone(),
             source,
         })?;
-        file.flush().map_err(|source| FileError::Io {
-            path: shown.clone(),
-            source,
-        })?;
-        // The commit that references this file must never be durable before the file is.
-        file.sync_all().map_err(|source| FileError::Io {
-            path: shown.clone(),
-            source,
-        })?;
-        let size = file
-            .metadata()
-            .map_err(|source| FileError::Io {
-                path: shown,
-                source,
-            })?
-            .len();
         let mut mins = Map::new();
         let mut maxs = Map::new();
         let mut nulls = Map::new();
@@ -210,20 +181,312 @@ impl FileSink {
         }
         let stats =
             json!({"numRecords": rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls});
-        Ok(Add {
-            path: name,
-            partition_values: HashMap::new(),
-            size: size as i64,
-            modification_time: now_millis(),
-            data_change: true,
-            stats: Some(stats.to_string()),
-            tags: None,
-            deletion_vector: None,
-            base_row_id: None,
-            default_row_commit_version: None,
-            clustering_provider: None,
-        })
+        durable_add(file, name, shown, stats)
     }
+}
+
+/// How every data file is written: zstd, chunk statistics, row groups of at most 64k rows.
+fn writer_properties(schema: &SchemaRef) -> WriterProperties {
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+    for field in schema.fields() {
+        if is_json(field) {
+            // JSON text (payloads of KBs) rarely repeats and its min/max mean nothing:
+            // a dictionary attempt and statistics only cost encoding time.
+            let path = ColumnPath::from(field.name().as_str());
+            props = props
+                .set_column_dictionary_enabled(path.clone(), false)
+                .set_column_statistics_enabled(path, EnabledStatistics::None);
+        }
+    }
+    props.build()
+}
+
+fn is_json(field: &Field) -> bool {
+    field
+        .metadata()
+        .get(crate::registry::META_TYPE)
+        .is_some_and(|t| t == "json")
+}
+
+/// Concatenates data files into one by copying their encoded column chunks: no decoding, no
+/// re-encoding, so compaction costs about a file copy. Each input row group becomes a row
+/// group of the output; a column the input lacks (added to the table after the file was
+/// written) is written as an all-null chunk. The Delta statistics of the output are merged
+/// from the inputs' own.
+pub struct Concat {
+    name: String,
+    shown: String,
+    schema: SchemaRef,
+    descr: SchemaDescriptor,
+    writer: SerializedFileWriter<File>,
+    rows: i64,
+    stats: Vec<MergedStats>,
+}
+
+struct MergedStats {
+    /// `None` once an input did not say.
+    nulls: Option<i64>,
+    bounds: Option<(Json, Json)>,
+    /// False once an input had values without bounds: then no bounds at all.
+    exact: bool,
+}
+
+impl Concat {
+    /// `None` when the schema has a column the byte copy cannot fill with nulls (every column
+    /// we write is a nullable top-level primitive, so this is a safety net).
+    pub fn create(
+        table_root: &Path,
+        name: &str,
+        schema: SchemaRef,
+    ) -> Result<Option<Concat>, FileError> {
+        let path = table_root.join(name);
+        let shown = path.display().to_string();
+        let parquet_err = |source| FileError::Parquet {
+            path: shown.clone(),
+            source,
+        };
+        let descr = ArrowSchemaConverter::new()
+            .convert(&schema)
+            .map_err(parquet_err)?;
+        if descr.columns().len() != schema.fields().len()
+            || descr
+                .columns()
+                .iter()
+                .any(|c| c.max_def_level() != 1 || c.max_rep_level() != 0)
+        {
+            return Ok(None);
+        }
+        let mut props = writer_properties(&schema);
+        add_encoded_arrow_schema_to_metadata(&schema, &mut props);
+        let file = File::create(&path).map_err(|source| FileError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        let writer = SerializedFileWriter::new(file, descr.root_schema_ptr(), Arc::new(props))
+            .map_err(parquet_err)?;
+        let stats = schema
+            .fields()
+            .iter()
+            .map(|_| MergedStats {
+                nulls: Some(0),
+                bounds: None,
+                exact: true,
+            })
+            .collect();
+        Ok(Some(Concat {
+            name: name.to_string(),
+            shown,
+            schema,
+            descr,
+            writer,
+            rows: 0,
+            stats,
+        }))
+    }
+
+    /// Reads a file's footer and says whether its chunks can be copied: each of its columns is
+    /// a column of the output, encoded alike (types never change, so this holds for every file
+    /// we wrote), and it has Delta statistics to merge.
+    pub fn accepts(&self, data: &Bytes, stats: Option<&Json>) -> Option<ParquetMetaData> {
+        stats?.get("numRecords")?.as_i64()?;
+        let meta = ParquetMetaDataReader::new()
+            .with_page_index_policy(PageIndexPolicy::Optional)
+            .parse_and_finish(data)
+            .ok()?;
+        let ok = meta
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .all(|c| {
+                self.descr
+                    .columns()
+                    .iter()
+                    .any(|o| o.path() == c.path() && o.as_ref() == c.as_ref())
+            });
+        ok.then_some(meta)
+    }
+
+    /// Appends every row group of a file [`accepted`](Self::accepts) with `meta`.
+    pub fn append(
+        &mut self,
+        data: &Bytes,
+        meta: &ParquetMetaData,
+        stats: &Json,
+    ) -> Result<(), FileError> {
+        let shown = self.shown.clone();
+        let parquet_err = |source| FileError::Parquet {
+            path: shown.clone(),
+            source,
+        };
+        let input = meta.file_metadata().schema_descr();
+        // Output column i ← input column position, by name.
+        let source: Vec<Option<usize>> = self
+            .descr
+            .columns()
+            .iter()
+            .map(|o| input.columns().iter().position(|c| c.path() == o.path()))
+            .collect();
+        for (rg_idx, rg) in meta.row_groups().iter().enumerate() {
+            let column_index = meta.column_index().and_then(|ci| ci.get(rg_idx));
+            let offset_index = meta.offset_index().and_then(|oi| oi.get(rg_idx));
+            let mut out = self.writer.next_row_group().map_err(parquet_err)?;
+            for from in &source {
+                match from {
+                    Some(j) => {
+                        let column = rg.column(*j);
+                        let close = ColumnCloseResult {
+                            bytes_written: column.compressed_size() as u64,
+                            rows_written: rg.num_rows() as u64,
+                            metadata: column.clone(),
+                            bloom_filter: None,
+                            column_index: column_index.and_then(|r| r.get(*j)).cloned(),
+                            offset_index: offset_index.and_then(|r| r.get(*j)).cloned(),
+                        };
+                        out.append_column(data, close).map_err(parquet_err)?;
+                    }
+                    None => {
+                        let mut col = out.next_column().map_err(parquet_err)?.ok_or_else(|| {
+                            parquet_err(ParquetError::General("no column".into()))
+                        })?;
+                        write_nulls(col.untyped(), rg.num_rows() as usize).map_err(parquet_err)?;
+                        col.close().map_err(parquet_err)?;
+                    }
+                }
+            }
+            out.close().map_err(parquet_err)?;
+        }
+        // Statistics: counts add up; bounds widen; a column the file lacks is all null there.
+        let n = stats.get("numRecords").and_then(Json::as_i64).unwrap_or(0);
+        self.rows += n;
+        for ((field, acc), from) in self
+            .schema
+            .fields()
+            .iter()
+            .zip(&mut self.stats)
+            .zip(&source)
+        {
+            let name = field.name().as_str();
+            if from.is_none() {
+                acc.nulls = acc.nulls.map(|x| x + n);
+                continue;
+            }
+            let nulls = stats
+                .get("nullCount")
+                .and_then(|m| m.get(name))
+                .and_then(Json::as_i64);
+            acc.nulls = match (acc.nulls, nulls) {
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            };
+            if nulls == Some(n) || !acc.exact {
+                continue; // no values here, or bounds already given up
+            }
+            let lo = stats.get("minValues").and_then(|m| m.get(name));
+            let hi = stats.get("maxValues").and_then(|m| m.get(name));
+            match (lo, hi) {
+                (Some(lo), Some(hi)) if nulls.is_some() => {
+                    acc.bounds = Some(match acc.bounds.take() {
+                        None => (lo.clone(), hi.clone()),
+                        Some((a, b)) => (pick(a, lo.clone(), true), pick(b, hi.clone(), false)),
+                    });
+                }
+                _ => (acc.exact, acc.bounds) = (false, None),
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives up on the file (nothing was appended): it is removed, never committed.
+    pub fn abandon(self) {
+        let path = std::path::PathBuf::from(&self.shown);
+        drop(self.writer);
+        let _ = std::fs::remove_file(path);
+    }
+
+    pub fn finish(self) -> Result<Add, FileError> {
+        let Concat {
+            name,
+            shown,
+            schema,
+            writer,
+            rows,
+            stats,
+            ..
+        } = self;
+        let file = writer.into_inner().map_err(|source| FileError::Parquet {
+            path: shown.clone(),
+            source,
+        })?;
+        let mut mins = Map::new();
+        let mut maxs = Map::new();
+        let mut nulls = Map::new();
+        for (field, acc) in schema.fields().iter().zip(stats) {
+            if let Some(n) = acc.nulls {
+                nulls.insert(field.name().clone(), json!(n));
+            }
+            if let (true, Some((lo, hi))) = (acc.exact, acc.bounds) {
+                mins.insert(field.name().clone(), lo);
+                maxs.insert(field.name().clone(), hi);
+            }
+        }
+        let stats =
+            json!({"numRecords": rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls});
+        durable_add(file, name, shown, stats)
+    }
+}
+
+/// `n` nulls into a nullable top-level column of any physical type.
+fn write_nulls(col: &mut ColumnWriter<'_>, n: usize) -> Result<(), ParquetError> {
+    let defs = vec![0i16; n];
+    let defs = Some(defs.as_slice());
+    match col {
+        ColumnWriter::BoolColumnWriter(w) => w.write_batch(&[], defs, None),
+        ColumnWriter::Int32ColumnWriter(w) => w.write_batch(&[], defs, None),
+        ColumnWriter::Int64ColumnWriter(w) => w.write_batch(&[], defs, None),
+        ColumnWriter::Int96ColumnWriter(w) => w.write_batch(&[], defs, None),
+        ColumnWriter::FloatColumnWriter(w) => w.write_batch(&[], defs, None),
+        ColumnWriter::DoubleColumnWriter(w) => w.write_batch(&[], defs, None),
+        ColumnWriter::ByteArrayColumnWriter(w) => w.write_batch(&[], defs, None),
+        ColumnWriter::FixedLenByteArrayColumnWriter(w) => w.write_batch(&[], defs, None),
+    }
+    .map(|_| ())
+}
+
+/// Flushes and fsyncs a finished data file and returns its Delta `add` action.
+fn durable_add(mut file: File, name: String, shown: String, stats: Json) -> Result<Add, FileError> {
+    file.flush().map_err(|source| FileError::Io {
+        path: shown.clone(),
+        source,
+    })?;
+    // The commit that references this file must never be durable before the file is.
+    file.sync_all().map_err(|source| FileError::Io {
+        path: shown.clone(),
+        source,
+    })?;
+    let size = file
+        .metadata()
+        .map_err(|source| FileError::Io {
+            path: shown,
+            source,
+        })?
+        .len();
+    Ok(Add {
+        path: name,
+        partition_values: HashMap::new(),
+        size: size as i64,
+        modification_time: now_millis(),
+        data_change: true,
+        stats: Some(stats.to_string()),
+        tags: None,
+        deletion_vector: None,
+        base_row_id: None,
+        default_row_commit_version: None,
+        clustering_provider: None,
+    })
 }
 
 /// The smaller (or larger) of two bounds of the same column: numbers by value, strings by
@@ -369,7 +632,7 @@ pub fn conform(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deltalake::arrow::array::{Int64Array, StringArray};
+    use deltalake::arrow::array::{BooleanArray, Int64Array, StringArray};
     use deltalake::arrow::datatypes::{Field, Schema};
     use std::sync::Arc;
 
@@ -430,5 +693,99 @@ mod tests {
         let s: Vec<_> = back.column(1).as_string::<i32>().iter().collect();
         assert_eq!(s, vec![Some("b"), None, Some("c"), Some("a")]);
         assert_eq!(back.column(0).null_count(), 4);
+    }
+
+    #[test]
+    fn concat_copies_chunks_fills_new_columns_with_nulls_and_merges_statistics() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let narrow = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let wide = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("s", DataType::Utf8, true),
+            Field::new("b", DataType::Boolean, true),
+        ]));
+        let mut sink = FileSink::create(dir.path(), "old.parquet", narrow.clone()).expect("sink");
+        sink.write(
+            &RecordBatch::try_new(
+                narrow.clone(),
+                vec![
+                    Arc::new(Int64Array::from(vec![Some(5), None, Some(9)])),
+                    Arc::new(StringArray::from(vec![Some("m"), Some("z"), None])),
+                ],
+            )
+            .expect("batch"),
+        )
+        .expect("write");
+        let old = sink.finish().expect("finish");
+        let mut sink = FileSink::create(dir.path(), "new.parquet", wide.clone()).expect("sink");
+        sink.write(
+            &RecordBatch::try_new(
+                wide.clone(),
+                vec![
+                    Arc::new(Int64Array::from(vec![Some(-3), Some(4)])),
+                    Arc::new(StringArray::from(vec![None, Some("a")])),
+                    Arc::new(BooleanArray::from(vec![Some(true), None])),
+                ],
+            )
+            .expect("batch"),
+        )
+        .expect("write");
+        let new = sink.finish().expect("finish");
+        let stats = |a: &Add| -> Json {
+            serde_json::from_str(a.stats.as_deref().unwrap_or("")).expect("stats")
+        };
+
+        let mut concat = Concat::create(dir.path(), "merged.parquet", wide.clone())
+            .expect("create")
+            .expect("every column is a nullable primitive");
+        for (name, add) in [("old.parquet", &old), ("new.parquet", &new)] {
+            let data = Bytes::from(std::fs::read(dir.path().join(name)).expect("read"));
+            let meta = concat.accepts(&data, Some(&stats(add))).expect("copyable");
+            concat.append(&data, &meta, &stats(add)).expect("append");
+        }
+        let merged = concat.finish().expect("finish");
+        // Booleans get no bounds from FileSink; a merge does not invent them.
+        assert_eq!(
+            stats(&merged),
+            json!({"numRecords": 5,
+                   "minValues": {"n": -3, "s": "a"},
+                   "maxValues": {"n": 9, "s": "z"},
+                   "nullCount": {"n": 1, "s": 2, "b": 4}})
+        );
+        let file = File::open(dir.path().join("merged.parquet")).expect("open");
+        let back: Vec<RecordBatch> = read_conformed("merged.parquet", file, &wide)
+            .expect("read")
+            .collect::<Result<_, _>>()
+            .expect("batches");
+        let back = deltalake::arrow::compute::concat_batches(&wide, &back).expect("concat");
+        let n: Vec<_> = back.column(0).as_primitive::<Int64Type>().iter().collect();
+        assert_eq!(n, vec![Some(5), None, Some(9), Some(-3), Some(4)]);
+        let s: Vec<_> = back.column(1).as_string::<i32>().iter().collect();
+        assert_eq!(s, vec![Some("m"), Some("z"), None, None, Some("a")]);
+        let b: Vec<_> = back.column(2).as_boolean().iter().collect();
+        assert_eq!(b, vec![None, None, None, Some(true), None]);
+
+        // A file with a column the table does not have is not copied.
+        let other = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)]));
+        let mut sink = FileSink::create(dir.path(), "x.parquet", other.clone()).expect("sink");
+        sink.write(
+            &RecordBatch::try_new(other, vec![Arc::new(Int64Array::from(vec![1]))]).expect("b"),
+        )
+        .expect("write");
+        let x = sink.finish().expect("finish");
+        let concat = Concat::create(dir.path(), "m2.parquet", wide)
+            .expect("create")
+            .expect("concat");
+        let data = Bytes::from(std::fs::read(dir.path().join("x.parquet")).expect("read"));
+        assert!(concat.accepts(&data, Some(&stats(&x))).is_none());
+        assert!(
+            concat.accepts(&data, None).is_none(),
+            "no statistics: not copied"
+        );
+        concat.abandon();
+        assert!(!dir.path().join("m2.parquet").exists());
     }
 }

@@ -10,10 +10,10 @@ use std::collections::{HashMap, HashSet};
 
 use deltalake::arrow::array::{Array, AsArray, BooleanArray, BooleanBufferBuilder, RecordBatch};
 use deltalake::arrow::compute::filter_record_batch;
-use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Float64Type, Int64Type, TimestampMicrosecondType,
 };
+use deltalake::arrow::error::ArrowError;
 use deltalake::kernel::Action;
 use serde_json::Value as Json;
 

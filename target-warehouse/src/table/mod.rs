@@ -300,6 +300,33 @@ impl Table {
         Ok(files::FileSink::create(&dir, &name, schema.clone())?)
     }
 
+    /// A data file of this table, whole (compaction copies small files' column chunks).
+    pub fn read_bytes(&self, path: &str) -> Result<bytes::Bytes, TableError> {
+        match &self.remote {
+            Some(remote) => remote.read(&self.name(), path),
+            None => std::fs::read(self.root.join(path))
+                .map(bytes::Bytes::from)
+                .map_err(|source| TableError::Io {
+                    table: self.name(),
+                    source,
+                }),
+        }
+    }
+
+    /// A data file assembled from other files' encoded column chunks (for compaction), or
+    /// `None` when `schema` has a column a chunk copy cannot fill.
+    pub fn concat_sink(
+        &self,
+        schema: &deltalake::arrow::datatypes::SchemaRef,
+    ) -> Result<Option<files::Concat>, TableError> {
+        let name = format!("part-{}.zstd.parquet", uuid::Uuid::now_v7());
+        let dir = match &self.remote {
+            None => self.root.clone(),
+            Some(_) => self.staging()?,
+        };
+        Ok(files::Concat::create(&dir, &name, schema.clone())?)
+    }
+
     /// Reads a data file of this table batch by batch, conformed to `schema` (which may name
     /// only some of the table's columns: only those are read).
     pub fn read_file(

@@ -102,11 +102,7 @@ impl Remote {
     }
 
     /// Reads a data file of the table.
-    pub fn read(
-        &self,
-        table: &str,
-        name: &str,
-    ) -> Result<impl deltalake::parquet::file::reader::ChunkReader + 'static, TableError> {
+    pub fn read(&self, table: &str, name: &str) -> Result<bytes::Bytes, TableError> {
         let path = ObjectPath::from(name);
         self.block_on(async { self.store.get(&path).await?.bytes().await })
             .map_err(|e| object_err(table, name, e))

@@ -130,7 +130,9 @@ fn last_commit_actions(table: &std::path::Path) -> (usize, usize) {
     let text = std::fs::read_to_string(commits.last().expect("a commit")).expect("read");
     let count = |kind: &str| {
         text.lines()
-            .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v.get(kind).is_some()))
+            .filter(|l| {
+                serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v.get(kind).is_some())
+            })
             .count()
     };
     (count("add"), count("remove"))
@@ -162,7 +164,11 @@ fn upsert_streams_a_file_of_many_read_batches_and_skips_files_without_a_match() 
     // Keys at both sides of each batch boundary, the first and the last row.
     let touched = [0, 16_382, 16_384, 32_766, 32_768, 39_998];
     let mut msgs = vec![s];
-    msgs.extend(touched.iter().map(|&id| record("big", json!({"id": id, "v": "new"}))));
+    msgs.extend(
+        touched
+            .iter()
+            .map(|&id| record("big", json!({"id": id, "v": "new"}))),
+    );
     let r = run(&wh, json!({}), &lines(&msgs));
     assert!(r.ok(), "{}", r.stderr());
     assert_eq!(

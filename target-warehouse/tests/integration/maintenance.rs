@@ -23,6 +23,11 @@ fn many_small_commits_are_compacted_and_checkpointed() {
         .join("f/_delta_log/00000000000000000100.checkpoint.parquet")
         .exists());
     assert!(r.stderr().contains("compacted small files"));
+    assert!(
+        r.stderr().contains("copied=true"),
+        "our own files are merged by copying column chunks: {}",
+        r.stderr()
+    );
 }
 
 #[test]
