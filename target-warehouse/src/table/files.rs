@@ -788,4 +788,61 @@ mod tests {
         concat.abandon();
         assert!(!dir.path().join("m2.parquet").exists());
     }
+
+    #[test]
+    fn concat_keeps_every_row_group_of_a_multi_group_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let write = |name: &str, values: Vec<i64>| {
+            let mut sink = FileSink::create(dir.path(), name, schema.clone()).expect("sink");
+            sink.write(
+                &RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))])
+                    .expect("batch"),
+            )
+            .expect("write");
+            sink.finish().expect("finish")
+        };
+        // 70,000 rows: two row groups (at most 64k rows each).
+        let big = write("big.parquet", (0..70_000).collect());
+        let small = write("small.parquet", vec![-1, 100_000]);
+        let mut concat = Concat::create(dir.path(), "m.parquet", schema.clone())
+            .expect("create")
+            .expect("concat");
+        for (name, add) in [("big.parquet", &big), ("small.parquet", &small)] {
+            let stats: Json =
+                serde_json::from_str(add.stats.as_deref().unwrap_or("")).expect("stats");
+            let data = Bytes::from(std::fs::read(dir.path().join(name)).expect("read"));
+            let meta = concat.accepts(&data, Some(&stats)).expect("copyable");
+            if name == "big.parquet" {
+                assert_eq!(meta.num_row_groups(), 2);
+            }
+            concat.append(&data, &meta, &stats).expect("append");
+        }
+        let merged = concat.finish().expect("finish");
+        let stats: Json =
+            serde_json::from_str(merged.stats.as_deref().unwrap_or("")).expect("stats");
+        assert_eq!(stats["numRecords"], 70_002);
+        assert_eq!(
+            (
+                stats["minValues"]["n"].clone(),
+                stats["maxValues"]["n"].clone()
+            ),
+            (json!(-1), json!(100_000))
+        );
+        let file = File::open(dir.path().join("m.parquet")).expect("open");
+        let mut all = Vec::new();
+        for b in read_conformed("m.parquet", file, &schema).expect("read") {
+            all.extend(
+                b.expect("batch")
+                    .column(0)
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .copied(),
+            );
+        }
+        let mut want: Vec<i64> = (0..70_000).collect();
+        want.extend([-1, 100_000]);
+        assert_eq!(all, want);
+    }
 }
