@@ -130,7 +130,9 @@ fn records(stdout: &[u8]) -> Vec<Value> {
 fn two_receivers_sqs_drain_target_delta_on_s3_with_a_claim_check() {
     let Some(peers) = peers() else { return };
     let moto = Moto::start(&peers);
-    moto.peer(&["create-queue", "webhooks", "30"]);
+    // A queue created with the old 256 KiB MaximumMessageSize: the receiver reads it and sends
+    // anything larger (below its own 1 MiB threshold) by claim check too.
+    moto.peer(&["create-queue", "webhooks", "30", "262144"]);
     moto.peer(&["create-bucket", "claims"]);
     moto.peer(&["create-bucket", "lake"]);
     let dir = tempfile::tempdir().unwrap();
@@ -139,9 +141,10 @@ fn two_receivers_sqs_drain_target_delta_on_s3_with_a_claim_check() {
     let b = Receiver::start_with_env(&config, &AWS_ENV);
 
     let big = format!(r#"{{"n":7,"blob":"{}"}}"#, "x".repeat(1_200_000));
+    let mid = format!(r#"{{"n":10,"blob":"{}"}}"#, "y".repeat(400_000));
     // U+FFFF is valid in JSON but refused by SQS in a message body: it goes by claim check too.
     let odd = "{\"n\":9,\"odd\":\"a\u{FFFF}b\"}";
-    let posts: [(&Receiver, &str); 7] = [
+    let posts: [(&Receiver, &str); 8] = [
         (&a, r#"{"n":1,"event":"push"}"#),
         (&b, r#"{"n":2,"event":"pr","ok":true}"#),
         (&a, r#"[{"n":3},{"n":4,"score":1.5}]"#),
@@ -149,6 +152,7 @@ fn two_receivers_sqs_drain_target_delta_on_s3_with_a_claim_check() {
         (&a, r#"{"n":6}"#),
         (&b, &big),
         (&a, odd),
+        (&b, &mid),
     ];
     std::thread::scope(|s| {
         for (r, body) in posts {
@@ -170,8 +174,8 @@ fn two_receivers_sqs_drain_target_delta_on_s3_with_a_claim_check() {
         serde_json::from_str(&moto.peer(&["list-keys", "claims", ""])).unwrap();
     assert_eq!(
         claims.len(),
-        2,
-        "the large body and the U+FFFF one went by claim check: {claims:?}"
+        3,
+        "the large body, the one above the queue's maximum and the U+FFFF one went by claim check: {claims:?}"
     );
 
     let target_config = dir.path().join("target.json");
@@ -188,8 +192,8 @@ fn two_receivers_sqs_drain_target_delta_on_s3_with_a_claim_check() {
     );
     assert_eq!(
         records(&out.stdout).len(),
-        9,
-        "8 messages + 1 retried delivery kept once"
+        10,
+        "9 messages + 1 retried delivery kept once"
     );
     let states = pipe_into(
         Command::new(target_bin())
@@ -214,15 +218,17 @@ fn two_receivers_sqs_drain_target_delta_on_s3_with_a_claim_check() {
         serde_json::from_str(&moto.peer(&["read-delta", "s3://lake/warehouse/data"])).unwrap();
     assert_eq!(
         table["count"],
-        9,
+        10,
         "rows: {}",
         table["rows"].as_array().map_or(0, Vec::len)
     );
     let rows = table["rows"].as_array().unwrap();
     let ns: BTreeSet<i64> = rows.iter().map(|r| r["n"].as_i64().unwrap()).collect();
-    assert_eq!(ns, (1..=9).collect());
+    assert_eq!(ns, (1..=10).collect());
     let big_row = rows.iter().find(|r| r["n"] == 7).unwrap();
     assert_eq!(big_row["blob"].as_str().unwrap().len(), 1_200_000);
+    let mid_row = rows.iter().find(|r| r["n"] == 10).unwrap();
+    assert_eq!(mid_row["blob"].as_str().unwrap(), "y".repeat(400_000));
     let odd = rows.iter().find(|r| r["n"] == 9).unwrap();
     assert_eq!(
         odd["odd"], "a\u{FFFF}b",

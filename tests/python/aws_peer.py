@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The AWS side of the scale-out tests, against a local moto server (boto3 and deltalake).
 
-    aws_peer.py ENDPOINT create-queue NAME VISIBILITY_SECONDS   -> prints the queue URL
+    aws_peer.py ENDPOINT create-queue NAME VISIBILITY_SECONDS [MAX_MESSAGE_BYTES]  -> queue URL
     aws_peer.py ENDPOINT create-bucket NAME
     aws_peer.py ENDPOINT queue-depth NAME                       -> visible + in-flight messages
     aws_peer.py ENDPOINT list-keys BUCKET PREFIX                -> JSON list of keys
@@ -26,8 +26,11 @@ def client(service):
 
 
 if command == "create-queue":
-    name, visibility = args
-    url = client("sqs").create_queue(QueueName=name, Attributes={"VisibilityTimeout": visibility})["QueueUrl"]
+    name, visibility, *max_bytes = args
+    attributes = {"VisibilityTimeout": visibility}
+    if max_bytes:
+        attributes["MaximumMessageSize"] = max_bytes[0]
+    url = client("sqs").create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
     print(url)
 elif command == "create-bucket":
     client("s3").create_bucket(Bucket=args[0])

@@ -172,6 +172,11 @@ pub struct QueueSender {
     threshold: usize,
 }
 
+/// The claim-check threshold in use: the configured one, lowered to what the queue accepts.
+fn effective_threshold(configured: usize, queue_max: Option<usize>) -> usize {
+    queue_max.map_or(configured, |max| configured.min(max))
+}
+
 impl QueueSender {
     /// Builds the clients and resolves the queue URL (a misconfiguration fails at start-up,
     /// not on the first delivery). Needs a tokio runtime.
@@ -187,11 +192,24 @@ impl QueueSender {
                 bucket: bucket.clone(),
                 prefix: q.claim_check_prefix.clone(),
             });
-        tracing::info!(queue_url, claim_check_bucket = ?q.claim_check_bucket, "storing deliveries in SQS");
+        // A queue created with a smaller MaximumMessageSize (256 KiB was the SQS default)
+        // refuses envelopes below the configured threshold: those go by claim check too.
+        let queue_max = sqs::max_message_bytes(&client, &queue_url).await;
+        let threshold = effective_threshold(q.claim_check_threshold_bytes, queue_max);
+        if threshold < q.claim_check_threshold_bytes {
+            tracing::warn!(
+                queue_url,
+                queue_max_bytes = ?queue_max,
+                configured = q.claim_check_threshold_bytes,
+                threshold,
+                "the queue's MaximumMessageSize is below the claim-check threshold; larger deliveries go by claim check"
+            );
+        }
+        tracing::info!(queue_url, claim_check_bucket = ?q.claim_check_bucket, threshold, "storing deliveries in SQS");
         Ok(QueueSender {
             batcher: batcher::Batcher::start(sqs::SqsSink { client, queue_url }),
             claim,
-            threshold: q.claim_check_threshold_bytes,
+            threshold,
         })
     }
 
@@ -284,5 +302,12 @@ mod tests {
         )
         .is_err());
         assert!(parse(serde_json::json!({"backend": "sqs", "queue_nam": "n"})).is_err());
+    }
+
+    #[test]
+    fn the_threshold_follows_a_smaller_queue_maximum() {
+        assert_eq!(effective_threshold(1_040_384, Some(262_144)), 262_144);
+        assert_eq!(effective_threshold(1_040_384, Some(1_048_576)), 1_040_384);
+        assert_eq!(effective_threshold(100_000, None), 100_000);
     }
 }

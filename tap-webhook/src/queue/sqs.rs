@@ -2,7 +2,9 @@
 //! sink the receiver sends through, and the receive / delete calls of the drain.
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, QueueAttributeName, SendMessageBatchRequestEntry,
+};
 use aws_sdk_sqs::Client;
 
 use super::batcher::{BatchSink, EntryFailure};
@@ -62,6 +64,27 @@ pub async fn queue_url(client: &Client, q: &QueueSettings) -> Result<String, Que
             what: format!("looking up queue {name}"),
             detail: "no QueueUrl in the reply".into(),
         })
+}
+
+/// The queue's own `MaximumMessageSize`, or `None` when it cannot be read (the
+/// `sqs:GetQueueAttributes` permission is missing, say): the caller then keeps its threshold.
+pub async fn max_message_bytes(client: &Client, queue_url: &str) -> Option<usize> {
+    let out = client
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::MaximumMessageSize)
+        .send()
+        .await;
+    match out {
+        Ok(out) => out
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::MaximumMessageSize))
+            .and_then(|v| v.parse().ok()),
+        Err(e) => {
+            tracing::warn!(queue_url, error = %sdk_error(e), "cannot read the queue's MaximumMessageSize; keeping the configured claim-check threshold");
+            None
+        }
+    }
 }
 
 /// Sends batches to one queue.
