@@ -98,7 +98,11 @@ pub fn run(
     input: impl BufRead + Send + 'static,
     output: impl Write,
 ) -> Result<Summary, Error> {
-    ingest::Ingest::new(settings, output)?.run(input)
+    let result = ingest::Ingest::new(settings, output).and_then(|i| i.run(input));
+    // Files staged for an object store are removed once uploaded; whatever an upload failure
+    // left behind goes with the run (it is never referenced by a commit).
+    table::store::remove_staging_dir();
+    result
 }
 
 /// `target-warehouse compact`: merges the small files of every table under the warehouse path,

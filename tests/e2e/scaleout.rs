@@ -195,14 +195,22 @@ fn two_receivers_sqs_drain_target_delta_on_s3_with_a_claim_check() {
         10,
         "9 messages + 1 retried delivery kept once"
     );
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
     let states = pipe_into(
         Command::new(target_bin())
             .arg("--config")
             .arg(&target_config)
+            .env("TMPDIR", &tmp)
             .envs(AWS_ENV),
         &out.stdout,
     );
     assert!(states.lines().count() >= 1, "the target printed a state");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the files staged for S3 and their directory are gone"
+    );
     assert_eq!(
         moto.peer(&["queue-depth", "webhooks"]),
         "0",

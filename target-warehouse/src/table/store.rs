@@ -118,9 +118,23 @@ fn object_err(table: &str, name: &str, e: deltalake::ObjectStoreError) -> TableE
 
 /// Where Parquet files for an object-store table are written before their upload.
 pub fn staging_dir() -> Result<PathBuf, std::io::Error> {
-    let dir = std::env::temp_dir().join(format!("target-warehouse-staging-{}", std::process::id()));
+    let dir = staging_path();
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+fn staging_path() -> PathBuf {
+    std::env::temp_dir().join(format!("target-warehouse-staging-{}", std::process::id()))
+}
+
+/// Removes this process's staging directory, if it made one.
+pub fn remove_staging_dir() {
+    let dir = staging_path();
+    if dir.exists() {
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not remove the staging directory");
+        }
+    }
 }
 
 #[cfg(test)]
