@@ -106,26 +106,32 @@ pub fn run(
 }
 
 /// `target-warehouse compact`: merges the small files of every table under the warehouse path,
-/// one commit per table. Returns each table directory with the number of files merged.
-pub fn compact(settings: &Settings) -> Result<Vec<(std::path::PathBuf, usize)>, Error> {
+/// one commit per table. Returns each table directory with what was merged (`None`: nothing).
+pub fn compact(
+    settings: &Settings,
+) -> Result<Vec<(std::path::PathBuf, Option<table::compact::Compacted>)>, Error> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
-    if table::store::is_remote(&settings.warehouse_path) {
-        return Err(Error::Warehouse(std::io::Error::other(
-            "`compact` lists a local warehouse directory; tables on an object store are compacted during loads",
-        )));
-    }
-    let mut dirs: Vec<_> = match std::fs::read_dir(&settings.warehouse_path) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.is_dir())
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(Error::Warehouse(e)),
+    let options = &settings.storage_options;
+    let mut dirs: Vec<_> = if table::store::is_remote(&settings.warehouse_path) {
+        rt.block_on(table::store::list_tables(&settings.warehouse_path, options))
+            .map_err(|source| Error::Compact {
+                table: settings.warehouse_path.display().to_string(),
+                source: Box::new(source),
+            })?
+    } else {
+        match std::fs::read_dir(&settings.warehouse_path) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Error::Warehouse(e)),
+        }
     };
     dirs.sort();
     let mut out = Vec::new();
@@ -135,15 +141,17 @@ pub fn compact(settings: &Settings) -> Result<Vec<(std::path::PathBuf, usize)>, 
             table: name.clone(),
             source: Box::new(source),
         };
-        let Some((mut table, mut registry)) =
-            rt.block_on(table::Table::open_dir(&dir)).map_err(fail)?
+        let Some((mut table, mut registry)) = rt
+            .block_on(table::Table::open_dir(&dir, options))
+            .map_err(fail)?
         else {
             continue;
         };
         let merged = rt
             .block_on(table::compact::compact(&mut table, &mut registry))
             .map_err(fail)?;
-        out.push((dir, merged.map(|c| c.files).unwrap_or(0)));
+        out.push((dir, merged));
     }
+    table::store::remove_staging_dir();
     Ok(out)
 }

@@ -90,8 +90,13 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     singer::config::validate(&schema, &map)?;
     let settings = Settings::from_map(map).map_err(anyhow::Error::msg)?;
     if let Some(Command::Compact) = cli.command {
-        for (dir, files) in target_warehouse::compact(&settings)? {
-            tracing::info!(table = %dir.display(), files, "compacted");
+        for (dir, merged) in target_warehouse::compact(&settings)? {
+            match merged {
+                Some(c) => {
+                    tracing::info!(table = %dir.display(), files = c.files, version = c.version, copied = c.copied, "compacted")
+                }
+                None => tracing::info!(table = %dir.display(), "nothing to compact"),
+            }
         }
         return Ok(());
     }

@@ -237,6 +237,80 @@ fn two_receivers_sqs_drain_target_delta_on_s3_with_a_claim_check() {
     assert_eq!(big_row["blob"].as_str().unwrap().len(), 1_200_000);
     let mid_row = rows.iter().find(|r| r["n"] == 10).unwrap();
     assert_eq!(mid_row["blob"].as_str().unwrap(), "y".repeat(400_000));
+
+    // `target-warehouse compact` on the S3 warehouse: a second stream loaded one record per
+    // file, then its three files merged into one (one commit), rows unchanged.
+    let small = dir.path().join("target-small.json");
+    write_json(
+        &small,
+        &json!({"warehouse_path": "s3://lake/warehouse", "aws_region": "us-east-1",
+                "aws_endpoint_url": moto.endpoint, "aws_allow_http": true, "batch_size_rows": 1}),
+    );
+    let mut stream = json!({"type": "SCHEMA", "stream": "extra", "schema": {"type": "object"}, "key_properties": []}).to_string();
+    for i in 1..=3 {
+        stream.push('\n');
+        stream.push_str(
+            &json!({"type": "RECORD", "stream": "extra", "record": {"i": i, "s": format!("r{i}")}})
+                .to_string(),
+        );
+    }
+    stream.push('\n');
+    pipe_into(
+        Command::new(target_bin())
+            .arg("--config")
+            .arg(&small)
+            .env("TMPDIR", &tmp)
+            .envs(AWS_ENV),
+        stream.as_bytes(),
+    );
+    let read = |t: &str| -> Value {
+        serde_json::from_str(&moto.peer(&["read-delta", &format!("s3://lake/warehouse/{t}")]))
+            .unwrap()
+    };
+    let before = read("extra");
+    assert_eq!(before["count"], 3);
+    let compact = Command::new(target_bin())
+        .args(["--config", &target_config.display().to_string(), "compact"])
+        .env("RUST_LOG", "info")
+        .env("TMPDIR", &tmp)
+        .envs(AWS_ENV)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&compact.stderr);
+    assert!(compact.status.success(), "{log}");
+    assert!(
+        compact.stdout.is_empty(),
+        "compact prints nothing on stdout"
+    );
+    assert!(
+        log.contains("extra") && log.contains("files=3") && log.contains("copied=true"),
+        "{log}"
+    );
+    let after = read("extra");
+    assert_eq!(after["count"], 3);
+    assert_eq!(after["version"], before["version"].as_i64().unwrap() + 1);
+    let mut got: Vec<(i64, String)> = after["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["i"].as_i64().unwrap(),
+                r["s"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![(1, "r1".into()), (2, "r2".into()), (3, "r3".into())]
+    );
+    assert_eq!(
+        read("data")["count"],
+        10,
+        "the other table: nothing to merge, untouched"
+    );
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
     let odd = rows.iter().find(|r| r["n"] == 9).unwrap();
     assert_eq!(
         odd["odd"], "a\u{FFFF}b",

@@ -170,20 +170,31 @@ impl Table {
         }
     }
 
-    /// Opens an existing table directory written by us (for `compact`), with its registry.
-    pub async fn open_dir(root: &Path) -> Result<Option<(Table, Registry)>, TableError> {
+    /// Opens an existing table written by us (for `compact`), local or on an object store,
+    /// with its registry; `None` when `root` holds no Delta table.
+    pub async fn open_dir(
+        root: &Path,
+        storage_options: &HashMap<String, String>,
+    ) -> Result<Option<(Table, Registry)>, TableError> {
         let dir = root.display().to_string();
         let err = |source| TableError::Delta {
             table: dir.clone(),
             source,
         };
-        if !root.join("_delta_log").is_dir() {
+        let is_remote = store::is_remote(root);
+        if is_remote {
+            store::register_handlers();
+        } else if !root.join("_delta_log").is_dir() {
             return Ok(None);
         }
         let url = deltalake::ensure_table_uri(root.to_string_lossy()).map_err(err)?;
         let mut delta = DeltaTableBuilder::from_url(url)
+            .map(|b| b.with_storage_options(storage_options.clone()))
             .and_then(|b| b.build())
             .map_err(err)?;
+        if is_remote && !delta.verify_deltatable_existence().await.map_err(err)? {
+            return Ok(None);
+        }
         delta.load().await.map_err(err)?;
         let state = delta.snapshot().map_err(err)?;
         let stream = state.metadata().name().unwrap_or_default().to_string();
@@ -199,6 +210,7 @@ impl Table {
             .transaction_version(delta.log_store().as_ref(), app_id(&stream))
             .await
             .map_err(err)?;
+        let remote = is_remote.then(|| store::Remote::of(&delta));
         let table = Table {
             stream,
             root: root.to_path_buf(),
@@ -206,7 +218,7 @@ impl Table {
             exists: true,
             replay_watermark: watermark,
             high_water: watermark,
-            remote: None,
+            remote,
         };
         Ok(Some((table, registry)))
     }

@@ -62,6 +62,36 @@ pub fn storage_options(
     o
 }
 
+/// The table directories directly under a warehouse on an object store (for `compact`).
+pub async fn list_tables(
+    warehouse: &Path,
+    storage_options: &HashMap<String, String>,
+) -> Result<Vec<PathBuf>, TableError> {
+    register_handlers();
+    let shown = warehouse.display().to_string();
+    let delta_err = |source| TableError::Delta {
+        table: shown.clone(),
+        source,
+    };
+    let url = deltalake::ensure_table_uri(warehouse.to_string_lossy()).map_err(delta_err)?;
+    let root = deltalake::DeltaTableBuilder::from_url(url)
+        .map(|b| b.with_storage_options(storage_options.clone()))
+        .and_then(|b| b.build())
+        .map_err(delta_err)?;
+    let listing = root
+        .log_store()
+        .object_store(None)
+        .list_with_delimiter(None)
+        .await
+        .map_err(|e| object_err(&shown, "", e))?;
+    Ok(listing
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.parts().next_back())
+        .map(|name| warehouse.join(name.as_ref()))
+        .collect())
+}
+
 /// A table on an object store: the store (rooted at the table) and the runtime to drive it
 /// from the synchronous flush code.
 #[derive(Clone)]
