@@ -14,12 +14,18 @@ use crate::registry::Registry;
 pub const SMALL_FILE_BYTES: i64 = 16 * 1024 * 1024;
 /// Upper bound of input bytes merged into one output file (bounds memory: one group at a time).
 pub const GROUP_BYTES: i64 = 32 * 1024 * 1024;
+/// A chunk copy keeps every input row group, and each costs the footer one entry per column
+/// (~40 KB for a 250-column table). Beyond this many row groups in the merged file (files of
+/// a few rows each, from frequent small loads) the group is decoded and re-encoded into full
+/// row groups instead, which bounds the footer whatever the compaction history.
+pub const MAX_COPIED_ROW_GROUPS: usize = 32;
 /// Automatic compaction once a table has this many small files.
 pub const AUTO_COMPACT_FILES: usize = 32;
 
 /// Merges `group` by copying the files' encoded column chunks (no decode, no re-encode), or
-/// `None` when one of them cannot be copied (not written by us, or without statistics): the
-/// caller then decodes the group instead.
+/// `None` when one of them cannot be copied (not written by us, or without statistics) or the
+/// merged file would have more than [`MAX_COPIED_ROW_GROUPS`] row groups: the caller then
+/// decodes the group instead.
 fn concat(
     table: &Table,
     schema: &SchemaRef,
@@ -39,6 +45,11 @@ fn concat(
                 return Ok(None);
             }
         }
+    }
+    let row_groups: usize = footers.iter().map(|m| m.num_row_groups()).sum();
+    if row_groups > MAX_COPIED_ROW_GROUPS {
+        sink.abandon();
+        return Ok(None);
     }
     for (f, meta) in group.iter().zip(&footers) {
         let stats = f.stats.as_ref().unwrap_or(&serde_json::Value::Null);

@@ -23,9 +23,11 @@ fn many_small_commits_are_compacted_and_checkpointed() {
         .join("f/_delta_log/00000000000000000100.checkpoint.parquet")
         .exists());
     assert!(r.stderr().contains("compacted small files"));
+    // The first compaction merges 32 one-row files by copying their chunks (32 row groups);
+    // the next ones would pile row groups onto that file, so they re-encode instead.
     assert!(
-        r.stderr().contains("copied=true"),
-        "our own files are merged by copying column chunks: {}",
+        r.stderr().contains("copied=true") && r.stderr().contains("copied=false"),
+        "{}",
         r.stderr()
     );
 }
