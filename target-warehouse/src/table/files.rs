@@ -169,19 +169,12 @@ impl FileSink {
             path: shown.clone(),
             source,
         })?;
-        let mut mins = Map::new();
-        let mut maxs = Map::new();
-        let mut nulls = Map::new();
-        for (field, acc) in schema.fields().iter().zip(stats) {
-            nulls.insert(field.name().clone(), json!(acc.nulls));
-            if let Some((lo, hi)) = acc.bounds {
-                mins.insert(field.name().clone(), lo);
-                maxs.insert(field.name().clone(), hi);
-            }
-        }
-        let stats =
-            json!({"numRecords": rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls});
-        durable_add(file, name, shown, stats)
+        let columns = schema
+            .fields()
+            .iter()
+            .zip(stats)
+            .map(|(f, acc)| (f.name().as_str(), Some(acc.nulls as i64), acc.bounds));
+        durable_add(file, name, shown, stats_json(rows as i64, columns))
     }
 }
 
@@ -421,22 +414,33 @@ impl Concat {
             path: shown.clone(),
             source,
         })?;
-        let mut mins = Map::new();
-        let mut maxs = Map::new();
-        let mut nulls = Map::new();
-        for (field, acc) in schema.fields().iter().zip(stats) {
-            if let Some(n) = acc.nulls {
-                nulls.insert(field.name().clone(), json!(n));
-            }
-            if let (true, Some((lo, hi))) = (acc.exact, acc.bounds) {
-                mins.insert(field.name().clone(), lo);
-                maxs.insert(field.name().clone(), hi);
-            }
-        }
-        let stats =
-            json!({"numRecords": rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls});
-        durable_add(file, name, shown, stats)
+        let columns = schema.fields().iter().zip(stats).map(|(f, acc)| {
+            let bounds = if acc.exact { acc.bounds } else { None };
+            (f.name().as_str(), acc.nulls, bounds)
+        });
+        durable_add(file, name, shown, stats_json(rows, columns))
     }
+}
+
+/// A data file's Delta `add` statistics: its row count and, per column, the null count and the
+/// bounds where they are known.
+fn stats_json<'a>(
+    rows: i64,
+    columns: impl Iterator<Item = (&'a str, Option<i64>, Option<(Json, Json)>)>,
+) -> Json {
+    let mut mins = Map::new();
+    let mut maxs = Map::new();
+    let mut nulls = Map::new();
+    for (name, null_count, bounds) in columns {
+        if let Some(n) = null_count {
+            nulls.insert(name.to_owned(), json!(n));
+        }
+        if let Some((lo, hi)) = bounds {
+            mins.insert(name.to_owned(), lo);
+            maxs.insert(name.to_owned(), hi);
+        }
+    }
+    json!({"numRecords": rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls})
 }
 
 /// `n` nulls into a nullable top-level column of any physical type.
