@@ -1,6 +1,7 @@
 //! Compaction: cron runs every few minutes leave many small files; merge them into fewer,
-//! larger ones (by copying their encoded column chunks, see [`super::files::Concat`]) in one commit (`dataChange: false`, so streaming readers skip it), keeping the
-//! stream's `txn` high-water mark. Runs automatically past a threshold, or `target-warehouse compact`.
+//! larger ones (by copying their encoded column chunks, see [`super::files::Concat`]) in one
+//! commit (`dataChange: false`, so streaming readers skip it), keeping the stream's `txn`
+//! high-water mark. Runs automatically past a threshold, or `target-warehouse compact`.
 
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::kernel::{Action, Add};
@@ -34,26 +35,23 @@ fn concat(
     let Some(mut sink) = table.concat_sink(schema)? else {
         return Ok(None);
     };
-    // Every input is checked before the first is copied; the footers are kept, the bytes
-    // read again when copied (one small file in memory at a time).
-    let mut footers = Vec::with_capacity(group.len());
+    // One pass, each file read once; the first that cannot be copied abandons the merged file
+    // (never committed) and the group is decoded instead.
+    let mut row_groups = 0;
     for f in group {
-        match sink.accepts(&table.read_bytes(&f.path)?, f.stats.as_ref()) {
-            Some(meta) => footers.push(meta),
-            None => {
+        let data = table.read_bytes(&f.path)?;
+        match (sink.accepts(&data, f.stats.as_ref()), f.stats.as_ref()) {
+            (Some(meta), Some(stats))
+                if row_groups + meta.num_row_groups() <= MAX_COPIED_ROW_GROUPS =>
+            {
+                row_groups += meta.num_row_groups();
+                sink.append(&data, &meta, stats)?;
+            }
+            _ => {
                 sink.abandon();
                 return Ok(None);
             }
         }
-    }
-    let row_groups: usize = footers.iter().map(|m| m.num_row_groups()).sum();
-    if row_groups > MAX_COPIED_ROW_GROUPS {
-        sink.abandon();
-        return Ok(None);
-    }
-    for (f, meta) in group.iter().zip(&footers) {
-        let stats = f.stats.as_ref().unwrap_or(&serde_json::Value::Null);
-        sink.append(&table.read_bytes(&f.path)?, meta, stats)?;
     }
     Ok(Some(table.publish(sink.finish()?)?))
 }

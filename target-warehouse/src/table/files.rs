@@ -78,12 +78,45 @@ pub struct FileSink {
     stats: Vec<ColumnStats>,
 }
 
-#[derive(Default)]
+/// One column's Delta statistics, accumulated over the batches of a written file or the
+/// files of a merged one.
 struct ColumnStats {
-    nulls: usize,
-    /// `None` once a batch had values without exact bounds: then no bounds at all.
+    /// `None` once a source did not say.
+    nulls: Option<i64>,
     bounds: Option<(Json, Json)>,
+    /// False once a source had values without bounds: then no bounds at all.
     exact: bool,
+}
+
+impl ColumnStats {
+    fn new() -> ColumnStats {
+        ColumnStats {
+            nulls: Some(0),
+            bounds: None,
+            exact: true,
+        }
+    }
+
+    fn add_nulls(&mut self, n: Option<i64>) {
+        self.nulls = self.nulls.zip(n).map(|(a, b)| a + b);
+    }
+
+    /// Widens the bounds by a source's own, or gives them up (`None`: it had values but no
+    /// bounds).
+    fn widen(&mut self, source: Option<(Json, Json)>) {
+        if !self.exact {
+            return;
+        }
+        match source {
+            None => (self.exact, self.bounds) = (false, None),
+            Some((lo, hi)) => {
+                self.bounds = Some(match self.bounds.take() {
+                    None => (lo, hi),
+                    Some((a, b)) => (pick(a, lo, true), pick(b, hi, false)),
+                })
+            }
+        }
+    }
 }
 
 impl FileSink {
@@ -95,14 +128,7 @@ impl FileSink {
             path: shown.clone(),
             source,
         })?;
-        let stats = schema
-            .fields()
-            .iter()
-            .map(|_| ColumnStats {
-                exact: true,
-                ..Default::default()
-            })
-            .collect();
+        let stats = schema.fields().iter().map(|_| ColumnStats::new()).collect();
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|source| {
             FileError::Parquet {
                 path: shown.clone(),
@@ -127,19 +153,11 @@ impl FileSink {
             .zip(batch.columns())
             .zip(&mut self.stats)
         {
-            acc.nulls += col.null_count();
+            acc.add_nulls(Some(col.null_count() as i64));
             if col.null_count() == col.len() || !acc.exact {
                 continue;
             }
-            match bounds(col, is_json(field)) {
-                None => (acc.exact, acc.bounds) = (false, None),
-                Some((lo, hi)) => {
-                    acc.bounds = Some(match acc.bounds.take() {
-                        None => (lo, hi),
-                        Some((a, b)) => (pick(a, lo, true), pick(b, hi, false)),
-                    })
-                }
-            }
+            acc.widen(bounds(col, is_json(field)));
         }
         self.rows += batch.num_rows();
         let parquet_err = |source| FileError::Parquet {
@@ -169,12 +187,7 @@ impl FileSink {
             path: shown.clone(),
             source,
         })?;
-        let columns = schema
-            .fields()
-            .iter()
-            .zip(stats)
-            .map(|(f, acc)| (f.name().as_str(), Some(acc.nulls as i64), acc.bounds));
-        durable_add(file, name, shown, stats_json(rows as i64, columns))
+        durable_add(file, name, shown, stats_json(&schema, rows as i64, stats))
     }
 }
 
@@ -211,20 +224,12 @@ fn is_json(field: &Field) -> bool {
 /// from the inputs' own.
 pub struct Concat {
     name: String,
-    shown: String,
+    path: std::path::PathBuf,
     schema: SchemaRef,
     descr: SchemaDescriptor,
     writer: SerializedFileWriter<File>,
     rows: i64,
-    stats: Vec<MergedStats>,
-}
-
-struct MergedStats {
-    /// `None` once an input did not say.
-    nulls: Option<i64>,
-    bounds: Option<(Json, Json)>,
-    /// False once an input had values without bounds: then no bounds at all.
-    exact: bool,
+    stats: Vec<ColumnStats>,
 }
 
 impl Concat {
@@ -260,18 +265,10 @@ impl Concat {
         })?;
         let writer = SerializedFileWriter::new(file, descr.root_schema_ptr(), Arc::new(props))
             .map_err(parquet_err)?;
-        let stats = schema
-            .fields()
-            .iter()
-            .map(|_| MergedStats {
-                nulls: Some(0),
-                bounds: None,
-                exact: true,
-            })
-            .collect();
+        let stats = schema.fields().iter().map(|_| ColumnStats::new()).collect();
         Ok(Some(Concat {
             name: name.to_string(),
-            shown,
+            path,
             schema,
             descr,
             writer,
@@ -310,7 +307,7 @@ impl Concat {
         meta: &ParquetMetaData,
         stats: &Json,
     ) -> Result<(), FileError> {
-        let shown = self.shown.clone();
+        let shown = self.path.display().to_string();
         let parquet_err = |source| FileError::Parquet {
             path: shown.clone(),
             source,
@@ -364,80 +361,66 @@ impl Concat {
         {
             let name = field.name().as_str();
             if from.is_none() {
-                acc.nulls = acc.nulls.map(|x| x + n);
+                acc.add_nulls(Some(n));
                 continue;
             }
             let nulls = stats
                 .get("nullCount")
                 .and_then(|m| m.get(name))
                 .and_then(Json::as_i64);
-            acc.nulls = match (acc.nulls, nulls) {
-                (Some(a), Some(b)) => Some(a + b),
-                _ => None,
-            };
+            acc.add_nulls(nulls);
             if nulls == Some(n) || !acc.exact {
                 continue; // no values here, or bounds already given up
             }
             let lo = stats.get("minValues").and_then(|m| m.get(name));
             let hi = stats.get("maxValues").and_then(|m| m.get(name));
-            match (lo, hi) {
-                (Some(lo), Some(hi)) if nulls.is_some() => {
-                    acc.bounds = Some(match acc.bounds.take() {
-                        None => (lo.clone(), hi.clone()),
-                        Some((a, b)) => (pick(a, lo.clone(), true), pick(b, hi.clone(), false)),
-                    });
-                }
-                _ => (acc.exact, acc.bounds) = (false, None),
-            }
+            acc.widen(match (lo, hi, nulls) {
+                (Some(lo), Some(hi), Some(_)) => Some((lo.clone(), hi.clone())),
+                _ => None,
+            });
         }
         Ok(())
     }
 
     /// Gives up on the file (nothing was appended): it is removed, never committed.
     pub fn abandon(self) {
-        let path = std::path::PathBuf::from(&self.shown);
         drop(self.writer);
-        let _ = std::fs::remove_file(path);
+        let _ = std::fs::remove_file(&self.path);
     }
 
     pub fn finish(self) -> Result<Add, FileError> {
         let Concat {
             name,
-            shown,
+            path,
             schema,
             writer,
             rows,
             stats,
             ..
         } = self;
+        let shown = path.display().to_string();
         let file = writer.into_inner().map_err(|source| FileError::Parquet {
             path: shown.clone(),
             source,
         })?;
-        let columns = schema.fields().iter().zip(stats).map(|(f, acc)| {
-            let bounds = if acc.exact { acc.bounds } else { None };
-            (f.name().as_str(), acc.nulls, bounds)
-        });
-        durable_add(file, name, shown, stats_json(rows, columns))
+        durable_add(file, name, shown, stats_json(&schema, rows, stats))
     }
 }
 
 /// A data file's Delta `add` statistics: its row count and, per column, the null count and the
 /// bounds where they are known.
-fn stats_json<'a>(
-    rows: i64,
-    columns: impl Iterator<Item = (&'a str, Option<i64>, Option<(Json, Json)>)>,
-) -> Json {
+fn stats_json(schema: &SchemaRef, rows: i64, stats: Vec<ColumnStats>) -> Json {
     let mut mins = Map::new();
     let mut maxs = Map::new();
     let mut nulls = Map::new();
-    for (name, null_count, bounds) in columns {
-        if let Some(n) = null_count {
-            nulls.insert(name.to_owned(), json!(n));
+    for (field, acc) in schema.fields().iter().zip(stats) {
+        let name = field.name();
+        if let Some(n) = acc.nulls {
+            nulls.insert(name.clone(), json!(n));
         }
-        if let Some((lo, hi)) = bounds {
-            mins.insert(name.to_owned(), lo);
-            maxs.insert(name.to_owned(), hi);
+        if let Some((lo, hi)) = acc.bounds {
+            mins.insert(name.clone(), lo);
+            maxs.insert(name.clone(), hi);
         }
     }
     json!({"numRecords": rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls})
