@@ -107,9 +107,16 @@ pub fn run(
 
 /// `target-warehouse compact`: merges the small files of every table under the warehouse path,
 /// one commit per table. Returns each table directory with what was merged (`None`: nothing).
-pub fn compact(
-    settings: &Settings,
-) -> Result<Vec<(std::path::PathBuf, Option<table::compact::Compacted>)>, Error> {
+pub fn compact(settings: &Settings) -> Result<Vec<Compaction>, Error> {
+    let result = compact_tables(settings);
+    table::store::remove_staging_dir();
+    result
+}
+
+/// A table directory and what `compact` merged there (`None`: nothing).
+pub type Compaction = (std::path::PathBuf, Option<table::compact::Compacted>);
+
+fn compact_tables(settings: &Settings) -> Result<Vec<Compaction>, Error> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -152,6 +159,5 @@ pub fn compact(
             .map_err(fail)?;
         out.push((dir, merged));
     }
-    table::store::remove_staging_dir();
     Ok(out)
 }

@@ -255,13 +255,14 @@ impl Table {
             .collect())
     }
 
-    /// Writes one data file with a fresh unique name (time-ordered UUID).
-    pub fn write_file(&self, batch: &RecordBatch) -> Result<Add, TableError> {
-        let name = format!("part-{}.zstd.parquet", uuid::Uuid::now_v7());
-        match &self.remote {
-            None => Ok(files::write_file(&self.root, &name, batch)?),
-            Some(_) => self.publish(files::write_file(&self.staging()?, &name, batch)?),
-        }
+    /// Where a new data file is written (the table's directory, or the local staging directory
+    /// of an object-store table) and its fresh unique name (time-ordered UUID).
+    fn new_file(&self) -> Result<(PathBuf, String), TableError> {
+        let dir = match &self.remote {
+            None => self.root.clone(),
+            Some(_) => self.staging()?,
+        };
+        Ok((dir, format!("part-{}.zstd.parquet", uuid::Uuid::now_v7())))
     }
 
     /// Local staging directory for files of an object-store table.
@@ -289,12 +290,8 @@ impl Table {
         &self,
         batch: RecordBatch,
     ) -> Result<std::thread::JoinHandle<Result<Add, TableError>>, TableError> {
-        let dir = match &self.remote {
-            None => self.root.clone(),
-            Some(_) => self.staging()?,
-        };
+        let (dir, name) = self.new_file()?;
         Ok(std::thread::spawn(move || {
-            let name = format!("part-{}.zstd.parquet", uuid::Uuid::now_v7());
             Ok(files::write_file(&dir, &name, &batch)?)
         }))
     }
@@ -304,11 +301,7 @@ impl Table {
         &self,
         schema: &deltalake::arrow::datatypes::SchemaRef,
     ) -> Result<files::FileSink, TableError> {
-        let name = format!("part-{}.zstd.parquet", uuid::Uuid::now_v7());
-        let dir = match &self.remote {
-            None => self.root.clone(),
-            Some(_) => self.staging()?,
-        };
+        let (dir, name) = self.new_file()?;
         Ok(files::FileSink::create(&dir, &name, schema.clone())?)
     }
 
@@ -331,11 +324,7 @@ impl Table {
         &self,
         schema: &deltalake::arrow::datatypes::SchemaRef,
     ) -> Result<Option<files::Concat>, TableError> {
-        let name = format!("part-{}.zstd.parquet", uuid::Uuid::now_v7());
-        let dir = match &self.remote {
-            None => self.root.clone(),
-            Some(_) => self.staging()?,
-        };
+        let (dir, name) = self.new_file()?;
         Ok(files::Concat::create(&dir, &name, schema.clone())?)
     }
 
