@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value as Json};
 use crate::ingest::{now_micros, Ingest, Stream, BATCHED_AT, TABLE_VERSION};
 use crate::settings::{LoadMethod, Settings};
 use crate::table::merge::{encode_key, key_columns, latest_per_key, rewrite_files, KeyProbe};
-use crate::table::{append_operation, TableError};
+use crate::table::{append_operation, ClosedFile, FileWriter, TableError};
 use crate::Error;
 
 /// A stream's batch on its way to the table: the rewrites (upserts) are done, its data file is
@@ -33,25 +33,35 @@ pub struct Flushing {
     buffered_total: u64,
     rows: usize,
     replaced: usize,
-    file: Option<std::thread::JoinHandle<Result<deltalake::kernel::Add, TableError>>>,
+    file: Option<ClosedFile>,
 }
 
 impl Flushing {
     /// Whether [`complete`] would not have to wait for the data file.
     pub fn is_ready(&self) -> bool {
-        self.file.as_ref().is_none_or(|h| h.is_finished())
+        self.file.as_ref().is_none_or(ClosedFile::is_finished)
     }
 }
 
-/// Empties the stream's buffer into a batch, prepares its actions (upsert rewrites, overwrite
-/// removes) and starts writing its data file. Nothing is committed until [`complete`]; the
-/// table must have no other batch of this stream between the two calls.
-pub fn prepare(
-    stream: &mut Stream,
-    settings: &Settings,
-    state: Option<Json>,
-    line: u64,
-) -> Result<Flushing, TableError> {
+/// Hands the stream's buffered rows to its data file being written (opened now if need be)
+/// without committing them: the file grows while the input is parsed, and the commit at the
+/// end of the batch ([`prepare`], [`complete`]) finds most of it encoded already. Only for
+/// streams that are not upserted (an upsert needs the whole batch to pick the latest row of
+/// each key), see [`Stream::streams_to_file`].
+pub fn spill(stream: &mut Stream, settings: &Settings) -> Result<(), TableError> {
+    let (rows, bytes) = (stream.buf.rows(), stream.buf.bytes());
+    let batch = cut(stream, settings)?;
+    // Sequences and deletions only serve an upsert's choice of rows.
+    stream.seqs.clear();
+    stream.deleted.clear();
+    send(stream, batch)?;
+    stream.spilled_rows += rows;
+    stream.spilled_bytes += bytes;
+    Ok(())
+}
+
+/// The stream's buffered rows as a batch (with `_sdc_batched_at` stamped); the buffer empties.
+fn cut(stream: &mut Stream, settings: &Settings) -> Result<RecordBatch, TableError> {
     let arrow_err = |source| TableError::Arrow {
         table: stream.name.clone(),
         source,
@@ -59,14 +69,53 @@ pub fn prepare(
     let started = std::time::Instant::now();
     let batch = stream.buf.finish().map_err(arrow_err)?;
     tracing::debug!(stream = %stream.name, rows = batch.num_rows(), elapsed = ?started.elapsed(), "batch built");
-    let batch = if settings.add_record_metadata {
-        stamp_batched_at(&stream.buf.registry, batch).map_err(arrow_err)?
+    if settings.add_record_metadata {
+        stamp_batched_at(&stream.buf.registry, batch).map_err(arrow_err)
     } else {
-        batch
+        Ok(batch)
+    }
+}
+
+/// Sends `batch` to the stream's data file being written, opening one if need be.
+fn send(stream: &mut Stream, batch: RecordBatch) -> Result<(), TableError> {
+    let writer = match &mut stream.writer {
+        Some(w) => w,
+        None => stream.writer.insert(stream.table.spawn_writer()?),
+    };
+    if writer.send(batch) {
+        return Ok(());
+    }
+    // The writer stopped on an error: that error is the one to report.
+    let stopped = stream.writer.take().map(|w| w.close().join());
+    Err(match stopped {
+        Some(Err(e)) => e,
+        _ => TableError::Schema {
+            table: stream.name.clone(),
+            detail: "the data file writer stopped".into(),
+        },
+    })
+}
+
+/// Empties the stream's buffer into a batch, prepares its actions (upsert rewrites, overwrite
+/// removes) and closes its data file, whose writing may still go on. Nothing is committed
+/// until [`complete`]; the table must have no other batch of this stream between the two calls.
+pub fn prepare(
+    stream: &mut Stream,
+    settings: &Settings,
+    state: Option<Json>,
+    line: u64,
+) -> Result<Flushing, TableError> {
+    let batch = cut(stream, settings)?;
+    let arrow_err = |source| TableError::Arrow {
+        table: stream.name.clone(),
+        source,
     };
     let seqs = std::mem::take(&mut stream.seqs);
     let deleted = std::mem::take(&mut stream.deleted);
-    let received = batch.num_rows();
+    // Rows already handed to the data file (streams that are not upserted).
+    let spilled = std::mem::take(&mut stream.spilled_rows);
+    stream.spilled_bytes = 0;
+    let received = spilled + batch.num_rows();
     let keyed = !stream.keys.is_empty();
     let mut actions: Vec<Action> = Vec::new();
     let (to_write, operation, replaced) = match stream.method {
@@ -141,12 +190,11 @@ pub fn prepare(
             (batch, append_operation(), 0)
         }
     };
-    let rows = to_write.num_rows();
-    let file = if rows > 0 {
-        Some(stream.table.spawn_write(to_write)?)
-    } else {
-        None
-    };
+    let rows = spilled + to_write.num_rows();
+    if to_write.num_rows() > 0 {
+        send(stream, to_write)?;
+    }
+    let file = stream.writer.take().map(FileWriter::close);
     let mut info = Map::new();
     info.insert("targetWarehouse".into(), json!({"stream": stream.name, "rowsReceived": received, "rowsWritten": rows, "rowsReplaced": replaced}));
     if let Some(state) = state {
@@ -189,15 +237,10 @@ pub fn complete(
         file,
         ..
     } = f;
-    if let Some(handle) = file {
-        let add = handle.join().unwrap_or_else(|_| {
-            Err(TableError::Schema {
-                table: stream.name.clone(),
-                detail: "the data file writer panicked".into(),
-            })
-        })?;
-        let add = stream.table.publish(add)?;
-        actions.push(Action::Add(add));
+    if let Some(writer) = file {
+        for add in writer.join()? {
+            actions.push(Action::Add(stream.table.publish(add)?));
+        }
     }
     tracing::debug!(stream = %stream.name, waited = ?started.elapsed(), "data file written");
     let version = rt.block_on(stream.table.commit(

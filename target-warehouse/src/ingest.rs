@@ -51,6 +51,29 @@ pub struct Stream {
     /// `overwrite` replaces the table's contents on its first commit of the run only.
     pub overwritten: bool,
     pub skipped: u64,
+    /// The data file of the next commit, fed while the batch is parsed (see [`flush::spill`]),
+    /// and the rows and input bytes already handed to it.
+    pub writer: Option<crate::table::FileWriter>,
+    pub spilled_rows: usize,
+    pub spilled_bytes: usize,
+}
+
+impl Stream {
+    /// Rows received and not yet part of a commit.
+    pub fn pending_rows(&self) -> usize {
+        self.buf.rows() + self.spilled_rows
+    }
+
+    /// Input bytes received and not yet part of a commit (what `batch_size_bytes` bounds).
+    pub fn pending_bytes(&self) -> usize {
+        self.buf.bytes() + self.spilled_bytes
+    }
+
+    /// Whether buffered rows may go to the data file before the batch ends: not for an
+    /// upsert, which picks each key's latest row over the whole batch.
+    pub fn streams_to_file(&self) -> bool {
+        self.method != LoadMethod::Upsert || self.keys.is_empty()
+    }
 }
 
 /// A STATE waiting for commits: for each stream, how many rows must be committed first.
@@ -263,12 +286,15 @@ impl<'s, W: Write> Ingest<'s, W> {
                 committed_total: 0,
                 overwritten: false,
                 skipped: 0,
+                writer: None,
+                spilled_rows: 0,
+                spilled_bytes: 0,
             };
             self.streams.insert(m.stream.clone(), stream);
         } else if self
             .streams
             .get(&m.stream)
-            .is_some_and(|s| s.keys != m.key_properties && s.buf.rows() > 0)
+            .is_some_and(|s| s.keys != m.key_properties && s.pending_rows() > 0)
         {
             // Rows buffered under the old keys are merged under the old keys.
             self.flush_stream(line, &m.stream)?;
@@ -435,9 +461,18 @@ impl<'s, W: Write> Ingest<'s, W> {
         stream.buffered_total += 1;
         self.summary.records += 1;
         if let Some(limit) = self.settings.batch_size_rows {
-            if stream.buf.rows() >= limit {
+            if stream.pending_rows() >= limit {
                 let name = stream.name.clone();
-                self.flush_stream(line, &name)?;
+                return self.flush_stream(line, &name);
+            }
+        }
+        if let Some(spill) = self.settings.spill_bytes() {
+            if stream.buf.bytes() >= spill && stream.streams_to_file() {
+                flush::spill(stream, self.settings).map_err(|source| Error::Table {
+                    line,
+                    stream: stream_name.to_string(),
+                    source: Box::new(source),
+                })?;
             }
         }
         Ok(())
@@ -485,7 +520,7 @@ impl<'s, W: Write> Ingest<'s, W> {
     }
 
     fn maybe_flush(&mut self, line: u64) -> Result<(), Error> {
-        let total: usize = self.streams.values().map(|s| s.buf.bytes()).sum();
+        let total: usize = self.streams.values().map(Stream::pending_bytes).sum();
         if total >= self.settings.batch_size_bytes {
             return self.flush_all(line);
         }
@@ -514,7 +549,7 @@ impl<'s, W: Write> Ingest<'s, W> {
     /// Cuts a stream's buffered rows into a batch whose data file is written in the background
     /// (after committing the previous such batch); [`Self::complete_flush`] commits it.
     pub fn flush_stream(&mut self, line: u64, name: &str) -> Result<(), Error> {
-        if self.streams.get(name).is_none_or(|s| s.buf.rows() == 0) {
+        if self.streams.get(name).is_none_or(|s| s.pending_rows() == 0) {
             return Ok(());
         }
         self.complete_flush()?;

@@ -85,7 +85,19 @@ impl Default for Settings {
     }
 }
 
+/// A batch of at least this many bytes is handed to its data file in eighths as it is parsed
+/// (see `flush::spill`); a smaller one whole, at its end.
+pub const MIN_SPILL_BYTES: usize = 256 * 1024;
+
 impl Settings {
+    /// Buffered input bytes of a stream that are handed to its data file before the batch
+    /// ends: an eighth of `batch_size_bytes`, so that encoding overlaps parsing and memory
+    /// holds an eighth of a batch of Arrow builders. `None` for batches too small to bother.
+    pub fn spill_bytes(&self) -> Option<usize> {
+        let spill = self.batch_size_bytes / 8;
+        (spill >= MIN_SPILL_BYTES).then_some(spill)
+    }
+
     pub fn from_map(map: Map<String, Json>) -> Result<Settings, String> {
         let config: Config = serde_json::from_value(Json::Object(map))
             .map_err(|e| format!("invalid config: {e}"))?;

@@ -60,11 +60,113 @@ pub enum FileError {
     },
 }
 
-/// Writes `batch` as `<table_root>/<name>`, fsync'd, and returns its Delta `add` action.
-pub fn write_file(table_root: &Path, name: &str, batch: &RecordBatch) -> Result<Add, FileError> {
-    let mut sink = FileSink::create(table_root, name, batch.schema())?;
-    sink.write(batch)?;
-    sink.finish()
+/// A new data file's name: unique and time-ordered (compaction keeps load order by it).
+pub fn new_file_name() -> String {
+    format!("part-{}.zstd.parquet", uuid::Uuid::now_v7())
+}
+
+/// A finished data file not yet fsync'd (see [`write_parts`]), with its schema.
+pub struct Part {
+    pub add: Add,
+    pub schema: SchemaRef,
+}
+
+/// Writes batches into data files in `dir`, one per run of batches with the same schema (a
+/// batch arriving while the input is parsed may carry columns an earlier one lacked: the
+/// table's schema grew meanwhile). The files are not fsync'd: [`merge_parts`] does it, on the
+/// files it keeps.
+pub fn write_parts(
+    dir: &Path,
+    batches: impl IntoIterator<Item = RecordBatch>,
+) -> Result<Vec<Part>, FileError> {
+    let mut parts = Vec::new();
+    let mut sink: Option<FileSink> = None;
+    for batch in batches {
+        if let Some(done) = sink.take_if(|s| s.schema != batch.schema()) {
+            parts.push(done.finish_part()?);
+        }
+        let s = match &mut sink {
+            Some(s) => s,
+            None => sink.insert(FileSink::create(dir, &new_file_name(), batch.schema())?),
+        };
+        s.write(&batch)?;
+    }
+    if let Some(last) = sink {
+        parts.push(last.finish_part()?);
+    }
+    Ok(parts)
+}
+
+/// The data file(s) of one commit from the parts of [`write_parts`], fsync'd: one part as it
+/// is; several merged into one file by copying their encoded column chunks (the output has
+/// the widest part's schema; schemas only ever gain columns at the end, and a column a part
+/// lacks becomes an all-null chunk), in the order given; or, should a chunk copy not merge
+/// them, the parts themselves (each is a valid data file of the table).
+pub fn merge_parts(dir: &Path, mut parts: Vec<Part>) -> Result<Vec<Add>, FileError> {
+    let widest = parts
+        .iter()
+        .map(|p| p.schema.clone())
+        .max_by_key(|s| s.fields().len());
+    let Some(schema) = widest else {
+        return Ok(Vec::new());
+    };
+    if parts.len() > 1 {
+        if let Some(merged) = concat_parts(dir, schema, &parts)? {
+            for part in &parts {
+                // Never referenced by the log: a leftover would only take space.
+                let _ = std::fs::remove_file(dir.join(&part.add.path));
+            }
+            return Ok(vec![merged]);
+        }
+    }
+    for part in &mut parts {
+        let path = dir.join(&part.add.path);
+        let shown = path.display().to_string();
+        let file = File::open(&path).map_err(|source| FileError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        // The commit that references this file must never be durable before the file is.
+        file.sync_all().map_err(|source| FileError::Io {
+            path: shown,
+            source,
+        })?;
+    }
+    Ok(parts.into_iter().map(|p| p.add).collect())
+}
+
+/// `parts` copied into one new file, or `None` (nothing left behind) when one of them cannot
+/// be copied or the file would hold over [`MAX_COPIED_ROW_GROUPS`](super::compact::MAX_COPIED_ROW_GROUPS) row groups.
+fn concat_parts(dir: &Path, schema: SchemaRef, parts: &[Part]) -> Result<Option<Add>, FileError> {
+    let Some(mut out) = Concat::create(dir, &new_file_name(), schema)? else {
+        return Ok(None);
+    };
+    let mut row_groups = 0;
+    for part in parts {
+        let path = dir.join(&part.add.path);
+        let data = Bytes::from(std::fs::read(&path).map_err(|source| FileError::Io {
+            path: path.display().to_string(),
+            source,
+        })?);
+        let stats: Option<Json> = part
+            .add
+            .stats
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok());
+        match (out.accepts(&data, stats.as_ref()), stats) {
+            (Some(meta), Some(stats))
+                if row_groups + meta.num_row_groups() <= super::compact::MAX_COPIED_ROW_GROUPS =>
+            {
+                row_groups += meta.num_row_groups();
+                out.append(&data, &meta, &stats)?;
+            }
+            _ => {
+                out.abandon();
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(out.finish()?))
 }
 
 /// A Parquet file written batch by batch (compaction streams through it, one input file at a
@@ -188,6 +290,24 @@ impl FileSink {
             source,
         })?;
         durable_add(file, name, shown, stats_json(&schema, rows as i64, stats))
+    }
+
+    /// Finishes the file without fsync (for [`write_parts`]).
+    fn finish_part(self) -> Result<Part, FileError> {
+        let FileSink {
+            name,
+            shown,
+            schema,
+            writer,
+            rows,
+            stats,
+        } = self;
+        let file = writer.into_inner().map_err(|source| FileError::Parquet {
+            path: shown.clone(),
+            source,
+        })?;
+        let add = new_add(&file, name, shown, stats_json(&schema, rows as i64, stats))?;
+        Ok(Part { add, schema })
     }
 }
 
@@ -454,6 +574,11 @@ fn durable_add(mut file: File, name: String, shown: String, stats: Json) -> Resu
         path: shown.clone(),
         source,
     })?;
+    new_add(&file, name, shown, stats)
+}
+
+/// The `add` action of a written file.
+fn new_add(file: &File, name: String, shown: String, stats: Json) -> Result<Add, FileError> {
     let size = file
         .metadata()
         .map_err(|source| FileError::Io {
@@ -680,6 +805,107 @@ mod tests {
         let s: Vec<_> = back.column(1).as_string::<i32>().iter().collect();
         assert_eq!(s, vec![Some("b"), None, Some("c"), Some("a")]);
         assert_eq!(back.column(0).null_count(), 4);
+    }
+
+    /// Batches of a growing schema, as a spilled batch hands them over: n, s; n, s; n, s, b.
+    fn growing_batches() -> Vec<RecordBatch> {
+        let narrow = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let mut wide_fields = narrow.fields().to_vec();
+        wide_fields.push(Arc::new(Field::new("b", DataType::Boolean, true)));
+        let wide = Arc::new(Schema::new(wide_fields));
+        let two = |n: Vec<Option<i64>>, s: Vec<Option<&str>>| {
+            RecordBatch::try_new(
+                narrow.clone(),
+                vec![
+                    Arc::new(Int64Array::from(n)),
+                    Arc::new(StringArray::from(s)),
+                ],
+            )
+            .expect("batch")
+        };
+        vec![
+            two(vec![Some(3), Some(4)], vec![Some("c"), None]),
+            two(vec![None], vec![Some("a")]),
+            RecordBatch::try_new(
+                wide,
+                vec![
+                    Arc::new(Int64Array::from(vec![Some(9), Some(1)])),
+                    Arc::new(StringArray::from(vec![Some("q"), Some("b")])),
+                    Arc::new(BooleanArray::from(vec![Some(true), None])),
+                ],
+            )
+            .expect("batch"),
+        ]
+    }
+
+    fn parquet_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".parquet"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn parts_of_a_growing_schema_merge_into_one_file_in_batch_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let parts = write_parts(dir.path(), growing_batches()).expect("parts");
+        assert_eq!(parts.len(), 2, "one part per schema");
+        assert_eq!(parquet_files(dir.path()).len(), 2);
+        let adds = merge_parts(dir.path(), parts).expect("merge");
+        assert_eq!(adds.len(), 1);
+        // The parts are gone: only the merged file is left.
+        assert_eq!(parquet_files(dir.path()), vec![adds[0].path.clone()]);
+        let stats: Json =
+            serde_json::from_str(adds[0].stats.as_deref().unwrap_or("{}")).expect("stats");
+        assert_eq!(
+            stats,
+            json!({"numRecords": 5, "minValues": {"n": 1, "s": "a"},
+                   "maxValues": {"n": 9, "s": "q"}, "nullCount": {"n": 1, "s": 1, "b": 4}})
+        );
+        let file = File::open(dir.path().join(&adds[0].path)).expect("open");
+        let wide = growing_batches()[2].schema();
+        let back: Vec<RecordBatch> = read_conformed("merged", file, &wide)
+            .expect("read")
+            .collect::<Result<_, _>>()
+            .expect("batches");
+        let back = compute::concat_batches(&wide, &back).expect("concat");
+        let n: Vec<_> = back.column(0).as_primitive::<Int64Type>().iter().collect();
+        assert_eq!(n, vec![Some(3), Some(4), None, Some(9), Some(1)]);
+        let b: Vec<_> = back.column(2).as_boolean().iter().collect();
+        assert_eq!(b, vec![None, None, None, Some(true), None]);
+    }
+
+    #[test]
+    fn parts_that_cannot_be_merged_are_kept_as_files_of_their_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut parts = write_parts(dir.path(), growing_batches()).expect("parts");
+        // A part without statistics cannot be merged by a chunk copy.
+        parts[0].add.stats = None;
+        let names: Vec<String> = parts.iter().map(|p| p.add.path.clone()).collect();
+        let adds = merge_parts(dir.path(), parts).expect("merge");
+        assert_eq!(
+            adds.iter().map(|a| a.path.clone()).collect::<Vec<_>>(),
+            names
+        );
+        // Nothing else is left behind: the abandoned merged file is removed.
+        assert_eq!(parquet_files(dir.path()), names);
+        let rows: usize = names
+            .iter()
+            .map(|n| {
+                let file = File::open(dir.path().join(n)).expect("open");
+                read_conformed(n, file, &growing_batches()[2].schema())
+                    .expect("read")
+                    .map(|b| b.expect("batch").num_rows())
+                    .sum::<usize>()
+            })
+            .sum();
+        assert_eq!(rows, 5);
     }
 
     #[test]

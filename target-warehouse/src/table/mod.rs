@@ -262,7 +262,7 @@ impl Table {
             None => self.root.clone(),
             Some(_) => self.staging()?,
         };
-        Ok((dir, format!("part-{}.zstd.parquet", uuid::Uuid::now_v7())))
+        Ok((dir, files::new_file_name()))
     }
 
     /// Local staging directory for files of an object-store table.
@@ -283,17 +283,25 @@ impl Table {
         Ok(add)
     }
 
-    /// Writes one data file on a thread of its own (Parquet encoding is the costly part of a
-    /// flush: it overlaps the parsing of the next batch); join the handle for its `add` action,
-    /// then [`publish`](Self::publish) it (an object-store table's file is staged locally).
-    pub fn spawn_write(
-        &self,
-        batch: RecordBatch,
-    ) -> Result<std::thread::JoinHandle<Result<Add, TableError>>, TableError> {
-        let (dir, name) = self.new_file()?;
-        Ok(std::thread::spawn(move || {
-            Ok(files::write_file(&dir, &name, &batch)?)
-        }))
+    /// Opens the data file of a commit, written on a thread of its own from the batches
+    /// [sent](FileWriter::send) to it: Parquet encoding, the costliest step of a load, overlaps
+    /// the parsing of the next rows on the other core. [`ClosedFile::join`] gives its `add`
+    /// actions, to [`publish`](Self::publish) (an object-store table's file is staged locally).
+    pub fn spawn_writer(&self) -> Result<FileWriter, TableError> {
+        let (dir, _) = self.new_file()?;
+        // One batch waiting while one is encoded: parsing runs ahead by at most that much.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let handle = std::thread::spawn(move || {
+            let parts = files::write_parts(&dir, rx)?;
+            Ok(files::merge_parts(&dir, parts)?)
+        });
+        Ok(FileWriter {
+            tx,
+            file: ClosedFile {
+                table: self.name(),
+                handle,
+            },
+        })
     }
 
     /// A data file written batch by batch (for compaction).
@@ -456,6 +464,49 @@ impl Table {
             .and_then(|f| f.sync_all())
             .map_err(io)?;
         Ok(())
+    }
+}
+
+/// The data file of a commit being written (see [`Table::spawn_writer`]).
+pub struct FileWriter {
+    tx: std::sync::mpsc::SyncSender<RecordBatch>,
+    file: ClosedFile,
+}
+
+impl FileWriter {
+    /// Hands a batch to the writer (waits while it is busy with the previous one); `false`
+    /// when the writer has stopped on an error, which [`ClosedFile::join`] returns.
+    pub fn send(&mut self, batch: RecordBatch) -> bool {
+        self.tx.send(batch).is_ok()
+    }
+
+    /// No more batches: the writer finishes the file.
+    pub fn close(self) -> ClosedFile {
+        self.file
+    }
+}
+
+/// A commit's data file whose writing is ending (see [`FileWriter::close`]): the file written
+/// batch by batch, then its parts (batches of different schemas) merged.
+pub struct ClosedFile {
+    table: String,
+    handle: std::thread::JoinHandle<Result<Vec<Add>, TableError>>,
+}
+
+impl ClosedFile {
+    /// Whether [`Self::join`] would not wait.
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
+    /// The file's `add` actions: one, or its parts when they could not be merged.
+    pub fn join(self) -> Result<Vec<Add>, TableError> {
+        self.handle.join().unwrap_or_else(|_| {
+            Err(TableError::Schema {
+                table: self.table,
+                detail: "the data file writer panicked".into(),
+            })
+        })
     }
 }
 

@@ -7,4 +7,5 @@ mod harness;
 mod load_methods;
 mod maintenance;
 mod sdk_streams;
+mod spill;
 mod types;

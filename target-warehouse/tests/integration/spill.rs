@@ -1,0 +1,210 @@
+//! Batches handed to their data file while they are parsed (`batch_size_bytes` / 8 at a time):
+//! columns that appear mid-batch, several commits, and a SIGKILL in the middle of it all.
+
+use std::path::Path;
+
+use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+/// Data files in a table's directory (committed or not), with their row-group counts.
+fn parquet_files(table: &Path) -> Vec<(String, usize)> {
+    let mut files: Vec<(String, usize)> = std::fs::read_dir(table)
+        .expect("table dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".parquet"))
+        .map(|n| {
+            let file = std::fs::File::open(table.join(&n)).expect("open");
+            let groups = SerializedFileReader::new(file)
+                .expect("parquet")
+                .metadata()
+                .num_row_groups();
+            (n, groups)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// A ~600-byte record; `late` and `later` exist only from rows 2500 and 4000, and `n` turns
+/// into text from row 5000 (a type conflict: it goes to a sibling column).
+fn wide_record(i: usize) -> Value {
+    let mut r = json!({"id": i, "pad": "x".repeat(600), "_sdc_sequence": i + 1});
+    r["n"] = if i >= 5000 {
+        json!(format!("n{i}"))
+    } else {
+        json!(i)
+    };
+    if i >= 2500 {
+        r["late"] = json!(i * 2);
+    }
+    if i >= 4000 {
+        r["later"] = json!({"nested": [i]});
+    }
+    r
+}
+
+#[test]
+fn a_batch_handed_over_while_parsed_commits_one_file_holding_columns_that_came_mid_batch() {
+    let (_d, wh) = warehouse();
+    let mut msgs = vec![schema_msg("s", json!({"id": {"type": "integer"}}), &[])];
+    msgs.extend((0..6000).map(|i| record("s", wide_record(i))));
+    msgs.push(state(json!({"pos": 6000})));
+    // 6,000 records of ~700 bytes (~4.2 MB) fit one 8 MiB batch, handed over 1 MiB at a time.
+    let r = run(&wh, json!({"batch_size_bytes": 8 << 20}), &lines(&msgs));
+    assert!(r.ok(), "{}", r.stderr());
+    assert_eq!(r.stdout_lines(), vec![json!({"pos": 6000})]);
+    let t = read_table(&wh.join("s"), "s");
+    assert_eq!(t.version, 0, "one commit");
+    // One data file, and nothing else left in the directory: the parts it was written in
+    // (one per schema: before `late`, before `later`, before `n__string`, after) were merged.
+    let files = parquet_files(&wh.join("s"));
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(
+        files[0].1 >= 4,
+        "one row group per part at least: {files:?}"
+    );
+    assert_eq!(t.file_schemas.len(), 1);
+    for col in ["late", "later", "n__string"] {
+        assert!(t.file_schemas[0].field_with_name(col).is_ok(), "{col}");
+    }
+    let mut rows = t.rows.clone();
+    assert_eq!(rows.len(), 6000);
+    rows.sort_by_key(|r| r["id"].as_i64());
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row["id"], json!(i), "row {i}");
+        assert_eq!(row["pad"].as_str().map(str::len), Some(600), "row {i}");
+        if i >= 5000 {
+            assert_eq!(row["n__string"], json!(format!("n{i}")), "row {i}");
+            assert!(row.get("n").is_none_or(Value::is_null), "row {i}");
+        } else {
+            assert_eq!(row["n"], json!(i), "row {i}");
+        }
+        let late = (i >= 2500).then(|| json!(i * 2));
+        assert_eq!(
+            row.get("late").filter(|v| !v.is_null()),
+            late.as_ref(),
+            "row {i}"
+        );
+        let later = (i >= 4000).then(|| json!(format!("{{\"nested\":[{i}]}}")));
+        assert_eq!(
+            row.get("later").filter(|v| !v.is_null()),
+            later.as_ref(),
+            "row {i}"
+        );
+    }
+    // The merged file's Delta statistics cover every part.
+    let log =
+        std::fs::read_to_string(wh.join("s/_delta_log/00000000000000000000.json")).expect("commit");
+    let add = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|a| a.get("add").cloned())
+        .expect("add action");
+    let stats: Value = serde_json::from_str(add["stats"].as_str().expect("stats")).expect("json");
+    assert_eq!(stats["numRecords"], json!(6000));
+    assert_eq!(stats["nullCount"]["late"], json!(2500));
+    assert_eq!(stats["nullCount"]["n__string"], json!(5000));
+    assert_eq!(
+        (&stats["minValues"]["id"], &stats["maxValues"]["id"]),
+        (&json!(0), &json!(5999))
+    );
+    assert_eq!(
+        (&stats["minValues"]["late"], &stats["maxValues"]["late"]),
+        (&json!(5000), &json!(11998))
+    );
+}
+
+#[test]
+fn handed_over_batches_commit_in_order_and_states_follow_their_commits() {
+    let (_d, wh) = warehouse();
+    let mut msgs = vec![schema_msg("m", json!({"id": {"type": "integer"}}), &[])];
+    for i in 0..8000 {
+        msgs.push(record("m", json!({"id": i, "pad": "y".repeat(500)})));
+        if (i + 1) % 1000 == 0 {
+            msgs.push(state(json!({"pos": i + 1})));
+        }
+    }
+    // ~4.5 MB in 2 MiB batches handed over 256 KiB at a time: a few commits, each a file.
+    let r = run(&wh, json!({"batch_size_bytes": 2 << 20}), &lines(&msgs));
+    assert!(r.ok(), "{}", r.stderr());
+    let states = r.stdout_lines();
+    assert_eq!(states.last(), Some(&json!({"pos": 8000})));
+    assert!(states.len() >= 2, "a state after each commit: {states:?}");
+    let t = read_table(&wh.join("m"), "m");
+    assert!(t.version >= 2, "several commits: version {}", t.version);
+    assert_eq!(
+        parquet_files(&wh.join("m")).len(),
+        t.file_schemas.len(),
+        "no file left outside the log"
+    );
+    let mut ids: Vec<i64> = t.rows.iter().filter_map(|r| r["id"].as_i64()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..8000).collect::<Vec<i64>>());
+}
+
+#[test]
+fn sigkill_while_batches_are_handed_over_then_resume_equals_a_clean_load() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    const TOTAL: usize = 3000;
+    let input = |from: usize| {
+        let mut msgs = vec![schema_msg("k", json!({"n": {"type": "integer"}}), &[])];
+        for i in from..TOTAL {
+            msgs.push(record(
+                "k",
+                json!({"n": i, "pad": "z".repeat(2000), "_sdc_sequence": i + 1}),
+            ));
+            msgs.push(state(json!({"pos": i + 1})));
+        }
+        lines(&msgs)
+    };
+    // ~6 MB in 2 MiB batches: three commits. Killed right after the first or second state
+    // it prints, the target is in the middle of handing the next batch to its file.
+    for kill_at_state in [1, 2] {
+        let (_d, wh) = warehouse();
+        let cfg = wh.with_extension("config.json");
+        let config =
+            json!({"warehouse_path": wh.display().to_string(), "batch_size_bytes": 2 << 20});
+        std::fs::write(&cfg, config.to_string()).expect("config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_target-warehouse"))
+            .args(["--config", &cfg.display().to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let all = input(0);
+        let feeder = std::thread::spawn(move || {
+            let _ = stdin.write_all(all.as_bytes());
+        });
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut last = 0;
+        for (seen, line) in stdout.lines().map_while(Result::ok).enumerate() {
+            let v: Value = serde_json::from_str(&line).expect("state line");
+            last = v["pos"].as_u64().expect("pos") as usize;
+            if seen + 1 == kill_at_state {
+                let _ = child.kill(); // SIGKILL
+                break;
+            }
+        }
+        let _ = child.wait();
+        let _ = feeder.join();
+        assert!(
+            0 < last && last < TOTAL,
+            "killed mid-load: state pos {last}"
+        );
+        let r = run(&wh, json!({"batch_size_bytes": 2 << 20}), &input(last));
+        assert!(r.ok(), "{}", r.stderr());
+        let t = read_table(&wh.join("k"), "k");
+        let mut ns: Vec<i64> = t.rows.iter().filter_map(|r| r["n"].as_i64()).collect();
+        ns.sort_unstable();
+        assert_eq!(
+            ns,
+            (0..TOTAL as i64).collect::<Vec<i64>>(),
+            "killed after state {kill_at_state} (pos {last})"
+        );
+    }
+}
