@@ -77,11 +77,11 @@ pub struct Part {
 /// files it keeps.
 pub fn write_parts(
     dir: &Path,
-    batches: impl IntoIterator<Item = RecordBatch>,
+    batches: impl IntoIterator<Item = (RecordBatch, BatchStats)>,
 ) -> Result<Vec<Part>, FileError> {
     let mut parts = Vec::new();
     let mut sink: Option<FileSink> = None;
-    for batch in batches {
+    for (batch, stats) in batches {
         if let Some(done) = sink.take_if(|s| s.schema != batch.schema()) {
             parts.push(done.finish_part()?);
         }
@@ -89,7 +89,7 @@ pub fn write_parts(
             Some(s) => s,
             None => sink.insert(FileSink::create(dir, &new_file_name(), batch.schema())?),
         };
-        s.write(&batch)?;
+        s.write_with(&batch, stats)?;
     }
     if let Some(last) = sink {
         parts.push(last.finish_part()?);
@@ -221,6 +221,31 @@ impl ColumnStats {
     }
 }
 
+/// One batch's Delta statistics, column by column: computed where the batch is built, so that
+/// the thread encoding the file (the busier one in a load) does not have to.
+pub struct BatchStats(Vec<ColumnStats>);
+
+impl BatchStats {
+    pub fn of(batch: &RecordBatch) -> BatchStats {
+        let schema = batch.schema();
+        BatchStats(
+            schema
+                .fields()
+                .iter()
+                .zip(batch.columns())
+                .map(|(field, col)| {
+                    let mut acc = ColumnStats::new();
+                    acc.add_nulls(Some(col.null_count() as i64));
+                    if col.null_count() < col.len() {
+                        acc.widen(bounds(col, is_json(field)));
+                    }
+                    acc
+                })
+                .collect(),
+        )
+    }
+}
+
 impl FileSink {
     pub fn create(table_root: &Path, name: &str, schema: SchemaRef) -> Result<FileSink, FileError> {
         let path = table_root.join(name);
@@ -248,18 +273,18 @@ impl FileSink {
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), FileError> {
-        let schema = batch.schema();
-        for ((field, col), acc) in schema
-            .fields()
-            .iter()
-            .zip(batch.columns())
-            .zip(&mut self.stats)
-        {
-            acc.add_nulls(Some(col.null_count() as i64));
-            if col.null_count() == col.len() || !acc.exact {
-                continue;
+        self.write_with(batch, BatchStats::of(batch))
+    }
+
+    /// [`Self::write`] with the batch's statistics computed beforehand (on another thread).
+    pub fn write_with(&mut self, batch: &RecordBatch, stats: BatchStats) -> Result<(), FileError> {
+        for (acc, col) in self.stats.iter_mut().zip(stats.0) {
+            acc.add_nulls(col.nulls);
+            if !col.exact {
+                acc.widen(None);
+            } else if let Some(b) = col.bounds {
+                acc.widen(Some(b));
             }
-            acc.widen(bounds(col, is_json(field)));
         }
         self.rows += batch.num_rows();
         let parquet_err = |source| FileError::Parquet {
@@ -841,6 +866,16 @@ mod tests {
         ]
     }
 
+    fn with_stats(batches: Vec<RecordBatch>) -> Vec<(RecordBatch, BatchStats)> {
+        batches
+            .into_iter()
+            .map(|b| {
+                let stats = BatchStats::of(&b);
+                (b, stats)
+            })
+            .collect()
+    }
+
     fn parquet_files(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .expect("dir")
@@ -854,7 +889,7 @@ mod tests {
     #[test]
     fn parts_of_a_growing_schema_merge_into_one_file_in_batch_order() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let parts = write_parts(dir.path(), growing_batches()).expect("parts");
+        let parts = write_parts(dir.path(), with_stats(growing_batches())).expect("parts");
         assert_eq!(parts.len(), 2, "one part per schema");
         assert_eq!(parquet_files(dir.path()).len(), 2);
         let adds = merge_parts(dir.path(), parts).expect("merge");
@@ -884,7 +919,7 @@ mod tests {
     #[test]
     fn parts_that_cannot_be_merged_are_kept_as_files_of_their_own() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut parts = write_parts(dir.path(), growing_batches()).expect("parts");
+        let mut parts = write_parts(dir.path(), with_stats(growing_batches())).expect("parts");
         // A part without statistics cannot be merged by a chunk copy.
         parts[0].add.stats = None;
         let names: Vec<String> = parts.iter().map(|p| p.add.path.clone()).collect();

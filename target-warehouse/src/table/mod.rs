@@ -469,7 +469,7 @@ impl Table {
 
 /// The data file of a commit being written (see [`Table::spawn_writer`]).
 pub struct FileWriter {
-    tx: std::sync::mpsc::SyncSender<RecordBatch>,
+    tx: std::sync::mpsc::SyncSender<(RecordBatch, files::BatchStats)>,
     file: ClosedFile,
 }
 
@@ -477,7 +477,9 @@ impl FileWriter {
     /// Hands a batch to the writer (waits while it is busy with the previous one); `false`
     /// when the writer has stopped on an error, which [`ClosedFile::join`] returns.
     pub fn send(&mut self, batch: RecordBatch) -> bool {
-        self.tx.send(batch).is_ok()
+        // Computed here, on the parsing thread, which has time to spare.
+        let stats = files::BatchStats::of(&batch);
+        self.tx.send((batch, stats)).is_ok()
     }
 
     /// No more batches: the writer finishes the file.
