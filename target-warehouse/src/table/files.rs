@@ -302,23 +302,22 @@ impl FileSink {
     }
 
     pub fn finish(self) -> Result<Add, FileError> {
-        let FileSink {
-            name,
-            shown,
-            schema,
-            writer,
-            rows,
-            stats,
-        } = self;
-        let file = writer.into_inner().map_err(|source| FileError::Parquet {
-            path: shown.clone(),
+        let (file, shown, part) = self.close()?;
+        // The commit that references this file must never be durable before the file is.
+        file.sync_all().map_err(|source| FileError::Io {
+            path: shown,
             source,
         })?;
-        durable_add(file, name, shown, stats_json(&schema, rows as i64, stats))
+        Ok(part.add)
     }
 
     /// Finishes the file without fsync (for [`write_parts`]).
     fn finish_part(self) -> Result<Part, FileError> {
+        Ok(self.close()?.2)
+    }
+
+    /// Writes the footer: the file, its name as shown in errors, and its `add` action.
+    fn close(self) -> Result<(File, String, Part), FileError> {
         let FileSink {
             name,
             shown,
@@ -331,8 +330,13 @@ impl FileSink {
             path: shown.clone(),
             source,
         })?;
-        let add = new_add(&file, name, shown, stats_json(&schema, rows as i64, stats))?;
-        Ok(Part { add, schema })
+        let add = new_add(
+            &file,
+            name,
+            shown.clone(),
+            stats_json(&schema, rows as i64, stats),
+        )?;
+        Ok((file, shown, Part { add, schema }))
     }
 }
 

@@ -79,19 +79,12 @@ fn resumable_input(stream: &str, keys: &[&str], from: usize, to: usize) -> Strin
 
 fn killed_then_resumed(stream: &str, keys: &[&str], kill_after_ms: u64) -> TableRead {
     use std::io::Write;
-    use std::process::{Command, Stdio};
     const TOTAL: usize = 600;
     let (_d, wh) = warehouse();
     let cfg = wh.with_extension("config.json");
     let config = json!({"warehouse_path": wh.display().to_string(), "batch_size_rows": 25});
     std::fs::write(&cfg, config.to_string()).expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_target-warehouse"))
-        .args(["--config", &cfg.display().to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn(&cfg);
     let mut stdin = child.stdin.take().expect("stdin");
     let input = resumable_input(stream, keys, 0, TOTAL);
     let feeder = std::thread::spawn(move || {

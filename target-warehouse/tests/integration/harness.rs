@@ -57,6 +57,19 @@ pub fn run(warehouse: &Path, config: Value, input: &str) -> Run {
     Run { out }
 }
 
+/// Starts the target on `config_path` with piped stdin and stdout (stderr dropped), for tests
+/// that feed it and kill it midway.
+pub fn spawn(config_path: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_target-warehouse"))
+        .arg("--config")
+        .arg(config_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn target-warehouse")
+}
+
 /// Singer lines from JSON values.
 pub fn lines(msgs: &[Value]) -> String {
     msgs.iter().map(|m| format!("{m}\n")).collect()

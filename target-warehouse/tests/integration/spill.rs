@@ -147,7 +147,6 @@ fn handed_over_batches_commit_in_order_and_states_follow_their_commits() {
 #[test]
 fn sigkill_while_batches_are_handed_over_then_resume_equals_a_clean_load() {
     use std::io::{BufRead, BufReader, Write};
-    use std::process::{Command, Stdio};
     const TOTAL: usize = 3000;
     let input = |from: usize| {
         let mut msgs = vec![schema_msg("k", json!({"n": {"type": "integer"}}), &[])];
@@ -168,13 +167,7 @@ fn sigkill_while_batches_are_handed_over_then_resume_equals_a_clean_load() {
         let config =
             json!({"warehouse_path": wh.display().to_string(), "batch_size_bytes": 2 << 20});
         std::fs::write(&cfg, config.to_string()).expect("config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_target-warehouse"))
-            .args(["--config", &cfg.display().to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
+        let mut child = spawn(&cfg);
         let mut stdin = child.stdin.take().expect("stdin");
         let all = input(0);
         let feeder = std::thread::spawn(move || {
