@@ -341,11 +341,14 @@ impl StreamBuffer {
         let schema = self.registry.arrow_schema();
         let mut builders = std::mem::take(&mut self.builders);
         builders.resize_with(self.registry.specs.len(), || None);
-        self.last_rows = rows;
-        self.last_text = builders
-            .iter()
-            .map(|b| b.as_ref().map_or(0, Sparse::text_bytes))
-            .collect();
+        if rows > 0 {
+            // An empty cut (the rest of a batch already handed over) says nothing of sizes.
+            self.last_rows = rows;
+            self.last_text = builders
+                .iter()
+                .map(|b| b.as_ref().map_or(0, Sparse::text_bytes))
+                .collect();
+        }
         let columns: Vec<ArrayRef> = builders
             .into_iter()
             .zip(&self.registry.specs)

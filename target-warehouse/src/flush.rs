@@ -191,7 +191,9 @@ pub fn prepare(
         }
     };
     let rows = spilled + to_write.num_rows();
-    if to_write.num_rows() > 0 {
+    // Sent even without rows to a file already open: a property declared since the last
+    // hand-over widens the file to the schema this commit records.
+    if to_write.num_rows() > 0 || stream.writer.is_some() {
         send(stream, to_write)?;
     }
     let file = stream.writer.take().map(FileWriter::close);
@@ -266,7 +268,8 @@ pub fn complete(
     Ok(rows)
 }
 
-/// `_sdc_batched_at` is the flush time: filled in now for every row that did not carry one.
+/// `_sdc_batched_at` is the time the rows were cut into a batch (a flush, or a hand-over to the
+/// data file): filled in now for every row that did not carry one.
 fn stamp_batched_at(
     registry: &crate::registry::Registry,
     batch: RecordBatch,

@@ -152,6 +152,13 @@ impl<'s, W: Write> Ingest<'s, W> {
             if self.complete_flush().is_ok() {
                 let _ = self.emit_states();
             }
+            // Rows handed to a data file since the last commit are not committed: their files
+            // go, so that a failed run leaves nothing outside the log.
+            for stream in self.streams.values_mut() {
+                if let Some(writer) = stream.writer.take() {
+                    writer.close().discard();
+                }
+            }
             return Err(e);
         }
         self.flush_all(line_no)?;

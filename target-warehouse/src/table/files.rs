@@ -7,8 +7,6 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use deltalake::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use deltalake::arrow::compute;
 use deltalake::arrow::datatypes::{
@@ -71,94 +69,157 @@ pub struct Part {
     pub schema: SchemaRef,
 }
 
+/// What [`write_parts`] wrote: its part files, and the widest schema of the batches it got
+/// (a batch of no rows writes nothing but may still widen it: a property declared after the
+/// last row).
+pub struct Parts {
+    pub parts: Vec<Part>,
+    pub schema: Option<SchemaRef>,
+}
+
 /// Writes batches into data files in `dir`, one per run of batches with the same schema (a
 /// batch arriving while the input is parsed may carry columns an earlier one lacked: the
 /// table's schema grew meanwhile). The files are not fsync'd: [`merge_parts`] does it, on the
-/// files it keeps.
+/// files it keeps. On an error, nothing it wrote is left behind.
 pub fn write_parts(
     dir: &Path,
     batches: impl IntoIterator<Item = (RecordBatch, BatchStats)>,
-) -> Result<Vec<Part>, FileError> {
-    let mut parts = Vec::new();
+) -> Result<Parts, FileError> {
+    let mut out = Parts {
+        parts: Vec::new(),
+        schema: None,
+    };
     let mut sink: Option<FileSink> = None;
-    for (batch, stats) in batches {
-        if let Some(done) = sink.take_if(|s| s.schema != batch.schema()) {
-            parts.push(done.finish_part()?);
+    let written = || -> Result<(), FileError> {
+        for (batch, stats) in batches {
+            if out
+                .schema
+                .as_ref()
+                .is_none_or(|w| w.fields().len() < batch.num_columns())
+            {
+                out.schema = Some(batch.schema());
+            }
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            if let Some(done) = sink.take_if(|s| s.schema != batch.schema()) {
+                out.parts.push(done.finish_part()?);
+            }
+            let s = match &mut sink {
+                Some(s) => s,
+                None => sink.insert(FileSink::create(dir, &new_file_name(), batch.schema())?),
+            };
+            s.write_with(&batch, stats)?;
         }
-        let s = match &mut sink {
-            Some(s) => s,
-            None => sink.insert(FileSink::create(dir, &new_file_name(), batch.schema())?),
-        };
-        s.write_with(&batch, stats)?;
+        if let Some(last) = sink.take() {
+            out.parts.push(last.finish_part()?);
+        }
+        Ok(())
+    };
+    if let Err(e) = written() {
+        if let Some(s) = sink {
+            let _ = std::fs::remove_file(dir.join(&s.name));
+        }
+        remove_parts(dir, &out.parts);
+        return Err(e);
     }
-    if let Some(last) = sink {
-        parts.push(last.finish_part()?);
-    }
-    Ok(parts)
+    Ok(out)
 }
 
-/// The data file(s) of one commit from the parts of [`write_parts`], fsync'd: one part as it
-/// is; several merged into one file by copying their encoded column chunks (the output has
-/// the widest part's schema; schemas only ever gain columns at the end, and a column a part
-/// lacks becomes an all-null chunk), in the order given; or, should a chunk copy not merge
-/// them, the parts themselves (each is a valid data file of the table).
-pub fn merge_parts(dir: &Path, mut parts: Vec<Part>) -> Result<Vec<Add>, FileError> {
-    let widest = parts
-        .iter()
-        .map(|p| p.schema.clone())
-        .max_by_key(|s| s.fields().len());
-    let Some(schema) = widest else {
+fn remove_parts(dir: &Path, parts: &[Part]) {
+    for part in parts {
+        // Never referenced by the log: a leftover would only take space.
+        let _ = std::fs::remove_file(dir.join(&part.add.path));
+    }
+}
+
+/// The data file(s) of one commit from what [`write_parts`] wrote, fsync'd, the first named
+/// `name` (chosen when the batch began, so that file names follow the load order that
+/// compaction keeps): a part as it is; several parts, or one narrower than the widest batch,
+/// merged into one file by copying their encoded column chunks (schemas only ever gain columns
+/// at the end; a column a part lacks becomes an all-null chunk), in the order given; or, should
+/// a chunk copy not merge them, the parts themselves (each a valid data file of the table). On
+/// an error, nothing is left behind.
+pub fn merge_parts(dir: &Path, name: &str, written: Parts) -> Result<Vec<Add>, FileError> {
+    let Parts { mut parts, schema } = written;
+    let Some(schema) = schema.filter(|_| !parts.is_empty()) else {
         return Ok(Vec::new());
     };
-    if parts.len() > 1 {
-        if let Some(merged) = concat_parts(dir, schema, &parts)? {
-            for part in &parts {
-                // Never referenced by the log: a leftover would only take space.
-                let _ = std::fs::remove_file(dir.join(&part.add.path));
+    let kept = (|| {
+        if parts.len() > 1 || parts[0].schema.fields().len() < schema.fields().len() {
+            if let Some(merged) = concat_parts(dir, name, schema, &parts)? {
+                remove_parts(dir, &parts);
+                return Ok(vec![merged]);
             }
-            return Ok(vec![merged]);
         }
+        let first = &mut parts[0].add;
+        rename(dir, &first.path, name)?;
+        first.path = name.to_string();
+        for part in &parts {
+            sync(&dir.join(&part.add.path))?;
+        }
+        Ok(parts.iter().map(|p| p.add.clone()).collect())
+    })();
+    if kept.is_err() {
+        remove_parts(dir, &parts);
     }
-    for part in &mut parts {
-        let path = dir.join(&part.add.path);
-        let shown = path.display().to_string();
-        let file = File::open(&path).map_err(|source| FileError::Io {
-            path: shown.clone(),
-            source,
-        })?;
-        // The commit that references this file must never be durable before the file is.
-        file.sync_all().map_err(|source| FileError::Io {
-            path: shown,
-            source,
-        })?;
-    }
-    Ok(parts.into_iter().map(|p| p.add).collect())
+    kept
 }
 
-/// `parts` copied into one new file, or `None` (nothing left behind) when one of them cannot
-/// be copied or the file would hold over [`MAX_COPIED_ROW_GROUPS`](super::compact::MAX_COPIED_ROW_GROUPS) row groups.
-fn concat_parts(dir: &Path, schema: SchemaRef, parts: &[Part]) -> Result<Option<Add>, FileError> {
-    let Some(mut out) = Concat::create(dir, &new_file_name(), schema)? else {
+fn rename(dir: &Path, from: &str, to: &str) -> Result<(), FileError> {
+    std::fs::rename(dir.join(from), dir.join(to)).map_err(|source| FileError::Io {
+        path: dir.join(from).display().to_string(),
+        source,
+    })
+}
+
+/// The commit that references a file must never be durable before the file is.
+fn sync(path: &Path) -> Result<(), FileError> {
+    let io = |source| FileError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    File::open(path).and_then(|f| f.sync_all()).map_err(io)
+}
+
+/// `parts` copied into one new file `name`, or `None` (nothing left behind) when one of them
+/// cannot be copied or the file would hold over
+/// [`MAX_COPIED_ROW_GROUPS`](super::compact::MAX_COPIED_ROW_GROUPS) row groups. Parts are read
+/// from their files as needed, never whole in memory.
+fn concat_parts(
+    dir: &Path,
+    name: &str,
+    schema: SchemaRef,
+    parts: &[Part],
+) -> Result<Option<Add>, FileError> {
+    let Some(mut out) = Concat::create(dir, name, schema)? else {
         return Ok(None);
     };
     let mut row_groups = 0;
     for part in parts {
         let path = dir.join(&part.add.path);
-        let data = Bytes::from(std::fs::read(&path).map_err(|source| FileError::Io {
-            path: path.display().to_string(),
-            source,
-        })?);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(source) => {
+                out.abandon();
+                let path = path.display().to_string();
+                return Err(FileError::Io { path, source });
+            }
+        };
         let stats: Option<Json> = part
             .add
             .stats
             .as_deref()
             .and_then(|s| serde_json::from_str(s).ok());
-        match (out.accepts(&data, stats.as_ref()), stats) {
+        match (out.accepts(&file, stats.as_ref()), stats) {
             (Some(meta), Some(stats))
                 if row_groups + meta.num_row_groups() <= super::compact::MAX_COPIED_ROW_GROUPS =>
             {
                 row_groups += meta.num_row_groups();
-                out.append(&data, &meta, &stats)?;
+                if let Err(e) = out.append(&file, &meta, &stats) {
+                    out.abandon();
+                    return Err(e);
+                }
             }
             _ => {
                 out.abandon();
@@ -166,7 +227,11 @@ fn concat_parts(dir: &Path, schema: SchemaRef, parts: &[Part]) -> Result<Option<
             }
         }
     }
-    Ok(Some(out.finish()?))
+    let merged = out.finish();
+    if merged.is_err() {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    Ok(Some(merged?))
 }
 
 /// A Parquet file written batch by batch (compaction streams through it, one input file at a
@@ -429,7 +494,11 @@ impl Concat {
     /// Reads a file's footer and says whether its chunks can be copied: each of its columns is
     /// a column of the output, encoded alike (types never change, so this holds for every file
     /// we wrote), and it has Delta statistics to merge.
-    pub fn accepts(&self, data: &Bytes, stats: Option<&Json>) -> Option<ParquetMetaData> {
+    pub fn accepts<R: ChunkReader>(
+        &self,
+        data: &R,
+        stats: Option<&Json>,
+    ) -> Option<ParquetMetaData> {
         stats?.get("numRecords")?.as_i64()?;
         let meta = ParquetMetaDataReader::new()
             .with_page_index_policy(PageIndexPolicy::Optional)
@@ -450,9 +519,9 @@ impl Concat {
     }
 
     /// Appends every row group of a file [`accepted`](Self::accepts) with `meta`.
-    pub fn append(
+    pub fn append<R: ChunkReader>(
         &mut self,
-        data: &Bytes,
+        data: &R,
         meta: &ParquetMetaData,
         stats: &Json,
     ) -> Result<(), FileError> {
@@ -773,6 +842,7 @@ pub fn conform(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use deltalake::arrow::array::{BooleanArray, Int64Array, StringArray};
     use deltalake::arrow::datatypes::{Field, Schema};
     use std::sync::Arc;
@@ -893,13 +963,14 @@ mod tests {
     #[test]
     fn parts_of_a_growing_schema_merge_into_one_file_in_batch_order() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let parts = write_parts(dir.path(), with_stats(growing_batches())).expect("parts");
-        assert_eq!(parts.len(), 2, "one part per schema");
+        let written = write_parts(dir.path(), with_stats(growing_batches())).expect("parts");
+        assert_eq!(written.parts.len(), 2, "one part per schema");
         assert_eq!(parquet_files(dir.path()).len(), 2);
-        let adds = merge_parts(dir.path(), parts).expect("merge");
+        let adds = merge_parts(dir.path(), "f.parquet", written).expect("merge");
         assert_eq!(adds.len(), 1);
-        // The parts are gone: only the merged file is left.
-        assert_eq!(parquet_files(dir.path()), vec![adds[0].path.clone()]);
+        // The parts are gone: only the merged file is left, under the name given.
+        assert_eq!(adds[0].path, "f.parquet");
+        assert_eq!(parquet_files(dir.path()), vec!["f.parquet".to_string()]);
         let stats: Json =
             serde_json::from_str(adds[0].stats.as_deref().unwrap_or("{}")).expect("stats");
         assert_eq!(
@@ -921,19 +992,41 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_of_no_rows_still_widens_the_file_to_its_schema() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut batches = growing_batches();
+        let wide = batches[2].schema();
+        batches.truncate(2);
+        batches.push(RecordBatch::new_empty(wide.clone()));
+        let written = write_parts(dir.path(), with_stats(batches)).expect("parts");
+        assert_eq!(written.parts.len(), 1, "no part for a batch of no rows");
+        let adds = merge_parts(dir.path(), "f.parquet", written).expect("merge");
+        assert_eq!(adds.len(), 1);
+        assert_eq!(parquet_files(dir.path()), vec!["f.parquet".to_string()]);
+        let file = File::open(dir.path().join("f.parquet")).expect("open");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet");
+        assert_eq!(reader.schema().fields().len(), 3, "b is in the file");
+        let stats: Json =
+            serde_json::from_str(adds[0].stats.as_deref().unwrap_or("{}")).expect("stats");
+        assert_eq!(stats["numRecords"], json!(3));
+        assert_eq!(stats["nullCount"]["b"], json!(3));
+    }
+
+    #[test]
     fn parts_that_cannot_be_merged_are_kept_as_files_of_their_own() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut parts = write_parts(dir.path(), with_stats(growing_batches())).expect("parts");
+        let mut written = write_parts(dir.path(), with_stats(growing_batches())).expect("parts");
         // A part without statistics cannot be merged by a chunk copy.
-        parts[0].add.stats = None;
-        let names: Vec<String> = parts.iter().map(|p| p.add.path.clone()).collect();
-        let adds = merge_parts(dir.path(), parts).expect("merge");
-        assert_eq!(
-            adds.iter().map(|a| a.path.clone()).collect::<Vec<_>>(),
-            names
-        );
-        // Nothing else is left behind: the abandoned merged file is removed.
-        assert_eq!(parquet_files(dir.path()), names);
+        written.parts[0].add.stats = None;
+        let second = written.parts[1].add.path.clone();
+        let adds = merge_parts(dir.path(), "f.parquet", written).expect("merge");
+        // The first part takes the name given; nothing else is left behind (the abandoned
+        // merged file is removed).
+        let names: Vec<String> = adds.iter().map(|a| a.path.clone()).collect();
+        assert_eq!(names, vec!["f.parquet".to_string(), second]);
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(parquet_files(dir.path()), sorted);
         let rows: usize = names
             .iter()
             .map(|n| {

@@ -288,17 +288,20 @@ impl Table {
     /// the parsing of the next rows on the other core. [`ClosedFile::join`] gives its `add`
     /// actions, to [`publish`](Self::publish) (an object-store table's file is staged locally).
     pub fn spawn_writer(&self) -> Result<FileWriter, TableError> {
-        let (dir, _) = self.new_file()?;
+        // Named now, on the parsing thread: file names follow the order batches began in.
+        let (dir, name) = self.new_file()?;
         // One batch waiting while one is encoded: parsing runs ahead by at most that much.
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let at = dir.clone();
         let handle = std::thread::spawn(move || {
-            let parts = files::write_parts(&dir, rx)?;
-            Ok(files::merge_parts(&dir, parts)?)
+            let written = files::write_parts(&at, rx)?;
+            Ok(files::merge_parts(&at, &name, written)?)
         });
         Ok(FileWriter {
             tx,
             file: ClosedFile {
                 table: self.name(),
+                dir,
                 handle,
             },
         })
@@ -492,6 +495,7 @@ impl FileWriter {
 /// batch by batch, then its parts (batches of different schemas) merged.
 pub struct ClosedFile {
     table: String,
+    dir: PathBuf,
     handle: std::thread::JoinHandle<Result<Vec<Add>, TableError>>,
 }
 
@@ -509,6 +513,14 @@ impl ClosedFile {
                 detail: "the data file writer panicked".into(),
             })
         })
+    }
+
+    /// Waits for the file and removes it: its batch will not be committed (the run failed).
+    pub fn discard(self) {
+        let dir = self.dir.clone();
+        for add in self.join().unwrap_or_default() {
+            let _ = std::fs::remove_file(dir.join(&add.path));
+        }
     }
 }
 

@@ -116,12 +116,31 @@ fn a_batch_handed_over_while_parsed_commits_one_file_holding_columns_that_came_m
     );
 }
 
+/// The `add` paths of each commit, in commit order.
+fn added_files(table: &Path, last_version: u64) -> Vec<String> {
+    (0..=last_version)
+        .flat_map(|v| {
+            let log = std::fs::read_to_string(table.join(format!("_delta_log/{v:020}.json")))
+                .expect("commit");
+            log.lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter_map(|a| Some(a.get("add")?.get("path")?.as_str()?.to_string()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 #[test]
 fn handed_over_batches_commit_in_order_and_states_follow_their_commits() {
     let (_d, wh) = warehouse();
     let mut msgs = vec![schema_msg("m", json!({"id": {"type": "integer"}}), &[])];
     for i in 0..8000 {
-        msgs.push(record("m", json!({"id": i, "pad": "y".repeat(500)})));
+        let mut r = json!({"id": i, "pad": "y".repeat(500)});
+        if i % 2500 == 1000 {
+            // A new column now and then: some batches merge parts, others are one part.
+            r[format!("c{i}")] = json!(i);
+        }
+        msgs.push(record("m", r));
         if (i + 1) % 1000 == 0 {
             msgs.push(state(json!({"pos": i + 1})));
         }
@@ -134,14 +153,65 @@ fn handed_over_batches_commit_in_order_and_states_follow_their_commits() {
     assert!(states.len() >= 2, "a state after each commit: {states:?}");
     let t = read_table(&wh.join("m"), "m");
     assert!(t.version >= 2, "several commits: version {}", t.version);
+    let files = added_files(&wh.join("m"), t.version);
+    assert_eq!(
+        files.len() as u64,
+        t.version + 1,
+        "one file per commit: {files:?}"
+    );
+    // Names follow the load order (compaction keeps rows in name order), merged or not.
+    let mut sorted = files.clone();
+    sorted.sort();
+    assert_eq!(files, sorted);
     assert_eq!(
         parquet_files(&wh.join("m")).len(),
-        t.file_schemas.len(),
+        files.len(),
         "no file left outside the log"
     );
     let mut ids: Vec<i64> = t.rows.iter().filter_map(|r| r["id"].as_i64()).collect();
     ids.sort_unstable();
     assert_eq!(ids, (0..8000).collect::<Vec<i64>>());
+}
+
+#[test]
+fn a_run_that_fails_mid_batch_leaves_no_file_of_the_batch_it_had_handed_over() {
+    let (_d, wh) = warehouse();
+    let mut msgs = vec![schema_msg("f", json!({"id": {"type": "integer"}}), &[])];
+    msgs.extend((0..3000).map(|i| record("f", wide_record(i))));
+    let mut input = lines(&msgs);
+    input.push_str("{\"type\":\"RECORD\",\"stream\":\"f\",\"record\":[1]}\n");
+    // ~2 MB handed over 1 MiB at a time (two parts: `late` appears at row 2500), then a
+    // record that is not an object: the run fails, and the batch is not committed.
+    let r = run(&wh, json!({"batch_size_bytes": 8 << 20}), &input);
+    assert!(!r.ok());
+    assert!(r.stderr().contains("line 3002"), "{}", r.stderr());
+    let files = if wh.join("f").exists() {
+        parquet_files(&wh.join("f"))
+    } else {
+        Vec::new()
+    };
+    assert!(files.is_empty(), "{files:?}");
+}
+
+#[test]
+fn a_property_declared_after_the_last_hand_over_is_in_the_file() {
+    let (_d, wh) = warehouse();
+    let mut msgs = vec![schema_msg("p", json!({"id": {"type": "integer"}}), &[])];
+    msgs.extend((0..3000).map(|i| record("p", json!({"id": i, "pad": "q".repeat(700)}))));
+    // Declared when every row is already with the file: the commit records the column, and
+    // the file carries it too (all null).
+    msgs.push(schema_msg(
+        "p",
+        json!({"id": {"type": "integer"}, "added": {"type": "string"}}),
+        &[],
+    ));
+    msgs.push(state(json!({"pos": 3000})));
+    let r = run(&wh, json!({"batch_size_bytes": 8 << 20}), &lines(&msgs));
+    assert!(r.ok(), "{}", r.stderr());
+    let t = read_table(&wh.join("p"), "p");
+    assert_eq!(t.rows.len(), 3000);
+    assert_eq!(t.file_schemas.len(), 1);
+    assert!(t.file_schemas[0].field_with_name("added").is_ok());
 }
 
 #[test]
