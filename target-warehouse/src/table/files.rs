@@ -22,7 +22,9 @@ use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::column::writer::{ColumnCloseResult, ColumnWriter};
 use deltalake::parquet::errors::ParquetError;
 use deltalake::parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
-use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use deltalake::parquet::file::properties::{
+    EnabledStatistics, WriterProperties, WriterPropertiesBuilder,
+};
 use deltalake::parquet::file::reader::ChunkReader;
 use deltalake::parquet::file::writer::SerializedFileWriter;
 use deltalake::parquet::schema::types::ColumnPath;
@@ -107,7 +109,12 @@ pub fn write_parts(
             }
             let s = match &mut sink {
                 Some(s) => s,
-                None => sink.insert(FileSink::create(dir, &new_file_name(), batch.schema())?),
+                None => sink.insert(FileSink::create_with(
+                    dir,
+                    &new_file_name(),
+                    batch.schema(),
+                    &unique_columns(&batch),
+                )?),
             };
             s.write_with(&batch, stats)?;
         }
@@ -313,9 +320,24 @@ impl BatchStats {
 
 impl FileSink {
     pub fn create(table_root: &Path, name: &str, schema: SchemaRef) -> Result<FileSink, FileError> {
+        FileSink::create_with(table_root, name, schema, &[])
+    }
+
+    /// A file whose columns in `plain` are written without a dictionary.
+    fn create_with(
+        table_root: &Path,
+        name: &str,
+        schema: SchemaRef,
+        plain: &[usize],
+    ) -> Result<FileSink, FileError> {
         let path = table_root.join(name);
         let shown = path.display().to_string();
-        let props = writer_properties(&schema);
+        let mut props = writer_properties(&schema);
+        for &i in plain {
+            let path = ColumnPath::from(schema.field(i).name().as_str());
+            props = props.set_column_dictionary_enabled(path, false);
+        }
+        let props = props.build();
         let file = File::create(&path).map_err(|source| FileError::Io {
             path: shown.clone(),
             source,
@@ -406,7 +428,7 @@ impl FileSink {
 }
 
 /// How every data file is written: zstd, chunk statistics, row groups of at most 64k rows.
-fn writer_properties(schema: &SchemaRef) -> WriterProperties {
+fn writer_properties(schema: &SchemaRef) -> WriterPropertiesBuilder {
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_statistics_enabled(EnabledStatistics::Chunk)
@@ -421,7 +443,79 @@ fn writer_properties(schema: &SchemaRef) -> WriterProperties {
                 .set_column_statistics_enabled(path, EnabledStatistics::None);
         }
     }
-    props.build()
+    props
+}
+
+/// Values sampled per column to judge whether a dictionary could pay.
+const DICTIONARY_SAMPLE: usize = 1024;
+
+/// Columns of `batch` (the first of a file) whose sampled values nearly never repeat: ids,
+/// sequences, timestamps. A dictionary for them is built value by value (each hashed and
+/// interned) until it outgrows its page and is given up, or kept with as many entries as
+/// values; either way it costs the encoding thread and saves nothing. Columns whose values
+/// repeat (event types, states, currencies) keep their dictionary, which readers use to filter.
+fn unique_columns(batch: &RecordBatch) -> Vec<usize> {
+    use std::hash::BuildHasher;
+    let hasher = foldhash::fast::FixedState::default();
+    let distinct = |values: &mut dyn Iterator<Item = u64>| -> (usize, usize) {
+        let mut seen = std::collections::HashSet::with_capacity(DICTIONARY_SAMPLE);
+        let mut n = 0;
+        for h in values.take(DICTIONARY_SAMPLE) {
+            n += 1;
+            seen.insert(h);
+        }
+        (seen.len(), n)
+    };
+    let schema = batch.schema();
+    let mut unique = Vec::new();
+    for (i, (field, col)) in schema.fields().iter().zip(batch.columns()).enumerate() {
+        if is_json(field) {
+            continue; // no dictionary anyway
+        }
+        let (d, n) = match col.data_type() {
+            DataType::Utf8 => distinct(
+                &mut col
+                    .as_string::<i32>()
+                    .iter()
+                    .flatten()
+                    .map(|v| hasher.hash_one(v)),
+            ),
+            DataType::Int64 => distinct(
+                &mut col
+                    .as_primitive::<Int64Type>()
+                    .iter()
+                    .flatten()
+                    .map(|v| hasher.hash_one(v)),
+            ),
+            DataType::Float64 => distinct(
+                &mut col
+                    .as_primitive::<Float64Type>()
+                    .iter()
+                    .flatten()
+                    .map(|v| hasher.hash_one(v.to_bits())),
+            ),
+            DataType::Timestamp(..) => distinct(
+                &mut col
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .iter()
+                    .flatten()
+                    .map(|v| hasher.hash_one(v)),
+            ),
+            DataType::Decimal128(..) => distinct(
+                &mut col
+                    .as_primitive::<Decimal128Type>()
+                    .iter()
+                    .flatten()
+                    .map(|v| hasher.hash_one(v)),
+            ),
+            _ => continue,
+        };
+        // Enough values to judge, and at least nine in ten of them different.
+        if n >= 64 && d * 10 >= n * 9 {
+            unique.push(i);
+        }
+    }
+    unique
 }
 
 fn is_json(field: &Field) -> bool {
@@ -471,7 +565,7 @@ impl Concat {
         {
             return Ok(None);
         }
-        let mut props = writer_properties(&schema);
+        let mut props = writer_properties(&schema).build();
         add_encoded_arrow_schema_to_metadata(&schema, &mut props);
         let file = File::create(&path).map_err(|source| FileError::Io {
             path: shown.clone(),
@@ -989,6 +1083,55 @@ mod tests {
         assert_eq!(n, vec![Some(3), Some(4), None, Some(9), Some(1)]);
         let b: Vec<_> = back.column(2).as_boolean().iter().collect();
         assert_eq!(b, vec![None, None, None, Some(true), None]);
+    }
+
+    #[test]
+    fn only_columns_whose_sampled_values_nearly_never_repeat_lose_their_dictionary() {
+        let n = 200;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("seq", DataType::Int64, true),
+            Field::new("kind", DataType::Utf8, true),
+            Field::new("key", DataType::Utf8, true),
+            Field::new("few", DataType::Int64, true),
+            Field::new("flag", DataType::Boolean, true),
+        ]));
+        let keys: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..n as i64)),
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| ["push", "pull", "issue"][i % 3]),
+                )),
+                Arc::new(StringArray::from_iter_values(keys.iter())),
+                // Unique, but too few values to judge.
+                Arc::new(Int64Array::from(
+                    (0..n)
+                        .map(|i| (i < 10).then_some(i as i64))
+                        .collect::<Vec<_>>(),
+                )),
+                Arc::new(BooleanArray::from_iter((0..n).map(|i| Some(i % 2 == 0)))),
+            ],
+        )
+        .expect("batch");
+        assert_eq!(unique_columns(&batch), vec![0, 2]);
+        // Written with those choices: no dictionary page for seq and key, one for kind.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let written = write_parts(dir.path(), with_stats(vec![batch])).expect("parts");
+        let adds = merge_parts(dir.path(), "f.parquet", written).expect("merge");
+        assert_eq!(adds.len(), 1);
+        let file = File::open(dir.path().join("f.parquet")).expect("open");
+        let meta = ParquetRecordBatchReaderBuilder::try_new(file)
+            .expect("parquet")
+            .metadata()
+            .clone();
+        let has_dict: Vec<bool> = meta
+            .row_group(0)
+            .columns()
+            .iter()
+            .map(|c| c.dictionary_page_offset().is_some())
+            .collect();
+        assert_eq!(has_dict[..3], [false, true, false]);
     }
 
     #[test]
