@@ -32,28 +32,18 @@ fn concat(
     schema: &SchemaRef,
     group: &[FileInfo],
 ) -> Result<Option<Add>, TableError> {
-    let Some(mut sink) = table.concat_sink(schema)? else {
+    let Some(sink) = table.concat_sink(schema)? else {
         return Ok(None);
     };
     // One pass, each file read once; the first that cannot be copied abandons the merged file
     // (never committed) and the group is decoded instead.
-    let mut row_groups = 0;
-    for f in group {
-        let data = table.read_bytes(&f.path)?;
-        match (sink.accepts(&data, f.stats.as_ref()), f.stats.as_ref()) {
-            (Some(meta), Some(stats))
-                if row_groups + meta.num_row_groups() <= MAX_COPIED_ROW_GROUPS =>
-            {
-                row_groups += meta.num_row_groups();
-                sink.append(&data, &meta, stats)?;
-            }
-            _ => {
-                sink.abandon();
-                return Ok(None);
-            }
-        }
+    let sources = group
+        .iter()
+        .map(|f| Ok::<_, TableError>((table.read_bytes(&f.path)?, f.stats.as_ref())));
+    match sink.copy_all(sources)? {
+        Some(add) => Ok(Some(table.publish(add)?)),
+        None => Ok(None),
     }
-    Ok(Some(table.publish(sink.finish()?)?))
 }
 
 /// How many small files the table has.

@@ -3,15 +3,14 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use deltalake::arrow::compute;
 use deltalake::arrow::datatypes::{
-    DataType, Date32Type, Decimal128Type, Field, Float64Type, Int64Type, SchemaRef,
-    TimestampMicrosecondType,
+    ArrowPrimitiveType, DataType, Date32Type, Decimal128Type, Field, Float64Type, Int64Type,
+    SchemaRef, TimestampMicrosecondType, ToByteSlice,
 };
 use deltalake::kernel::Add;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -69,6 +68,8 @@ pub fn new_file_name() -> String {
 pub struct Part {
     pub add: Add,
     pub schema: SchemaRef,
+    /// The `add` statistics, as JSON (a merge reads them without parsing `add.stats` back).
+    pub stats: Json,
 }
 
 /// What [`write_parts`] wrote: its part files, and the widest schema of the batches it got
@@ -180,13 +181,22 @@ fn rename(dir: &Path, from: &str, to: &str) -> Result<(), FileError> {
     })
 }
 
-/// The commit that references a file must never be durable before the file is.
+/// [`sync_file`] by path.
 fn sync(path: &Path) -> Result<(), FileError> {
-    let io = |source| FileError::Io {
-        path: path.display().to_string(),
+    let shown = path.display().to_string();
+    let file = File::open(path).map_err(|source| FileError::Io {
+        path: shown.clone(),
         source,
-    };
-    File::open(path).and_then(|f| f.sync_all()).map_err(io)
+    })?;
+    sync_file(&file, &shown)
+}
+
+/// The commit that references a file must never be durable before the file is.
+fn sync_file(file: &File, shown: &str) -> Result<(), FileError> {
+    file.sync_all().map_err(|source| FileError::Io {
+        path: shown.to_string(),
+        source,
+    })
 }
 
 /// `parts` copied into one new file `name`, or `None` (nothing left behind) when one of them
@@ -199,46 +209,17 @@ fn concat_parts(
     schema: SchemaRef,
     parts: &[Part],
 ) -> Result<Option<Add>, FileError> {
-    let Some(mut out) = Concat::create(dir, name, schema)? else {
+    let Some(out) = Concat::create(dir, name, schema)? else {
         return Ok(None);
     };
-    let mut row_groups = 0;
-    for part in parts {
+    out.copy_all(parts.iter().map(|part| {
         let path = dir.join(&part.add.path);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(source) => {
-                out.abandon();
-                let path = path.display().to_string();
-                return Err(FileError::Io { path, source });
-            }
-        };
-        let stats: Option<Json> = part
-            .add
-            .stats
-            .as_deref()
-            .and_then(|s| serde_json::from_str(s).ok());
-        match (out.accepts(&file, stats.as_ref()), stats) {
-            (Some(meta), Some(stats))
-                if row_groups + meta.num_row_groups() <= super::compact::MAX_COPIED_ROW_GROUPS =>
-            {
-                row_groups += meta.num_row_groups();
-                if let Err(e) = out.append(&file, &meta, &stats) {
-                    out.abandon();
-                    return Err(e);
-                }
-            }
-            _ => {
-                out.abandon();
-                return Ok(None);
-            }
-        }
-    }
-    let merged = out.finish();
-    if merged.is_err() {
-        let _ = std::fs::remove_file(dir.join(name));
-    }
-    Ok(Some(merged?))
+        let file = File::open(&path).map_err(|source| FileError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok((file, Some(&part.stats)))
+    }))
 }
 
 /// A Parquet file written batch by batch (compaction streams through it, one input file at a
@@ -390,11 +371,7 @@ impl FileSink {
 
     pub fn finish(self) -> Result<Add, FileError> {
         let (file, shown, part) = self.close()?;
-        // The commit that references this file must never be durable before the file is.
-        file.sync_all().map_err(|source| FileError::Io {
-            path: shown,
-            source,
-        })?;
+        sync_file(&file, &shown)?;
         Ok(part.add)
     }
 
@@ -417,13 +394,9 @@ impl FileSink {
             path: shown.clone(),
             source,
         })?;
-        let add = new_add(
-            &file,
-            name,
-            shown.clone(),
-            stats_json(&schema, rows as i64, stats),
-        )?;
-        Ok((file, shown, Part { add, schema }))
+        let stats = stats_json(&schema, rows as i64, stats);
+        let add = new_add(&file, name, shown.clone(), &stats)?;
+        Ok((file, shown, Part { add, schema, stats }))
     }
 }
 
@@ -455,67 +428,58 @@ const DICTIONARY_SAMPLE: usize = 1024;
 /// values; either way it costs the encoding thread and saves nothing. Columns whose values
 /// repeat (event types, states, currencies) keep their dictionary, which readers use to filter.
 fn unique_columns(batch: &RecordBatch) -> Vec<usize> {
-    use std::hash::BuildHasher;
-    let hasher = foldhash::fast::FixedState::default();
-    let distinct = |values: &mut dyn Iterator<Item = u64>| -> (usize, usize) {
-        let mut seen = std::collections::HashSet::with_capacity(DICTIONARY_SAMPLE);
-        let mut n = 0;
-        for h in values.take(DICTIONARY_SAMPLE) {
-            n += 1;
-            seen.insert(h);
-        }
-        (seen.len(), n)
-    };
     let schema = batch.schema();
     let mut unique = Vec::new();
     for (i, (field, col)) in schema.fields().iter().zip(batch.columns()).enumerate() {
         if is_json(field) {
             continue; // no dictionary anyway
         }
-        let (d, n) = match col.data_type() {
-            DataType::Utf8 => distinct(
-                &mut col
-                    .as_string::<i32>()
+        let (distinct, n) = match col.data_type() {
+            DataType::Utf8 => sample_distinct(
+                col.as_string::<i32>()
                     .iter()
                     .flatten()
-                    .map(|v| hasher.hash_one(v)),
+                    .map(|v| hash_bytes(v.as_bytes())),
             ),
-            DataType::Int64 => distinct(
-                &mut col
-                    .as_primitive::<Int64Type>()
-                    .iter()
-                    .flatten()
-                    .map(|v| hasher.hash_one(v)),
-            ),
-            DataType::Float64 => distinct(
-                &mut col
-                    .as_primitive::<Float64Type>()
-                    .iter()
-                    .flatten()
-                    .map(|v| hasher.hash_one(v.to_bits())),
-            ),
-            DataType::Timestamp(..) => distinct(
-                &mut col
-                    .as_primitive::<TimestampMicrosecondType>()
-                    .iter()
-                    .flatten()
-                    .map(|v| hasher.hash_one(v)),
-            ),
-            DataType::Decimal128(..) => distinct(
-                &mut col
-                    .as_primitive::<Decimal128Type>()
-                    .iter()
-                    .flatten()
-                    .map(|v| hasher.hash_one(v)),
-            ),
+            DataType::Int64 => sample_primitive::<Int64Type>(col),
+            DataType::Float64 => sample_primitive::<Float64Type>(col),
+            DataType::Timestamp(..) => sample_primitive::<TimestampMicrosecondType>(col),
+            DataType::Decimal128(..) => sample_primitive::<Decimal128Type>(col),
             _ => continue,
         };
         // Enough values to judge, and at least nine in ten of them different.
-        if n >= 64 && d * 10 >= n * 9 {
+        if n >= 64 && distinct * 10 >= n * 9 {
             unique.push(i);
         }
     }
     unique
+}
+
+/// [`sample_distinct`] over a primitive column's non-null values.
+fn sample_primitive<T: ArrowPrimitiveType>(col: &ArrayRef) -> (usize, usize) {
+    sample_distinct(
+        col.as_primitive::<T>()
+            .iter()
+            .flatten()
+            .map(|v| hash_bytes(v.to_byte_slice())),
+    )
+}
+
+fn hash_bytes(bytes: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::default().hash_one(bytes)
+}
+
+/// Distinct values (by their hashes) among the first [`DICTIONARY_SAMPLE`] of `hashes`, and
+/// how many were sampled.
+fn sample_distinct(hashes: impl Iterator<Item = u64>) -> (usize, usize) {
+    let mut seen = std::collections::HashSet::with_capacity(DICTIONARY_SAMPLE);
+    let mut n = 0;
+    for h in hashes.take(DICTIONARY_SAMPLE) {
+        n += 1;
+        seen.insert(h);
+    }
+    (seen.len(), n)
 }
 
 fn is_json(field: &Field) -> bool {
@@ -694,6 +658,48 @@ impl Concat {
         Ok(())
     }
 
+    /// Copies every source (a file's data and its Delta statistics) in order and finishes the
+    /// file; `None` (the file removed) at the first source that cannot be copied or once the
+    /// file would hold over [`MAX_COPIED_ROW_GROUPS`](super::compact::MAX_COPIED_ROW_GROUPS)
+    /// row groups. On an error nothing is left behind either.
+    pub fn copy_all<'a, R: ChunkReader, E: From<FileError>>(
+        mut self,
+        sources: impl IntoIterator<Item = Result<(R, Option<&'a Json>), E>>,
+    ) -> Result<Option<Add>, E> {
+        let mut row_groups = 0;
+        for source in sources {
+            let (data, stats) = match source {
+                Ok(s) => s,
+                Err(e) => {
+                    self.abandon();
+                    return Err(e);
+                }
+            };
+            match (self.accepts(&data, stats), stats) {
+                (Some(meta), Some(stats))
+                    if row_groups + meta.num_row_groups()
+                        <= super::compact::MAX_COPIED_ROW_GROUPS =>
+                {
+                    row_groups += meta.num_row_groups();
+                    if let Err(e) = self.append(&data, &meta, stats) {
+                        self.abandon();
+                        return Err(e.into());
+                    }
+                }
+                _ => {
+                    self.abandon();
+                    return Ok(None);
+                }
+            }
+        }
+        let path = self.path.clone();
+        let merged = self.finish();
+        if merged.is_err() {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(Some(merged?))
+    }
+
     /// Gives up on the file (nothing was appended): it is removed, never committed.
     pub fn abandon(self) {
         drop(self.writer);
@@ -756,21 +762,13 @@ fn write_nulls(col: &mut ColumnWriter<'_>, n: usize) -> Result<(), ParquetError>
 }
 
 /// Flushes and fsyncs a finished data file and returns its Delta `add` action.
-fn durable_add(mut file: File, name: String, shown: String, stats: Json) -> Result<Add, FileError> {
-    file.flush().map_err(|source| FileError::Io {
-        path: shown.clone(),
-        source,
-    })?;
-    // The commit that references this file must never be durable before the file is.
-    file.sync_all().map_err(|source| FileError::Io {
-        path: shown.clone(),
-        source,
-    })?;
-    new_add(&file, name, shown, stats)
+fn durable_add(file: File, name: String, shown: String, stats: Json) -> Result<Add, FileError> {
+    sync_file(&file, &shown)?;
+    new_add(&file, name, shown, &stats)
 }
 
 /// The `add` action of a written file.
-fn new_add(file: &File, name: String, shown: String, stats: Json) -> Result<Add, FileError> {
+fn new_add(file: &File, name: String, shown: String, stats: &Json) -> Result<Add, FileError> {
     let size = file
         .metadata()
         .map_err(|source| FileError::Io {
@@ -1159,8 +1157,8 @@ mod tests {
     fn parts_that_cannot_be_merged_are_kept_as_files_of_their_own() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut written = write_parts(dir.path(), with_stats(growing_batches())).expect("parts");
-        // A part without statistics cannot be merged by a chunk copy.
-        written.parts[0].add.stats = None;
+        // A part without a row count in its statistics cannot be merged by a chunk copy.
+        written.parts[0].stats = json!({});
         let second = written.parts[1].add.path.clone();
         let adds = merge_parts(dir.path(), "f.parquet", written).expect("merge");
         // The first part takes the name given; nothing else is left behind (the abandoned
