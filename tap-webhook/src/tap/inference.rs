@@ -257,6 +257,13 @@ impl StreamSchema {
         }
     }
 
+    /// Adds every field and type `other` has seen (the schema of another range of messages).
+    pub fn absorb(&mut self, other: StreamSchema) {
+        for (hash, name, set) in other.fields.entries {
+            self.merge(hash, &name, set.0, || set.0);
+        }
+    }
+
     pub fn to_json_schema(&self) -> Value {
         let mut props = self.fixed.clone();
         let mut names: Vec<(&String, &TypeSet)> =

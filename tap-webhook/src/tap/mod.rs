@@ -41,6 +41,8 @@ pub enum TapError {
     },
     #[error("state: {0}")]
     State(String),
+    #[error("schema prescan: {0}")]
+    Prescan(String),
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -137,11 +139,10 @@ pub fn run(
         let after = marks.get(&source.name).copied().unwrap_or(0);
         let mut emitter = StreamEmitter::new(source, entry);
         if settings.schema_prescan && source.record_shape == RecordShape::Unpacked {
-            spool.for_each_body::<TapError>(&source.name, after, until, |seq, body| {
-                emitter.prescan(seq, body);
-                Ok(())
-            })?;
-            emitter.prescanned = true;
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+            let path = &settings.spool_path;
+            let min = PRESCAN_MIN_PER_THREAD;
+            prescan(&spool, path, &mut emitter, after, until, threads, min)?;
         }
         let mut stop = false;
         spool.for_each_ref::<TapError>(&source.name, after, until, |m| {
@@ -176,6 +177,77 @@ pub fn run(
     }
     w.flush()?;
     Ok(summary)
+}
+
+/// Fewest messages a prescan thread is given: below this, opening a connection and starting a
+/// thread cost more than they save.
+const PRESCAN_MIN_PER_THREAD: i64 = 16_384;
+
+/// Types every message of the stream in `(after, until]` before the first record is emitted,
+/// on up to `threads` threads: each reads its own range of sequences through its own
+/// connection (at least `min_per_thread` messages each), and their findings are merged (the schema is a union of type sets, sorted by
+/// name, so the order of the merge does not show). The current thread takes the first range.
+fn prescan(
+    spool: &SpoolReader,
+    path: &std::path::Path,
+    emitter: &mut StreamEmitter<'_>,
+    after: i64,
+    until: i64,
+    threads: usize,
+    min_per_thread: i64,
+) -> Result<(), TapError> {
+    let stream = emitter.source.name.as_str();
+    let cuts = if threads > 1 {
+        spool.split_range(stream, after, until, threads, min_per_thread)?
+    } else {
+        Vec::new()
+    };
+    let mut bounds = vec![after];
+    bounds.extend(&cuts);
+    bounds.push(until);
+    let (source, entry, by_seq) = (emitter.source, emitter.entry, spool.scans_by_seq());
+    let parts = std::thread::scope(|s| {
+        let workers: Vec<_> = bounds
+            .windows(2)
+            .skip(1)
+            .map(|w| {
+                let (lo, hi) = (w[0], w[1]);
+                s.spawn(move || -> Result<StreamEmitter<'_>, TapError> {
+                    let mut reader = SpoolReader::open(path)?;
+                    reader.scan_by_seq(by_seq);
+                    let mut part = StreamEmitter::new(source, entry);
+                    reader.for_each_body::<TapError>(stream, lo, hi, |seq, body| {
+                        part.prescan(seq, body);
+                        Ok(())
+                    })?;
+                    Ok(part)
+                })
+            })
+            .collect();
+        let first = spool.for_each_body::<TapError>(stream, bounds[0], bounds[1], |seq, body| {
+            emitter.prescan(seq, body);
+            Ok(())
+        });
+        let rest: Vec<Result<StreamEmitter<'_>, TapError>> = workers
+            .into_iter()
+            .map(|w| {
+                w.join().unwrap_or_else(|_| {
+                    Err(TapError::Prescan(format!(
+                        "stream {stream}: a schema prescan thread panicked"
+                    )))
+                })
+            })
+            .collect();
+        first.map(|()| rest)
+    })?;
+    // In range order, so the unparsable sequences stay ascending.
+    for part in parts {
+        let part = part?;
+        emitter.schema.absorb(part.schema);
+        emitter.unparsable.extend(part.unparsable);
+    }
+    emitter.prescanned = true;
+    Ok(())
 }
 
 /// Per-stream emission: schema tracking, record shaping, key checks.
@@ -423,5 +495,74 @@ mod tests {
         ))
         .is_err());
         assert!(bookmarks(Some(&json!({}))).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_prescan_on_several_threads_finds_what_one_thread_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.sqlite");
+        let mut conn = crate::spool::open(&path).unwrap();
+        // 3,000 messages; fields and types that only some ranges hold, and unparsable bodies in
+        // the first, second and last ranges (their sequences must come back ascending).
+        let bad = [5_i64, 1_500, 2_999];
+        let tx = conn.transaction().unwrap();
+        for seq in 1..=3_000_i64 {
+            let body = if bad.contains(&seq) {
+                "{not json".to_owned()
+            } else if seq < 1_000 {
+                format!(r#"{{"id":{seq},"a":"x"}}"#)
+            } else if seq < 2_000 {
+                format!(r#"{{"id":"s{seq}","b":{{"n":1}},"c":null}}"#)
+            } else {
+                format!(
+                    r#"{{"id":{seq}.5,"c":"2024-05-01T12:00:00Z","d{}":true}}"#,
+                    seq % 7
+                )
+            };
+            tx.execute(
+                "INSERT INTO messages (seq, id, source, received_at, part, headers, query, body)
+                 VALUES (?1, ?2, 'data', ?1, 0, '{}', '{}', ?3)",
+                rusqlite::params![seq, format!("m{seq}"), body],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        let settings = Settings::from_map(serde_json::Map::new()).unwrap();
+        let source = &settings.sources["data"];
+        let spool = SpoolReader::open(&path).unwrap();
+        assert_eq!(
+            spool.split_range("data", 0, 3_000, 3, 100).unwrap(),
+            [1_000, 2_000],
+            "three ranges of 1,000"
+        );
+        assert_eq!(
+            spool.split_range("data", 0, 3_000, 3, 1_001).unwrap(),
+            [1_500]
+        );
+        assert!(spool
+            .split_range("data", 0, 3_000, 4, 3_001)
+            .unwrap()
+            .is_empty());
+        assert_eq!(spool.split_range("data", 10, 20, 2, 1).unwrap(), [15]);
+        let mut one = StreamEmitter::new(source, None);
+        prescan(&spool, &path, &mut one, 0, 3_000, 1, 100).unwrap();
+        let mut three = StreamEmitter::new(source, None);
+        prescan(&spool, &path, &mut three, 0, 3_000, 3, 100).unwrap();
+        assert!(one.prescanned && three.prescanned);
+        assert_eq!(one.unparsable, bad);
+        assert_eq!(three.unparsable, bad);
+        let schema = three.schema.to_json_schema();
+        assert_eq!(one.schema.to_json_schema(), schema);
+        let props = &schema["properties"];
+        assert_eq!(
+            props["id"]["type"],
+            json!(["null", "number", "string"]),
+            "{props}"
+        );
+        assert_eq!(props["c"]["type"], json!(["null", "string"]));
+        assert_eq!(props["c"]["format"], json!("date-time"));
+        for field in ["a", "b", "d0", "d6"] {
+            assert!(props.get(field).is_some(), "{field} missing from {props}");
+        }
     }
 }
