@@ -9,6 +9,11 @@ use clap::Parser;
 use singer::about::{About, AboutFormat};
 use target_warehouse::{settings_schema, Settings};
 
+/// jemalloc rather than glibc's malloc: every batch allocates and frees tens of MB of Arrow
+/// buffers across two threads, which glibc gave back to the system and faulted in again.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "target-warehouse",
