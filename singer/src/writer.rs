@@ -84,6 +84,16 @@ impl<W: Write> MessageWriter<W> {
         self.out.write_all(&self.line)
     }
 
+    /// Writes lines already formatted (by another `MessageWriter`), each ending in a newline.
+    pub fn write_lines(&mut self, lines: &[u8]) -> io::Result<()> {
+        self.out.write_all(lines)
+    }
+
+    /// The output, for a caller that collects formatted lines in memory.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }

@@ -95,6 +95,44 @@ impl SpoolReader {
         Ok(cuts)
     }
 
+    /// The sequence ending each run of `every` messages of a source with
+    /// `after < seq <= until` (the last, shorter run has none): chunk bounds, read from the
+    /// (source, seq) index only.
+    pub fn cut_every(
+        &self,
+        source: &str,
+        after: i64,
+        until: i64,
+        every: usize,
+    ) -> Result<Vec<i64>, SpoolError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq FROM messages WHERE source = ?1 AND seq > ?2 AND seq <= ?3
+                 ORDER BY seq",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt
+            .query(params![source, after, until])
+            .map_err(|e| self.err(e))?;
+        let (mut cuts, mut n) = (Vec::new(), 0usize);
+        let mut last = None;
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            n += 1;
+            if n % every.max(1) == 0 {
+                last = Some(row.get::<_, i64>(0).map_err(|e| self.err(e))?);
+                cuts.extend(last);
+            } else {
+                last = None;
+            }
+        }
+        // A cut on the very last message would leave an empty last chunk.
+        if last.is_some() {
+            cuts.pop();
+        }
+        Ok(cuts)
+    }
+
     fn range_query(&self, columns: &str) -> String {
         let source = if self.scan_by_seq {
             "+source"
