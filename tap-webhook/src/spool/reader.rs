@@ -52,49 +52,6 @@ impl SpoolReader {
         self.scan_by_seq
     }
 
-    /// Sequences that cut a source's messages with `after < seq <= until` into up to `parts`
-    /// ranges of nearly equal counts, none under `min_per_part` messages: the ranges are
-    /// `(after, cut[0]]`, `(cut[0], cut[1]]`, … `(cut[last], until]`. Empty when one range is
-    /// all there should be. Reads the (source, seq) index only.
-    pub fn split_range(
-        &self,
-        source: &str,
-        after: i64,
-        until: i64,
-        parts: usize,
-        min_per_part: i64,
-    ) -> Result<Vec<i64>, SpoolError> {
-        let count: i64 = self
-            .conn
-            .query_row(
-                "SELECT count(*) FROM messages WHERE source = ?1 AND seq > ?2 AND seq <= ?3",
-                params![source, after, until],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.err(e))?;
-        let parts = i64::try_from(parts)
-            .unwrap_or(1)
-            .min(count / min_per_part.max(1))
-            .max(1);
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT seq FROM messages WHERE source = ?1 AND seq > ?2 AND seq <= ?3
-                 ORDER BY seq LIMIT 1 OFFSET ?4",
-            )
-            .map_err(|e| self.err(e))?;
-        let mut cuts = Vec::new();
-        for k in 1..parts {
-            // The last message of the k-th range.
-            let offset = count * k / parts - 1;
-            let cut: i64 = stmt
-                .query_row(params![source, after, until, offset], |r| r.get(0))
-                .map_err(|e| self.err(e))?;
-            cuts.push(cut);
-        }
-        Ok(cuts)
-    }
-
     /// The sequence ending each run of `every` messages of a source with
     /// `after < seq <= until` (the last, shorter run has none): chunk bounds, read from the
     /// (source, seq) index only.

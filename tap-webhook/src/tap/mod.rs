@@ -112,7 +112,6 @@ pub fn run(
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     let parallel = Parallelism {
         threads,
-        prescan_min: PRESCAN_MIN_PER_THREAD,
         chunk: EMIT_CHUNK,
     };
     run_with(settings, catalog, state, out, parallel)
@@ -123,9 +122,8 @@ pub fn run(
 struct Parallelism {
     /// Threads for the prescan and for formatting records.
     threads: usize,
-    /// Fewest messages a prescan thread is given.
-    prescan_min: i64,
-    /// Messages per chunk of the parallel emission; a stream of one chunk is emitted here.
+    /// Messages per chunk of the parallel prescan and emission; a stream of one chunk stays on
+    /// the main thread.
     chunk: usize,
 }
 
@@ -173,21 +171,19 @@ fn run_with(
         let after = run.marks.get(&source.name).copied().unwrap_or(0);
         let mut emitter = StreamEmitter::new(source, entry);
         let path = &settings.spool_path;
-        if settings.schema_prescan && source.record_shape == RecordShape::Unpacked {
-            let min = parallel.prescan_min;
-            prescan(&spool, path, &mut emitter, after, until, threads, min)?;
-        }
-        let chunks = if emitter.prescanned && threads > 1 {
+        // Chunks for the threads (read off the index): worth it only with a thread to spare.
+        let prescan_wanted =
+            settings.schema_prescan && source.record_shape == RecordShape::Unpacked;
+        let cuts = if prescan_wanted && threads > 1 {
             spool.cut_every(&source.name, after, until, parallel.chunk)?
         } else {
             Vec::new()
         };
-        let stopped = if chunks.len() >= 2 {
-            let ranges = Ranges {
-                after,
-                cuts: chunks,
-                until,
-            };
+        let ranges = Ranges { after, cuts, until };
+        if prescan_wanted {
+            prescan(&spool, path, &mut emitter, &ranges, threads)?;
+        }
+        let stopped = if emitter.prescanned && threads > 1 && ranges.len() > 1 {
             emit_parallel(
                 &spool,
                 path,
@@ -238,6 +234,14 @@ impl<W: Write> Emission<'_, W> {
 
     /// Accounts for a record just written; writes a STATE every `state_interval_records`.
     fn emitted(&mut self, stream: &str, seq: i64, body_bytes: usize) -> Result<(), TapError> {
+        if self.count(stream, seq, body_bytes) {
+            self.write_state()?;
+        }
+        Ok(())
+    }
+
+    /// Accounts for a record; true when a STATE is due after it.
+    fn count(&mut self, stream: &str, seq: i64, body_bytes: usize) -> bool {
         self.progress.add(1, body_bytes as u64);
         match self.marks.get_mut(stream) {
             Some(mark) => *mark = seq,
@@ -247,11 +251,13 @@ impl<W: Write> Emission<'_, W> {
         }
         self.emitted_total += 1;
         self.since_state += 1;
-        if self.since_state >= self.settings.state_interval_records {
-            self.w.write_state(&state_value(&self.marks))?;
-            self.w.flush()?;
-            self.since_state = 0;
-        }
+        self.since_state >= self.settings.state_interval_records
+    }
+
+    fn write_state(&mut self) -> Result<(), TapError> {
+        self.w.write_state(&state_value(&self.marks))?;
+        self.w.flush()?;
+        self.since_state = 0;
         Ok(())
     }
 }
@@ -279,7 +285,7 @@ fn emit_sequential<W: Write>(
     Ok(stop)
 }
 
-/// Messages per chunk of the parallel emission.
+/// Messages per chunk of the parallel prescan and emission.
 const EMIT_CHUNK: usize = 4_096;
 
 /// `(after, until]` cut into chunks: chunk `i` is `(bound(i), bound(i + 1)]`.
@@ -394,29 +400,47 @@ fn emit_parallel<W: Write>(
                     "stream {stream}: an emission thread stopped without a reason"
                 )));
             };
-            let mut start = 0;
-            for &(seq, end, body_bytes, is_rejected) in &chunk.records {
+            // Lines go out in runs, cut only where a SCHEMA or STATE line goes between them: a
+            // run is written in one call, straight through when larger than the buffer.
+            let (mut written, mut end) = (0, 0);
+            for &(seq, line_end, body_bytes, is_rejected) in &chunk.records {
                 if run.out_of_budget() {
+                    run.w
+                        .write_lines(chunk.lines.get(written..end).unwrap_or_default())?;
                     return Ok(true);
                 }
-                let name = if is_rejected {
-                    emitter.send_rejected_schema(&mut run.w)?;
-                    &rejected
+                let schema_due = if is_rejected {
+                    !emitter.rejected_schema_sent
                 } else {
-                    emitter.send_schema(&mut run.w)?;
-                    stream
+                    !emitter.schema_sent
                 };
-                run.w
-                    .write_lines(chunk.lines.get(start..end).unwrap_or_default())?;
-                start = end;
+                if schema_due {
+                    run.w
+                        .write_lines(chunk.lines.get(written..end).unwrap_or_default())?;
+                    written = end;
+                    if is_rejected {
+                        emitter.send_rejected_schema(&mut run.w)?;
+                    } else {
+                        emitter.send_schema(&mut run.w)?;
+                    }
+                }
+                end = line_end;
+                let name = if is_rejected { &rejected } else { stream };
                 match summary.records.get_mut(name) {
                     Some(n) => *n += 1,
                     None => {
                         summary.records.insert(name.to_owned(), 1);
                     }
                 }
-                run.emitted(stream, seq, body_bytes)?;
+                if run.count(stream, seq, body_bytes) {
+                    run.w
+                        .write_lines(chunk.lines.get(written..end).unwrap_or_default())?;
+                    written = end;
+                    run.write_state()?;
+                }
             }
+            run.w
+                .write_lines(chunk.lines.get(written..end).unwrap_or_default())?;
             if let Some(e) = chunk.error {
                 return Err(e);
             }
@@ -425,56 +449,52 @@ fn emit_parallel<W: Write>(
     })
 }
 
-/// Fewest messages a prescan thread is given: below this, opening a connection and starting a
-/// thread cost more than they save.
-const PRESCAN_MIN_PER_THREAD: i64 = 16_384;
-
-/// Types every message of the stream in `(after, until]` before the first record is emitted,
-/// on up to `threads` threads: each reads its own range of sequences through its own
-/// connection (at least `min_per_thread` messages each), and their findings are merged (the schema is a union of type sets, sorted by
-/// name, so the order of the merge does not show). The current thread takes the first range.
+/// Types every message of the stream in `ranges` before the first record is emitted. With
+/// more than one chunk and thread, `threads` threads take the chunks in turn (the next free
+/// chunk, so a thread slowed by large messages takes fewer), each through its own connection,
+/// and their findings are merged: the schema is a union of type sets, sorted by name, so the
+/// order of the merge does not show, and the unparsable sequences are sorted.
 fn prescan(
     spool: &SpoolReader,
     path: &std::path::Path,
     emitter: &mut StreamEmitter<'_>,
-    after: i64,
-    until: i64,
+    ranges: &Ranges,
     threads: usize,
-    min_per_thread: i64,
 ) -> Result<(), TapError> {
     let stream = emitter.source.name.as_str();
-    let cuts = if threads > 1 {
-        spool.split_range(stream, after, until, threads, min_per_thread)?
-    } else {
-        Vec::new()
-    };
-    let mut bounds = vec![after];
-    bounds.extend(&cuts);
-    bounds.push(until);
+    if threads < 2 || ranges.len() < 2 {
+        spool.for_each_body::<TapError>(stream, ranges.after, ranges.until, |seq, body| {
+            emitter.prescan(seq, body);
+            Ok(())
+        })?;
+        emitter.prescanned = true;
+        return Ok(());
+    }
     let (source, entry, by_seq) = (emitter.source, emitter.entry, spool.scans_by_seq());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let next = &next;
     let parts = std::thread::scope(|s| {
-        let workers: Vec<_> = bounds
-            .windows(2)
-            .skip(1)
-            .map(|w| {
-                let (lo, hi) = (w[0], w[1]);
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
                 s.spawn(move || -> Result<StreamEmitter<'_>, TapError> {
                     let mut reader = SpoolReader::open(path)?;
                     reader.scan_by_seq(by_seq);
                     let mut part = StreamEmitter::new(source, entry);
-                    reader.for_each_body::<TapError>(stream, lo, hi, |seq, body| {
-                        part.prescan(seq, body);
-                        Ok(())
-                    })?;
-                    Ok(part)
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= ranges.len() {
+                            return Ok(part);
+                        }
+                        let (lo, hi) = ranges.get(i);
+                        reader.for_each_body::<TapError>(stream, lo, hi, |seq, body| {
+                            part.prescan(seq, body);
+                            Ok(())
+                        })?;
+                    }
                 })
             })
             .collect();
-        let first = spool.for_each_body::<TapError>(stream, bounds[0], bounds[1], |seq, body| {
-            emitter.prescan(seq, body);
-            Ok(())
-        });
-        let rest: Vec<Result<StreamEmitter<'_>, TapError>> = workers
+        workers
             .into_iter()
             .map(|w| {
                 w.join().unwrap_or_else(|_| {
@@ -483,15 +503,14 @@ fn prescan(
                     )))
                 })
             })
-            .collect();
-        first.map(|()| rest)
-    })?;
-    // In range order, so the unparsable sequences stay ascending.
+            .collect::<Vec<_>>()
+    });
     for part in parts {
         let part = part?;
         emitter.schema.absorb(part.schema);
         emitter.unparsable.extend(part.unparsable);
     }
+    emitter.unparsable.sort_unstable();
     emitter.prescanned = true;
     Ok(())
 }
@@ -821,12 +840,10 @@ mod tests {
         fill_spool(&path, 5_000, &[3, 1_234, 4_999]);
         let one = Parallelism {
             threads: 1,
-            prescan_min: 1,
             chunk: 1,
         };
         let three = Parallelism {
             threads: 3,
-            prescan_min: 100,
             chunk: 211,
         };
         // The parallel path is taken: the chunk bounds cut the run (and a cut never leaves an
@@ -911,24 +928,24 @@ mod tests {
         let settings = Settings::from_map(serde_json::Map::new()).unwrap();
         let source = &settings.sources["data"];
         let spool = SpoolReader::open(&path).unwrap();
-        assert_eq!(
-            spool.split_range("data", 0, 3_000, 3, 100).unwrap(),
-            [1_000, 2_000],
-            "three ranges of 1,000"
-        );
-        assert_eq!(
-            spool.split_range("data", 0, 3_000, 3, 1_001).unwrap(),
-            [1_500]
-        );
-        assert!(spool
-            .split_range("data", 0, 3_000, 4, 3_001)
-            .unwrap()
-            .is_empty());
-        assert_eq!(spool.split_range("data", 10, 20, 2, 1).unwrap(), [15]);
+        let whole = Ranges {
+            after: 0,
+            cuts: Vec::new(),
+            until: 3_000,
+        };
+        // Chunks of 250: twelve, taken by three threads in whatever order they come free.
+        let chunked = Ranges {
+            after: 0,
+            cuts: spool.cut_every("data", 0, 3_000, 250).unwrap(),
+            until: 3_000,
+        };
+        assert_eq!(chunked.len(), 12);
+        assert_eq!(chunked.get(0), (0, 250));
+        assert_eq!(chunked.get(11), (2_750, 3_000));
         let mut one = StreamEmitter::new(source, None);
-        prescan(&spool, &path, &mut one, 0, 3_000, 1, 100).unwrap();
+        prescan(&spool, &path, &mut one, &whole, 3).unwrap();
         let mut three = StreamEmitter::new(source, None);
-        prescan(&spool, &path, &mut three, 0, 3_000, 3, 100).unwrap();
+        prescan(&spool, &path, &mut three, &chunked, 3).unwrap();
         assert!(one.prescanned && three.prescanned);
         assert_eq!(one.unparsable, bad);
         assert_eq!(three.unparsable, bad);
