@@ -317,6 +317,8 @@ struct Chunk {
     /// Per message: its sequence, where its line ends in `lines`, its body's size, and whether
     /// it went to the rejected stream.
     records: Vec<(i64, usize, usize, bool)>,
+    /// Message id and reason of each rejected record, in order.
+    warnings: Vec<(String, String)>,
     /// What stopped the worker after the records above (a missing key, a spool error).
     error: Option<TapError>,
 }
@@ -342,10 +344,11 @@ fn emit_parallel<W: Write>(
     let unparsable = &unparsable;
     std::thread::scope(|s| {
         let mut inboxes = Vec::with_capacity(threads);
+        let mut handles = Vec::with_capacity(threads);
         for k in 0..threads {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(2);
             inboxes.push(rx);
-            s.spawn(move || {
+            handles.push(s.spawn(move || {
                 let reader = SpoolReader::open(path).map(|mut r| {
                     r.scan_by_seq(by_seq);
                     r
@@ -366,6 +369,8 @@ fn emit_parallel<W: Write>(
                 // SCHEMA lines are the writing thread's to place.
                 worker.schema_sent = true;
                 worker.rejected_schema_sent = true;
+                // Rejections are logged when written: a worker runs ahead of what is written.
+                worker.held_warnings = Some(Vec::new());
                 let mut w = MessageWriter::new(Vec::with_capacity(1 << 20));
                 let mut ignored = Summary::default();
                 for i in (k..ranges.len()).step_by(threads) {
@@ -378,28 +383,36 @@ fn emit_parallel<W: Write>(
                         Ok(true)
                     });
                     let lines = std::mem::replace(w.get_mut(), Vec::with_capacity(1 << 20));
+                    let warnings = worker.held_warnings.replace(Vec::new()).unwrap_or_default();
                     let error = done.err();
                     let failed = error.is_some();
-                    if tx
-                        .send(Chunk {
-                            lines,
-                            records,
-                            error,
-                        })
-                        .is_err()
-                        || failed
-                    {
+                    let chunk = Chunk {
+                        lines,
+                        records,
+                        warnings,
+                        error,
+                    };
+                    if tx.send(chunk).is_err() || failed {
                         return;
                     }
                 }
-            });
+            }));
         }
         for i in 0..ranges.len() {
             let Ok(chunk) = inboxes[i % threads].recv() else {
+                // Only a worker that panicked hangs up early: join them to say so.
+                drop(inboxes);
+                let panicked = handles.into_iter().any(|h| h.join().is_err());
                 return Err(TapError::Emission(format!(
-                    "stream {stream}: an emission thread stopped without a reason"
+                    "stream {stream}: an emission thread {}",
+                    if panicked {
+                        "panicked"
+                    } else {
+                        "stopped without a reason"
+                    }
                 )));
             };
+            let mut warnings = chunk.warnings.iter();
             // Lines go out in runs, cut only where a SCHEMA or STATE line goes between them: a
             // run is written in one call, straight through when larger than the buffer.
             let (mut written, mut end) = (0, 0);
@@ -425,7 +438,14 @@ fn emit_parallel<W: Write>(
                     }
                 }
                 end = line_end;
-                let name = if is_rejected { &rejected } else { stream };
+                let name = if is_rejected {
+                    if let Some((id, reason)) = warnings.next() {
+                        tracing::warn!(stream, message_id = %id, reason = %reason, "message sent to {rejected}");
+                    }
+                    &rejected
+                } else {
+                    stream
+                };
                 match summary.records.get_mut(name) {
                     Some(n) => *n += 1,
                     None => {
@@ -442,6 +462,11 @@ fn emit_parallel<W: Write>(
             run.w
                 .write_lines(chunk.lines.get(written..end).unwrap_or_default())?;
             if let Some(e) = chunk.error {
+                // The one-thread path looks at the budget before each message, so it stops
+                // before the message that failed here when the budget is already spent.
+                if run.out_of_budget() {
+                    return Ok(true);
+                }
                 return Err(e);
             }
         }
@@ -533,6 +558,8 @@ struct StreamEmitter<'a> {
     /// Sequences of the messages the prescan could not parse, ascending (they are rare).
     unparsable: Vec<i64>,
     next_unparsable: usize,
+    /// `Some`: rejections are collected (message id, reason) instead of logged at once.
+    held_warnings: Option<Vec<(String, String)>>,
 }
 
 impl<'a> StreamEmitter<'a> {
@@ -549,6 +576,7 @@ impl<'a> StreamEmitter<'a> {
             prescanned: false,
             unparsable: Vec::new(),
             next_unparsable: 0,
+            held_warnings: None,
         }
     }
 
@@ -747,7 +775,12 @@ impl<'a> StreamEmitter<'a> {
             &record.to_string(),
             Some(&format_us(m.received_at_us)),
         )?;
-        tracing::warn!(stream = %self.source.name, message_id = %m.id, reason, "message sent to {stream}");
+        match &mut self.held_warnings {
+            Some(held) => held.push((m.id.to_owned(), reason.to_owned())),
+            None => {
+                tracing::warn!(stream = %self.source.name, message_id = %m.id, reason, "message sent to {stream}")
+            }
+        }
         *summary.records.entry(stream).or_default() += 1;
         Ok(Emitted::Rejected)
     }
@@ -868,6 +901,13 @@ mod tests {
             ),
             // The budget stops the run inside a chunk.
             (json!({"spool_path": spool, "max_records": 2_500}), None),
+            // The budget runs out just before the first message that lacks the key (seq 997):
+            // the run stops there, as one thread does, instead of failing.
+            (
+                json!({"spool_path": spool, "max_records": 996,
+                       "sources": {"data": {"primary_key": "id", "on_missing_key": "fail"}}}),
+                None,
+            ),
             // A missing key that must fail the run: the records before it, then the error.
             (
                 json!({"spool_path": spool, "state_interval_records": 100,
