@@ -5,7 +5,7 @@
 //! has a higher sequence (sequences are assigned inside the write lock), so a run never chases
 //! arrivals and two runs over the same spool and state emit the same messages.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::types::ValueRef;
@@ -18,7 +18,7 @@ const READ_MMAP_BYTES: i64 = 1 << 30;
 
 pub struct SpoolReader {
     conn: Connection,
-    path: String,
+    path: PathBuf,
     /// Scan messages by sequence and filter the source, instead of walking the
     /// (source, seq) index and seeking each row in the table: cheaper when (nearly) every
     /// message is of the source read, as in a spool of one source.
@@ -37,7 +37,7 @@ impl SpoolReader {
             })?;
         Ok(SpoolReader {
             conn,
-            path: path.display().to_string(),
+            path: path.to_path_buf(),
             scan_by_seq: false,
         })
     }
@@ -48,8 +48,11 @@ impl SpoolReader {
         self.scan_by_seq = yes;
     }
 
-    pub fn scans_by_seq(&self) -> bool {
-        self.scan_by_seq
+    /// Another connection to the same spool, reading the same way (for a thread of its own).
+    pub fn reopen(&self) -> Result<SpoolReader, SpoolError> {
+        let mut other = SpoolReader::open(&self.path)?;
+        other.scan_by_seq = self.scan_by_seq;
+        Ok(other)
     }
 
     /// The sequence ending each run of `every` messages of a source with
@@ -104,7 +107,7 @@ impl SpoolReader {
 
     fn err(&self, source: rusqlite::Error) -> SpoolError {
         SpoolError::Sqlite {
-            path: self.path.clone(),
+            path: self.path.display().to_string(),
             source,
         }
     }

@@ -56,6 +56,17 @@ pub struct Summary {
     pub truncated: bool,
 }
 
+impl Summary {
+    fn count_record(&mut self, stream: &str) {
+        match self.records.get_mut(stream) {
+            Some(n) => *n += 1,
+            None => {
+                self.records.insert(stream.to_owned(), 1);
+            }
+        }
+    }
+}
+
 /// The bookmark of each stream in a Singer state value (`{"bookmarks": {stream: {...}}}`).
 pub fn bookmarks(state: Option<&Value>) -> Result<BTreeMap<String, i64>, TapError> {
     let mut out = BTreeMap::new();
@@ -170,7 +181,6 @@ fn run_with(
         };
         let after = run.marks.get(&source.name).copied().unwrap_or(0);
         let mut emitter = StreamEmitter::new(source, entry);
-        let path = &settings.spool_path;
         // Chunks for the threads (read off the index): worth it only with a thread to spare.
         let prescan_wanted =
             settings.schema_prescan && source.record_shape == RecordShape::Unpacked;
@@ -181,12 +191,11 @@ fn run_with(
         };
         let ranges = Ranges { after, cuts, until };
         if prescan_wanted {
-            prescan(&spool, path, &mut emitter, &ranges, threads)?;
+            prescan(&spool, &mut emitter, &ranges, threads)?;
         }
         let stopped = if emitter.prescanned && threads > 1 && ranges.len() > 1 {
             emit_parallel(
                 &spool,
-                path,
                 &mut emitter,
                 &mut run,
                 &mut summary,
@@ -323,6 +332,21 @@ struct Chunk {
     error: Option<TapError>,
 }
 
+/// Lines of a chunk formatted but not yet written: `lines[from..to]`.
+struct Pending<'c> {
+    lines: &'c [u8],
+    from: usize,
+    to: usize,
+}
+
+impl Pending<'_> {
+    fn write<W: Write>(&mut self, w: &mut MessageWriter<W>) -> std::io::Result<()> {
+        w.write_lines(self.lines.get(self.from..self.to).unwrap_or_default())?;
+        self.from = self.to;
+        Ok(())
+    }
+}
+
 /// Emits a prescanned stream on `threads` threads: workers format the records of chunks `k`,
 /// `k + threads`, … through their own connections, and this thread writes the chunks in order,
 /// with the SCHEMA lines, the bookkeeping and the STATE lines exactly where a sequential run
@@ -330,14 +354,13 @@ struct Chunk {
 /// stopped it.
 fn emit_parallel<W: Write>(
     spool: &SpoolReader,
-    path: &std::path::Path,
     emitter: &mut StreamEmitter<'_>,
     run: &mut Emission<'_, W>,
     summary: &mut Summary,
     ranges: &Ranges,
     threads: usize,
 ) -> Result<bool, TapError> {
-    let (source, entry, by_seq) = (emitter.source, emitter.entry, spool.scans_by_seq());
+    let (source, entry) = (emitter.source, emitter.entry);
     let stream = source.name.as_str();
     let rejected = discover::rejected_stream(source);
     let unparsable = emitter.unparsable.clone();
@@ -348,11 +371,8 @@ fn emit_parallel<W: Write>(
         for k in 0..threads {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(2);
             inboxes.push(rx);
+            let reader = spool.reopen();
             handles.push(s.spawn(move || {
-                let reader = SpoolReader::open(path).map(|mut r| {
-                    r.scan_by_seq(by_seq);
-                    r
-                });
                 let reader = match reader {
                     Ok(r) => r,
                     Err(e) => {
@@ -415,29 +435,24 @@ fn emit_parallel<W: Write>(
             let mut warnings = chunk.warnings.iter();
             // Lines go out in runs, cut only where a SCHEMA or STATE line goes between them: a
             // run is written in one call, straight through when larger than the buffer.
-            let (mut written, mut end) = (0, 0);
+            let mut pending = Pending {
+                lines: &chunk.lines,
+                from: 0,
+                to: 0,
+            };
             for &(seq, line_end, body_bytes, is_rejected) in &chunk.records {
                 if run.out_of_budget() {
-                    run.w
-                        .write_lines(chunk.lines.get(written..end).unwrap_or_default())?;
+                    pending.write(&mut run.w)?;
                     return Ok(true);
                 }
-                let schema_due = if is_rejected {
-                    !emitter.rejected_schema_sent
-                } else {
-                    !emitter.schema_sent
-                };
-                if schema_due {
-                    run.w
-                        .write_lines(chunk.lines.get(written..end).unwrap_or_default())?;
-                    written = end;
-                    if is_rejected {
-                        emitter.send_rejected_schema(&mut run.w)?;
-                    } else {
-                        emitter.send_schema(&mut run.w)?;
-                    }
+                if is_rejected && !emitter.rejected_schema_sent {
+                    pending.write(&mut run.w)?;
+                    emitter.send_rejected_schema(&mut run.w)?;
+                } else if !is_rejected && !emitter.schema_sent {
+                    pending.write(&mut run.w)?;
+                    emitter.send_schema(&mut run.w)?;
                 }
-                end = line_end;
+                pending.to = line_end;
                 let name = if is_rejected {
                     if let Some((id, reason)) = warnings.next() {
                         tracing::warn!(stream, message_id = %id, reason = %reason, "message sent to {rejected}");
@@ -446,21 +461,13 @@ fn emit_parallel<W: Write>(
                 } else {
                     stream
                 };
-                match summary.records.get_mut(name) {
-                    Some(n) => *n += 1,
-                    None => {
-                        summary.records.insert(name.to_owned(), 1);
-                    }
-                }
+                summary.count_record(name);
                 if run.count(stream, seq, body_bytes) {
-                    run.w
-                        .write_lines(chunk.lines.get(written..end).unwrap_or_default())?;
-                    written = end;
+                    pending.write(&mut run.w)?;
                     run.write_state()?;
                 }
             }
-            run.w
-                .write_lines(chunk.lines.get(written..end).unwrap_or_default())?;
+            pending.write(&mut run.w)?;
             if let Some(e) = chunk.error {
                 // The one-thread path looks at the budget before each message, so it stops
                 // before the message that failed here when the budget is already spent.
@@ -481,7 +488,6 @@ fn emit_parallel<W: Write>(
 /// order of the merge does not show, and the unparsable sequences are sorted.
 fn prescan(
     spool: &SpoolReader,
-    path: &std::path::Path,
     emitter: &mut StreamEmitter<'_>,
     ranges: &Ranges,
     threads: usize,
@@ -495,15 +501,15 @@ fn prescan(
         emitter.prescanned = true;
         return Ok(());
     }
-    let (source, entry, by_seq) = (emitter.source, emitter.entry, spool.scans_by_seq());
+    let (source, entry) = (emitter.source, emitter.entry);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let next = &next;
     let parts = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
+                let reader = spool.reopen();
                 s.spawn(move || -> Result<StreamEmitter<'_>, TapError> {
-                    let mut reader = SpoolReader::open(path)?;
-                    reader.scan_by_seq(by_seq);
+                    let reader = reader?;
                     let mut part = StreamEmitter::new(source, entry);
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -707,12 +713,7 @@ impl<'a> StreamEmitter<'a> {
             self.write_schema(w)?;
         }
         w.write_record_raw(&self.source.name, &self.line, Some(&self.received_at))?;
-        match summary.records.get_mut(&self.source.name) {
-            Some(n) => *n += 1,
-            None => {
-                summary.records.insert(self.source.name.clone(), 1);
-            }
-        }
+        summary.count_record(&self.source.name);
         Ok(Emitted::Record)
     }
 
@@ -781,7 +782,7 @@ impl<'a> StreamEmitter<'a> {
                 tracing::warn!(stream = %self.source.name, message_id = %m.id, reason, "message sent to {stream}")
             }
         }
-        *summary.records.entry(stream).or_default() += 1;
+        summary.count_record(&stream);
         Ok(Emitted::Rejected)
     }
 }
@@ -983,9 +984,9 @@ mod tests {
         assert_eq!(chunked.get(0), (0, 250));
         assert_eq!(chunked.get(11), (2_750, 3_000));
         let mut one = StreamEmitter::new(source, None);
-        prescan(&spool, &path, &mut one, &whole, 3).unwrap();
+        prescan(&spool, &mut one, &whole, 3).unwrap();
         let mut three = StreamEmitter::new(source, None);
-        prescan(&spool, &path, &mut three, &chunked, 3).unwrap();
+        prescan(&spool, &mut three, &chunked, 3).unwrap();
         assert!(one.prescanned && three.prescanned);
         assert_eq!(one.unparsable, bad);
         assert_eq!(three.unparsable, bad);

@@ -274,8 +274,9 @@ impl ColumnStats {
     }
 }
 
-/// One batch's Delta statistics, column by column: computed where the batch is built, so that
-/// the thread encoding the file (the busier one in a load) does not have to.
+/// One batch's Delta statistics, column by column: computed where the batch is built (one
+/// pass over each column's values present), so that the thread encoding the file does not
+/// have to.
 pub struct BatchStats(Vec<ColumnStats>);
 
 impl BatchStats {
