@@ -114,8 +114,12 @@ pub struct Ingest<'s, W: Write> {
     progress: singer::metrics::Progress,
     /// The previous record's field count: the capacity hint of the next one's.
     width: usize,
-    /// The batch whose data file is being written while the next one is parsed (at most one).
-    flushing: Option<flush::Flushing>,
+    /// Batches whose data files are being written, oldest first, committed in this order: the
+    /// one written while the next is parsed, and at the end of the input possibly the last
+    /// two (see [`Self::flush_stream`]).
+    flushing: std::collections::VecDeque<flush::Flushing>,
+    /// The input has ended: the last batches are being cut.
+    ending: bool,
     pub summary: Summary,
 }
 
@@ -137,7 +141,8 @@ impl<'s, W: Write> Ingest<'s, W> {
             last_printed: None,
             clock: SeqClock(0),
             output,
-            flushing: None,
+            flushing: std::collections::VecDeque::new(),
+            ending: false,
             width: 16,
             summary: Summary::default(),
         })
@@ -147,8 +152,8 @@ impl<'s, W: Write> Ingest<'s, W> {
         let pump = Pump::spawn(input);
         let mut line_no = 0;
         if let Err(e) = self.run_lines(&pump, &mut line_no) {
-            // The batch already cut before the failure is committed, as it would have been
-            // had its file not been written in the background; the failing batch is not.
+            // The batches already cut before the failure are committed, as they would have
+            // been had their files not been written in the background; the failing one is not.
             if self.complete_flush().is_ok() {
                 let _ = self.emit_states();
             }
@@ -161,6 +166,7 @@ impl<'s, W: Write> Ingest<'s, W> {
             }
             return Err(e);
         }
+        self.ending = true;
         self.flush_all(line_no)?;
         self.complete_flush()?;
         self.emit_states()?;
@@ -170,7 +176,7 @@ impl<'s, W: Write> Ingest<'s, W> {
     fn run_lines(&mut self, pump: &Pump, line_no: &mut u64) -> Result<(), Error> {
         loop {
             let mut wait = self.until_next_age_flush();
-            if self.flushing.is_some() {
+            if !self.flushing.is_empty() {
                 // Look again soon: the commit (and the STATEs it releases) follows the file.
                 wait = Some(wait.map_or(FLUSH_POLL, |w| w.min(FLUSH_POLL)));
             }
@@ -188,13 +194,7 @@ impl<'s, W: Write> Ingest<'s, W> {
                 Chunk::End(None) => return Ok(()),
                 Chunk::End(Some(e)) => return Err(e.into()),
             }
-            if self
-                .flushing
-                .as_ref()
-                .is_some_and(flush::Flushing::is_ready)
-            {
-                self.complete_flush()?;
-            }
+            self.complete_ready()?;
         }
     }
 
@@ -555,11 +555,27 @@ impl<'s, W: Write> Ingest<'s, W> {
 
     /// Cuts a stream's buffered rows into a batch whose data file is written in the background
     /// (after committing the previous such batch); [`Self::complete_flush`] commits it.
+    ///
+    /// At the end of the input, a batch that is only appended does not wait for the previous
+    /// batch's file: that file is often still being encoded (encoding runs behind parsing), and
+    /// the last rows' file is then encoded beside it on the core the parsing has freed, instead
+    /// of after it. (Mid-load, waiting keeps at most two batches' data in memory.) A batch that
+    /// reads its table first (upsert rewrites, an overwrite's removes) always waits for every
+    /// earlier commit.
     pub fn flush_stream(&mut self, line: u64, name: &str) -> Result<(), Error> {
-        if self.streams.get(name).is_none_or(|s| s.pending_rows() == 0) {
+        let Some(stream) = self.streams.get(name).filter(|s| s.pending_rows() > 0) else {
             return Ok(());
+        };
+        let appends = stream.streams_to_file()
+            && !(stream.method == LoadMethod::Overwrite && !stream.overwritten);
+        if appends && self.ending {
+            self.complete_ready()?;
+            while self.flushing.len() > MAX_FLUSHING {
+                self.complete_next()?;
+            }
+        } else {
+            self.complete_flush()?;
         }
-        self.complete_flush()?;
         let state = self.last_state.clone();
         let Some(stream) = self.streams.get_mut(name) else {
             return Ok(());
@@ -570,13 +586,34 @@ impl<'s, W: Write> Ingest<'s, W> {
                 stream: name.to_string(),
                 source: Box::new(source),
             })?;
-        self.flushing = Some(flushing);
+        if !self.flushing.is_empty() {
+            tracing::debug!(stream = %name, earlier = self.flushing.len(), "batch cut while earlier ones are being written");
+        }
+        self.flushing.push_back(flushing);
         Ok(())
     }
 
-    /// Commits the batch being written, if any, then prints any STATE that was waiting for it.
+    /// Commits every batch being written, in the order they were cut, then prints any STATE
+    /// that was waiting for them.
     pub fn complete_flush(&mut self) -> Result<(), Error> {
-        let Some(f) = self.flushing.take() else {
+        while !self.flushing.is_empty() {
+            self.complete_next()?;
+        }
+        Ok(())
+    }
+
+    /// Commits the batches at the head of the queue whose data files are written.
+    fn complete_ready(&mut self) -> Result<(), Error> {
+        while self.flushing.front().is_some_and(flush::Flushing::is_ready) {
+            self.complete_next()?;
+        }
+        Ok(())
+    }
+
+    /// Commits the oldest batch being written (waiting for its file), then prints any STATE
+    /// that was waiting for it.
+    fn complete_next(&mut self) -> Result<(), Error> {
+        let Some(f) = self.flushing.pop_front() else {
             return Ok(());
         };
         let (line, name) = (f.line, f.stream.clone());
@@ -593,6 +630,10 @@ impl<'s, W: Write> Ingest<'s, W> {
         self.emit_states()
     }
 }
+
+/// Batches whose files may still be in writing when the last ones are cut at the end of the
+/// input (each cut then joins them).
+const MAX_FLUSHING: usize = 1;
 
 /// How often the loop looks whether the batch being written can be committed.
 const FLUSH_POLL: std::time::Duration = std::time::Duration::from_millis(10);

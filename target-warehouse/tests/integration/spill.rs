@@ -271,3 +271,63 @@ fn sigkill_while_batches_are_handed_over_then_resume_equals_a_clean_load() {
         );
     }
 }
+
+#[test]
+fn the_last_batches_of_several_streams_cut_together_commit_in_order_with_their_states() {
+    let (_d, wh) = warehouse();
+    // Three append-only streams and an upserted one, interleaved. At the end of the input the
+    // last batches are cut one after the other, each appended one without waiting for the
+    // file of the one cut before it; the upserted one waits for them all (it reads its table).
+    let mut msgs = vec![
+        schema_msg("a", json!({"n": {"type": "integer"}}), &[]),
+        schema_msg("b", json!({"n": {"type": "integer"}}), &[]),
+        schema_msg("c", json!({"n": {"type": "integer"}}), &[]),
+        schema_msg("u", json!({"id": {"type": "integer"}}), &["id"]),
+    ];
+    for i in 0..3000 {
+        for s in ["a", "b", "c"] {
+            msgs.push(record(s, json!({"n": i, "pad": "p".repeat(400)})));
+        }
+        // Ids 0..1000 three times over: the latest of each wins.
+        msgs.push(record(
+            "u",
+            json!({"id": i % 1000, "round": i / 1000, "pad": "q".repeat(400)}),
+        ));
+        if (i + 1) % 500 == 0 {
+            msgs.push(state(json!({"pos": i + 1})));
+        }
+    }
+    // ~5.5 MB in 2 MiB batches: mid-load flushes, then the last cut of all four at the end.
+    let r = run(&wh, json!({"batch_size_bytes": 2 << 20}), &lines(&msgs));
+    assert!(r.ok(), "{}", r.stderr());
+    let states: Vec<u64> = r
+        .stdout_lines()
+        .iter()
+        .map(|v| v["pos"].as_u64().expect("pos"))
+        .collect();
+    assert_eq!(states.last(), Some(&3000), "{states:?}");
+    assert!(states.windows(2).all(|w| w[0] < w[1]), "{states:?}");
+    for s in ["a", "b", "c"] {
+        let t = read_table(&wh.join(s), s);
+        let mut ns: Vec<i64> = t.rows.iter().filter_map(|r| r["n"].as_i64()).collect();
+        ns.sort_unstable();
+        assert_eq!(ns, (0..3000).collect::<Vec<i64>>(), "stream {s}");
+        let files = added_files(&wh.join(s), t.version);
+        assert_eq!(
+            files.len() as u64,
+            t.version + 1,
+            "{s}: one file per commit"
+        );
+        assert_eq!(
+            parquet_files(&wh.join(s)).len(),
+            files.len(),
+            "{s}: no stray file"
+        );
+    }
+    let u = read_table(&wh.join("u"), "u");
+    assert_eq!(u.rows.len(), 1000);
+    assert!(
+        u.rows.iter().all(|r| r["round"] == json!(2)),
+        "latest rows win"
+    );
+}
