@@ -49,12 +49,14 @@ safe_peer_bytes=$(stat -c %s "$work/safe/peer.singer")
 echo "{\"warehouse_path\":\"$work/wh\"}" > "$work/target.json"
 echo "{\"filepath\":\"$work/duck.db\",\"default_target_schema\":\"raw\"}" > "$work/duck.json"
 
-# measure NAME ROWS BYTES CMD... : wall seconds and peak RSS (KiB) via GNU time, 3 runs, median.
+# measure NAME ROWS BYTES CMD... : wall seconds and peak RSS (KiB) via GNU time, median of
+# $RUNS runs (5: on a shared 2-core machine single runs of ours and of DuckDB swing by 20-40%).
+RUNS=${RUNS:-5}
 results=()
 measure() {
   local name=$1 rows=$2 bytes=$3; shift 3
   local runs=()
-  for i in 1 2 3; do
+  for i in $(seq "$RUNS"); do
     [ -n "${BEFORE:-}" ] && eval "$BEFORE"
     if ! /usr/bin/time -f "%e %M" -o "$work/time" "$@" > /dev/null 2> "$work/err"; then
       # A peer that cannot load the stream (target-duckdb stops on a type conflict) is shown
