@@ -29,18 +29,34 @@ pub struct Field<'a> {
     pub hash: u64,
 }
 
+/// The hashes of the field names pushed so far, as a 1,024-bit filter: most names miss it, and
+/// only a hit looks for an earlier field of the same name. (A 64-bit filter filled up after a few
+/// dozen names, and every later field of a wide payload then scanned the fields before it.)
+struct Seen([u64; 16]);
+
+impl Seen {
+    fn new() -> Seen {
+        Seen([0; 16])
+    }
+
+    /// Marks `hash`; whether it was marked already.
+    fn insert(&mut self, hash: u64) -> bool {
+        let bit = hash >> 54;
+        let (word, mask) = ((bit >> 6) as usize, 1u64 << (bit & 63));
+        let hit = self.0[word] & mask != 0;
+        self.0[word] |= mask;
+        hit
+    }
+}
+
 /// Appends a field; an earlier field of the same name is dropped (the last occurrence wins).
-/// `seen` is a 64-bit filter of the hashes pushed so far: most names miss it, and only a hit
-/// looks for an earlier field of the same name.
-fn push_field<'a>(out: &mut Vec<Field<'a>>, seen: &mut u64, key: Cow<'a, str>, value: &'a str) {
+fn push_field<'a>(out: &mut Vec<Field<'a>>, seen: &mut Seen, key: Cow<'a, str>, value: &'a str) {
     let hash = field_hash(&key);
-    let bit = 1u64 << (hash >> 58);
-    if *seen & bit != 0 {
+    if seen.insert(hash) {
         if let Some(i) = out.iter().position(|f| f.hash == hash && f.key == key) {
             out.remove(i);
         }
     }
-    *seen |= bit;
     out.push(Field { key, value, hash });
 }
 
@@ -81,7 +97,7 @@ pub fn top_level(body: &str) -> Result<Vec<Field<'_>>, serde_json::Error> {
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut out: Vec<Field<'de>> = Vec::with_capacity(32);
-            let mut seen = 0;
+            let mut seen = Seen::new();
             while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
                 let value: &RawValue = map.next_value()?;
                 push_field(&mut out, &mut seen, key, value.get());
@@ -106,7 +122,7 @@ pub fn top_level_trusted(body: &str) -> Option<Vec<Field<'_>>> {
         return None;
     }
     let mut out: Vec<Field<'_>> = Vec::with_capacity(32);
-    let mut seen = 0;
+    let mut seen = Seen::new();
     i = skip_ws(b, i + 1);
     if b.get(i) == Some(&b'}') {
         i += 1;
@@ -290,6 +306,31 @@ mod tests {
         assert_eq!(got, vec![("b\n", "1"), ("a", "2")]);
         assert!(top_level("[1]").is_err());
         assert!(top_level("{} x").is_err());
+    }
+
+    #[test]
+    fn a_wide_payload_keeps_each_name_once_at_its_last_place() {
+        // 300 names, every seventh repeated after all the others: the repeats must replace
+        // the earlier occurrences however full the filter of names seen is.
+        let mut parts: Vec<String> = (0..300).map(|i| format!("\"f{i}\":{i}")).collect();
+        parts.extend((0..300).step_by(7).map(|i| format!("\"f{i}\":\"again\"")));
+        let body = format!("{{{}}}", parts.join(","));
+        let mut want: Vec<(String, String)> = (0..300)
+            .filter(|i| i % 7 != 0)
+            .map(|i| (format!("f{i}"), i.to_string()))
+            .collect();
+        want.extend(
+            (0..300)
+                .step_by(7)
+                .map(|i| (format!("f{i}"), "\"again\"".to_string())),
+        );
+        for split in [top_level(&body).unwrap(), top_level_trusted(&body).unwrap()] {
+            let got: Vec<(String, String)> = split
+                .into_iter()
+                .map(|f| (f.key.into_owned(), f.value.to_owned()))
+                .collect();
+            assert_eq!(got, want);
+        }
     }
 
     #[test]
