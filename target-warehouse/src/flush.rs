@@ -41,6 +41,13 @@ impl Flushing {
     pub fn is_ready(&self) -> bool {
         self.file.as_ref().is_none_or(ClosedFile::is_finished)
     }
+
+    /// The batch will not be committed (the run failed): its data file goes.
+    pub fn discard(self) {
+        if let Some(file) = self.file {
+            file.discard();
+        }
+    }
 }
 
 /// Hands the stream's buffered rows to its data file being written (opened now if need be)

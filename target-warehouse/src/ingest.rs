@@ -157,20 +157,30 @@ impl<'s, W: Write> Ingest<'s, W> {
             if self.complete_flush().is_ok() {
                 let _ = self.emit_states();
             }
-            // Rows handed to a data file since the last commit are not committed: their files
-            // go, so that a failed run leaves nothing outside the log.
-            for stream in self.streams.values_mut() {
-                if let Some(writer) = stream.writer.take() {
-                    writer.close().discard();
-                }
-            }
+            self.discard_uncommitted();
             return Err(e);
         }
         self.ending = true;
-        self.flush_all(line_no)?;
-        self.complete_flush()?;
+        if let Err(e) = self.flush_all(line_no).and_then(|()| self.complete_flush()) {
+            self.discard_uncommitted();
+            return Err(e);
+        }
         self.emit_states()?;
         Ok(self.summary)
+    }
+
+    /// After a failure: the data files of rows not committed (batches cut but not committed,
+    /// rows handed to a file since the last cut) are removed, so that a failed run leaves
+    /// nothing outside the log.
+    fn discard_uncommitted(&mut self) {
+        for f in std::mem::take(&mut self.flushing) {
+            f.discard();
+        }
+        for stream in self.streams.values_mut() {
+            if let Some(writer) = stream.writer.take() {
+                writer.close().discard();
+            }
+        }
     }
 
     fn run_lines(&mut self, pump: &Pump, line_no: &mut u64) -> Result<(), Error> {
