@@ -576,8 +576,10 @@ impl<'s, W: Write> Ingest<'s, W> {
         let Some(stream) = self.streams.get(name).filter(|s| s.pending_rows() > 0) else {
             return Ok(());
         };
+        // Only appends may skip the wait: an upsert's rewrites and an overwrite's first
+        // removes read the table.
         let appends = stream.streams_to_file()
-            && !(stream.method == LoadMethod::Overwrite && !stream.overwritten);
+            && (stream.method != LoadMethod::Overwrite || stream.overwritten);
         if appends && self.ending {
             self.complete_ready()?;
             while self.flushing.len() > MAX_FLUSHING {
