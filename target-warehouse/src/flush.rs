@@ -42,10 +42,16 @@ impl Flushing {
         self.file.as_ref().is_none_or(ClosedFile::is_finished)
     }
 
-    /// The batch will not be committed (the run failed): its data file goes.
-    pub fn discard(self) {
+    /// The batch will not be committed (the run failed): its data file goes, and the files
+    /// its upsert rewrites wrote.
+    pub fn discard(self, table: &crate::table::Table) {
         if let Some(file) = self.file {
             file.discard();
+        }
+        for action in &self.actions {
+            if let Action::Add(add) = action {
+                table.discard_new_file(&add.path);
+            }
         }
     }
 }
@@ -105,7 +111,9 @@ fn send(stream: &mut Stream, batch: RecordBatch) -> Result<(), TableError> {
 
 /// Empties the stream's buffer into a batch, prepares its actions (upsert rewrites, overwrite
 /// removes) and closes its data file, whose writing may still go on. Nothing is committed
-/// until [`complete`]; the table must have no other batch of this stream between the two calls.
+/// until [`complete`]. A batch whose preparation reads the table (upsert rewrites, an
+/// overwrite's removes) must have no other batch of this stream between the two calls; appended
+/// batches may queue (see `Ingest::flush_stream`).
 pub fn prepare(
     stream: &mut Stream,
     settings: &Settings,

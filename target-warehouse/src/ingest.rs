@@ -152,29 +152,35 @@ impl<'s, W: Write> Ingest<'s, W> {
         let pump = Pump::spawn(input);
         let mut line_no = 0;
         if let Err(e) = self.run_lines(&pump, &mut line_no) {
-            // The batches already cut before the failure are committed, as they would have
-            // been had their files not been written in the background; the failing one is not.
-            if self.complete_flush().is_ok() {
-                let _ = self.emit_states();
-            }
-            self.discard_uncommitted();
-            return Err(e);
+            return Err(self.fail(e));
         }
         self.ending = true;
         if let Err(e) = self.flush_all(line_no).and_then(|()| self.complete_flush()) {
-            self.discard_uncommitted();
-            return Err(e);
+            return Err(self.fail(e));
         }
         self.emit_states()?;
         Ok(self.summary)
     }
 
-    /// After a failure: the data files of rows not committed (batches cut but not committed,
-    /// rows handed to a file since the last cut) are removed, so that a failed run leaves
-    /// nothing outside the log.
+    /// After a failure: the batches already cut are committed, as they would have been had
+    /// their files not been written in the background (the failing one is not), and their
+    /// STATEs printed; then the data files of rows not committed go.
+    fn fail(&mut self, e: Error) -> Error {
+        if self.complete_flush().is_ok() {
+            let _ = self.emit_states();
+        }
+        self.discard_uncommitted();
+        e
+    }
+
+    /// The data files of rows not committed (batches cut but not committed, because a commit
+    /// before them failed; rows handed to a file since the last cut) are removed, so that a
+    /// failed run leaves nothing outside a local table's log.
     fn discard_uncommitted(&mut self) {
         for f in std::mem::take(&mut self.flushing) {
-            f.discard();
+            if let Some(stream) = self.streams.get(&f.stream) {
+                f.discard(&stream.table);
+            }
         }
         for stream in self.streams.values_mut() {
             if let Some(writer) = stream.writer.take() {
@@ -564,7 +570,8 @@ impl<'s, W: Write> Ingest<'s, W> {
     }
 
     /// Cuts a stream's buffered rows into a batch whose data file is written in the background
-    /// (after committing the previous such batch); [`Self::complete_flush`] commits it.
+    /// (mid-load, after committing the previous such batch); [`Self::complete_flush`] commits
+    /// it.
     ///
     /// At the end of the input, a batch that is only appended does not wait for the previous
     /// batch's file: that file is often still being encoded (encoding runs behind parsing), and
@@ -599,6 +606,7 @@ impl<'s, W: Write> Ingest<'s, W> {
                 source: Box::new(source),
             })?;
         if !self.flushing.is_empty() {
+            self.summary.overlapped_cuts += 1;
             tracing::debug!(stream = %name, earlier = self.flushing.len(), "batch cut while earlier ones are being written");
         }
         self.flushing.push_back(flushing);

@@ -39,6 +39,9 @@ pub struct Summary {
     pub rows_written: u64,
     pub commits: u64,
     pub states: u64,
+    /// Batches cut at the end of the input while an earlier batch's file was still being
+    /// written (see `Ingest::flush_stream`).
+    pub overlapped_cuts: u64,
 }
 
 /// Everything that stops a run. Each names the input line and stream a user needs to act.

@@ -145,6 +145,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         rows_written = summary.rows_written,
         commits = summary.commits,
         states = summary.states,
+        overlapped_cuts = summary.overlapped_cuts,
         "done"
     );
     Ok(())

@@ -265,6 +265,19 @@ impl Table {
         Ok((dir, files::new_file_name()))
     }
 
+    /// Removes a data file written for a commit that will not be made: from a local table's
+    /// directory, or from the local staging directory of an object-store table (an uploaded
+    /// copy stays outside the log, where no reader looks).
+    pub fn discard_new_file(&self, path: &str) {
+        let dir = match &self.remote {
+            None => Some(self.root.clone()),
+            Some(_) => self.staging().ok(),
+        };
+        if let Some(dir) = dir {
+            let _ = std::fs::remove_file(dir.join(path));
+        }
+    }
+
     /// Local staging directory for files of an object-store table.
     fn staging(&self) -> Result<PathBuf, TableError> {
         store::staging_dir().map_err(|source| TableError::Io {
