@@ -368,9 +368,14 @@ fn emit_parallel<W: Write>(
     std::thread::scope(|s| {
         let mut inboxes = Vec::with_capacity(threads);
         let mut handles = Vec::with_capacity(threads);
+        // Written chunks' line buffers go back to their worker for reuse: a fresh 4 MB buffer
+        // per chunk was grown by copying and faulted in page by page.
+        let mut returns = Vec::with_capacity(threads);
         for k in 0..threads {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(2);
             inboxes.push(rx);
+            let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+            returns.push(back_tx);
             let reader = spool.reopen();
             handles.push(s.spawn(move || {
                 let reader = match reader {
@@ -402,7 +407,10 @@ fn emit_parallel<W: Write>(
                         records.push((m.seq, end, m.body.len(), kind == Emitted::Rejected));
                         Ok(true)
                     });
-                    let lines = std::mem::replace(w.get_mut(), Vec::with_capacity(1 << 20));
+                    let fresh = back_rx
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(1 << 20));
+                    let lines = std::mem::replace(w.get_mut(), fresh);
                     let warnings = worker.held_warnings.replace(Vec::new()).unwrap_or_default();
                     let error = done.err();
                     let failed = error.is_some();
@@ -476,6 +484,10 @@ fn emit_parallel<W: Write>(
                 }
                 return Err(e);
             }
+            let mut lines = chunk.lines;
+            lines.clear();
+            // A worker that has finished no longer listens: the buffer is then dropped.
+            let _ = returns[i % threads].send(lines);
         }
         Ok(false)
     })
