@@ -258,22 +258,23 @@ impl Table {
     /// Where a new data file is written (the table's directory, or the local staging directory
     /// of an object-store table) and its fresh unique name (time-ordered UUID).
     fn new_file(&self) -> Result<(PathBuf, String), TableError> {
-        let dir = match &self.remote {
-            None => self.root.clone(),
-            Some(_) => self.staging()?,
-        };
-        Ok((dir, files::new_file_name()))
+        Ok((self.write_dir()?, files::new_file_name()))
+    }
+
+    /// Where new data files are written: the table's directory, or the local staging
+    /// directory of an object-store table.
+    fn write_dir(&self) -> Result<PathBuf, TableError> {
+        match &self.remote {
+            None => Ok(self.root.clone()),
+            Some(_) => self.staging(),
+        }
     }
 
     /// Removes a data file written for a commit that will not be made: from a local table's
     /// directory, or from the local staging directory of an object-store table (an uploaded
     /// copy stays outside the log, where no reader looks).
     pub fn discard_new_file(&self, path: &str) {
-        let dir = match &self.remote {
-            None => Some(self.root.clone()),
-            Some(_) => self.staging().ok(),
-        };
-        if let Some(dir) = dir {
+        if let Ok(dir) = self.write_dir() {
             let _ = std::fs::remove_file(dir.join(path));
         }
     }
