@@ -114,8 +114,10 @@ def main():
     ups = {d.get("scale"): d for d in steps.get("upsert", [])}
     for scale, d in sorted(ups.items(), key=lambda kv: float(kv[0] or 0)):
         figures.append(("upsert", f"{scale}× table ({d.get('table_rows')} rows, {d.get('files')} files): "
-                        f"upsert {d.get('upsert_rows')} keys, seconds (recent keys / keys anywhere)",
-                        f"{d.get('seconds', 'n/a')} / {d.get('random_seconds', 'n/a')}"))
+                        f"upsert {d.get('upsert_rows')} keys, seconds (recent keys / keys anywhere; "
+                        f"keys anywhere with copy-on-write, `deletion_vectors: false`)",
+                        f"{d.get('seconds', 'n/a')} / {d.get('random_seconds', 'n/a')}; "
+                        f"{d.get('cow_random_seconds', 'n/a')}"))
     for key, label in (("seconds", "recent keys"), ("random_seconds", "keys anywhere")):
         base, top = num(ups.get("1", {}), key), num(ups.get("16", {}), key)
         g = top / base if base and top else None
@@ -168,7 +170,7 @@ def main():
         f.write("| target | `bash bench/target.sh COUNT PEER_COUNT` | the same Singer stream into target-warehouse, "
                 "target-duckdb (PyPI; a PEER_COUNT prefix, it is slow) and DuckDB's read_json_auto → Parquet on "
                 "the corpus itself; and the whole pipe `tap-webhook | target-warehouse` |\n")
-        f.write("| upsert | `bash bench/upsert.sh BASE` | upsert 1% of keys into tables of 1×, 4×, 16× BASE rows |\n")
+        f.write("| upsert | `bash bench/upsert.sh BASE` | upsert 1% of keys into tables of 1×, 4×, 16× BASE rows (default: deletion vectors), and the same into tables created with `deletion_vectors: false` (copy-on-write) |\n")
         f.write("| memory | `bash bench/target-memory.sh COUNT` | peak RSS of the target at 1× and 8× COUNT records |\n")
         f.write("\nThe corpus (`bench/corpus.py`, seeded): ~20% large nested GitHub-style events, ~80% small "
                 "sparse events over ~240 distinct top-level fields, a few type conflicts (an integer field "

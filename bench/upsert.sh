@@ -2,9 +2,10 @@
 # Upsert cost vs table size: load keyed tables of 1x, 4x and 16x a base size, then upsert the
 # same number of keys (1% of the base) into each and time that run (median of 3, each on a fresh
 # copy of the table). "recent": keys drawn from the newest base-size range of ids (webhook
-# updates touch recent objects); "random": keys drawn from the whole table. Copy-on-write
-# rewrites every file holding an upserted key, so "recent" should stay flat as the table grows
-# while "random" grows with the number of files touched.
+# updates touch recent objects); "random": keys drawn from the whole table. With the default
+# deletion vectors an upsert marks replaced rows in a bitmap per file it touches, so both stay
+# near flat; "random, copy-on-write" (deletion_vectors: false, tables created that way) rewrites
+# every file holding an upserted key and grows with the number of files touched.
 # Usage: bench/upsert.sh [base_rows]   (default 50000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,17 +46,31 @@ PY
 }
 
 results=()
+time_upsert() { # time_upsert TABLE MODE -> median-of-3 inputs appended to $line
+  local times=()
+  for _ in 1 2 3; do
+    rm -rf "$work/up"; cp -r "$work/$1" "$work/up"
+    echo "{\"warehouse_path\":\"$work/up\"}" > "$work/up.json"
+    /usr/bin/time -f "%e %M" -o "$work/time" "$bin_target" --config "$work/up.json" --input "$work/$2.singer" \
+      > /dev/null 2> "$work/err" || { cat "$work/err" >&2; exit 1; }
+    times+=("$(cut -d' ' -f1 "$work/time")")
+  done
+  line="$line|${times[*]}"
+}
 for m in 1 4 16; do
   rows=$((m * base))
   gen load "$rows" "$base" 1 > "$work/load.singer"
   gen recent "$rows" "$base" 2 > "$work/recent.singer"
   gen random "$rows" "$base" 3 > "$work/random.singer"
-  rm -rf "$work/wh-$m"
+  rm -rf "$work/wh-$m" "$work/cow-$m"
   echo "{\"warehouse_path\":\"$work/wh-$m\"}" > "$work/load.json"
+  echo "{\"warehouse_path\":\"$work/cow-$m\",\"deletion_vectors\":false}" > "$work/cow.json"
   start=$(date +%s.%N)
   "$bin_target" --config "$work/load.json" --input "$work/load.singer" > /dev/null 2> "$work/err" \
     || { cat "$work/err" >&2; exit 1; }
   load_s=$(python3 -c "import time; print(time.time() - $start)")
+  "$bin_target" --config "$work/cow.json" --input "$work/load.singer" > /dev/null 2> "$work/err" \
+    || { cat "$work/err" >&2; exit 1; }
   files=$(ls "$work/wh-$m/orders" | grep -c parquet || true)
   live=$(python3 - "$work/wh-$m/orders/_delta_log" <<'PY'
 import json, os, sys
@@ -70,32 +85,27 @@ print(len(live))
 PY
 )
   line="$m|$rows|$load_s|$live"
-  for mode in recent random; do
-    times=()
-    for _ in 1 2 3; do
-      rm -rf "$work/up"; cp -r "$work/wh-$m" "$work/up"
-      echo "{\"warehouse_path\":\"$work/up\"}" > "$work/up.json"
-      /usr/bin/time -f "%e %M" -o "$work/time" "$bin_target" --config "$work/up.json" --input "$work/$mode.singer" \
-        > /dev/null 2> "$work/err" || { cat "$work/err" >&2; exit 1; }
-      times+=("$(cut -d' ' -f1 "$work/time")")
-    done
-    line="$line|${times[*]}"
-  done
+  time_upsert "wh-$m" recent
+  time_upsert "wh-$m" random
+  time_upsert "cow-$m" random
   results+=("$line")
 done
 python3 - "$base" "${results[@]}" <<'PY'
 import statistics, sys
 base = int(sys.argv[1])
 print(f"upsert of {max(1, base // 100)} keys (1% of base {base}) into tables of growing size; median of 3 runs")
-print(f"{'table':6} {'rows':>9} {'load s':>7} {'files':>6} {'recent s':>9} {'vs 1x':>6} {'random s':>9} {'vs 1x':>6}")
+print(f"{'table':6} {'rows':>9} {'load s':>7} {'files':>6} {'recent s':>9} {'vs 1x':>6} {'random s':>9} {'vs 1x':>6}"
+      f" {'cow rnd s':>9} {'vs 1x':>6}")
 first = None
 for r in sys.argv[2:]:
-    m, rows, load, files, rec, rnd = r.split("|")
+    m, rows, load, files, rec, rnd, cow = r.split("|")
     rec = statistics.median(map(float, rec.split()))
     rnd = statistics.median(map(float, rnd.split()))
-    first = first or (rec, rnd)
-    print(f"{m + 'x':6} {int(rows):9d} {float(load):7.1f} {int(files):6d} {rec:9.2f} {rec/first[0]:5.1f}x {rnd:9.2f} {rnd/first[1]:5.1f}x")
+    cow = statistics.median(map(float, cow.split()))
+    first = first or (rec, rnd, cow)
+    print(f"{m + 'x':6} {int(rows):9d} {float(load):7.1f} {int(files):6d} {rec:9.2f} {rec/first[0]:5.1f}x {rnd:9.2f} {rnd/first[1]:5.1f}x"
+          f" {cow:9.2f} {cow/first[2]:5.1f}x")
     # "seconds" is the recent-keys case (webhook updates touch recent objects); both are kept.
     print(f"RESULT scale={m} table_rows={rows} upsert_rows={max(1, base // 100)} files={files} "
-          f"seconds={rec:.3f} random_seconds={rnd:.3f}")
+          f"seconds={rec:.3f} random_seconds={rnd:.3f} cow_random_seconds={cow:.3f}")
 PY

@@ -34,6 +34,8 @@ pub struct Flushing {
     rows: usize,
     replaced: usize,
     file: Option<ClosedFile>,
+    /// Files the upsert wrote besides the data file (rewritten files, a deletion vector file).
+    new_files: Vec<String>,
 }
 
 impl Flushing {
@@ -43,15 +45,14 @@ impl Flushing {
     }
 
     /// The batch will not be committed (the run failed): its data file goes, and the files
-    /// its upsert rewrites wrote.
+    /// its upsert wrote (never the files it re-`add`s with a new deletion vector: they hold
+    /// committed rows).
     pub fn discard(self, table: &crate::table::Table) {
         if let Some(file) = self.file {
             file.discard();
         }
-        for action in &self.actions {
-            if let Action::Add(add) = action {
-                table.discard_new_file(&add.path);
-            }
+        for path in &self.new_files {
+            table.discard_new_file(path);
         }
     }
 }
@@ -133,6 +134,7 @@ pub fn prepare(
     let received = spilled + batch.num_rows();
     let keyed = !stream.keys.is_empty();
     let mut actions: Vec<Action> = Vec::new();
+    let mut new_files = Vec::new();
     let (to_write, operation, replaced) = match stream.method {
         LoadMethod::Upsert if keyed => {
             let cols = key_columns(&stream.buf.registry, &stream.keys);
@@ -154,7 +156,7 @@ pub fn prepare(
                 })
                 .collect();
             let mut buf = Vec::new();
-            let (rewrite, replaced) = rewrite_files(
+            let rewrite = rewrite_files(
                 &stream.table,
                 &stream.buf.registry,
                 &needed,
@@ -165,7 +167,9 @@ pub fn prepare(
                     keys.contains(&buf)
                 },
             )?;
-            actions.extend(rewrite);
+            actions.extend(rewrite.actions);
+            new_files = rewrite.new_files;
+            let replaced = rewrite.removed;
             let op = DeltaOperation::Merge {
                 predicate: Some(format!("upsert on ({})", stream.keys.join(", "))),
                 merge_predicate: None,
@@ -231,6 +235,7 @@ pub fn prepare(
         rows,
         replaced,
         file,
+        new_files,
     })
 }
 
@@ -349,7 +354,7 @@ pub fn activate_version<W: std::io::Write>(
             .and_then(Json::as_i64);
         !(nulls == Some(0) && min.is_some_and(|m| m >= version))
     };
-    let (actions, removed) = rewrite_files(
+    let rewrite = rewrite_files(
         &stream.table,
         &stream.buf.registry,
         &[col],
@@ -357,6 +362,7 @@ pub fn activate_version<W: std::io::Write>(
         older,
     )
     .map_err(table_err)?;
+    let (actions, removed) = (rewrite.actions, rewrite.removed);
     if actions.is_empty() {
         return Ok(());
     }

@@ -332,6 +332,11 @@ impl<'s, W: Write> Ingest<'s, W> {
         };
         stream.keys = m.key_properties.clone();
         stream.method = method;
+        // Only tables whose rows get replaced need deletion vectors; the others stay readable
+        // by readers without them. Decided when this run creates the table.
+        stream.table.create_with_deletion_vectors = self.settings.deletion_vectors
+            && method == LoadMethod::Upsert
+            && !stream.keys.is_empty();
         for (name, schema) in props {
             let declared = declared_type(schema);
             let ty = if m.key_properties.iter().any(|k| k == name) {

@@ -38,6 +38,8 @@ pub struct Config {
     pub load_method: Option<LoadMethod>,
     /// Delete the key of a record carrying `_sdc_deleted_at` instead of storing it.
     pub hard_delete: Option<bool>,
+    /// Upserted tables this target creates get deletion vectors (see `table::dv`).
+    pub deletion_vectors: Option<bool>,
     /// Flush when this many bytes of input JSON are buffered (all streams together).
     pub batch_size_bytes: Option<u64>,
     /// Optional extra flush trigger per stream, in rows.
@@ -62,6 +64,7 @@ pub struct Settings {
     pub warehouse_path: PathBuf,
     pub load_method: Option<LoadMethod>,
     pub hard_delete: bool,
+    pub deletion_vectors: bool,
     pub batch_size_bytes: usize,
     pub batch_size_rows: Option<usize>,
     pub max_batch_age: Duration,
@@ -76,6 +79,7 @@ impl Default for Settings {
             warehouse_path: PathBuf::from(DEFAULT_WAREHOUSE_PATH),
             load_method: None,
             hard_delete: false,
+            deletion_vectors: true,
             batch_size_bytes: DEFAULT_BATCH_SIZE_BYTES as usize,
             batch_size_rows: None,
             max_batch_age: Duration::from_secs(DEFAULT_MAX_BATCH_AGE_SECONDS),
@@ -121,6 +125,7 @@ impl Settings {
             ),
             load_method: c.load_method,
             hard_delete: c.hard_delete.unwrap_or(false),
+            deletion_vectors: c.deletion_vectors.unwrap_or(true),
             batch_size_bytes: batch_size_bytes as usize,
             batch_size_rows: c.batch_size_rows.map(|r| r as usize),
             max_batch_age: Duration::from_secs(

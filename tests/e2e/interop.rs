@@ -140,3 +140,107 @@ fn tap_jsonl_loads_into_target_warehouse() {
     let one = rows.iter().find(|r| r["id"] == 1).unwrap();
     assert_eq!(one["amount"], 11.0);
 }
+
+/// Upserts that replace rows of earlier runs mark them in deletion vectors: DuckDB's delta
+/// extension and deltalake (Python) must both leave those rows out, before and after
+/// `target-warehouse compact` drops them from the small files it merges.
+#[test]
+fn deletion_vectors_written_by_upserts_are_honoured_by_duckdb_and_deltalake() {
+    let Some(peers) = peers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let target_config = dir.path().join("target.json");
+    std::fs::write(
+        &target_config,
+        json!({"warehouse_path": dir.path().join("wh")}).to_string(),
+    )
+    .unwrap();
+    let schema = json!({"type": "SCHEMA", "stream": "accounts", "key_properties": ["id"],
+        "schema": {"type": "object", "properties": {"id": {"type": "integer"}, "v": {"type": "string"}}}});
+    let run = |records: &[(i64, &str)]| {
+        let mut input = format!("{schema}\n");
+        for (id, v) in records {
+            input.push_str(&format!(
+                "{}\n",
+                json!({"type": "RECORD", "stream": "accounts", "record": {"id": id, "v": v}})
+            ));
+        }
+        pipe_into(
+            Command::new(target_bin())
+                .arg("--config")
+                .arg(&target_config),
+            input.as_bytes(),
+        );
+    };
+    let first: Vec<(i64, String)> = (0..1000).map(|i| (i, format!("v{i}"))).collect();
+    run(&first
+        .iter()
+        .map(|(i, v)| (*i, v.as_str()))
+        .collect::<Vec<_>>());
+    run(&[(0, "a"), (500, "a"), (999, "a"), (1000, "a")]);
+    run(&[(500, "b"), (1, "b")]);
+    let table = dir.path().join("wh/accounts");
+    let log = std::fs::read_to_string(table.join("_delta_log/00000000000000000002.json")).unwrap();
+    assert!(log.contains("\"deletionVector\""), "{log}");
+    let want = |id: i64| match id {
+        1 | 500 => "b".to_string(),
+        0 | 999 | 1000 => "a".to_string(),
+        _ => format!("v{id}"),
+    };
+    let check = |when: &str| {
+        let t = read_table(&peers, &table);
+        assert_eq!(t["duckdb"]["count"], 1001, "{when}: DuckDB");
+        assert_eq!(t["deltalake"]["count"], 1001, "{when}: deltalake");
+        let rows = t["duckdb"]["rows"].as_array().unwrap();
+        let mut ids = std::collections::BTreeSet::new();
+        for r in rows {
+            let id = r["id"].as_i64().unwrap();
+            assert!(ids.insert(id), "{when}: id {id} twice");
+            assert_eq!(r["v"], json!(want(id)), "{when}: id {id}");
+        }
+        t["deltalake"]["files"].as_u64().unwrap()
+    };
+    assert_eq!(check("with deletion vectors"), 3);
+    let out = std::process::Command::new(target_bin())
+        .arg("--config")
+        .arg(&target_config)
+        .arg("compact")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(check("compacted"), 1);
+
+    // One commit per record past version 100: the checkpoint written there must carry the
+    // vectors (automatic compaction runs along the way too).
+    std::fs::write(
+        &target_config,
+        json!({"warehouse_path": dir.path().join("wh"), "batch_size_rows": 1}).to_string(),
+    )
+    .unwrap();
+    let updates: Vec<(i64, String)> = (0..110).map(|i| (i % 40, format!("u{i}"))).collect();
+    run(&updates
+        .iter()
+        .map(|(i, v)| (*i, v.as_str()))
+        .collect::<Vec<_>>());
+    assert!(table
+        .join("_delta_log/00000000000000000100.checkpoint.parquet")
+        .exists());
+    let t = read_table(&peers, &table);
+    assert_eq!(
+        (
+            t["duckdb"]["count"].clone(),
+            t["deltalake"]["count"].clone()
+        ),
+        (json!(1001), json!(1001))
+    );
+    let latest: std::collections::BTreeMap<i64, &str> =
+        updates.iter().map(|(i, v)| (*i, v.as_str())).collect();
+    for r in t["duckdb"]["rows"].as_array().unwrap() {
+        let id = r["id"].as_i64().unwrap();
+        let want = latest.get(&id).map_or_else(|| want(id), |v| v.to_string());
+        assert_eq!(r["v"], json!(want), "after the checkpoint: id {id}");
+    }
+}

@@ -3,6 +3,8 @@
 //! commit (`dataChange: false`, so streaming readers skip it), keeping the stream's `txn`
 //! high-water mark. Runs automatically past a threshold, or `target-warehouse compact`.
 
+use deltalake::arrow::array::BooleanArray;
+use deltalake::arrow::compute::filter_record_batch;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::kernel::{Action, Add};
 use deltalake::protocol::DeltaOperation;
@@ -32,6 +34,9 @@ fn concat(
     schema: &SchemaRef,
     group: &[FileInfo],
 ) -> Result<Option<Add>, TableError> {
+    if group.iter().any(|f| f.dv.is_some()) {
+        return Ok(None); // its deleted rows must go: the file is decoded
+    }
     let Some(sink) = table.concat_sink(schema)? else {
         return Ok(None);
     };
@@ -102,10 +107,28 @@ pub async fn compact(
                 copied = false;
                 // Decoded and re-encoded: one batch of one input file in memory at a time,
                 // streamed into one output file.
+                // Rows a deletion vector deletes are left out.
                 let mut sink = table.file_sink(&schema)?;
                 for f in &group {
+                    let deleted = table.deleted_rows(f)?;
+                    let mut row = 0u64;
                     for b in table.read_file(&f.path, &schema)? {
-                        sink.write(&b?)?;
+                        let b = b?;
+                        let n = b.num_rows() as u64;
+                        let b = if deleted.range_cardinality(row..row + n) == 0 {
+                            b
+                        } else {
+                            let keep: BooleanArray =
+                                (row..row + n).map(|r| Some(!deleted.contains(r))).collect();
+                            filter_record_batch(&b, &keep).map_err(|source| TableError::Arrow {
+                                table: table.stream.clone(),
+                                source,
+                            })?
+                        };
+                        row += n;
+                        if b.num_rows() > 0 {
+                            sink.write(&b)?;
+                        }
                     }
                 }
                 table.publish(sink.finish()?)?

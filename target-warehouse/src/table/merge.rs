@@ -14,10 +14,11 @@ use deltalake::arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Float64Type, Int64Type, TimestampMicrosecondType,
 };
 use deltalake::arrow::error::ArrowError;
-use deltalake::kernel::Action;
+use deltalake::kernel::{Action, Add, DeletionVectorDescriptor};
+use roaring::RoaringTreemap;
 use serde_json::Value as Json;
 
-use super::{Table, TableError};
+use super::{dv, FileInfo, Table, TableError};
 
 /// Encoded keys (see [`encode_key`]).
 pub type KeySet = HashSet<Vec<u8>, foldhash::fast::RandomState>;
@@ -217,48 +218,81 @@ fn escape(name: &str) -> String {
     name.replace('~', "~0").replace('/', "~1")
 }
 
-/// Rewrites the files that may hold rows matching `drop_row`, returning the `remove` and `add`
-/// actions and the number of rows removed. `columns` are the registry columns `drop_row` looks
-/// at: it is given batches of exactly those columns, in that order. A candidate file is first
-/// read for those columns only; a file where some row matches is then read whole and its other
-/// rows streamed into a new file, one batch at a time (memory stays at one batch, whatever the
-/// file's size). Files where nothing matches are left alone.
+/// What [`rewrite_files`] did: the actions for the batch's commit, the rows it removed, and the
+/// new files it wrote for them (to remove if the commit is not made).
+#[derive(Default)]
+pub struct Rewrite {
+    pub actions: Vec<Action>,
+    pub removed: usize,
+    pub new_files: Vec<String>,
+}
+
+/// Removes the rows matching `drop_row` from the files that may hold them. `columns` are the
+/// registry columns `drop_row` looks at: it is given batches of exactly those columns, in that
+/// order. A candidate file is first read for those columns only; files where nothing matches
+/// are left alone.
+///
+/// On a table with deletion vectors, a file where rows match keeps its data: the rows are added
+/// to its deletion vector (one DV file per call holds the vectors of every file touched), and
+/// the file is `remove`d and `add`ed again with the new vector, so the cost follows the rows
+/// touched. Otherwise (copy-on-write) the file is read whole and its other rows streamed into
+/// a new file, one batch at a time (memory stays at one batch, whatever the file's size).
 pub fn rewrite_files(
     table: &Table,
     registry: &Registry,
     columns: &[usize],
     candidate: impl Fn(Option<&Json>) -> bool,
     mut drop_row: impl FnMut(&RecordBatch, usize) -> bool,
-) -> Result<(Vec<Action>, usize), TableError> {
+) -> Result<Rewrite, TableError> {
     let schema = registry.arrow_schema();
     let arrow_err = |source| TableError::Arrow {
         table: table.stream.clone(),
         source,
     };
     let probe_schema = std::sync::Arc::new(schema.project(columns).map_err(arrow_err)?);
-    let mut actions = Vec::new();
-    let mut removed = 0;
+    let use_dvs = table.deletion_vectors();
+    let mut out = Rewrite::default();
+    let mut vectors = dv::DvFile::default();
+    let mut marked = Vec::new();
     for file in table.files()? {
         if !candidate(file.stats.as_ref()) {
             continue;
         }
+        let deleted = table.deleted_rows(&file)?;
         let mut keep = BooleanBufferBuilder::new(1024);
-        let mut dropped = 0;
+        let mut newly = RoaringTreemap::new();
+        let mut row = 0u64;
         for b in table.read_file(&file.path, &probe_schema)? {
             let b = b?;
             for r in 0..b.num_rows() {
-                let drop = drop_row(&b, r);
+                // A row its vector already deletes is gone: it neither matches nor stays.
+                let drop = deleted.contains(row) || drop_row(&b, r);
+                if drop && !deleted.contains(row) {
+                    newly.insert(row);
+                }
                 keep.append(!drop);
-                dropped += usize::from(drop);
+                row += 1;
             }
         }
-        if dropped == 0 {
+        if newly.is_empty() {
             continue;
         }
-        removed += dropped;
-        actions.push(Action::Remove(file.remove.clone()));
+        out.removed += newly.len() as usize;
+        out.actions.push(Action::Remove(file.remove.clone()));
         let keep = keep.finish();
         if keep.count_set_bits() == 0 {
+            continue; // every row is gone: the file goes
+        }
+        if use_dvs {
+            let all = &deleted | &newly;
+            let descriptor = vectors
+                .push(&all)
+                .map_err(|detail| TableError::DeletionVector {
+                    table: table.stream.clone(),
+                    file: file.path.clone(),
+                    detail,
+                })?;
+            marked.push((file, descriptor));
             continue;
         }
         let mut sink = table.file_sink(&schema)?;
@@ -278,7 +312,40 @@ pub fn rewrite_files(
                 sink.write(&kept)?;
             }
         }
-        actions.push(Action::Add(table.publish(sink.finish()?)?));
+        let add = table.publish(sink.finish()?)?;
+        out.new_files.push(add.path.clone());
+        out.actions.push(Action::Add(add));
     }
-    Ok((actions, removed))
+    if !marked.is_empty() {
+        table.write_dv_file(&vectors)?;
+        out.new_files.push(vectors.path());
+        for (file, descriptor) in marked {
+            out.actions.push(Action::Add(readd(file, descriptor)));
+        }
+    }
+    Ok(out)
+}
+
+/// The `add` of a file whose deletion vector changed: same data, same statistics, except that
+/// the bounds are no longer tight (they may name deleted rows' values).
+fn readd(file: FileInfo, dv: DeletionVectorDescriptor) -> Add {
+    let stats = file.stats.map(|mut s| {
+        if let Some(o) = s.as_object_mut() {
+            o.insert("tightBounds".into(), Json::Bool(false));
+        }
+        s.to_string()
+    });
+    Add {
+        path: file.path,
+        partition_values: file.remove.partition_values.unwrap_or_default(),
+        size: file.size,
+        modification_time: file.modification_time,
+        data_change: true,
+        stats,
+        tags: None,
+        deletion_vector: Some(dv),
+        base_row_id: None,
+        default_row_commit_version: None,
+        clustering_provider: None,
+    }
 }

@@ -7,6 +7,7 @@
 //! [`CHECKPOINT_INTERVAL`] versions so the log stays fast after thousands of cron runs.
 
 pub mod compact;
+pub mod dv;
 pub mod files;
 pub mod merge;
 pub mod store;
@@ -18,10 +19,12 @@ use deltalake::arrow::datatypes::{DataType as ArrowDataType, Field, Schema};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::engine::arrow_conversion::{TryFromArrow, TryFromKernel};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TableReference};
-use deltalake::kernel::{Action, Add, MetadataExt, Remove, StructType, Transaction};
+use deltalake::kernel::{
+    Action, Add, DeletionVectorDescriptor, MetadataExt, Remove, StructType, Transaction,
+};
 use deltalake::operations::create::CreateBuilder;
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty};
 use serde_json::{Map, Value as Json};
 
 use crate::columns::sanitize;
@@ -46,6 +49,12 @@ pub enum TableError {
         table: String,
         source: std::io::Error,
     },
+    #[error("table {table}: deletion vector of {file}: {detail}")]
+    DeletionVector {
+        table: String,
+        file: String,
+        detail: String,
+    },
     #[error("table {table}: {source}")]
     Arrow {
         table: String,
@@ -59,6 +68,9 @@ pub struct FileInfo {
     pub path: String,
     pub size: i64,
     pub stats: Option<Json>,
+    pub modification_time: i64,
+    /// The rows of the file that are deleted, when some are (tables with deletion vectors).
+    pub dv: Option<DeletionVectorDescriptor>,
     pub remove: Remove,
 }
 
@@ -73,6 +85,8 @@ pub struct Table {
     pub high_water: Option<i64>,
     /// Set when the table lives on an object store (`s3://…`): files go through it.
     remote: Option<store::Remote>,
+    /// Whether the table, when this run creates it, gets the `deletionVectors` feature.
+    pub create_with_deletion_vectors: bool,
 }
 
 /// The Delta `txn` app id of a stream.
@@ -133,6 +147,7 @@ impl Table {
                     replay_watermark: None,
                     high_water: None,
                     remote,
+                    create_with_deletion_vectors: false,
                 };
                 return Ok((table, Registry::default()));
             }
@@ -165,6 +180,7 @@ impl Table {
                 replay_watermark: watermark,
                 high_water: watermark,
                 remote,
+                create_with_deletion_vectors: false,
             };
             return Ok((table, registry));
         }
@@ -219,6 +235,7 @@ impl Table {
             replay_watermark: watermark,
             high_water: watermark,
             remote,
+            create_with_deletion_vectors: false,
         };
         Ok(Some((table, registry)))
     }
@@ -250,9 +267,58 @@ impl Table {
                 path: f.path().into_owned(),
                 size: f.size(),
                 stats: f.stats().and_then(|s| serde_json::from_str(&s).ok()),
+                modification_time: f.modification_time(),
+                dv: f.deletion_vector_descriptor(),
                 remove: f.remove_action(true),
             })
             .collect())
+    }
+
+    /// Whether upserts and deletes mark rows in deletion vectors (the table has the
+    /// `deletionVectors` writer feature) rather than rewriting the files that hold them.
+    pub fn deletion_vectors(&self) -> bool {
+        self.exists
+            && self.delta.snapshot().is_ok_and(|s| {
+                s.protocol()
+                    .writer_features()
+                    .is_some_and(|f| f.iter().any(|f| f.to_string() == "deletionVectors"))
+            })
+    }
+
+    /// The rows of `file` its deletion vector deletes (empty when it has none).
+    pub fn deleted_rows(&self, file: &FileInfo) -> Result<roaring::RoaringTreemap, TableError> {
+        let Some(d) = &file.dv else {
+            return Ok(roaring::RoaringTreemap::new());
+        };
+        let err = |detail| TableError::DeletionVector {
+            table: self.name(),
+            file: file.path.clone(),
+            detail,
+        };
+        match dv::locate(d).map_err(err)? {
+            dv::Location::Inline(bytes) => dv::parse(&bytes),
+            dv::Location::File { path, offset } => {
+                dv::read_at(&self.read_bytes(&path)?, offset, d.size_in_bytes)
+            }
+        }
+        .map_err(err)
+    }
+
+    /// Writes a commit's deletion vectors to their file (durable before the commit that
+    /// names it, like a data file) and, for an object-store table, uploads it.
+    pub fn write_dv_file(&self, file: &dv::DvFile) -> Result<(), TableError> {
+        let path = self.write_dir()?.join(file.path());
+        let io = |source| TableError::Io {
+            table: self.name(),
+            source,
+        };
+        let mut f = std::fs::File::create(&path).map_err(io)?;
+        std::io::Write::write_all(&mut f, file.bytes()).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        if let Some(remote) = &self.remote {
+            remote.upload(&self.name(), &path, &file.path())?;
+        }
+        Ok(())
     }
 
     /// Where a new data file is written (the table's directory, or the local staging directory
@@ -404,7 +470,10 @@ impl Table {
                 table: self.name(),
                 detail: e.to_string(),
             })?;
-        let version = if !self.exists {
+        let version = if !self.exists && self.create_with_deletion_vectors {
+            self.create_with_deletion_vectors(schema, actions, props)
+                .await?
+        } else if !self.exists {
             let mut create = CreateBuilder::new();
             if self.remote.is_some() {
                 create = create.with_log_store(self.delta.log_store());
@@ -456,6 +525,58 @@ impl Table {
                 tracing::warn!(table = %self.name(), version, error = %e, "checkpoint failed");
             }
         }
+        Ok(version)
+    }
+
+    /// Creates the table with the `deletionVectors` feature in the commit that carries its first
+    /// batch. Not through deltalake's `CreateBuilder`: at writer version 7 it lists the
+    /// `invariants` feature, which deltalake then refuses to write without its query engine.
+    async fn create_with_deletion_vectors(
+        &mut self,
+        schema: StructType,
+        actions: Vec<Action>,
+        props: CommitProperties,
+    ) -> Result<u64, TableError> {
+        let protocol: deltalake::kernel::Protocol = serde_json::from_value(serde_json::json!({
+            "minReaderVersion": 3, "minWriterVersion": 7,
+            "readerFeatures": ["deletionVectors"], "writerFeatures": ["deletionVectors"],
+        }))
+        .map_err(|e| TableError::Schema {
+            table: self.name(),
+            detail: format!("deletion vector protocol: {e}"),
+        })?;
+        let metadata = deltalake::kernel::new_metadata(
+            &schema,
+            Vec::<String>::new(),
+            [(TableProperty::EnableDeletionVectors.as_ref(), "true")],
+        )
+        .map_err(|e| TableError::Schema {
+            table: self.name(),
+            detail: e.to_string(),
+        })?
+        .with_name(self.stream.clone())
+        .map_err(|e| TableError::Schema {
+            table: self.name(),
+            detail: e.to_string(),
+        })?;
+        let location = deltalake::ensure_table_uri(self.root.to_string_lossy())
+            .map_err(|e| self.delta_err(e))?;
+        let operation = DeltaOperation::Create {
+            mode: SaveMode::ErrorIfExists,
+            location,
+            protocol: protocol.clone(),
+            metadata: metadata.clone(),
+        };
+        let mut all = vec![Action::Protocol(protocol), Action::Metadata(metadata)];
+        all.extend(actions);
+        let done = CommitBuilder::from(props)
+            .with_actions(all)
+            .build(None, self.delta.log_store(), operation)
+            .await
+            .map_err(|e| self.delta_err(e))?;
+        let version = done.version();
+        self.delta.load().await.map_err(|e| self.delta_err(e))?;
+        self.exists = true;
         Ok(version)
     }
 

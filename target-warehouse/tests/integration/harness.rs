@@ -106,24 +106,36 @@ pub fn read_table(root: &Path, stream: &str) -> TableRead {
             )
             .await
             .expect("txn");
-        let paths: Vec<String> = state
+        let files: Vec<(String, Option<_>)> = state
             .log_data()
             .iter()
-            .map(|f| f.path().into_owned())
+            .map(|f| (f.path().into_owned(), f.deletion_vector_descriptor()))
             .collect();
         let mut batches: Vec<RecordBatch> = Vec::new();
         let mut file_schemas = Vec::new();
-        for p in &paths {
+        for (p, dv) in &files {
+            let deleted = dv
+                .as_ref()
+                .map(|d| deleted_rows(root, d))
+                .unwrap_or_default();
             let file = std::fs::File::open(root.join(p)).expect("data file");
             let reader = ParquetRecordBatchReaderBuilder::try_new(file)
                 .expect("parquet")
                 .build()
                 .expect("reader");
             let mut schema = None;
+            let mut row = 0u64;
             for b in reader {
                 let b = b.expect("batch");
                 schema = Some(b.schema());
-                batches.push(b);
+                // Rows the file's deletion vector deletes are not in the table.
+                let keep: deltalake::arrow::array::BooleanArray = (row..row + b.num_rows() as u64)
+                    .map(|r| Some(!deleted.contains(&r)))
+                    .collect();
+                row += b.num_rows() as u64;
+                batches.push(
+                    deltalake::arrow::compute::filter_record_batch(&b, &keep).expect("filter"),
+                );
             }
             if let Some(s) = schema {
                 file_schemas.push(s);
@@ -157,6 +169,30 @@ pub fn read_table(root: &Path, stream: &str) -> TableRead {
             version: state.version(),
         }
     })
+}
+
+/// The rows a deletion vector deletes (read with the target's own reader of the format; the
+/// end-to-end tests read the same tables with DuckDB's and deltalake's).
+pub fn deleted_rows(
+    root: &Path,
+    d: &deltalake::kernel::DeletionVectorDescriptor,
+) -> std::collections::BTreeSet<u64> {
+    use target_warehouse::table::dv;
+    let bitmap = match dv::locate(d).expect("a readable descriptor") {
+        dv::Location::Inline(bytes) => dv::parse(&bytes),
+        dv::Location::File { path, offset } => dv::read_at(
+            &std::fs::read(root.join(path)).expect("the DV file"),
+            offset,
+            d.size_in_bytes,
+        ),
+    }
+    .expect("a valid deletion vector");
+    assert_eq!(
+        bitmap.len() as i64,
+        d.cardinality,
+        "the descriptor's cardinality"
+    );
+    bitmap.into_iter().collect()
 }
 
 impl TableRead {
