@@ -311,6 +311,62 @@ fn two_receivers_sqs_drain_target_delta_on_s3_with_a_claim_check() {
         "the other table: nothing to merge, untouched"
     );
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+
+    // An upsert on S3 that replaces rows of an earlier run: a deletion vector uploaded beside
+    // the files (its staged copy gone), read back by deltalake through the object store.
+    let keyed = |records: &[(i64, &str)]| {
+        let mut s = json!({"type": "SCHEMA", "stream": "keyed", "key_properties": ["k"],
+            "schema": {"type": "object", "properties": {"k": {"type": "integer"}}}})
+        .to_string();
+        for (k, v) in records {
+            s.push('\n');
+            s.push_str(
+                &json!({"type": "RECORD", "stream": "keyed", "record": {"k": k, "v": v}})
+                    .to_string(),
+            );
+        }
+        s.push('\n');
+        pipe_into(
+            Command::new(target_bin())
+                .arg("--config")
+                .arg(&target_config)
+                .env("TMPDIR", &tmp)
+                .envs(AWS_ENV),
+            s.as_bytes(),
+        );
+    };
+    keyed(&[(1, "a"), (2, "a"), (3, "a")]);
+    keyed(&[(2, "b"), (4, "b")]);
+    let dvs: Vec<String> = serde_json::from_str(&moto.peer(&[
+        "list-keys",
+        "lake",
+        "warehouse/keyed/deletion_vector_",
+    ]))
+    .unwrap();
+    assert_eq!(dvs.len(), 1, "{dvs:?}");
+    let upserted = read("keyed");
+    let mut got: Vec<(i64, String)> = upserted["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["k"].as_i64().unwrap(),
+                r["v"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (1, "a".into()),
+            (2, "b".into()),
+            (3, "a".into()),
+            (4, "b".into())
+        ]
+    );
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
     let odd = rows.iter().find(|r| r["n"] == 9).unwrap();
     assert_eq!(
         odd["odd"], "a\u{FFFF}b",
