@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Upsert cost vs table size: load keyed tables of 1x, 4x and 16x a base size, then upsert the
-# same number of keys (1% of the base) into each and time that run (median of 3, each on a fresh
-# copy of the table). "recent": keys drawn from the newest base-size range of ids (webhook
+# same number of keys (1% of the base) into each and time that run (median of 5, each on a fresh
+# copy of the table; wall time to the millisecond: the upserts with deletion vectors take tens
+# of milliseconds). "recent": keys drawn from the newest base-size range of ids (webhook
 # updates touch recent objects); "random": keys drawn from the whole table. With the default
 # deletion vectors an upsert marks replaced rows in a bitmap per file it touches, so both stay
 # near flat; "random, copy-on-write" (deletion_vectors: false, tables created that way) rewrites
@@ -46,14 +47,17 @@ PY
 }
 
 results=()
-time_upsert() { # time_upsert TABLE MODE -> median-of-3 inputs appended to $line
-  local times=()
-  for _ in 1 2 3; do
+time_upsert() { # time_upsert TABLE MODE -> 5 wall times (ms precision) appended to $line
+  local times=() t0 t1
+  for _ in 1 2 3 4 5; do
     rm -rf "$work/up"; cp -r "$work/$1" "$work/up"
     echo "{\"warehouse_path\":\"$work/up\"}" > "$work/up.json"
-    /usr/bin/time -f "%e %M" -o "$work/time" "$bin_target" --config "$work/up.json" --input "$work/$2.singer" \
-      > /dev/null 2> "$work/err" || { cat "$work/err" >&2; exit 1; }
-    times+=("$(cut -d' ' -f1 "$work/time")")
+    sync
+    t0=$(date +%s%N)
+    "$bin_target" --config "$work/up.json" --input "$work/$2.singer" > /dev/null 2> "$work/err" \
+      || { cat "$work/err" >&2; exit 1; }
+    t1=$(date +%s%N)
+    times+=("$(( (t1 - t0) / 1000000 ))e-3")
   done
   line="$line|${times[*]}"
 }
@@ -93,7 +97,7 @@ done
 python3 - "$base" "${results[@]}" <<'PY'
 import statistics, sys
 base = int(sys.argv[1])
-print(f"upsert of {max(1, base // 100)} keys (1% of base {base}) into tables of growing size; median of 3 runs")
+print(f"upsert of {max(1, base // 100)} keys (1% of base {base}) into tables of growing size; median of 5 runs")
 print(f"{'table':6} {'rows':>9} {'load s':>7} {'files':>6} {'recent s':>9} {'vs 1x':>6} {'random s':>9} {'vs 1x':>6}"
       f" {'cow rnd s':>9} {'vs 1x':>6}")
 first = None
@@ -103,8 +107,8 @@ for r in sys.argv[2:]:
     rnd = statistics.median(map(float, rnd.split()))
     cow = statistics.median(map(float, cow.split()))
     first = first or (rec, rnd, cow)
-    print(f"{m + 'x':6} {int(rows):9d} {float(load):7.1f} {int(files):6d} {rec:9.2f} {rec/first[0]:5.1f}x {rnd:9.2f} {rnd/first[1]:5.1f}x"
-          f" {cow:9.2f} {cow/first[2]:5.1f}x")
+    print(f"{m + 'x':6} {int(rows):9d} {float(load):7.1f} {int(files):6d} {rec:9.3f} {rec/first[0]:5.1f}x {rnd:9.3f} {rnd/first[1]:5.1f}x"
+          f" {cow:9.3f} {cow/first[2]:5.1f}x")
     # "seconds" is the recent-keys case (webhook updates touch recent objects); both are kept.
     print(f"RESULT scale={m} table_rows={rows} upsert_rows={max(1, base // 100)} files={files} "
           f"seconds={rec:.3f} random_seconds={rnd:.3f} cow_random_seconds={cow:.3f}")

@@ -1,6 +1,7 @@
 //! Turning a stream's buffer into one Delta commit, per load method: append, upsert (with
 //! hard deletes), overwrite; and ACTIVATE_VERSION's removal of older versions.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{Array, AsArray, RecordBatch, TimestampMicrosecondArray};
@@ -155,16 +156,36 @@ pub fn prepare(
                     (at - p.len()..at).collect()
                 })
                 .collect();
+            // One integer column holding every key of the batch (the usual case): the tables'
+            // keys are compared as integers, without encoding each row's key (the scan of
+            // every candidate file's keys is what grows with the table).
+            let int_keys: Option<HashSet<i64, foldhash::fast::RandomState>> =
+                match needed.as_slice() {
+                    [c] => batch
+                        .column(*c)
+                        .as_primitive_opt::<Int64Type>()
+                        .filter(|a| a.null_count() == 0)
+                        .map(|a| a.values().iter().copied().collect()),
+                    _ => None,
+                };
             let mut buf = Vec::new();
             let rewrite = rewrite_files(
                 &stream.table,
                 &stream.buf.registry,
                 &needed,
                 |s| probe.may_match(s),
-                |b, r| {
-                    buf.clear();
-                    encode_key(b, &local, r, &mut buf);
-                    keys.contains(&buf)
+                |b, out| match (&int_keys, b.column(0).as_primitive_opt::<Int64Type>()) {
+                    (Some(set), Some(a)) if a.null_count() == 0 => {
+                        out.extend(a.values().iter().map(|v| set.contains(v)));
+                    }
+                    (Some(set), Some(a)) => {
+                        out.extend(a.iter().map(|v| v.is_some_and(|v| set.contains(&v))));
+                    }
+                    _ => out.extend((0..b.num_rows()).map(|r| {
+                        buf.clear();
+                        encode_key(b, &local, r, &mut buf);
+                        keys.contains(&buf)
+                    })),
                 },
             )?;
             actions.extend(rewrite.actions);
@@ -359,7 +380,7 @@ pub fn activate_version<W: std::io::Write>(
         &stream.buf.registry,
         &[col],
         maybe_older,
-        older,
+        |b, out| out.extend((0..b.num_rows()).map(|r| older(b, r))),
     )
     .map_err(table_err)?;
     let (actions, removed) = (rewrite.actions, rewrite.removed);

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use deltalake::arrow::array::{Array, AsArray, BooleanArray, BooleanBufferBuilder, RecordBatch};
+use deltalake::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use deltalake::arrow::compute::filter_record_batch;
 use deltalake::arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Float64Type, Int64Type, TimestampMicrosecondType,
@@ -227,9 +227,9 @@ pub struct Rewrite {
     pub new_files: Vec<String>,
 }
 
-/// Removes the rows matching `drop_row` from the files that may hold them. `columns` are the
-/// registry columns `drop_row` looks at: it is given batches of exactly those columns, in that
-/// order. A candidate file is first read for those columns only; files where nothing matches
+/// Removes the rows `matches` picks from the files that may hold them. `columns` are the
+/// registry columns `matches` looks at: it is given batches of exactly those columns, in that
+/// order, and pushes one flag per row (true: the row goes). A candidate file is first read for those columns only; files where nothing matches
 /// are left alone.
 ///
 /// On a table with deletion vectors, a file where rows match keeps its data: the rows are added
@@ -242,7 +242,7 @@ pub fn rewrite_files(
     registry: &Registry,
     columns: &[usize],
     candidate: impl Fn(Option<&Json>) -> bool,
-    mut drop_row: impl FnMut(&RecordBatch, usize) -> bool,
+    mut matches: impl FnMut(&RecordBatch, &mut Vec<bool>),
 ) -> Result<Rewrite, TableError> {
     let schema = registry.arrow_schema();
     let arrow_err = |source| TableError::Arrow {
@@ -259,32 +259,32 @@ pub fn rewrite_files(
             continue;
         }
         let deleted = table.deleted_rows(&file)?;
-        let mut keep = BooleanBufferBuilder::new(1024);
         let mut newly = RoaringTreemap::new();
         let mut row = 0u64;
+        let mut mask = Vec::new();
         for b in table.read_file(&file.path, &probe_schema)? {
             let b = b?;
-            for r in 0..b.num_rows() {
-                // A row its vector already deletes is gone: it neither matches nor stays.
-                let drop = deleted.contains(row) || drop_row(&b, r);
-                if drop && !deleted.contains(row) {
-                    newly.insert(row);
+            mask.clear();
+            matches(&b, &mut mask);
+            // A row its vector already deletes is gone: it neither matches nor stays.
+            for (i, _) in mask.iter().enumerate().filter(|(_, m)| **m) {
+                let at = row + i as u64;
+                if !deleted.contains(at) {
+                    newly.insert(at);
                 }
-                keep.append(!drop);
-                row += 1;
             }
+            row += b.num_rows() as u64;
         }
         if newly.is_empty() {
             continue;
         }
         out.removed += newly.len() as usize;
         out.actions.push(Action::Remove(file.remove.clone()));
-        let keep = keep.finish();
-        if keep.count_set_bits() == 0 {
+        let all = &deleted | &newly;
+        if all.len() >= row {
             continue; // every row is gone: the file goes
         }
         if use_dvs {
-            let all = &deleted | &newly;
             let descriptor = vectors
                 .push(&all)
                 .map_err(|detail| TableError::DeletionVector {
@@ -296,17 +296,20 @@ pub fn rewrite_files(
             continue;
         }
         let mut sink = table.file_sink(&schema)?;
-        let mut offset = 0;
+        let mut offset = 0u64;
         for b in table.read_file(&file.path, &schema)? {
             let b = b?;
-            if offset + b.num_rows() > keep.len() {
+            let n = b.num_rows() as u64;
+            if offset + n > row {
                 return Err(arrow_err(ArrowError::InvalidArgumentError(format!(
                     "data file {} read back with more rows than its key columns had",
                     file.path
                 ))));
             }
-            let mask = BooleanArray::new(keep.slice(offset, b.num_rows()), None);
-            offset += b.num_rows();
+            let mask: BooleanArray = (offset..offset + n)
+                .map(|r| Some(!all.contains(r)))
+                .collect();
+            offset += n;
             let kept = filter_record_batch(&b, &mask).map_err(arrow_err)?;
             if kept.num_rows() > 0 {
                 sink.write(&kept)?;

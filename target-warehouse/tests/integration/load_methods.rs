@@ -532,3 +532,62 @@ fn deletion_vectors_off_rewrites_and_append_only_tables_never_get_them() {
         .all(|a| a["path"] != first && a.get("deletionVector").is_none_or(|d| d.is_null())));
     assert_eq!(read_table(&wh.join("cow"), "cow").rows.len(), 2);
 }
+
+#[test]
+fn composite_and_string_keys_replace_rows_of_earlier_runs() {
+    // Keys that are not one integer column take the encoded-key comparison.
+    let (_d, wh) = warehouse();
+    let s = schema_msg(
+        "ck",
+        json!({"region": {"type": "string"}, "id": {"type": "integer"}, "v": {"type": "string"}}),
+        &["region", "id"],
+    );
+    let mut msgs = vec![s.clone()];
+    for region in ["eu", "us"] {
+        msgs.extend((0..3).map(|i| record("ck", json!({"region": region, "id": i, "v": "old"}))));
+    }
+    assert!(run(&wh, json!({}), &lines(&msgs)).ok());
+    let r = run(
+        &wh,
+        json!({}),
+        &lines(&[
+            s,
+            record("ck", json!({"region": "eu", "id": 1, "v": "new"})),
+            record("ck", json!({"region": "us", "id": 2, "v": "new"})),
+            record("ck", json!({"region": "ap", "id": 1, "v": "new"})),
+        ]),
+    );
+    assert!(r.ok(), "{}", r.stderr());
+    let adds = last_commit_adds(&wh.join("ck"));
+    assert!(
+        adds.iter()
+            .any(|a| a["deletionVector"]["cardinality"] == json!(2)),
+        "{adds:?}"
+    );
+    let t = read_table(&wh.join("ck"), "ck");
+    let mut got: Vec<(String, i64, String)> = t
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r["region"].as_str().unwrap().to_string(),
+                r["id"].as_i64().unwrap(),
+                r["v"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let want: Vec<(String, i64, String)> = [
+        ("ap", 1, "new"),
+        ("eu", 0, "old"),
+        ("eu", 1, "new"),
+        ("eu", 2, "old"),
+        ("us", 0, "old"),
+        ("us", 1, "old"),
+        ("us", 2, "new"),
+    ]
+    .iter()
+    .map(|(a, b, c)| (a.to_string(), *b, c.to_string()))
+    .collect();
+    assert_eq!(got, want);
+}
