@@ -52,9 +52,14 @@ impl Flushing {
         if let Some(file) = self.file {
             file.discard();
         }
-        for path in &self.new_files {
-            table.discard_new_file(path);
-        }
+        discard_new(table, &self.new_files);
+    }
+}
+
+/// Removes files an upsert wrote for a batch that will not be committed.
+fn discard_new(table: &crate::table::Table, paths: &[String]) {
+    for path in paths {
+        table.discard_new_file(path);
     }
 }
 
@@ -199,7 +204,9 @@ pub fn prepare(
                 not_matched_by_source_predicates: Vec::new(),
             };
             (
-                filter_record_batch(&batch, &mask).map_err(arrow_err)?,
+                filter_record_batch(&batch, &mask)
+                    .map_err(arrow_err)
+                    .inspect_err(|_| discard_new(&stream.table, &new_files))?,
                 op,
                 replaced,
             )
@@ -234,7 +241,7 @@ pub fn prepare(
     // Sent even without rows to a file already open: a property declared since the last
     // hand-over widens the file to the schema this commit records.
     if to_write.num_rows() > 0 || stream.writer.is_some() {
-        send(stream, to_write)?;
+        send(stream, to_write).inspect_err(|_| discard_new(&stream.table, &new_files))?;
     }
     let file = stream.writer.take().map(FileWriter::close);
     let mut info = Map::new();
@@ -278,11 +285,21 @@ pub fn complete(
         rows,
         replaced,
         file,
+        new_files,
         ..
     } = f;
     if let Some(writer) = file {
-        for add in writer.join()? {
-            actions.push(Action::Add(stream.table.publish(add)?));
+        // Up to the commit, a failure leaves nothing of the batch behind (after it, the log
+        // entry may exist whatever the error says, so nothing is removed).
+        let adds = writer
+            .join()
+            .inspect_err(|_| discard_new(&stream.table, &new_files))?;
+        for add in adds {
+            let add = stream
+                .table
+                .publish(add)
+                .inspect_err(|_| discard_new(&stream.table, &new_files))?;
+            actions.push(Action::Add(add));
         }
     }
     tracing::debug!(stream = %stream.name, waited = ?started.elapsed(), "data file written");

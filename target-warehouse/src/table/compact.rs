@@ -109,8 +109,9 @@ pub async fn compact(
                 // streamed into one output file.
                 // Rows a deletion vector deletes are left out.
                 let mut sink = table.file_sink(&schema)?;
+                let mut dv_files = super::dv::Cache::default();
                 for f in &group {
-                    let deleted = table.deleted_rows(f)?;
+                    let deleted = table.deleted_rows(f, &mut dv_files)?;
                     let mut row = 0u64;
                     for b in table.read_file(&f.path, &schema)? {
                         let b = b?;

@@ -21,6 +21,9 @@ fn crc() -> crc::Crc<u32> {
     crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC)
 }
 
+/// DV files read during one operation, by path (a commit's vectors share one file).
+pub type Cache = std::collections::HashMap<String, bytes::Bytes>;
+
 /// Where a descriptor's bitmap lives.
 pub enum Location {
     /// A file relative to the table's root, and the vector's offset in it.

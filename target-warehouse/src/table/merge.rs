@@ -1,4 +1,4 @@
-//! Copy-on-write upserts and deletes by key, without a query engine.
+//! Upserts and deletes by key, without a query engine: with deletion vectors, or copy-on-write.
 //!
 //! Within a batch the latest `_sdc_sequence` per key wins. Rows already in the table whose key
 //! is in the batch are removed by rewriting only the files that can hold them: a file is read
@@ -242,7 +242,7 @@ pub fn rewrite_files(
     registry: &Registry,
     columns: &[usize],
     candidate: impl Fn(Option<&Json>) -> bool,
-    mut matches: impl FnMut(&RecordBatch, &mut Vec<bool>),
+    matches: impl FnMut(&RecordBatch, &mut Vec<bool>),
 ) -> Result<Rewrite, TableError> {
     let schema = registry.arrow_schema();
     let arrow_err = |source| TableError::Arrow {
@@ -250,31 +250,57 @@ pub fn rewrite_files(
         source,
     };
     let probe_schema = std::sync::Arc::new(schema.project(columns).map_err(arrow_err)?);
-    let use_dvs = table.deletion_vectors();
     let mut out = Rewrite::default();
+    match rewrite_into(table, &schema, &probe_schema, candidate, matches, &mut out) {
+        Ok(()) => Ok(out),
+        Err(e) => {
+            // Nothing of a rewrite that failed is committed: its files go.
+            for path in &out.new_files {
+                table.discard_new_file(path);
+            }
+            Err(e)
+        }
+    }
+}
+
+fn rewrite_into(
+    table: &Table,
+    schema: &deltalake::arrow::datatypes::SchemaRef,
+    probe_schema: &deltalake::arrow::datatypes::SchemaRef,
+    candidate: impl Fn(Option<&Json>) -> bool,
+    mut matches: impl FnMut(&RecordBatch, &mut Vec<bool>),
+    out: &mut Rewrite,
+) -> Result<(), TableError> {
+    let arrow_err = |source| TableError::Arrow {
+        table: table.stream.clone(),
+        source,
+    };
+    let use_dvs = table.deletion_vectors();
     let mut vectors = dv::DvFile::default();
+    let mut dv_files = dv::Cache::default();
     let mut marked = Vec::new();
     for file in table.files()? {
         if !candidate(file.stats.as_ref()) {
             continue;
         }
-        let deleted = table.deleted_rows(&file)?;
-        let mut newly = RoaringTreemap::new();
+        let mut hits = RoaringTreemap::new();
         let mut row = 0u64;
         let mut mask = Vec::new();
-        for b in table.read_file(&file.path, &probe_schema)? {
+        for b in table.read_file(&file.path, probe_schema)? {
             let b = b?;
             mask.clear();
             matches(&b, &mut mask);
-            // A row its vector already deletes is gone: it neither matches nor stays.
             for (i, _) in mask.iter().enumerate().filter(|(_, m)| **m) {
-                let at = row + i as u64;
-                if !deleted.contains(at) {
-                    newly.insert(at);
-                }
+                hits.insert(row + i as u64);
             }
             row += b.num_rows() as u64;
         }
+        if hits.is_empty() {
+            continue;
+        }
+        // A row its vector already deletes is gone: it neither matches nor stays.
+        let deleted = table.deleted_rows(&file, &mut dv_files)?;
+        let newly = &hits - &deleted;
         if newly.is_empty() {
             continue;
         }
@@ -292,12 +318,12 @@ pub fn rewrite_files(
                     file: file.path.clone(),
                     detail,
                 })?;
-            marked.push((file, descriptor));
+            marked.push((file, descriptor, row));
             continue;
         }
-        let mut sink = table.file_sink(&schema)?;
+        let mut sink = table.file_sink(schema)?;
         let mut offset = 0u64;
-        for b in table.read_file(&file.path, &schema)? {
+        for b in table.read_file(&file.path, schema)? {
             let b = b?;
             let n = b.num_rows() as u64;
             if offset + n > row {
@@ -320,31 +346,33 @@ pub fn rewrite_files(
         out.actions.push(Action::Add(add));
     }
     if !marked.is_empty() {
+        out.new_files.push(vectors.path()); // first: a write that fails halfway is removed
         table.write_dv_file(&vectors)?;
-        out.new_files.push(vectors.path());
-        for (file, descriptor) in marked {
-            out.actions.push(Action::Add(readd(file, descriptor)));
+        for (file, descriptor, rows) in marked {
+            out.actions.push(Action::Add(readd(file, descriptor, rows)));
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The `add` of a file whose deletion vector changed: same data, same statistics, except that
-/// the bounds are no longer tight (they may name deleted rows' values).
-fn readd(file: FileInfo, dv: DeletionVectorDescriptor) -> Add {
-    let stats = file.stats.map(|mut s| {
-        if let Some(o) = s.as_object_mut() {
-            o.insert("tightBounds".into(), Json::Bool(false));
-        }
-        s.to_string()
-    });
+/// the bounds are no longer tight (they may name deleted rows' values) and `numRecords`, which
+/// the protocol requires beside a vector, is the file's physical row count as read.
+fn readd(file: FileInfo, dv: DeletionVectorDescriptor, rows: u64) -> Add {
+    let mut stats = file
+        .stats
+        .unwrap_or_else(|| Json::Object(Default::default()));
+    if let Some(o) = stats.as_object_mut() {
+        o.insert("numRecords".into(), Json::from(rows));
+        o.insert("tightBounds".into(), Json::Bool(false));
+    }
     Add {
         path: file.path,
         partition_values: file.remove.partition_values.unwrap_or_default(),
         size: file.size,
         modification_time: file.modification_time,
         data_change: true,
-        stats,
+        stats: Some(stats.to_string()),
         tags: None,
         deletion_vector: Some(dv),
         base_row_id: None,

@@ -276,17 +276,28 @@ impl Table {
 
     /// Whether upserts and deletes mark rows in deletion vectors (the table has the
     /// `deletionVectors` writer feature) rather than rewriting the files that hold them.
+    /// A table whose `delta.enableDeletionVectors` is set to false (on its way to dropping the
+    /// feature) gets no new vectors.
     pub fn deletion_vectors(&self) -> bool {
         self.exists
             && self.delta.snapshot().is_ok_and(|s| {
                 s.protocol()
                     .writer_features()
                     .is_some_and(|f| f.iter().any(|f| f.to_string() == "deletionVectors"))
+                    && s.metadata()
+                        .configuration()
+                        .get("delta.enableDeletionVectors")
+                        .is_none_or(|v| !v.eq_ignore_ascii_case("false"))
             })
     }
 
-    /// The rows of `file` its deletion vector deletes (empty when it has none).
-    pub fn deleted_rows(&self, file: &FileInfo) -> Result<roaring::RoaringTreemap, TableError> {
+    /// The rows of `file` its deletion vector deletes (empty when it has none). DV files are
+    /// read once per `cache`.
+    pub fn deleted_rows(
+        &self,
+        file: &FileInfo,
+        cache: &mut dv::Cache,
+    ) -> Result<roaring::RoaringTreemap, TableError> {
         let Some(d) = &file.dv else {
             return Ok(roaring::RoaringTreemap::new());
         };
@@ -298,7 +309,15 @@ impl Table {
         match dv::locate(d).map_err(err)? {
             dv::Location::Inline(bytes) => dv::parse(&bytes),
             dv::Location::File { path, offset } => {
-                dv::read_at(&self.read_bytes(&path)?, offset, d.size_in_bytes)
+                let bytes = match cache.get(&path) {
+                    Some(b) => b.clone(),
+                    None => {
+                        let b = self.read_bytes(&path)?;
+                        cache.insert(path, b.clone());
+                        b
+                    }
+                };
+                dv::read_at(&bytes, offset, d.size_in_bytes)
             }
         }
         .map_err(err)
