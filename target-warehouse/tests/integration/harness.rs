@@ -70,6 +70,21 @@ pub fn spawn(config_path: &Path) -> std::process::Child {
         .expect("spawn target-warehouse")
 }
 
+/// `target-warehouse compact` on the warehouse's config as [`run`] last wrote it; must succeed.
+pub fn compact(warehouse: &Path) -> Output {
+    let cfg = warehouse.with_extension("config.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_target-warehouse"))
+        .args(["--config", &cfg.display().to_string(), "compact"])
+        .output()
+        .expect("compact");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Singer lines from JSON values.
 pub fn lines(msgs: &[Value]) -> String {
     msgs.iter().map(|m| format!("{m}\n")).collect()

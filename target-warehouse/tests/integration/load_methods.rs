@@ -118,8 +118,8 @@ fn upsert_keeps_the_latest_sequence_per_key_across_runs() {
     assert_eq!(three[0]["metric"], json!(33));
 }
 
-/// The actions of the table's latest commit, by kind.
-fn last_commit_actions(table: &std::path::Path) -> (usize, usize) {
+/// The actions of the table's latest commit.
+fn last_commit(table: &std::path::Path) -> Vec<serde_json::Value> {
     let log = table.join("_delta_log");
     let mut commits: Vec<_> = std::fs::read_dir(&log)
         .expect("log")
@@ -127,14 +127,17 @@ fn last_commit_actions(table: &std::path::Path) -> (usize, usize) {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     commits.sort();
-    let text = std::fs::read_to_string(commits.last().expect("a commit")).expect("read");
-    let count = |kind: &str| {
-        text.lines()
-            .filter(|l| {
-                serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v.get(kind).is_some())
-            })
-            .count()
-    };
+    std::fs::read_to_string(commits.last().expect("a commit"))
+        .expect("read")
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The actions of the table's latest commit, by kind.
+fn last_commit_actions(table: &std::path::Path) -> (usize, usize) {
+    let actions = last_commit(table);
+    let count = |kind: &str| actions.iter().filter(|v| v.get(kind).is_some()).count();
     (count("add"), count("remove"))
 }
 
@@ -360,17 +363,8 @@ fn state_waits_for_the_commit_of_every_record_before_it() {
 
 /// The `add` actions of the table's latest commit.
 fn last_commit_adds(table: &std::path::Path) -> Vec<serde_json::Value> {
-    let log = table.join("_delta_log");
-    let mut commits: Vec<_> = std::fs::read_dir(&log)
-        .expect("log")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    commits.sort();
-    std::fs::read_to_string(commits.last().expect("a commit"))
-        .expect("read")
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    last_commit(table)
+        .into_iter()
         .filter_map(|v| v.get("add").cloned())
         .collect()
 }
@@ -480,16 +474,7 @@ fn upsert_marks_replaced_rows_in_deletion_vectors_and_leaves_the_files_alone() {
     }
 
     // Compaction drops the deleted rows of the small files it merges.
-    let cfg = wh.with_extension("config.json");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_target-warehouse"))
-        .args(["--config", &cfg.display().to_string(), "compact"])
-        .output()
-        .expect("compact");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    compact(&wh);
     let t = read_table(&wh.join("dv"), "dv");
     assert_eq!(t.rows.len(), 20_000);
     let newer = t.rows.iter().filter(|r| r["v"] == json!("newer")).count();

@@ -45,16 +45,7 @@ fn compact_subcommand_merges_every_tables_small_files() {
         assert!(r.ok(), "{}", r.stderr());
     }
     assert_eq!(read_table(&wh.join("g"), "g").file_schemas.len(), 3);
-    let cfg = wh.with_extension("config.json");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_target-warehouse"))
-        .args(["--config", &cfg.display().to_string(), "compact"])
-        .output()
-        .expect("compact");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = compact(&wh);
     assert!(out.stdout.is_empty(), "compact prints nothing on stdout");
     let t = read_table(&wh.join("g"), "g");
     assert_eq!((t.file_schemas.len(), t.rows.len()), (1, 3));
