@@ -148,8 +148,9 @@ def main():
         f.write("# Benchmarks\n\n")
         f.write("Written by `bash bench/run.sh` (every figure below comes from one run of it; "
                 "rerun it to reproduce on your machine). Machines here are noisy: compare the ratios, "
-                "which are measured in the same run. Timings are medians: of 5 runs for the tap, the target, "
-                "its peers and the upserts, of 3 for the memory stage; the receiver is one "
+                "which are measured in the same run. Timings are medians: of 5 runs for the tap, the target "
+                "and its peers, of 11 for the upserts (3 for copy-on-write), of 3 for the memory stage; "
+                "the receiver is one "
                 "run of wrk per endpoint. Peak RSS is the highest of the target stage's runs and the "
                 "median of the memory stage's.\n\n")
         f.write("## Machine\n\n")

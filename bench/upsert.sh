@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Upsert cost vs table size: load keyed tables of 1x, 4x and 16x a base size, then upsert the
-# same number of keys (1% of the base) into each and time that run (median of 5, each on a fresh
-# copy of the table; wall time to the millisecond: the upserts with deletion vectors take tens
-# of milliseconds). "recent": keys drawn from the newest base-size range of ids (webhook
+# same number of keys (1% of the base) into each and time that run (median of 11 runs, of 3 for
+# copy-on-write, each on a fresh copy of the table; wall time to the millisecond: the upserts
+# with deletion vectors take tens of milliseconds). "recent": keys drawn from the newest base-size range of ids (webhook
 # updates touch recent objects); "random": keys drawn from the whole table. With the default
 # deletion vectors an upsert marks replaced rows in a bitmap per file it touches, so both stay
 # near flat; "random, copy-on-write" (deletion_vectors: false, tables created that way) rewrites
@@ -47,9 +47,9 @@ PY
 }
 
 results=()
-time_upsert() { # time_upsert TABLE MODE -> 5 wall times (ms precision) appended to $line
+time_upsert() { # time_upsert TABLE MODE RUNS -> RUNS wall times (ms precision) appended to $line
   local times=() t0 t1
-  for _ in 1 2 3 4 5; do
+  for _ in $(seq "$3"); do
     rm -rf "$work/up"; cp -r "$work/$1" "$work/up"
     echo "{\"warehouse_path\":\"$work/up\"}" > "$work/up.json"
     sync
@@ -89,15 +89,17 @@ print(len(live))
 PY
 )
   line="$m|$rows|$load_s|$live"
-  time_upsert "wh-$m" recent
-  time_upsert "wh-$m" random
-  time_upsert "cow-$m" random
+  # Tens of ms each, and one fsync can take 17 ms on a busy machine: 11 runs for a steady
+  # median. Copy-on-write takes seconds at 16x: 3 runs.
+  time_upsert "wh-$m" recent 11
+  time_upsert "wh-$m" random 11
+  time_upsert "cow-$m" random 3
   results+=("$line")
 done
 python3 - "$base" "${results[@]}" <<'PY'
 import statistics, sys
 base = int(sys.argv[1])
-print(f"upsert of {max(1, base // 100)} keys (1% of base {base}) into tables of growing size; median of 5 runs")
+print(f"upsert of {max(1, base // 100)} keys (1% of base {base}) into tables of growing size; median of 11 runs (3 for copy-on-write)")
 print(f"{'table':6} {'rows':>9} {'load s':>7} {'files':>6} {'recent s':>9} {'vs 1x':>6} {'random s':>9} {'vs 1x':>6}"
       f" {'cow rnd s':>9} {'vs 1x':>6}")
 first = None
