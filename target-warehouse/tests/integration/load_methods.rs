@@ -576,3 +576,51 @@ fn composite_and_string_keys_replace_rows_of_earlier_runs() {
     .collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn a_table_whose_deletion_vectors_are_switched_off_gets_no_new_ones() {
+    // Spark's way to drop the feature starts by setting the property to false: from then on
+    // an upsert must rewrite instead of adding vectors.
+    let (_d, wh) = warehouse();
+    let s = schema_msg("off", json!({"id": {"type": "integer"}}), &["id"]);
+    let r = run(
+        &wh,
+        json!({}),
+        &lines(&[
+            s.clone(),
+            record("off", json!({"id": 1})),
+            record("off", json!({"id": 2})),
+        ]),
+    );
+    assert!(r.ok(), "{}", r.stderr());
+    let log = wh.join("off/_delta_log");
+    let mut meta = std::fs::read_to_string(log.join("00000000000000000000.json"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.get("metaData").is_some())
+        .unwrap();
+    meta["metaData"]["configuration"]["delta.enableDeletionVectors"] = json!("false");
+    std::fs::write(
+        log.join("00000000000000000001.json"),
+        format!(
+            "{meta}\n{}\n",
+            json!({"commitInfo": {"operation": "SET TBLPROPERTIES"}})
+        ),
+    )
+    .unwrap();
+    let first = last_commit_adds(&wh.join("off"));
+    assert!(first.is_empty(), "the property commit adds nothing");
+    let r = run(
+        &wh,
+        json!({}),
+        &lines(&[s, record("off", json!({"id": 1}))]),
+    );
+    assert!(r.ok(), "{}", r.stderr());
+    let adds = last_commit_adds(&wh.join("off"));
+    assert_eq!(adds.len(), 2, "the rewritten file and the batch's own");
+    assert!(adds
+        .iter()
+        .all(|a| a.get("deletionVector").is_none_or(|d| d.is_null())));
+    assert_eq!(read_table(&wh.join("off"), "off").rows.len(), 2);
+}
