@@ -1,7 +1,9 @@
 //! Compaction: cron runs every few minutes leave many small files; merge them into fewer,
 //! larger ones (by copying their encoded column chunks, see [`super::files::Concat`]) in one
 //! commit (`dataChange: false`, so streaming readers skip it), keeping the stream's `txn`
-//! high-water mark. Runs automatically past a threshold, or `target-warehouse compact`.
+//! high-water mark. Runs automatically past a threshold, or `target-warehouse compact`. A file
+//! whose deletion vector deletes at least half its rows is rewritten without them whatever its
+//! size, alone if need be (the space of replaced rows comes back).
 
 use deltalake::arrow::array::BooleanArray;
 use deltalake::arrow::compute::filter_record_batch;
@@ -51,6 +53,20 @@ fn concat(
     }
 }
 
+/// Whether `f`'s deletion vector deletes at least half of its rows: compaction rewrites such a
+/// file whatever its size, so the space of rows replaced by upserts comes back.
+fn mostly_deleted(f: &FileInfo) -> bool {
+    let rows = f
+        .stats
+        .as_ref()
+        .and_then(|s| s.get("numRecords"))
+        .and_then(serde_json::Value::as_i64);
+    match (&f.dv, rows) {
+        (Some(dv), Some(rows)) => dv.cardinality * 2 >= rows,
+        _ => false,
+    }
+}
+
 /// How many small files the table has.
 pub fn small_files(table: &Table) -> Result<usize, TableError> {
     Ok(table
@@ -70,7 +86,8 @@ pub struct Compacted {
     pub copied: bool,
 }
 
-/// Merges the table's small files, or returns `None` if there was nothing to merge.
+/// Merges the table's small files (and rewrites its mostly deleted ones), or returns `None` if
+/// there was nothing to do.
 pub async fn compact(
     table: &mut Table,
     registry: &mut Registry,
@@ -78,9 +95,9 @@ pub async fn compact(
     let mut small: Vec<_> = table
         .files()?
         .into_iter()
-        .filter(|f| f.size < SMALL_FILE_BYTES)
+        .filter(|f| f.size < SMALL_FILE_BYTES || mostly_deleted(f))
         .collect();
-    if small.len() < 2 {
+    if small.len() < 2 && !small.iter().any(mostly_deleted) {
         return Ok(None);
     }
     small.sort_by(|a, b| a.path.cmp(&b.path)); // time-ordered names: keep rows roughly in load order
@@ -100,7 +117,10 @@ pub async fn compact(
     let mut actions = Vec::new();
     let mut merged = 0;
     let mut copied = true;
-    for group in groups.into_iter().filter(|g| g.len() >= 2) {
+    for group in groups
+        .into_iter()
+        .filter(|g| g.len() >= 2 || g.iter().any(mostly_deleted))
+    {
         let mut add = match concat(table, &schema, &group)? {
             Some(add) => add,
             None => {

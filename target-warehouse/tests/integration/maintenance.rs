@@ -50,3 +50,55 @@ fn compact_subcommand_merges_every_tables_small_files() {
     let t = read_table(&wh.join("g"), "g");
     assert_eq!((t.file_schemas.len(), t.rows.len()), (1, 3));
 }
+
+#[test]
+fn compact_rewrites_a_file_whose_vector_deletes_most_of_its_rows() {
+    // One data file, alone in its table (nothing to merge it with), most of whose rows hard
+    // deletes removed: compaction rewrites it without them.
+    let (_d, wh) = warehouse();
+    let s = schema_msg(
+        "p",
+        json!({"id": {"type": "integer"}, "v": {"type": "string"}}),
+        &["id"],
+    );
+    let cfg = json!({"hard_delete": true});
+    let mut msgs = vec![s.clone()];
+    msgs.extend((0..1000).map(|i| record("p", json!({"id": i, "v": format!("v{i}")}))));
+    assert!(run(&wh, cfg.clone(), &lines(&msgs)).ok());
+    let delete = |range: std::ops::Range<i64>| {
+        let mut msgs = vec![s.clone()];
+        msgs.extend(range.map(|i| {
+            record(
+                "p",
+                json!({"id": i, "_sdc_deleted_at": "2026-12-02T00:00:00Z"}),
+            )
+        }));
+        let r = run(&wh, cfg.clone(), &lines(&msgs));
+        assert!(r.ok(), "{}", r.stderr());
+    };
+    let files = |wh: &std::path::Path| read_table(&wh.join("p"), "p").file_schemas.len();
+    // Under half deleted: nothing to do.
+    delete(0..400);
+    compact(&wh);
+    let t = read_table(&wh.join("p"), "p");
+    assert_eq!((t.file_schemas.len(), t.rows.len(), t.version), (1, 600, 1));
+    // Half or more: the file is rewritten with its 400 live rows and no vector.
+    delete(400..600);
+    compact(&wh);
+    let t = read_table(&wh.join("p"), "p");
+    assert_eq!((files(&wh), t.rows.len(), t.version), (1, 400, 3));
+    let log = std::fs::read_to_string(wh.join("p/_delta_log/00000000000000000003.json")).unwrap();
+    let adds: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("add").cloned())
+        .collect();
+    assert_eq!(adds.len(), 1, "{log}");
+    assert!(
+        adds[0].get("deletionVector").is_none_or(|d| d.is_null()),
+        "{log}"
+    );
+    let mut ids: Vec<i64> = t.rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, (600..1000).collect::<Vec<_>>());
+}
