@@ -42,7 +42,8 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Merge the small files of every table under warehouse_path (one commit per table).
+    /// Merge the small files of every table under warehouse_path, and rewrite files whose
+    /// deletion vector deletes half their rows or more (one commit per table).
     Compact,
 }
 
