@@ -5,8 +5,6 @@
 //! whose deletion vector deletes at least half its rows is rewritten without them whatever its
 //! size, alone if need be (the space of replaced rows comes back).
 
-use deltalake::arrow::array::BooleanArray;
-use deltalake::arrow::compute::filter_record_batch;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::kernel::{Action, Add};
 use deltalake::protocol::DeltaOperation;
@@ -97,9 +95,6 @@ pub async fn compact(
         .into_iter()
         .filter(|f| f.size < SMALL_FILE_BYTES || mostly_deleted(f))
         .collect();
-    if small.len() < 2 && !small.iter().any(mostly_deleted) {
-        return Ok(None);
-    }
     small.sort_by(|a, b| a.path.cmp(&b.path)); // time-ordered names: keep rows roughly in load order
     let schema = registry.arrow_schema();
     let mut groups: Vec<Vec<_>> = vec![Vec::new()];
@@ -136,16 +131,12 @@ pub async fn compact(
                     for b in table.read_file(&f.path, &schema)? {
                         let b = b?;
                         let n = b.num_rows() as u64;
-                        let b = if deleted.range_cardinality(row..row + n) == 0 {
-                            b
-                        } else {
-                            let keep: BooleanArray =
-                                (row..row + n).map(|r| Some(!deleted.contains(r))).collect();
-                            filter_record_batch(&b, &keep).map_err(|source| TableError::Arrow {
+                        let b = super::dv::drop_deleted(b, row, &deleted).map_err(|source| {
+                            TableError::Arrow {
                                 table: table.stream.clone(),
                                 source,
-                            })?
-                        };
+                            }
+                        })?;
                         row += n;
                         if b.num_rows() > 0 {
                             sink.write(&b)?;

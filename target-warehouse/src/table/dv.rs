@@ -9,6 +9,9 @@
 //! (`storageType: u`), or holds the bitmap inline (`i`). We write one DV file per commit,
 //! holding the vectors of every file the commit touches.
 
+use deltalake::arrow::array::{BooleanArray, RecordBatch};
+use deltalake::arrow::compute::filter_record_batch;
+use deltalake::arrow::error::ArrowError;
 use deltalake::kernel::{DeletionVectorDescriptor, StorageType};
 use roaring::RoaringTreemap;
 
@@ -19,6 +22,26 @@ const ENCODED_UUID: usize = 20;
 
 fn crc() -> crc::Crc<u32> {
     crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC)
+}
+
+/// The name of the DV file of `uuid`, relative to its directory.
+fn file_name(uuid: &uuid::Uuid) -> String {
+    format!("deletion_vector_{uuid}.bin")
+}
+
+/// `batch` without the rows `deleted` names, the batch's first row being row `first` of its
+/// file (a batch no deleted row falls in is returned as is).
+pub fn drop_deleted(
+    batch: RecordBatch,
+    first: u64,
+    deleted: &RoaringTreemap,
+) -> Result<RecordBatch, ArrowError> {
+    let end = first + batch.num_rows() as u64;
+    if deleted.range_cardinality(first..end) == 0 {
+        return Ok(batch);
+    }
+    let keep: BooleanArray = (first..end).map(|r| Some(!deleted.contains(r))).collect();
+    filter_record_batch(&batch, &keep)
 }
 
 /// DV files read during one operation, by path (a commit's vectors share one file).
@@ -49,7 +72,7 @@ pub fn locate(dv: &DeletionVectorDescriptor) -> Result<Location, String> {
                 .and_then(|b| uuid::Uuid::from_slice(&b).ok())
                 .ok_or_else(|| format!("path {:?} has no valid UUID", dv.path_or_inline_dv))?;
             let prefix = std::str::from_utf8(prefix).map_err(|e| e.to_string())?;
-            let name = format!("deletion_vector_{uuid}.bin");
+            let name = file_name(&uuid);
             let path = if prefix.is_empty() {
                 name
             } else {
@@ -126,7 +149,7 @@ impl Default for DvFile {
 impl DvFile {
     /// The file's name, relative to the table's root.
     pub fn path(&self) -> String {
-        format!("deletion_vector_{}.bin", self.uuid)
+        file_name(&self.uuid)
     }
 
     /// The file's content so far.

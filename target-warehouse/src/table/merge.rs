@@ -9,7 +9,6 @@
 use std::collections::{HashMap, HashSet};
 
 use deltalake::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
-use deltalake::arrow::compute::filter_record_batch;
 use deltalake::arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Float64Type, Int64Type, TimestampMicrosecondType,
 };
@@ -244,14 +243,8 @@ pub fn rewrite_files(
     candidate: impl Fn(Option<&Json>) -> bool,
     matches: impl FnMut(&RecordBatch, &mut Vec<bool>),
 ) -> Result<Rewrite, TableError> {
-    let schema = registry.arrow_schema();
-    let arrow_err = |source| TableError::Arrow {
-        table: table.stream.clone(),
-        source,
-    };
-    let probe_schema = std::sync::Arc::new(schema.project(columns).map_err(arrow_err)?);
     let mut out = Rewrite::default();
-    match rewrite_into(table, &schema, &probe_schema, candidate, matches, &mut out) {
+    match rewrite_into(table, registry, columns, candidate, matches, &mut out) {
         Ok(()) => Ok(out),
         Err(e) => {
             // Nothing of a rewrite that failed is committed: its files go.
@@ -263,10 +256,12 @@ pub fn rewrite_files(
     }
 }
 
+/// [`rewrite_files`]' work; the files it writes are listed in `out.new_files` as they are
+/// written (the DV file before its write).
 fn rewrite_into(
     table: &Table,
-    schema: &deltalake::arrow::datatypes::SchemaRef,
-    probe_schema: &deltalake::arrow::datatypes::SchemaRef,
+    registry: &Registry,
+    columns: &[usize],
     candidate: impl Fn(Option<&Json>) -> bool,
     mut matches: impl FnMut(&RecordBatch, &mut Vec<bool>),
     out: &mut Rewrite,
@@ -275,6 +270,8 @@ fn rewrite_into(
         table: table.stream.clone(),
         source,
     };
+    let schema = &registry.arrow_schema();
+    let probe_schema = &std::sync::Arc::new(schema.project(columns).map_err(arrow_err)?);
     let use_dvs = table.deletion_vectors();
     let mut vectors = dv::DvFile::default();
     let mut dv_files = dv::Cache::default();
@@ -332,11 +329,8 @@ fn rewrite_into(
                     file.path
                 ))));
             }
-            let mask: BooleanArray = (offset..offset + n)
-                .map(|r| Some(!all.contains(r)))
-                .collect();
+            let kept = dv::drop_deleted(b, offset, &all).map_err(arrow_err)?;
             offset += n;
-            let kept = filter_record_batch(&b, &mask).map_err(arrow_err)?;
             if kept.num_rows() > 0 {
                 sink.write(&kept)?;
             }

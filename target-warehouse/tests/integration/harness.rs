@@ -144,13 +144,11 @@ pub fn read_table(root: &Path, stream: &str) -> TableRead {
                 let b = b.expect("batch");
                 schema = Some(b.schema());
                 // Rows the file's deletion vector deletes are not in the table.
-                let keep: deltalake::arrow::array::BooleanArray = (row..row + b.num_rows() as u64)
-                    .map(|r| Some(!deleted.contains(&r)))
-                    .collect();
-                row += b.num_rows() as u64;
+                let n = b.num_rows() as u64;
                 batches.push(
-                    deltalake::arrow::compute::filter_record_batch(&b, &keep).expect("filter"),
+                    target_warehouse::table::dv::drop_deleted(b, row, &deleted).expect("filter"),
                 );
+                row += n;
             }
             if let Some(s) = schema {
                 file_schemas.push(s);
@@ -191,7 +189,7 @@ pub fn read_table(root: &Path, stream: &str) -> TableRead {
 pub fn deleted_rows(
     root: &Path,
     d: &deltalake::kernel::DeletionVectorDescriptor,
-) -> std::collections::BTreeSet<u64> {
+) -> roaring::RoaringTreemap {
     use target_warehouse::table::dv;
     let bitmap = match dv::locate(d).expect("a readable descriptor") {
         dv::Location::Inline(bytes) => dv::parse(&bytes),
@@ -207,7 +205,7 @@ pub fn deleted_rows(
         d.cardinality,
         "the descriptor's cardinality"
     );
-    bitmap.into_iter().collect()
+    bitmap
 }
 
 impl TableRead {
