@@ -88,3 +88,71 @@ fn object_schema_without_properties_is_fine_and_about_works() {
         .expect("version");
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("target-warehouse "));
 }
+
+#[test]
+fn a_corrupt_deletion_vector_stops_the_upsert_that_reads_it_and_leaves_nothing_behind() {
+    let (_d, wh) = warehouse();
+    let s = schema_msg(
+        "c",
+        json!({"id": {"type": "integer"}, "v": {"type": "string"}}),
+        &["id"],
+    );
+    let mut msgs = vec![s.clone()];
+    msgs.extend((0..100).map(|i| record("c", json!({"id": i, "v": "a"}))));
+    assert!(run(&wh, json!({}), &lines(&msgs)).ok());
+    let r = run(
+        &wh,
+        json!({}),
+        &lines(&[s.clone(), record("c", json!({"id": 1, "v": "b"}))]),
+    );
+    assert!(r.ok(), "{}", r.stderr());
+    let table = wh.join("c");
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(&table)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let dv_file = listing()
+        .into_iter()
+        .find(|n| n.starts_with("deletion_vector_"))
+        .expect("the upsert wrote a deletion vector");
+    let version = read_table(&table, "c").version;
+    // One flipped bit inside the bitmap: the checksum no longer holds.
+    let path = table.join(&dv_file);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[12] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let before = listing();
+
+    let r = run(
+        &wh,
+        json!({}),
+        &lines(&[
+            s,
+            record("c", json!({"id": 2, "v": "b"})),
+            state(json!({"n": 3})),
+        ]),
+    );
+    assert!(!r.ok(), "a corrupt vector must stop the run");
+    let err = r.stderr();
+    for want in [
+        "line 3",
+        "stream \"c\"",
+        "deletion vector of part-",
+        "fails its checksum",
+    ] {
+        assert!(err.contains(want), "{want:?} missing from: {err}");
+    }
+    assert!(r.stdout_lines().is_empty(), "no state for the failed batch");
+    assert_eq!(
+        listing(),
+        before,
+        "no data or DV file of the failed batch is left"
+    );
+    assert!(!table
+        .join(format!("_delta_log/{:020}.json", version + 1))
+        .exists());
+}
