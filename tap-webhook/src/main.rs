@@ -14,6 +14,13 @@ use tap_webhook::settings::{self, Settings};
 use tap_webhook::spool::{SpoolReader, SpoolWriter};
 use tap_webhook::tap;
 
+/// jemalloc rather than glibc's malloc: a delivery's buffers are allocated on a tokio worker
+/// and freed on the spool's writer thread, which glibc pays for in arena locking and chunk
+/// consolidation (~12% of the workers' samples). Measured: +8% durable POSTs/s (medians of 5
+/// alternated runs), the tap's drain unchanged.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "tap-webhook", version, about = "Webhooks in, Singer out.")]
 struct Cli {
