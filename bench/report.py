@@ -149,9 +149,9 @@ def main():
         f.write("Written by `bash bench/run.sh` (every figure below comes from one run of it; "
                 "rerun it to reproduce on your machine). Machines here are noisy: compare the ratios, "
                 "which are measured in the same run. Timings are medians: of 5 runs for the tap, the target "
-                "and its peers, of 11 for the upserts (3 for copy-on-write), of 3 for the memory stage; "
-                "the receiver is one "
-                "run of wrk per endpoint. Peak RSS is the highest of the target stage's runs and the "
+                "and its peers (ours and DuckDB, ours and target-duckdb alternating run by run), of 11 for "
+                "the upserts (3 for copy-on-write), of 3 for the memory stage; the receiver's are medians "
+                "of 3 rounds, each a fresh server with one run of wrk on each endpoint. Peak RSS is the highest of the target stage's runs and the "
                 "median of the memory stage's.\n\n")
         f.write("## Machine\n\n")
         for k in ("date", "commit", "cpu", "memory", "kernel", "rustc"):
@@ -166,11 +166,13 @@ def main():
         f.write("\n## Commands\n\n")
         f.write("| step | command | what it measures |\n|---|---|---|\n")
         f.write("| receiver | `bash bench/receiver.sh SECONDS` | wrk, 2 threads, 64 keep-alive connections: "
-                "durable POST (answered after the spool's fsync) beside GET /healthz on the same server |\n")
+                "durable POST (answered after the spool's fsync) beside GET /healthz on the same server, "
+                "alternating over 3 rounds (`ROUNDS`), each on a fresh server and spool |\n")
         f.write("| tap | `bash bench/tap.sh COUNT` | spool of COUNT corpus messages drained to /dev/null |\n")
         f.write("| target | `bash bench/target.sh COUNT PEER_COUNT` | the same Singer stream into target-warehouse, "
                 "target-duckdb (PyPI; a PEER_COUNT prefix, it is slow) and DuckDB's read_json_auto → Parquet on "
-                "the corpus itself; and the whole pipe `tap-webhook | target-warehouse` |\n")
+                "the corpus itself (each peer's runs alternate with ours); and the whole pipe "
+                "`tap-webhook | target-warehouse` |\n")
         f.write("| upsert | `bash bench/upsert.sh BASE` | upsert 1% of keys into tables of 1×, 4×, 16× BASE rows (default: deletion vectors), and the same into tables created with `deletion_vectors: false` (copy-on-write) |\n")
         f.write("| memory | `bash bench/target-memory.sh COUNT` | peak RSS of the target at 1× and 8× COUNT records |\n")
         f.write("\nThe corpus (`bench/corpus.py`, seeded): ~20% large nested GitHub-style events, ~80% small "

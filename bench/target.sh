@@ -49,40 +49,61 @@ safe_peer_bytes=$(stat -c %s "$work/safe/peer.singer")
 echo "{\"warehouse_path\":\"$work/wh\"}" > "$work/target.json"
 echo "{\"filepath\":\"$work/duck.db\",\"default_target_schema\":\"raw\"}" > "$work/duck.json"
 
-# measure NAME ROWS BYTES CMD... : wall seconds and peak RSS (KiB) via GNU time, median of
-# $RUNS runs (5: on a shared 2-core machine single runs of ours and of DuckDB swing by 20-40%).
+# once NAME ROWS BYTES CMD... : one run (wall seconds and peak RSS in KiB, via GNU time), kept
+# under NAME; measure runs it $RUNS times (5: on a shared 2-core machine single runs of ours
+# and of DuckDB swing by 20-40%). Figures are medians of a loader's runs.
 RUNS=${RUNS:-5}
-results=()
-measure() {
+declare -A runs=() rows_of=() bytes_of=() failed=()
+order=()
+once() {
   local name=$1 rows=$2 bytes=$3; shift 3
-  local runs=()
-  for i in $(seq "$RUNS"); do
-    [ -n "${BEFORE:-}" ] && eval "$BEFORE"
-    if ! /usr/bin/time -f "%e %M" -o "$work/time" "$@" > /dev/null 2> "$work/err"; then
-      # A peer that cannot load the stream (target-duckdb stops on a type conflict) is shown
-      # as failed rather than ending the benchmark; ours failing is an error.
-      [ "$name" = "target-warehouse" ] && { cat "$work/err" >&2; exit 1; }
-      echo "$name failed: $(grep -m1 -iE 'error|exception' "$work/err" | cut -c1-160)" >&2
-      results+=("$name|$rows|$bytes|failed")
-      return
-    fi
-    runs+=("$(cat "$work/time")")
-  done
-  results+=("$name|$rows|$bytes|${runs[*]}")
+  [ -n "${rows_of[$name]:-}" ] || { order+=("$name"); rows_of[$name]=$rows; bytes_of[$name]=$bytes; }
+  [ -n "${failed[$name]:-}" ] && return
+  [ -n "${BEFORE:-}" ] && eval "$BEFORE"
+  if ! /usr/bin/time -f "%e %M" -o "$work/time" "$@" > /dev/null 2> "$work/err"; then
+    # A peer that cannot load the stream (target-duckdb stops on a type conflict) is shown
+    # as failed rather than ending the benchmark; ours failing is an error.
+    [ "$name" = "target-warehouse" ] && { cat "$work/err" >&2; exit 1; }
+    echo "$name failed: $(grep -m1 -iE 'error|exception' "$work/err" | cut -c1-160)" >&2
+    failed[$name]=1
+    return
+  fi
+  runs[$name]="${runs[$name]:-} $(cat "$work/time")"
+}
+measure() {
+  for _ in $(seq "$RUNS"); do once "$@"; done
 }
 
-BEFORE="rm -rf $work/wh" measure "target-warehouse" "$count" "$stream_bytes" \
-  "$bin_target" --config "$work/target.json" --input "$work/stream.singer"
+ours() {
+  BEFORE="rm -rf $work/wh" once "target-warehouse" "$count" "$stream_bytes" \
+    "$bin_target" --config "$work/target.json" --input "$work/stream.singer"
+}
+duck() {
+  BEFORE="rm -f $work/out.parquet" once "DuckDB read_json_auto->Parquet" "$count" "$json_bytes" \
+    "$py" -c "import duckdb; c=duckdb.connect(); c.execute('SET threads=2'); c.execute(\"COPY (SELECT * FROM read_json_auto('$work/corpus.jsonl', maximum_object_size=67108864)) TO '$work/out.parquet' (FORMAT parquet, COMPRESSION zstd)\")"
+}
+# Ours and DuckDB's JSON -> Parquet alternate, run by run: the machine's speed drifts over
+# minutes, and their ratio is a goal, so both medians come from the same stretch of time.
+for _ in $(seq "$RUNS"); do ours; duck; done
 BEFORE="rm -rf $work/wh" measure "tap-webhook | target-warehouse" "$count" "$stream_bytes" \
   bash -c "'$bin_tap' --config '$work/tap.json' | '$bin_target' --config '$work/target.json'"
 BEFORE="rm -f $work/duck.db*" measure "target-duckdb (PyPI), same stream" "$peer_count" "$peer_bytes" \
   bash -c "'$root/.venv/bin/target-duckdb' --config '$work/duck.json' < '$work/peer.singer'"
-BEFORE="rm -rf $work/wh" measure "target-warehouse, conflict-free" "$count" "$safe_bytes" \
-  "$bin_target" --config "$work/target.json" --input "$work/safe/stream.singer"
-BEFORE="rm -f $work/duck.db*" measure "target-duckdb (PyPI), conflict-free" "$peer_count" "$safe_peer_bytes" \
-  bash -c "'$root/.venv/bin/target-duckdb' --config '$work/duck.json' < '$work/safe/peer.singer'"
-BEFORE="rm -f $work/out.parquet" measure "DuckDB read_json_auto->Parquet" "$count" "$json_bytes" \
-  "$py" -c "import duckdb; c=duckdb.connect(); c.execute('SET threads=2'); c.execute(\"COPY (SELECT * FROM read_json_auto('$work/corpus.jsonl', maximum_object_size=67108864)) TO '$work/out.parquet' (FORMAT parquet, COMPRESSION zstd)\")"
+# target-duckdb and ours on the conflict-free stream: alternated too.
+for _ in $(seq "$RUNS"); do
+  BEFORE="rm -rf $work/wh" once "target-warehouse, conflict-free" "$count" "$safe_bytes" \
+    "$bin_target" --config "$work/target.json" --input "$work/safe/stream.singer"
+  BEFORE="rm -f $work/duck.db*" once "target-duckdb (PyPI), conflict-free" "$peer_count" "$safe_peer_bytes" \
+    bash -c "'$root/.venv/bin/target-duckdb' --config '$work/duck.json' < '$work/safe/peer.singer'"
+done
+results=()
+for name in "${order[@]}"; do
+  if [ -n "${failed[$name]:-}" ]; then
+    results+=("$name|${rows_of[$name]}|${bytes_of[$name]}|failed")
+  else
+    results+=("$name|${rows_of[$name]}|${bytes_of[$name]}|${runs[$name]}")
+  fi
+done
 
 "$py" - "${results[@]}" <<'PY'
 import statistics, sys
