@@ -55,6 +55,16 @@ pub enum TableError {
         file: String,
         detail: String,
     },
+    #[error(
+        "table {table}: version {version}, committed by another writer since this batch read \
+         the table, replaced {file}, which this batch removes; nothing was committed (the next \
+         run redoes the batch against the table as it is then)"
+    )]
+    Conflict {
+        table: String,
+        version: u64,
+        file: String,
+    },
     #[error("table {table}: {source}")]
     Arrow {
         table: String,
@@ -522,6 +532,7 @@ impl Table {
                 all.push(Action::Metadata(meta));
             }
             all.extend(actions);
+            self.check_concurrent_removes(state.version(), &all).await?;
             let done = CommitBuilder::from(props)
                 .with_actions(all)
                 .build(
@@ -545,6 +556,59 @@ impl Table {
             }
         }
         Ok(version)
+    }
+
+    /// Refuses a commit that removes a file another writer's commit has removed since `read`.
+    /// deltalake's conflict checker ignores removes with `dataChange: false`, which is how a
+    /// compaction (ours, or anyone's OPTIMIZE) replaces files: an upsert that re-adds a file
+    /// with a deletion vector, or removes it for its rewrite, after a compaction merged that
+    /// file into another would leave the merged copy of every row besides its own (an
+    /// overwrite would leave the merged file, a second compaction a second copy). So the
+    /// commits since the read are searched for removes of the files this one removes. What
+    /// remains is the moment between this check and the write of the commit itself.
+    async fn check_concurrent_removes(
+        &self,
+        read: u64,
+        actions: &[Action],
+    ) -> Result<(), TableError> {
+        let ours: HashSet<&str> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Remove(r) => Some(r.path.as_str()),
+                _ => None,
+            })
+            .collect();
+        if ours.is_empty() {
+            return Ok(());
+        }
+        let store = self.delta.log_store();
+        let latest = store
+            .get_latest_version(read)
+            .await
+            .map_err(|e| self.delta_err(e))?;
+        for version in read + 1..=latest {
+            let Some(bytes) = store
+                .read_commit_entry(version)
+                .await
+                .map_err(|e| self.delta_err(e))?
+            else {
+                continue;
+            };
+            let theirs =
+                deltalake::logstore::get_actions(version, &bytes).map_err(|e| self.delta_err(e))?;
+            for action in theirs {
+                if let Action::Remove(r) = action {
+                    if ours.contains(r.path.as_str()) {
+                        return Err(TableError::Conflict {
+                            table: self.name(),
+                            version,
+                            file: r.path,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Creates the table with the `deletionVectors` feature in the commit that carries its first

@@ -102,3 +102,72 @@ fn compact_rewrites_a_file_whose_vector_deletes_most_of_its_rows() {
     ids.sort();
     assert_eq!(ids, (600..1000).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_commit_removing_files_a_concurrent_compaction_merged_is_refused() {
+    // Two writers on one table: the first reads it (as an upsert or an overwrite does before
+    // removing files), the second compacts it, then the first commits the removal of a file
+    // the compaction merged. deltalake's conflict checker lets that through (compaction's
+    // removes say `dataChange: false`), and the table would keep the merged copy of the rows
+    // the first writer meant to remove, so the target refuses the commit itself.
+    use deltalake::kernel::Action;
+    use deltalake::protocol::DeltaOperation;
+    use std::collections::{HashMap, HashSet};
+    use target_warehouse::table::compact::compact;
+    use target_warehouse::table::{Table, TableError};
+
+    let (_d, wh) = warehouse();
+    let s = schema_msg("c", json!({"id": {"type": "integer"}}), &["id"]);
+    for i in 0..2 {
+        let r = run(
+            &wh,
+            json!({}),
+            &lines(&[s.clone(), record("c", json!({"id": i}))]),
+        );
+        assert!(r.ok(), "{}", r.stderr());
+    }
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (version, err) = rt.block_on(async {
+        let opts = HashMap::new();
+        let (mut first, mut first_reg) = Table::open(&wh, "c", &mut HashSet::new(), &opts)
+            .await
+            .expect("open");
+        let (mut second, mut second_reg) = Table::open(&wh, "c", &mut HashSet::new(), &opts)
+            .await
+            .expect("open");
+        let files = first.files().expect("files");
+        assert_eq!(files.len(), 2);
+        let merged = compact(&mut second, &mut second_reg)
+            .await
+            .expect("compact")
+            .expect("two small files merged");
+        let remove = vec![Action::Remove(files[0].remove.clone())];
+        let err = first
+            .commit(
+                &mut first_reg,
+                usize::MAX,
+                remove,
+                DeltaOperation::Delete { predicate: None },
+                None,
+                Default::default(),
+            )
+            .await
+            .expect_err("the removed file was merged by the compaction");
+        (merged.version, err)
+    });
+    assert!(
+        matches!(err, TableError::Conflict { version: v, .. } if v == version),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("nothing was committed") && text.contains(".parquet"),
+        "{text}"
+    );
+    // Nothing after the compaction: both rows once, in its one file.
+    let t = read_table(&wh.join("c"), "c");
+    assert_eq!((t.file_schemas.len(), t.rows.len()), (1, 2));
+    assert!(!wh
+        .join(format!("c/_delta_log/{:020}.json", version + 1))
+        .exists());
+}
