@@ -303,14 +303,22 @@ pub fn complete(
         }
     }
     tracing::debug!(stream = %stream.name, waited = ?started.elapsed(), "data file written");
-    let version = rt.block_on(stream.table.commit(
-        &mut stream.buf.registry,
-        columns,
-        actions,
-        operation,
-        high_water,
-        info,
-    ))?;
+    let version = rt
+        .block_on(stream.table.commit(
+            &mut stream.buf.registry,
+            columns,
+            actions,
+            operation,
+            high_water,
+            info,
+        ))
+        .inspect_err(|e| {
+            // A conflict is found before the log is written: the vector and rewritten files
+            // go too (the commit removed the data files it added).
+            if matches!(e, TableError::Conflict { .. }) {
+                discard_new(&stream.table, &new_files);
+            }
+        })?;
     tracing::info!(stream = %stream.name, version, rows, replaced, "committed");
     stream.committed_total = buffered_total;
     if crate::table::compact::small_files(&stream.table)?

@@ -532,7 +532,25 @@ impl Table {
                 all.push(Action::Metadata(meta));
             }
             all.extend(actions);
-            self.check_concurrent_removes(state.version(), &all).await?;
+            if let Err(e) = self.check_concurrent_removes(state.version(), &all).await {
+                // Refused before the log was touched: files only this commit adds go (a file
+                // it removes and adds again, with a deletion vector, is the table's).
+                let removed: HashSet<&str> = all
+                    .iter()
+                    .filter_map(|a| match a {
+                        Action::Remove(r) => Some(r.path.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                for a in &all {
+                    if let Action::Add(add) = a {
+                        if !removed.contains(add.path.as_str()) {
+                            self.discard_new_file(&add.path);
+                        }
+                    }
+                }
+                return Err(e);
+            }
             let done = CommitBuilder::from(props)
                 .with_actions(all)
                 .build(

@@ -141,12 +141,20 @@ fn a_commit_removing_files_a_concurrent_compaction_merged_is_refused() {
             .await
             .expect("compact")
             .expect("two small files merged");
-        let remove = vec![Action::Remove(files[0].remove.clone())];
+        // The first writer's commit: the file it replaces out, a file of its own in.
+        let own = wh.join("c/part-own.zstd.parquet");
+        std::fs::copy(wh.join("c").join(&files[1].path), &own).expect("copy");
+        let add: deltalake::kernel::Add = serde_json::from_value(json!({
+            "path": "part-own.zstd.parquet", "partitionValues": {}, "dataChange": true,
+            "size": std::fs::metadata(&own).expect("size").len(), "modificationTime": 0,
+        }))
+        .expect("add");
+        let actions = vec![Action::Remove(files[0].remove.clone()), Action::Add(add)];
         let err = first
             .commit(
                 &mut first_reg,
                 usize::MAX,
-                remove,
+                actions,
                 DeltaOperation::Delete { predicate: None },
                 None,
                 Default::default(),
@@ -170,4 +178,6 @@ fn a_commit_removing_files_a_concurrent_compaction_merged_is_refused() {
     assert!(!wh
         .join(format!("c/_delta_log/{:020}.json", version + 1))
         .exists());
+    // The refused commit's own new file is gone; the files it read stay for the log's sake.
+    assert!(!wh.join("c/part-own.zstd.parquet").exists());
 }
