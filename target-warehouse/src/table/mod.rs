@@ -99,6 +99,17 @@ pub struct Table {
     pub create_with_deletion_vectors: bool,
 }
 
+/// The paths of the files `actions` remove.
+fn removed_paths(actions: &[Action]) -> HashSet<&str> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Remove(r) => Some(r.path.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The Delta `txn` app id of a stream.
 pub fn app_id(stream: &str) -> String {
     format!("target-warehouse:{stream}")
@@ -535,13 +546,7 @@ impl Table {
             if let Err(e) = self.check_concurrent_removes(state.version(), &all).await {
                 // Refused before the log was touched: files only this commit adds go (a file
                 // it removes and adds again, with a deletion vector, is the table's).
-                let removed: HashSet<&str> = all
-                    .iter()
-                    .filter_map(|a| match a {
-                        Action::Remove(r) => Some(r.path.as_str()),
-                        _ => None,
-                    })
-                    .collect();
+                let removed = removed_paths(&all);
                 for a in &all {
                     if let Action::Add(add) = a {
                         if !removed.contains(add.path.as_str()) {
@@ -589,13 +594,7 @@ impl Table {
         read: u64,
         actions: &[Action],
     ) -> Result<(), TableError> {
-        let ours: HashSet<&str> = actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Remove(r) => Some(r.path.as_str()),
-                _ => None,
-            })
-            .collect();
+        let ours = removed_paths(actions);
         if ours.is_empty() {
             return Ok(());
         }
