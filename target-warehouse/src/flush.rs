@@ -324,11 +324,20 @@ pub fn complete(
     if crate::table::compact::small_files(&stream.table)?
         >= crate::table::compact::AUTO_COMPACT_FILES
     {
-        if let Some(c) = rt.block_on(crate::table::compact::compact(
+        match rt.block_on(crate::table::compact::compact(
             &mut stream.table,
             &mut stream.buf.registry,
-        ))? {
-            tracing::info!(stream = %stream.name, files = c.files, version = c.version, copied = c.copied, "compacted small files");
+        )) {
+            Ok(Some(c)) => {
+                tracing::info!(stream = %stream.name, files = c.files, version = c.version, copied = c.copied, "compacted small files");
+            }
+            Ok(None) => {}
+            // Another writer changed those files: the batch is committed, and compaction,
+            // which changes no data, waits for a later batch.
+            Err(e @ TableError::Conflict { .. }) => {
+                tracing::warn!(stream = %stream.name, error = %e, "compaction skipped");
+            }
+            Err(e) => return Err(e),
         }
     }
     Ok(rows)
@@ -408,7 +417,7 @@ pub fn activate_version<W: std::io::Write>(
         |b, out| out.extend((0..b.num_rows()).map(|r| older(b, r))),
     )
     .map_err(table_err)?;
-    let (actions, removed) = (rewrite.actions, rewrite.removed);
+    let (actions, removed, new_files) = (rewrite.actions, rewrite.removed, rewrite.new_files);
     if actions.is_empty() {
         return Ok(());
     }
@@ -435,6 +444,11 @@ pub fn activate_version<W: std::io::Write>(
             None,
             info,
         ))
+        .inspect_err(|e| {
+            if matches!(e, TableError::Conflict { .. }) {
+                discard_new(&stream.table, &new_files);
+            }
+        })
         .map_err(table_err)?;
     tracing::info!(stream = %name, version, removed, "activated version");
     Ok(())

@@ -157,9 +157,15 @@ fn compact_tables(settings: &Settings) -> Result<Vec<Compaction>, Error> {
         else {
             continue;
         };
-        let merged = rt
-            .block_on(table::compact::compact(&mut table, &mut registry))
-            .map_err(fail)?;
+        let merged = match rt.block_on(table::compact::compact(&mut table, &mut registry)) {
+            // Another writer replaced some of the files meanwhile: this table is left as it
+            // is (nothing lost, nothing committed) and the others are compacted.
+            Err(e @ table::TableError::Conflict { .. }) => {
+                tracing::warn!(table = %name, error = %e, "compaction skipped; run it again");
+                None
+            }
+            other => other.map_err(fail)?,
+        };
         out.push((dir, merged));
     }
     Ok(out)

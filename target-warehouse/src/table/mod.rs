@@ -56,13 +56,24 @@ pub enum TableError {
         detail: String,
     },
     #[error(
-        "table {table}: version {version}, committed by another writer since this batch read \
-         the table, replaced {file}, which this batch removes; nothing was committed (the next \
-         run redoes the batch against the table as it is then)"
+        "table {table}: version {version}, committed by another writer since this commit read \
+         the table, replaced {file}, which this commit removes; nothing was committed (a rerun \
+         redoes it against the table as it is then)"
     )]
     Conflict {
         table: String,
         version: u64,
+        file: String,
+    },
+    #[error(
+        "table {table}: version {version} was committed, but version {winner}, committed by \
+         another writer a moment before it, had replaced {file}, which version {version} \
+         removes: rows of that file may now be in the table twice"
+    )]
+    ConflictAfterCommit {
+        table: String,
+        version: u64,
+        winner: u64,
         file: String,
     },
     #[error("table {table}: {source}")]
@@ -543,19 +554,15 @@ impl Table {
                 all.push(Action::Metadata(meta));
             }
             all.extend(actions);
-            if let Err(e) = self.check_concurrent_removes(state.version(), &all).await {
-                // Refused before the log was touched: files only this commit adds go (a file
-                // it removes and adds again, with a deletion vector, is the table's).
-                let removed = removed_paths(&all);
-                for a in &all {
-                    if let Action::Add(add) = a {
-                        if !removed.contains(add.path.as_str()) {
-                            self.discard_new_file(&add.path);
-                        }
-                    }
+            let read = state.version();
+            let checked = match self.check_concurrent_removes(read, &all).await {
+                Err(e @ TableError::Conflict { .. }) => {
+                    self.discard_refused(&all);
+                    return Err(e);
                 }
-                return Err(e);
-            }
+                other => other?,
+            };
+            let ours: HashSet<String> = removed_paths(&all).into_iter().map(String::from).collect();
             let done = CommitBuilder::from(props)
                 .with_actions(all)
                 .build(
@@ -567,6 +574,21 @@ impl Table {
                 .map_err(|e| self.delta_err(e))?;
             let version = done.version();
             self.delta.state = Some(done.snapshot);
+            // A commit that landed between the check and this one went through deltalake's
+            // checker alone: say so if it replaced a file this commit removed.
+            if !ours.is_empty() && version > checked + 1 {
+                let ours: HashSet<&str> = ours.iter().map(String::as_str).collect();
+                if let Some((winner, file)) =
+                    self.find_removes(checked + 1..=version - 1, &ours).await?
+                {
+                    return Err(TableError::ConflictAfterCommit {
+                        table: self.name(),
+                        version,
+                        winner,
+                        file,
+                    });
+                }
+            }
             version
         };
         registry.committed = columns;
@@ -581,51 +603,84 @@ impl Table {
         Ok(version)
     }
 
-    /// Refuses a commit that removes a file another writer's commit has removed since `read`.
-    /// deltalake's conflict checker ignores removes with `dataChange: false`, which is how a
-    /// compaction (ours, or anyone's OPTIMIZE) replaces files: an upsert that re-adds a file
-    /// with a deletion vector, or removes it for its rewrite, after a compaction merged that
-    /// file into another would leave the merged copy of every row besides its own (an
-    /// overwrite would leave the merged file, a second compaction a second copy). So the
-    /// commits since the read are searched for removes of the files this one removes. What
-    /// remains is the moment between this check and the write of the commit itself.
+    /// Refuses a commit that removes a file another writer's commit has removed since `read`;
+    /// returns the latest version checked. deltalake's conflict checker ignores removes with
+    /// `dataChange: false`, which is how a compaction (ours, or anyone's OPTIMIZE) replaces
+    /// files: an upsert that re-adds a file with a deletion vector, or removes it for its
+    /// rewrite, after a compaction merged that file into another would leave the merged copy
+    /// of every row besides its own (an overwrite would leave the merged file, a second
+    /// compaction a second copy). So the commits since the read are searched for removes of the
+    /// files this one removes. What remains is the moment between this check and the write of
+    /// the commit itself, checked after it ([`TableError::ConflictAfterCommit`]).
     async fn check_concurrent_removes(
         &self,
         read: u64,
         actions: &[Action],
-    ) -> Result<(), TableError> {
+    ) -> Result<u64, TableError> {
         let ours = removed_paths(actions);
         if ours.is_empty() {
-            return Ok(());
+            return Ok(read);
         }
-        let store = self.delta.log_store();
-        let latest = store
+        let latest = self
+            .delta
+            .log_store()
             .get_latest_version(read)
             .await
             .map_err(|e| self.delta_err(e))?;
-        for version in read + 1..=latest {
-            let Some(bytes) = store
+        match self.find_removes(read + 1..=latest, &ours).await? {
+            Some((version, file)) => Err(TableError::Conflict {
+                table: self.name(),
+                version,
+                file,
+            }),
+            None => Ok(latest),
+        }
+    }
+
+    /// The first commit of `versions` that removes one of `paths`, and the path.
+    async fn find_removes(
+        &self,
+        versions: std::ops::RangeInclusive<u64>,
+        paths: &HashSet<&str>,
+    ) -> Result<Option<(u64, String)>, TableError> {
+        let store = self.delta.log_store();
+        for version in versions {
+            let bytes = store
                 .read_commit_entry(version)
                 .await
                 .map_err(|e| self.delta_err(e))?
-            else {
-                continue;
-            };
+                .ok_or_else(|| TableError::Schema {
+                    table: self.name(),
+                    detail: format!("log entry {version} is missing"),
+                })?;
             let theirs =
                 deltalake::logstore::get_actions(version, &bytes).map_err(|e| self.delta_err(e))?;
             for action in theirs {
                 if let Action::Remove(r) = action {
-                    if ours.contains(r.path.as_str()) {
-                        return Err(TableError::Conflict {
-                            table: self.name(),
-                            version,
-                            file: r.path,
-                        });
+                    if paths.contains(r.path.as_str()) {
+                        return Ok(Some((version, r.path)));
                     }
                 }
             }
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// Removes the files a refused commit (nothing of it in the log) would have added: not a
+    /// file it also removes (re-added with a deletion vector), nor any file the table holds.
+    fn discard_refused(&self, actions: &[Action]) {
+        let removed = removed_paths(actions);
+        let live: HashSet<String> = match self.files() {
+            Ok(files) => files.into_iter().map(|f| f.path).collect(),
+            Err(_) => return, // unsure what is the table's: leave everything
+        };
+        for a in actions {
+            if let Action::Add(add) = a {
+                if !removed.contains(add.path.as_str()) && !live.contains(&add.path) {
+                    self.discard_new_file(&add.path);
+                }
+            }
+        }
     }
 
     /// Creates the table with the `deletionVectors` feature in the commit that carries its first

@@ -127,7 +127,7 @@ fn a_commit_removing_files_a_concurrent_compaction_merged_is_refused() {
         assert!(r.ok(), "{}", r.stderr());
     }
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let (version, err) = rt.block_on(async {
+    let (version, err, paths) = rt.block_on(async {
         let opts = HashMap::new();
         let (mut first, mut first_reg) = Table::open(&wh, "c", &mut HashSet::new(), &opts)
             .await
@@ -144,12 +144,23 @@ fn a_commit_removing_files_a_concurrent_compaction_merged_is_refused() {
         // The first writer's commit: the file it replaces out, a file of its own in.
         let own = wh.join("c/part-own.zstd.parquet");
         std::fs::copy(wh.join("c").join(&files[1].path), &own).expect("copy");
-        let add: deltalake::kernel::Add = serde_json::from_value(json!({
-            "path": "part-own.zstd.parquet", "partitionValues": {}, "dataChange": true,
-            "size": std::fs::metadata(&own).expect("size").len(), "modificationTime": 0,
-        }))
-        .expect("add");
-        let actions = vec![Action::Remove(files[0].remove.clone()), Action::Add(add)];
+        let add = |path: &str| -> Action {
+            Action::Add(
+                serde_json::from_value(json!({
+                    "path": path, "partitionValues": {}, "dataChange": false,
+                    "size": std::fs::metadata(wh.join("c").join(path)).expect("size").len(),
+                    "modificationTime": 0,
+                }))
+                .expect("add"),
+            )
+        };
+        // Besides its own new file, it adds again a file the table holds (as a fix of its
+        // statistics would): that file is the table's, and must outlive the refusal.
+        let actions = vec![
+            Action::Remove(files[0].remove.clone()),
+            add("part-own.zstd.parquet"),
+            add(&files[1].path),
+        ];
         let err = first
             .commit(
                 &mut first_reg,
@@ -161,7 +172,8 @@ fn a_commit_removing_files_a_concurrent_compaction_merged_is_refused() {
             )
             .await
             .expect_err("the removed file was merged by the compaction");
-        (merged.version, err)
+        let paths: Vec<String> = files.into_iter().map(|f| f.path).collect();
+        (merged.version, err, paths)
     });
     assert!(
         matches!(err, TableError::Conflict { version: v, .. } if v == version),
@@ -178,6 +190,8 @@ fn a_commit_removing_files_a_concurrent_compaction_merged_is_refused() {
     assert!(!wh
         .join(format!("c/_delta_log/{:020}.json", version + 1))
         .exists());
-    // The refused commit's own new file is gone; the files it read stay for the log's sake.
+    // The refused commit's own new file is gone; the table's files stay (the compacted ones
+    // for readers of older versions).
     assert!(!wh.join("c/part-own.zstd.parquet").exists());
+    assert!(paths.iter().all(|p| wh.join("c").join(p).exists()));
 }
