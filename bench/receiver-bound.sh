@@ -10,7 +10,7 @@
 # The variants alternate over ROUNDS rounds, each on a fresh server and spool, POST then
 # healthz; the figures are medians.
 # Usage: bench/receiver-bound.sh [seconds per run] [rounds]   (default 5 and 3; builds a
-# release binary in $CARGO_TARGET_DIR, default ./target-bound; needs wrk and patch)
+# release binary in $BOUND_TARGET_DIR, default ./target-bound; needs wrk and patch)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -18,10 +18,12 @@ secs=${1:-5}
 rounds=${2:-3}
 src=$(mktemp -d)
 pid=
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$src"' EXIT
+trap '[ -n "$pid" ] && { kill "$pid" 2>/dev/null || true; }; rm -rf "$src"' EXIT
 git archive HEAD | tar -x -C "$src"
 (cd "$src" && patch -s -p1 < bench/receiver-bound.patch)
-target=${CARGO_TARGET_DIR:-$root/target-bound}
+# A target directory of its own (never the benchmarks' release one: the patched binary would
+# replace the product's there); BOUND_TARGET_DIR may point it at a copy of a warm one.
+target=$(realpath -m "${BOUND_TARGET_DIR:-$root/target-bound}")
 echo "building the patched receiver in $target..." >&2
 # From inside the copy, so that its .cargo/config.toml (the allocator's settings) applies.
 (cd "$src" && CARGO_TARGET_DIR=$target cargo build --release -q --locked -p tap-webhook -p target-warehouse)
@@ -38,8 +40,14 @@ for round in $(seq "$rounds"); do
     pid=$!
     for _ in $(seq 100); do grep -q "listening on" "$src/server.log" && break; sleep 0.1; done
     addr=$(grep -o "listening on [0-9.:]*" "$src/server.log" | awk '{print $3}')
-    post=$(wrk -t2 -c64 -d"${secs}s" -s "$src/post.lua" "http://$addr/webhooks/data" | rps)
-    health=$(wrk -t2 -c64 -d"${secs}s" "http://$addr/healthz" | rps)
+    [ -n "$addr" ] || { echo "the receiver did not start:" >&2; cat "$src/server.log" >&2; exit 1; }
+    post_out=$(wrk -t2 -c64 -d"${secs}s" -s "$src/post.lua" "http://$addr/webhooks/data")
+    health_out=$(wrk -t2 -c64 -d"${secs}s" "http://$addr/healthz")
+    if grep -q "Non-2xx" <<< "$post_out$health_out"; then
+      echo "round $round $v: non-2xx answers" >&2; exit 1
+    fi
+    post=$(rps <<< "$post_out")
+    health=$(rps <<< "$health_out")
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
     echo "round $round $v: POST $post/s, healthz $health/s" >&2
     lines+=("$v $post $health")

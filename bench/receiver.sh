@@ -14,7 +14,7 @@ source bench/build.sh
 bin=$bin_tap
 work=$(mktemp -d)
 pid=
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ -n "$pid" ] && { kill "$pid" 2>/dev/null || true; }; rm -rf "$work"' EXIT
 body=$(python3 -c 'import json; print(json.dumps({"event":"order.created","id":"evt_0001","data":{"object":{"id":"ord_1","amount":1999,"currency":"usd","customer":{"email":"a@example.com","name":"A. Customer"},"items":[{"sku":"SKU-%d"%i,"qty":i,"price":9.99} for i in range(8)],"note":"x"*300}}}))')
 cat > "$work/post.lua" <<LUA
 wrk.method = "POST"
@@ -37,12 +37,15 @@ for round in $(seq "$rounds"); do
   pid=$!
   for _ in $(seq 100); do grep -q "listening on" "$work/server.log" && break; sleep 0.1; done
   addr=$(grep -o "listening on [0-9.:]*" "$work/server.log" | awk '{print $3}')
+  [ -n "$addr" ] || { echo "the receiver did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
   post=$(run -s "$work/post.lua" "http://$addr/webhooks/data")
   health=$(run "http://$addr/healthz")
   stored=$(sqlite3 "$work/spool.sqlite" "select count(*) from messages" 2>/dev/null || echo "?")
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
-  bad=$(non2xx "$post")
-  [ -z "$bad" ] || { echo "round $round: $bad non-2xx answers to POST" >&2; exit 1; }
+  for r in "POST:$post" "healthz:$health"; do
+    bad=$(non2xx "${r#*:}")
+    [ -z "$bad" ] || { echo "round $round: $bad non-2xx answers to ${r%%:*}" >&2; exit 1; }
+  done
   echo "round $round: POST $(rps "$post")/s (p99 $(p99 "$post") ms, $stored stored), healthz $(rps "$health")/s (p99 $(p99 "$health") ms)" >&2
   rows+=("$(rps "$post") $(p99 "$post") $(rps "$health") $(p99 "$health")")
 done
