@@ -104,12 +104,12 @@ def main():
         mine = num(loaders.get(ours_name, {}), "rows_per_s")
         peer = num(loaders.get(name, {}), "rows_per_s")
         x = mine / peer if mine and peer else None
-        goals.append((f"target ≥ {need}× {label}", fmt(x, "{:.1f}×"), x is not None and x >= need))
+        goals.append((f"target ≥ {need}× {label}", fmt(x, "{:.2f}×"), x is not None and x >= need))
 
     vs("target-duckdb", "target-warehouse-conflict-free", 25, "target-duckdb (conflict-free stream)")
     vs("duckdb", "target-warehouse", 2, "DuckDB read_json_auto → Parquet")
     x = tap_rate / ours if tap_rate and ours else None
-    goals.append(("tap ≥ 2× target rows/s", fmt(x, "{:.1f}×"), x is not None and x >= 2))
+    goals.append(("tap ≥ 2× target rows/s", fmt(x, "{:.2f}×"), x is not None and x >= 2))
 
     ups = {d.get("scale"): d for d in steps.get("upsert", [])}
     for scale, d in sorted(ups.items(), key=lambda kv: float(kv[0] or 0)):
