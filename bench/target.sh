@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Target benchmark, one run, same records for everyone: rows/s, MB/s and peak RSS of
 #   target-warehouse (release)  vs  target-duckdb (PyPI)  vs  DuckDB read_json_auto -> Parquet
-# plus the whole pipe tap-webhook | target-warehouse.
+# plus the whole pipe tap-webhook | target-warehouse, and the tap's drain of the same records
+# alone (alternated with ours, for the tap-to-target ratio).
 # Usage: bench/target.sh [count] [peer_count]   (defaults 100000 and 20000: target-duckdb runs
 # at a few thousand rows/s, so it gets a prefix of the same stream and its rate is compared).
 # target-duckdb stops on the corpus's type conflicts, so it is also measured, beside ours, on a
@@ -82,9 +83,14 @@ duck() {
   BEFORE="rm -f $work/out.parquet" once "DuckDB read_json_auto->Parquet" "$count" "$json_bytes" \
     "$py" -c "import duckdb; c=duckdb.connect(); c.execute('SET threads=2'); c.execute(\"COPY (SELECT * FROM read_json_auto('$work/corpus.jsonl', maximum_object_size=67108864)) TO '$work/out.parquet' (FORMAT parquet, COMPRESSION zstd)\")"
 }
-# Ours and DuckDB's JSON -> Parquet alternate, run by run: the machine's speed drifts over
-# minutes, and their ratio is a goal, so both medians come from the same stretch of time.
-for _ in $(seq "$RUNS"); do ours; duck; done
+# The tap's drain of the same records (to /dev/null), for the goal "tap >= 2x target".
+drain() {
+  once "tap-webhook drain (no target)" "$count" "$json_bytes" "$bin_tap" --config "$work/tap.json"
+}
+# Ours, DuckDB's JSON -> Parquet and the tap's drain alternate, run by run: the machine's
+# speed drifts over minutes, and their ratios are goals, so all three medians come from the
+# same stretch of time.
+for _ in $(seq "$RUNS"); do ours; duck; drain; done
 BEFORE="rm -rf $work/wh" measure "tap-webhook | target-warehouse" "$count" "$stream_bytes" \
   bash -c "'$bin_tap' --config '$work/tap.json' | '$bin_target' --config '$work/target.json'"
 BEFORE="rm -f $work/duck.db*" measure "target-duckdb (PyPI), same stream" "$peer_count" "$peer_bytes" \
@@ -123,7 +129,7 @@ ids = {"target-warehouse": "target-warehouse", "tap-webhook | target-warehouse":
        "target-duckdb (PyPI), same stream": "target-duckdb-same-stream",
        "target-warehouse, conflict-free": "target-warehouse-conflict-free",
        "target-duckdb (PyPI), conflict-free": "target-duckdb",
-       "DuckDB read_json_auto->Parquet": "duckdb"}
+       "DuckDB read_json_auto->Parquet": "duckdb", "tap-webhook drain (no target)": "tap-drain"}
 free = next((r[4] for r in rows if r[0] == "target-warehouse, conflict-free"), None)
 print(f"{'loader':38} {'rows':>8} {'median s':>9} {'rows/s':>10} {'MB/s':>7} {'peak RSS MB':>12} {'ours / it':>10}")
 for name, n, b, t, rps, mbs, rss in rows:
