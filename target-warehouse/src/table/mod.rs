@@ -121,6 +121,18 @@ fn removed_paths(actions: &[Action]) -> HashSet<&str> {
         .collect()
 }
 
+/// A path as another writer put it in a `remove` (percent-encoded, as the protocol says, and
+/// perhaps absolute) in the form our actions carry: relative to the table, decoded (as
+/// deltalake's file listing gives it).
+fn log_path_as_ours<'a>(raw: &'a str, table_url: &str) -> std::borrow::Cow<'a, str> {
+    let root = table_url.trim_end_matches('/');
+    let relative = raw
+        .strip_prefix(root)
+        .and_then(|r| r.strip_prefix('/'))
+        .unwrap_or(raw);
+    percent_encoding::percent_decode_str(relative).decode_utf8_lossy()
+}
+
 /// The Delta `txn` app id of a stream.
 pub fn app_id(stream: &str) -> String {
     format!("target-warehouse:{stream}")
@@ -655,9 +667,12 @@ impl Table {
                 })?;
             let theirs =
                 deltalake::logstore::get_actions(version, &bytes).map_err(|e| self.delta_err(e))?;
+            let root = self.delta.table_url().as_str();
             for action in theirs {
                 if let Action::Remove(r) = action {
-                    if paths.contains(r.path.as_str()) {
+                    if paths.contains(r.path.as_str())
+                        || paths.contains(log_path_as_ours(&r.path, root).as_ref())
+                    {
                         return Ok(Some((version, r.path)));
                     }
                 }
@@ -839,5 +854,35 @@ pub fn append_operation() -> DeltaOperation {
         mode: SaveMode::Append,
         partition_by: None,
         predicate: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_path_as_ours;
+
+    #[test]
+    fn another_writers_remove_paths_compare_as_ours() {
+        let root = "s3://bucket/wh/orders/";
+        // Percent-encoded, as the protocol writes paths.
+        assert_eq!(
+            log_path_as_ours("date%3D2026-12-02/part%20a.parquet", root),
+            "date=2026-12-02/part a.parquet"
+        );
+        // Absolute, under the table.
+        assert_eq!(
+            log_path_as_ours("s3://bucket/wh/orders/part-1.parquet", root),
+            "part-1.parquet"
+        );
+        // Ours: unchanged.
+        assert_eq!(
+            log_path_as_ours("part-01a2.zstd.parquet", root),
+            "part-01a2.zstd.parquet"
+        );
+        // Another table's absolute path stays absolute (never one of ours).
+        assert_eq!(
+            log_path_as_ours("s3://bucket/wh/other/part-1.parquet", root),
+            "s3://bucket/wh/other/part-1.parquet"
+        );
     }
 }
