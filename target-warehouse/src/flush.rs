@@ -56,6 +56,20 @@ impl Flushing {
     }
 }
 
+/// For a commit's error: a conflict is found before the log is written, so the deletion
+/// vector and rewritten files an upsert wrote for it go too (the commit itself removes the
+/// data files it would have added).
+fn discard_if_refused<'a>(
+    table: &'a crate::table::Table,
+    paths: &'a [String],
+) -> impl Fn(&TableError) + 'a {
+    move |e| {
+        if matches!(e, TableError::Conflict { .. }) {
+            discard_new(table, paths);
+        }
+    }
+}
+
 /// Removes files an upsert wrote for a batch that will not be committed.
 fn discard_new(table: &crate::table::Table, paths: &[String]) {
     for path in paths {
@@ -312,13 +326,7 @@ pub fn complete(
             high_water,
             info,
         ))
-        .inspect_err(|e| {
-            // A conflict is found before the log is written: the vector and rewritten files
-            // go too (the commit removed the data files it added).
-            if matches!(e, TableError::Conflict { .. }) {
-                discard_new(&stream.table, &new_files);
-            }
-        })?;
+        .inspect_err(discard_if_refused(&stream.table, &new_files))?;
     tracing::info!(stream = %stream.name, version, rows, replaced, "committed");
     stream.committed_total = buffered_total;
     if crate::table::compact::small_files(&stream.table)?
@@ -444,11 +452,7 @@ pub fn activate_version<W: std::io::Write>(
             None,
             info,
         ))
-        .inspect_err(|e| {
-            if matches!(e, TableError::Conflict { .. }) {
-                discard_new(&stream.table, &new_files);
-            }
-        })
+        .inspect_err(discard_if_refused(&stream.table, &new_files))
         .map_err(table_err)?;
     tracing::info!(stream = %name, version, removed, "activated version");
     Ok(())
