@@ -127,21 +127,7 @@ pub async fn compact(
                 let mut dv_files = super::dv::Cache::default();
                 for f in &group {
                     let deleted = table.deleted_rows(f, &mut dv_files)?;
-                    let mut row = 0u64;
-                    for b in table.read_file(&f.path, &schema)? {
-                        let b = b?;
-                        let n = b.num_rows() as u64;
-                        let b = super::dv::drop_deleted(b, row, &deleted).map_err(|source| {
-                            TableError::Arrow {
-                                table: table.stream.clone(),
-                                source,
-                            }
-                        })?;
-                        row += n;
-                        if b.num_rows() > 0 {
-                            sink.write(&b)?;
-                        }
-                    }
+                    table.copy_live_rows(&f.path, &schema, &deleted, &mut sink)?;
                 }
                 table.publish(sink.finish()?)?
             }

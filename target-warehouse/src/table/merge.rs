@@ -319,21 +319,11 @@ fn rewrite_into(
             continue;
         }
         let mut sink = table.file_sink(schema)?;
-        let mut offset = 0u64;
-        for b in table.read_file(&file.path, schema)? {
-            let b = b?;
-            let n = b.num_rows() as u64;
-            if offset + n > row {
-                return Err(arrow_err(ArrowError::InvalidArgumentError(format!(
-                    "data file {} read back with more rows than its key columns had",
-                    file.path
-                ))));
-            }
-            let kept = dv::drop_deleted(b, offset, &all).map_err(arrow_err)?;
-            offset += n;
-            if kept.num_rows() > 0 {
-                sink.write(&kept)?;
-            }
+        if table.copy_live_rows(&file.path, schema, &all, &mut sink)? > row {
+            return Err(arrow_err(ArrowError::InvalidArgumentError(format!(
+                "data file {} read back with more rows than its key columns had",
+                file.path
+            ))));
         }
         let add = table.publish(sink.finish()?)?;
         out.new_files.push(add.path.clone());

@@ -482,6 +482,32 @@ impl Table {
         Ok(files::Concat::create(&dir, &name, schema.clone())?)
     }
 
+    /// Streams the rows of data file `path` that `deleted` does not name into `sink`, one
+    /// batch at a time (memory stays at one batch, whatever the file's size); returns how many
+    /// rows the file holds.
+    pub fn copy_live_rows(
+        &self,
+        path: &str,
+        schema: &deltalake::arrow::datatypes::SchemaRef,
+        deleted: &roaring::RoaringTreemap,
+        sink: &mut files::FileSink,
+    ) -> Result<u64, TableError> {
+        let mut row = 0u64;
+        for b in self.read_file(path, schema)? {
+            let b = b?;
+            let n = b.num_rows() as u64;
+            let kept = dv::drop_deleted(b, row, deleted).map_err(|source| TableError::Arrow {
+                table: self.name(),
+                source,
+            })?;
+            row += n;
+            if kept.num_rows() > 0 {
+                sink.write(&kept)?;
+            }
+        }
+        Ok(row)
+    }
+
     /// Reads a data file of this table batch by batch, conformed to `schema` (which may name
     /// only some of the table's columns: only those are read).
     pub fn read_file(
