@@ -111,11 +111,11 @@ pub struct Table {
 }
 
 /// The paths of the files `actions` remove.
-fn removed_paths(actions: &[Action]) -> HashSet<&str> {
+fn removed_paths(actions: &[Action]) -> HashSet<String> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Remove(r) => Some(r.path.as_str()),
+            Action::Remove(r) => Some(r.path.clone()),
             _ => None,
         })
         .collect()
@@ -330,7 +330,7 @@ impl Table {
                     .is_some_and(|f| f.iter().any(|f| f.to_string() == "deletionVectors"))
                     && s.metadata()
                         .configuration()
-                        .get("delta.enableDeletionVectors")
+                        .get(TableProperty::EnableDeletionVectors.as_ref())
                         .is_none_or(|v| !v.eq_ignore_ascii_case("false"))
             })
     }
@@ -592,15 +592,14 @@ impl Table {
                 all.push(Action::Metadata(meta));
             }
             all.extend(actions);
-            let read = state.version();
-            let checked = match self.check_concurrent_removes(read, &all).await {
+            let ours = removed_paths(&all);
+            let checked = match self.check_concurrent_removes(state.version(), &ours).await {
                 Err(e @ TableError::Conflict { .. }) => {
-                    self.discard_refused(&all);
+                    self.discard_refused(&all, &ours);
                     return Err(e);
                 }
                 other => other?,
             };
-            let ours: HashSet<String> = removed_paths(&all).into_iter().map(String::from).collect();
             let done = CommitBuilder::from(props)
                 .with_actions(all)
                 .build(
@@ -615,7 +614,6 @@ impl Table {
             // A commit that landed between the check and this one went through deltalake's
             // checker alone: say so if it replaced a file this commit removed.
             if !ours.is_empty() && version > checked + 1 {
-                let ours: HashSet<&str> = ours.iter().map(String::as_str).collect();
                 if let Some((winner, file)) =
                     self.find_removes(checked + 1..=version - 1, &ours).await?
                 {
@@ -653,9 +651,8 @@ impl Table {
     async fn check_concurrent_removes(
         &self,
         read: u64,
-        actions: &[Action],
+        ours: &HashSet<String>,
     ) -> Result<u64, TableError> {
-        let ours = removed_paths(actions);
         if ours.is_empty() {
             return Ok(read);
         }
@@ -665,7 +662,7 @@ impl Table {
             .get_latest_version(read)
             .await
             .map_err(|e| self.delta_err(e))?;
-        match self.find_removes(read + 1..=latest, &ours).await? {
+        match self.find_removes(read + 1..=latest, ours).await? {
             Some((version, file)) => Err(TableError::Conflict {
                 table: self.name(),
                 version,
@@ -679,9 +676,10 @@ impl Table {
     async fn find_removes(
         &self,
         versions: std::ops::RangeInclusive<u64>,
-        paths: &HashSet<&str>,
+        paths: &HashSet<String>,
     ) -> Result<Option<(u64, String)>, TableError> {
         let store = self.delta.log_store();
+        let root = self.delta.table_url().as_str();
         for version in versions {
             let bytes = store
                 .read_commit_entry(version)
@@ -693,7 +691,6 @@ impl Table {
                 })?;
             let theirs =
                 deltalake::logstore::get_actions(version, &bytes).map_err(|e| self.delta_err(e))?;
-            let root = self.delta.table_url().as_str();
             for action in theirs {
                 if let Action::Remove(r) = action {
                     if paths.contains(r.path.as_str())
@@ -708,9 +705,9 @@ impl Table {
     }
 
     /// Removes the files a refused commit (nothing of it in the log) would have added: not a
-    /// file it also removes (re-added with a deletion vector), nor any file the table holds.
-    fn discard_refused(&self, actions: &[Action]) {
-        let removed = removed_paths(actions);
+    /// file it also removes (`removed`: re-added with a deletion vector), nor any file the
+    /// table holds.
+    fn discard_refused(&self, actions: &[Action], removed: &HashSet<String>) {
         let live: HashSet<String> = match self.files() {
             Ok(files) => files.into_iter().map(|f| f.path).collect(),
             Err(_) => return, // unsure what is the table's: leave everything
