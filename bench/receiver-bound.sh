@@ -28,27 +28,20 @@ echo "building the patched receiver in $target..." >&2
 # From inside the copy, so that its .cargo/config.toml (the allocator's settings) applies.
 (cd "$src" && CARGO_TARGET_DIR=$target cargo build --release -q --locked -p tap-webhook -p target-warehouse)
 bin=$target/release/tap-webhook
-body=$(python3 -c 'import json; print(json.dumps({"event":"order.created","id":"evt_0001","data":{"object":{"id":"ord_1","amount":1999,"currency":"usd","customer":{"email":"a@example.com","name":"A. Customer"},"items":[{"sku":"SKU-%d"%i,"qty":i,"price":9.99} for i in range(8)],"note":"x"*300}}}))')
-printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "application/json"\n' "$body" > "$src/post.lua"
-rps() { awk '/Requests\/sec/ {print $2}'; }
+source bench/receiver-lib.sh
+post_lua "$src/post.lua"
 lines=()
 for round in $(seq "$rounds"); do
   for v in full normal nowrite noreply; do
-    rm -rf "$src"/spool* "$src/server.log"
-    echo "{\"spool_path\":\"$src/spool.sqlite\",\"listen_address\":\"127.0.0.1:0\"}" > "$src/config.json"
-    SPOOL_EXPERIMENT=$v "$bin" serve --config "$src/config.json" 2> "$src/server.log" &
-    pid=$!
-    for _ in $(seq 100); do grep -q "listening on" "$src/server.log" && break; sleep 0.1; done
-    addr=$(grep -o "listening on [0-9.:]*" "$src/server.log" | awk '{print $3}')
-    [ -n "$addr" ] || { echo "the receiver did not start:" >&2; cat "$src/server.log" >&2; exit 1; }
-    post_out=$(wrk -t2 -c64 -d"${secs}s" -s "$src/post.lua" "http://$addr/webhooks/data")
-    health_out=$(wrk -t2 -c64 -d"${secs}s" "http://$addr/healthz")
-    if grep -q "Non-2xx" <<< "$post_out$health_out"; then
+    SPOOL_EXPERIMENT=$v start_receiver "$bin" "$src"
+    post_out=$(run -s "$src/post.lua" "http://$addr/webhooks/data")
+    health_out=$(run "http://$addr/healthz")
+    if [ -n "$(non2xx "$post_out")$(non2xx "$health_out")" ]; then
       echo "round $round $v: non-2xx answers" >&2; exit 1
     fi
-    post=$(rps <<< "$post_out")
-    health=$(rps <<< "$health_out")
-    kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+    post=$(rps "$post_out")
+    health=$(rps "$health_out")
+    stop_receiver
     echo "round $round $v: POST $post/s, healthz $health/s" >&2
     lines+=("$v $post $health")
   done

@@ -15,33 +15,20 @@ bin=$bin_tap
 work=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && { kill "$pid" 2>/dev/null || true; }; rm -rf "$work"' EXIT
-body=$(python3 -c 'import json; print(json.dumps({"event":"order.created","id":"evt_0001","data":{"object":{"id":"ord_1","amount":1999,"currency":"usd","customer":{"email":"a@example.com","name":"A. Customer"},"items":[{"sku":"SKU-%d"%i,"qty":i,"price":9.99} for i in range(8)],"note":"x"*300}}}))')
-cat > "$work/post.lua" <<LUA
-wrk.method = "POST"
-wrk.body = [[$body]]
-wrk.headers["Content-Type"] = "application/json"
-LUA
-run() { wrk -t2 -c64 -d"${secs}s" --latency "$@" 2>&1; }
-rps() { echo "$1" | awk '/Requests\/sec/ {print $2}'; }
+source bench/receiver-lib.sh
+post_lua "$work/post.lua"
 p99() { # wrk latency (e.g. 950.00us, 12.34ms, 1.20s) in milliseconds
   python3 -c "import re,sys; m=re.match(r'([0-9.]+)(us|ms|s)', sys.argv[1] or '');
 print('nan' if not m else round(float(m[1]) * {'us': 1e-3, 'ms': 1, 's': 1e3}[m[2]], 3))" \
     "$(echo "$1" | awk '/ 99%/ {print $2}')"
 }
-non2xx() { echo "$1" | awk '/Non-2xx/ {print $NF}'; }
 rows=()
 for round in $(seq "$rounds"); do
-  rm -rf "$work/spool"* "$work/server.log"
-  echo "{\"spool_path\":\"$work/spool.sqlite\",\"listen_address\":\"127.0.0.1:0\"}" > "$work/config.json"
-  "$bin" serve --config "$work/config.json" 2> "$work/server.log" &
-  pid=$!
-  for _ in $(seq 100); do grep -q "listening on" "$work/server.log" && break; sleep 0.1; done
-  addr=$(grep -o "listening on [0-9.:]*" "$work/server.log" | awk '{print $3}')
-  [ -n "$addr" ] || { echo "the receiver did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
+  start_receiver "$bin" "$work"
   post=$(run -s "$work/post.lua" "http://$addr/webhooks/data")
   health=$(run "http://$addr/healthz")
   stored=$(sqlite3 "$work/spool.sqlite" "select count(*) from messages" 2>/dev/null || echo "?")
-  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+  stop_receiver
   for r in "POST:$post" "healthz:$health"; do
     bad=$(non2xx "${r#*:}")
     [ -z "$bad" ] || { echo "round $round: $bad non-2xx answers to ${r%%:*}" >&2; exit 1; }
