@@ -92,11 +92,7 @@ fn object_schema_without_properties_is_fine_and_about_works() {
 #[test]
 fn a_corrupt_deletion_vector_stops_the_upsert_that_reads_it_and_leaves_nothing_behind() {
     let (_d, wh) = warehouse();
-    let s = schema_msg(
-        "c",
-        json!({"id": {"type": "integer"}, "v": {"type": "string"}}),
-        &["id"],
-    );
+    let s = id_v_schema("c");
     let mut msgs = vec![s.clone()];
     msgs.extend((0..100).map(|i| record("c", json!({"id": i, "v": "a"}))));
     assert!(run(&wh, json!({}), &lines(&msgs)).ok());

@@ -8,7 +8,7 @@ use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::compute::concat_batches;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 pub struct Run {
     pub out: Output,
@@ -226,6 +226,15 @@ impl TableRead {
 
 pub fn schema_msg(stream: &str, props: Value, keys: &[&str]) -> Value {
     serde_json::json!({"type": "SCHEMA", "stream": stream, "schema": {"type": "object", "properties": props}, "key_properties": keys})
+}
+
+/// The SCHEMA of a stream keyed by an integer `id`, with a string `v`.
+pub fn id_v_schema(stream: &str) -> Value {
+    schema_msg(
+        stream,
+        json!({"id": {"type": "integer"}, "v": {"type": "string"}}),
+        &["id"],
+    )
 }
 
 pub fn record(stream: &str, rec: Value) -> Value {

@@ -146,11 +146,7 @@ fn upsert_streams_a_file_of_many_read_batches_and_skips_files_without_a_match() 
     // 20,000 rows with even ids 0..40,000 in one file: more than two of the rewrite's read
     // batches (8,192 rows), so the row mask must line up across batch boundaries.
     let (_d, wh) = warehouse();
-    let s = schema_msg(
-        "big",
-        json!({"id": {"type": "integer"}, "v": {"type": "string"}}),
-        &["id"],
-    );
+    let s = id_v_schema("big");
     let mut msgs = vec![s.clone()];
     msgs.extend((0..20_000).map(|i| record("big", json!({"id": 2 * i, "v": format!("v{i}")}))));
     let r = run(&wh, json!({}), &lines(&msgs));
@@ -382,11 +378,7 @@ fn protocol(table: &std::path::Path) -> serde_json::Value {
 #[test]
 fn upsert_marks_replaced_rows_in_deletion_vectors_and_leaves_the_files_alone() {
     let (_d, wh) = warehouse();
-    let s = schema_msg(
-        "dv",
-        json!({"id": {"type": "integer"}, "v": {"type": "string"}}),
-        &["id"],
-    );
+    let s = id_v_schema("dv");
     let mut msgs = vec![s.clone()];
     msgs.extend((0..20_000).map(|i| record("dv", json!({"id": 2 * i, "v": format!("v{i}")}))));
     let r = run(&wh, json!({}), &lines(&msgs));

@@ -56,11 +56,7 @@ fn compact_rewrites_a_file_whose_vector_deletes_most_of_its_rows() {
     // One data file, alone in its table (nothing to merge it with), most of whose rows hard
     // deletes removed: compaction rewrites it without them.
     let (_d, wh) = warehouse();
-    let s = schema_msg(
-        "p",
-        json!({"id": {"type": "integer"}, "v": {"type": "string"}}),
-        &["id"],
-    );
+    let s = id_v_schema("p");
     let cfg = json!({"hard_delete": true});
     let mut msgs = vec![s.clone()];
     msgs.extend((0..1000).map(|i| record("p", json!({"id": i, "v": format!("v{i}")}))));
