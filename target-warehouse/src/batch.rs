@@ -229,8 +229,7 @@ impl StreamBuffer {
         if matches!(value, Value::Null) {
             return Ok(());
         }
-        let base = self.registry.property(property).and_then(|p| p.base);
-        let Some(base) = base else {
+        let Some(base) = self.registry.base_of(property) else {
             return self.push_pending(row, property, value);
         };
         let ty = self.registry.specs[base].ty;
