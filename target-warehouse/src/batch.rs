@@ -229,7 +229,8 @@ impl StreamBuffer {
         if matches!(value, Value::Null) {
             return Ok(());
         }
-        let Some(base) = self.registry.base_of(property) else {
+        let base = self.registry.property(property).and_then(|p| p.base);
+        let Some(base) = base else {
             return self.push_pending(row, property, value);
         };
         let ty = self.registry.specs[base].ty;

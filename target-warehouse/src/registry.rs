@@ -59,25 +59,6 @@ pub struct Registry {
     pub committed: usize,
     props: HashMap<String, PropertyColumns, foldhash::fast::RandomState>,
     names: NameSet,
-    /// Base columns of properties looked up by [`Registry::base_of`], by a cheap hash of the
-    /// name, one entry a slot (empty until the first lookup). Every field of every record is
-    /// looked up; on wide webhook records this is several times faster than `props`. A base,
-    /// once set, never changes (see `push`), so an entry is never stale.
-    recent: Vec<Option<(Box<str>, usize)>>,
-}
-
-/// Slots of [`Registry::base_of`]'s cache: a power of two, twice the columns of a wide table.
-const RECENT_SLOTS: usize = 512;
-
-/// [`Registry::base_of`]'s slot for `name`: its length and first and last 8 bytes, mixed.
-fn recent_slot(name: &str) -> usize {
-    let b = name.as_bytes();
-    let (head, tail) = match (b.first_chunk::<8>(), b.last_chunk::<8>()) {
-        (Some(h), Some(t)) => (u64::from_le_bytes(*h), u64::from_le_bytes(*t)),
-        _ => (b.iter().fold(0u64, |w, &c| (w << 8) | u64::from(c)), 0),
-    };
-    let mixed = (head.rotate_left(29) ^ tail ^ b.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (mixed >> 55) as usize % RECENT_SLOTS
 }
 
 impl Registry {
@@ -128,22 +109,6 @@ impl Registry {
 
     pub fn property(&self, property: &str) -> Option<&PropertyColumns> {
         self.props.get(property)
-    }
-
-    /// The base column of `property`, as `property(..).base`, through a cache of recent names.
-    pub fn base_of(&mut self, property: &str) -> Option<usize> {
-        let slot = recent_slot(property);
-        if let Some(Some((name, base))) = self.recent.get(slot) {
-            if **name == *property {
-                return Some(*base);
-            }
-        }
-        let base = self.props.get(property)?.base?;
-        if self.recent.is_empty() {
-            self.recent.resize(RECENT_SLOTS, None);
-        }
-        self.recent[slot] = Some((property.into(), base));
-        Some(base)
     }
 
     /// Creates the base column of `property` (which must not have one yet).
@@ -253,38 +218,5 @@ mod tests {
         assert_eq!(p.base, Some(price));
         assert_eq!(p.sibling(ColType::Utf8), Some(s));
         assert_eq!(back.committed, 4);
-    }
-
-    #[test]
-    fn base_of_agrees_with_property_when_names_share_cache_slots() {
-        // Four times more names than slots, short and long ones, and names that differ only
-        // in the middle (same length, same first and last 8 bytes): every slot is shared.
-        let mut names: Vec<String> = (0..RECENT_SLOTS * 4).map(|i| format!("f{i}")).collect();
-        names.extend((0..64).map(|i| format!("pull_request_{i:03}_review_comment")));
-        let mut reg = Registry::default();
-        for (i, n) in names.iter().enumerate() {
-            let ty = if i % 2 == 0 {
-                ColType::Int64
-            } else {
-                ColType::Utf8
-            };
-            reg.add_base(n, ty);
-        }
-        // Twice over, forwards then backwards, so lookups hit both cold and warm slots.
-        for round in 0..2 {
-            let order: Vec<&String> = if round == 0 {
-                names.iter().collect()
-            } else {
-                names.iter().rev().collect()
-            };
-            for n in order {
-                let want = reg.property(n).and_then(|p| p.base);
-                assert!(want.is_some(), "{n} has a base column");
-                assert_eq!(reg.base_of(n), want, "{n}");
-                assert_eq!(reg.base_of(n), want, "{n}, cached");
-            }
-        }
-        assert_eq!(reg.base_of("never_seen"), None);
-        assert_eq!(reg.base_of(""), None);
     }
 }
