@@ -131,8 +131,9 @@ def main():
 
     mem = {d.get("scale"): d for d in steps.get("memory", [])}
     for scale, d in sorted(mem.items(), key=lambda kv: float(kv[0] or 0)):
+        runs = f" (runs {d['peak_rss_runs']})" if d.get("peak_rss_runs") else ""
         figures.append(("memory", f"{scale}× input ({d.get('input_mb')} MB): peak RSS MB",
-                        d.get("peak_rss_mb", "n/a")))
+                        f"{d.get('peak_rss_mb', 'n/a')}{runs}"))
     m1, m8 = num(mem.get("1", {}), "peak_rss_mb"), num(mem.get("8", {}), "peak_rss_mb")
     g = m8 / m1 if m1 and m8 else None
     goals.append(("peak RSS at 8× input within 1.2× of 1×", fmt(g, "{:.2f}×"), g is not None and g <= 1.2))
@@ -156,9 +157,9 @@ def main():
                 "rerun it to reproduce on your machine). Machines here are noisy: compare the ratios, "
                 "which are measured in the same run. Timings are medians: of 5 runs for the tap, the target "
                 "and its peers (ours and DuckDB, ours and target-duckdb alternating run by run), of 11 for "
-                "the upserts (3 for copy-on-write), of 3 for the memory stage; the receiver's are medians "
+                "the upserts (3 for copy-on-write), of 5 for the memory stage; the receiver's are medians "
                 "of 3 rounds, each a fresh server with one run of wrk on each endpoint. Peak RSS is the highest of the target stage's runs and the "
-                "median of the memory stage's.\n\n")
+                "median of the memory stage's (the range of its runs beside it).\n\n")
         f.write("## Machine\n\n")
         for k in ("date", "commit", "cpu", "memory", "kernel", "rustc"):
             f.write(f"- {k}: {m[k]}\n")
