@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what the tests need (a Python virtualenv
-# with the real peers: DuckDB, deltalake, Meltano, Singer taps and targets, moto), then runs
-# every Rust test, unit and end to end.
+# with the real peers: DuckDB, deltalake, Meltano, Singer taps and targets, moto, maturin;
+# systemd-analyze), then runs every Rust test, unit and end to end.
 #
 #   bash tests/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+
+# deploy/'s units are checked by systemd-analyze (Debian's `systemd` package; no running
+# systemd needed): install it where it is missing and apt-get can.
+if ! command -v systemd-analyze >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  { apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd; } >/dev/null \
+    || echo "tests/run.sh: could not install systemd; the deploy/ tests will fail" >&2
+fi
 
 venv="${WEBHOOK_TEST_VENV:-$root/.venv}"
 bash tests/python/setup.sh "$venv" >/dev/null
