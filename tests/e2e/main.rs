@@ -10,6 +10,7 @@
 mod deploy;
 mod docs;
 mod harness;
+mod install;
 mod interop;
 mod meltano;
 mod pipeline;
