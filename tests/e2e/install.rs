@@ -59,6 +59,14 @@ fn build_command(program: impl AsRef<std::ffi::OsStr>, artifacts: &Path) -> Comm
     cmd
 }
 
+/// The cargo profile the test command built with (`debug/` holds `dev`'s output).
+fn profile() -> String {
+    match bin_dir().file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".to_owned(),
+        Some(other) => other.to_owned(),
+    }
+}
+
 fn cargo(artifacts: &Path) -> Command {
     build_command(
         std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
@@ -129,7 +137,8 @@ fn cargo_install_reuses_the_workspace_build_and_installs_working_binaries() {
     for name in ["tap-webhook", "target-warehouse"] {
         let stderr = assert_builds_only_workspace_crates(
             cargo(&root.path().join("target"))
-                .args(["install", "--debug", "--locked", "--no-track", "--path"])
+                .args(["install", "--locked", "--no-track", "--profile", &profile()])
+                .arg("--path")
                 .arg(repo_root().join(name))
                 .arg("--root")
                 .arg(root.path()),
@@ -145,10 +154,16 @@ fn build_wheel(
     name: &str,
     out: &Path,
 ) -> PathBuf {
-    // `--profile dev`: the profile the test command built (the package's own is `dist`).
+    // The profile the test command built, not the package's own (`dist`).
     assert_builds_only_workspace_crates(
         build_command(&peers["MATURIN"], &out.join("target"))
-            .args(["build", "--locked", "--profile", "dev", "--manifest-path"])
+            .args([
+                "build",
+                "--locked",
+                "--profile",
+                &profile(),
+                "--manifest-path",
+            ])
             .arg(repo_root().join(name).join("Cargo.toml"))
             .arg("--out")
             .arg(out),
