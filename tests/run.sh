@@ -22,6 +22,8 @@ export WEBHOOK_TEST_VENV="$venv"
 # The tests that need the Python peers are #[ignore]d, so a bare `cargo test` reports them as
 # ignored instead of passing them untested; here the peers are installed, so every test runs.
 cargo test --workspace --locked -- --include-ignored
-# The fuzz targets live in their own workspace (cargo fuzz builds them with its own flags): a
-# type check here keeps them building as the code they fuzz changes.
-cargo check --manifest-path tap-webhook/fuzz/Cargo.toml --locked --bins
+# The fuzz targets live in their own workspace (cargo fuzz builds them with its own flags):
+# building them here keeps them building as the code they fuzz changes. A build, not a check:
+# with the same profile, versions and features it reuses the dependencies built above (a
+# check re-checked all of them: 4.5 of the test command's 6.5 minutes after the demo).
+cargo build --manifest-path tap-webhook/fuzz/Cargo.toml --locked --bins
