@@ -26,4 +26,6 @@ cargo test --workspace --locked -- --include-ignored
 # building them here keeps them building as the code they fuzz changes. A build, not a check:
 # with the same profile, versions and features it reuses the dependencies built above (a
 # check re-checked all of them: 4.5 of the test command's 6.5 minutes after the demo).
-cargo build --manifest-path tap-webhook/fuzz/Cargo.toml --locked --bins
+# Its own workspace would default to its own target directory: point it at this one.
+cargo build --manifest-path tap-webhook/fuzz/Cargo.toml --locked --bins \
+  --target-dir "${CARGO_TARGET_DIR:-$root/target}"
