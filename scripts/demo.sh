@@ -20,7 +20,7 @@ fi
 # The whole workspace, exactly as the test command builds it: one feature set for every build
 # (workspace-hack/), so `bash tests/run.sh` afterwards compiles only this workspace's crates.
 echo "== building tap-webhook and target-warehouse: cargo build --workspace (debug)"
-echo "   a first build compiles ~390 crates (about 9 CPU-minutes: 6 minutes on 2 cores); later runs take seconds"
+echo "   a first build compiles ~390 crates (about 9 CPU-minutes: 4 to 6 minutes on 2 cores); later runs take seconds"
 t0=$SECONDS
 cargo build --workspace --locked
 echo "== built in $((SECONDS - t0)) s"
