@@ -44,9 +44,9 @@ struct Cli {
     /// Describe the tap and its settings.
     #[arg(long)]
     about: bool,
-    /// Format of --about: text, json or markdown.
-    #[arg(long, default_value = "text")]
-    format: String,
+    /// Format of --about.
+    #[arg(long, value_enum, default_value_t)]
+    format: AboutFormat,
     /// Check the config and the spool, then exit.
     #[arg(long)]
     test: bool,
@@ -90,8 +90,7 @@ fn load_settings(args: &[String]) -> anyhow::Result<Settings> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.about {
-        let format: AboutFormat = cli.format.parse().map_err(anyhow::Error::msg)?;
-        print!("{}", render(&tap_webhook::about(), format));
+        print!("{}", render(&tap_webhook::about(), cli.format));
         return Ok(());
     }
     let settings = load_settings(&cli.config)?;
