@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
-use tap_webhook::spool::SpoolReader;
+use tap_webhook::spool::reader::SpoolReader;
 
 use crate::harness::{client, write_config, Server};
 
@@ -111,8 +111,7 @@ async fn sigkill_under_load_loses_no_acknowledged_message() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let conn = rusqlite_check(dir.path());
-    assert_eq!(conn, "ok");
+    assert_eq!(integrity_check(dir.path()), "ok");
     let stored = spool_bodies(dir.path(), "data");
     for (id, body) in &acked {
         assert_eq!(
@@ -123,19 +122,17 @@ async fn sigkill_under_load_loses_no_acknowledged_message() {
     }
 }
 
-fn rusqlite_check(dir: &std::path::Path) -> String {
-    let out = std::process::Command::new("sqlite3")
-        .arg(dir.join("spool.sqlite"))
-        .arg("PRAGMA integrity_check;")
-        .output();
-    match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-        // Without the sqlite3 shell, opening through the tap's reader is the check.
-        _ => {
-            SpoolReader::open(&dir.join("spool.sqlite")).unwrap();
-            "ok".into()
-        }
-    }
+/// SQLite's own check of every page and index of the spool, through the library the spool uses.
+fn integrity_check(dir: &std::path::Path) -> String {
+    let conn = rusqlite::Connection::open(dir.join("spool.sqlite")).unwrap();
+    let rows: Vec<String> = conn
+        .prepare("PRAGMA integrity_check")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    rows.join("\n")
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -542,4 +539,28 @@ async fn signed_sources_accept_valid_and_refuse_forged_deliveries() {
             Ok(true)
         })
         .unwrap();
+}
+
+#[test]
+fn serve_refuses_a_source_whose_signature_cannot_be_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        json!({"sources": {"svix": {"signature": {"scheme": "svix", "secrets": ["whsec_%%%"]}}}}),
+    );
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "serve must not start");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sources.svix.signature") && stderr.contains("base64"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("spool.sqlite").exists(),
+        "nothing was opened"
+    );
 }
