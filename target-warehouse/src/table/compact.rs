@@ -1,5 +1,5 @@
 //! Compaction: cron runs every few minutes leave many small files; merge them into fewer,
-//! larger ones (by copying their encoded column chunks, see [`super::files::Concat`]) in one
+//! larger ones (by copying their encoded column chunks, see [`super::concat::Concat`]) in one
 //! commit (`dataChange: false`, so streaming readers skip it), keeping the stream's `txn`
 //! high-water mark. Runs automatically past a threshold, or `target-warehouse compact`. A file
 //! whose deletion vector deletes at least half its rows is rewritten without them whatever its
@@ -10,24 +10,20 @@ use deltalake::kernel::{Action, Add};
 use deltalake::protocol::DeltaOperation;
 use serde_json::{json, Map};
 
-use super::{FileInfo, Table, TableError};
+use super::error::TableError;
+use super::{FileInfo, Table};
 use crate::registry::Registry;
 
 /// Files below this size are worth merging.
 pub const SMALL_FILE_BYTES: i64 = 16 * 1024 * 1024;
 /// Upper bound of input bytes merged into one output file (bounds memory: one group at a time).
 pub const GROUP_BYTES: i64 = 32 * 1024 * 1024;
-/// A chunk copy keeps every input row group, and each costs the footer one entry per column
-/// (~40 KB for a 250-column table). Beyond this many row groups in the merged file (files of
-/// a few rows each, from frequent small loads) the group is decoded and re-encoded into full
-/// row groups instead, which bounds the footer whatever the compaction history.
-pub const MAX_COPIED_ROW_GROUPS: usize = 32;
 /// Automatic compaction once a table has this many small files.
 pub const AUTO_COMPACT_FILES: usize = 32;
 
 /// Merges `group` by copying the files' encoded column chunks (no decode, no re-encode), or
 /// `None` when one of them cannot be copied (not written by us, or without statistics) or the
-/// merged file would have more than [`MAX_COPIED_ROW_GROUPS`] row groups: the caller then
+/// merged file would have more than [`MAX_COPIED_ROW_GROUPS`](super::concat::MAX_COPIED_ROW_GROUPS) row groups: the caller then
 /// decodes the group instead.
 fn concat(
     table: &Table,

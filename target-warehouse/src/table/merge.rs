@@ -17,7 +17,8 @@ use deltalake::kernel::{Action, Add, DeletionVectorDescriptor};
 use roaring::RoaringTreemap;
 use serde_json::Value as Json;
 
-use super::{dv, FileInfo, Table, TableError};
+use super::error::TableError;
+use super::{dv, FileInfo, Table};
 
 /// Encoded keys (see [`encode_key`]).
 pub type KeySet = HashSet<Vec<u8>, foldhash::fast::RandomState>;

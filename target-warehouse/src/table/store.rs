@@ -21,7 +21,7 @@ use std::sync::Arc;
 use deltalake::logstore::object_store::{path::Path as ObjectPath, ObjectStoreExt, PutPayload};
 use deltalake::{DeltaTable, ObjectStore};
 
-use super::TableError;
+use super::error::TableError;
 
 /// URL schemes that name an object store rather than a directory.
 const REMOTE_SCHEMES: [&str; 2] = ["s3://", "s3a://"];
