@@ -15,6 +15,16 @@ pub enum Error {
         stream: String,
         key: String,
     },
+    #[error(
+        "line {line}: stream {stream:?}: key property {key:?} is null: an upserted table cannot \
+         tell such records apart (they would collapse into one row); send them to another stream \
+         (tap-webhook routes them to <stream>__rejected) or give them a key"
+    )]
+    NullKey {
+        line: u64,
+        stream: String,
+        key: String,
+    },
     #[error("line {line}: stream {stream:?}: SCHEMA is not an object schema: {detail}")]
     NotObjectSchema {
         line: u64,
@@ -39,6 +49,17 @@ pub enum Error {
         stream: String,
         source: Box<TableError>,
     },
+    #[error(
+        "stream {stream:?}: the {what} after a commit failed; every batch was committed and \
+         its STATE printed, nothing is lost (a later run retries it): {source}"
+    )]
+    Maintenance {
+        stream: String,
+        what: &'static str,
+        source: Box<TableError>,
+    },
+    #[error("{0}")]
+    Setting(String),
     #[error("writing STATE to the output: {0}")]
     Output(std::io::Error),
     #[error("compacting {table}: {source}")]
@@ -50,4 +71,15 @@ pub enum Error {
     Warehouse(std::io::Error),
     #[error("starting the async runtime: {0}")]
     Runtime(std::io::Error),
+}
+
+impl Error {
+    /// The stream whose batch a write, upload or commit failed for: after such a failure the
+    /// stream commits nothing more in the run (see `commits.rs`).
+    pub fn failed_stream(&self) -> Option<&str> {
+        match self {
+            Error::Table { stream, .. } => Some(stream),
+            _ => None,
+        }
+    }
 }

@@ -23,7 +23,7 @@ use crate::sdc::SeqClock;
 use crate::settings::Settings;
 use crate::states::States;
 use crate::stream::{Loaded, Stream};
-use crate::table::Table;
+use crate::table::{orphans, Table};
 
 /// What a run did, for the closing log line and the tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -56,7 +56,13 @@ pub struct Ingest<'s, W: Write> {
     commits: Commits,
     /// The input has ended: the last batches are being cut.
     ending: bool,
+    /// The first compaction or checkpoint that failed after a commit (the data is committed):
+    /// the run exits non-zero with it once the load is done.
+    maintenance: Option<Error>,
     summary: Summary,
+    /// When the run started: files of ours older than it (by a margin) that no commit
+    /// references are another run's leftovers.
+    started: std::time::SystemTime,
 }
 
 impl<'s, W: Write> Ingest<'s, W> {
@@ -77,12 +83,15 @@ impl<'s, W: Write> Ingest<'s, W> {
             output,
             commits: Commits::default(),
             ending: false,
+            maintenance: None,
             width: 16,
             summary: Summary::default(),
+            started: std::time::SystemTime::now(),
         })
     }
 
     pub fn run(mut self, input: impl BufRead + Send + 'static) -> Result<Summary, Error> {
+        crate::failpoint::check_setting().map_err(Error::Setting)?;
         let pump = Pump::spawn(input);
         let mut line_no = 0;
         if let Err(e) = self.run_lines(&pump, &mut line_no) {
@@ -93,15 +102,27 @@ impl<'s, W: Write> Ingest<'s, W> {
             return Err(self.fail(e));
         }
         self.emit_states()?;
-        Ok(self.summary)
+        match self.maintenance.take() {
+            Some(e) => Err(e),
+            None => Ok(self.summary),
+        }
     }
 
-    /// After a failure: the batches already cut are committed, as they would have been had
-    /// their files not been written in the background (the failing one is not), and their
-    /// STATEs printed; then the data files of rows not committed go.
+    /// After a failure (`e`, returned): the stream it is a failure of commits nothing more;
+    /// the batches of other streams already cut are committed, in order, as they would have
+    /// been had their files not been written in the background, each stream stopping at its
+    /// own first failure, and the STATEs they release printed (see `commits.rs`); then the
+    /// data files of rows not committed go.
     fn fail(&mut self, e: Error) -> Error {
-        if self.complete_flush().is_ok() {
-            let _ = self.emit_states();
+        self.commits.stream_failed(&e);
+        loop {
+            match self.complete_next() {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(later) => {
+                    tracing::error!(error = %later, "a batch cut before the failure was not committed either");
+                }
+            }
         }
         self.discard_uncommitted();
         e
@@ -235,6 +256,17 @@ impl<'s, W: Write> Ingest<'s, W> {
                     source: Box::new(source),
                 })?;
             tracing::info!(stream = %m.stream, table = %table.root.display(), watermark = ?table.marks.replay(), "opened table");
+            let cutoff = orphans::cutoff(self.started, self.settings.max_batch_age);
+            match table.remove_orphans(cutoff) {
+                Ok(removed) if !removed.is_empty() => {
+                    tracing::warn!(stream = %m.stream, files = ?removed, "removed files of earlier runs that no commit references");
+                }
+                Ok(_) => {}
+                // Hygiene only: the load goes on (it writes new files, never those).
+                Err(e) => {
+                    tracing::warn!(stream = %m.stream, error = %e, "could not sweep the table for orphan files")
+                }
+            }
             let stream = Stream::new(&m.stream, table, StreamBuffer::new(registry));
             self.streams.insert(m.stream.clone(), stream);
         } else if self
@@ -406,9 +438,7 @@ impl<'s, W: Write> Ingest<'s, W> {
     /// Commits every batch being written, in the order they were cut, then prints any STATE
     /// that was waiting for them.
     fn complete_flush(&mut self) -> Result<(), Error> {
-        while !self.commits.is_empty() {
-            self.complete_next()?;
-        }
+        while self.complete_next()? {}
         Ok(())
     }
 
@@ -421,14 +451,23 @@ impl<'s, W: Write> Ingest<'s, W> {
     }
 
     /// Commits the oldest batch being written (waiting for its file), then prints any STATE
-    /// that was waiting for it.
-    fn complete_next(&mut self) -> Result<(), Error> {
-        let Some(rows) = self.commits.complete_next(&self.rt, &mut self.streams)? else {
-            return Ok(());
+    /// that was waiting for it; `false` when no batch was left.
+    fn complete_next(&mut self) -> Result<bool, Error> {
+        let Some(done) = self.commits.complete_next(&self.rt, &mut self.streams)? else {
+            return Ok(false);
         };
-        self.summary.rows_written += rows as u64;
+        self.summary.rows_written += done.rows as u64;
         self.summary.commits += 1;
-        self.emit_states()
+        if let Some((what, source)) = done.maintenance {
+            // Reported when the load ends: the batch is committed, the data safe.
+            self.maintenance.get_or_insert(Error::Maintenance {
+                stream: done.stream,
+                what: what.name(),
+                source: Box::new(source),
+            });
+        }
+        self.emit_states()?;
+        Ok(true)
     }
 }
 

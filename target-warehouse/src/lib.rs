@@ -112,6 +112,10 @@ fn compact_tables(settings: &Settings) -> Result<Vec<Compaction>, Error> {
             }
             other => other.map_err(fail)?,
         };
+        // The compaction is committed; a checkpoint it was due for failed.
+        if let Some(e) = table.take_checkpoint_failure() {
+            return Err(fail(e));
+        }
         out.push((dir, merged));
     }
     Ok(out)

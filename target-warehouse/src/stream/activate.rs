@@ -7,6 +7,7 @@ use deltalake::protocol::DeltaOperation;
 use serde_json::{json, Map, Value as Json};
 
 use super::Stream;
+use crate::failpoint::{self, Step};
 use crate::sdc::TABLE_VERSION;
 use crate::table::error::TableError;
 use crate::table::merge::rewrite_files;
@@ -71,18 +72,24 @@ impl Stream {
                 "{TABLE_VERSION} < {version} OR {TABLE_VERSION} IS NULL"
             )),
         };
-        rt.block_on(
-            self.table
-                .commit(&mut self.buf.registry, usize::MAX, actions, op, None, info),
-        )
-        .inspect_err(|e| {
-            // Refused before the log was written: the rewrite's new files go.
-            if matches!(e, TableError::Conflict { .. }) {
-                for path in &new_files {
-                    self.table.discard_new_file(path);
-                }
+        if let Err(source) = failpoint::hit(Step::ActivateVersion) {
+            for path in &new_files {
+                self.table.discard_new_file(path);
             }
-        })?;
+            return Err(TableError::Io {
+                table: self.name.clone(),
+                source,
+            });
+        }
+        // A commit that fails before its log entry removes the rewrite's new files itself.
+        rt.block_on(self.table.commit(
+            &mut self.buf.registry,
+            usize::MAX,
+            actions,
+            op,
+            None,
+            info,
+        ))?;
         tracing::info!(stream = %self.name, version, removed, "activated version");
         Ok(())
     }

@@ -43,21 +43,34 @@ pub struct Flushing {
     new_files: Vec<String>,
 }
 
+/// A batch committed: the rows it wrote, and a failure of the maintenance that followed its
+/// commit (a checkpoint, a compaction), which changed no data.
+pub struct Completed {
+    pub stream: String,
+    pub rows: usize,
+    pub maintenance: Option<(Maintenance, TableError)>,
+}
+
+/// Work after a commit that changes no data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Maintenance {
+    Checkpoint,
+    Compaction,
+}
+
+impl Maintenance {
+    pub fn name(self) -> &'static str {
+        match self {
+            Maintenance::Checkpoint => "checkpoint",
+            Maintenance::Compaction => "compaction",
+        }
+    }
+}
+
 impl Flushing {
     /// Whether [`Stream::complete`] would not have to wait for the data file.
     pub fn is_ready(&self) -> bool {
         self.file.as_ref().is_none_or(ClosedFile::is_finished)
-    }
-}
-
-/// For a commit's error: a conflict is found before the log is written, so the deletion
-/// vector and rewritten files an upsert wrote for it go too (the commit itself removes the
-/// data files it would have added).
-fn discard_if_refused<'a>(table: &'a Table, paths: &'a [String]) -> impl Fn(&TableError) + 'a {
-    move |e| {
-        if matches!(e, TableError::Conflict { .. }) {
-            discard_new(table, paths);
-        }
     }
 }
 
@@ -237,12 +250,13 @@ impl Stream {
 
     /// Waits for the batch's data file, then makes the ONE commit holding it (with its
     /// rewrites, new columns and high-water mark); compacts small files when they have piled
-    /// up. Returns the rows written.
+    /// up. A batch that fails before its commit leaves none of its files behind (the commit
+    /// itself removes them when it fails before its log entry, see `Table::commit`).
     pub fn complete(
         &mut self,
         rt: &tokio::runtime::Runtime,
         f: Flushing,
-    ) -> Result<usize, TableError> {
+    ) -> Result<Completed, TableError> {
         let started = std::time::Instant::now();
         let Flushing {
             mut actions,
@@ -258,47 +272,75 @@ impl Stream {
             ..
         } = f;
         if let Some(writer) = file {
-            // Up to the commit, a failure leaves nothing of the batch behind (after it, the
-            // log entry may exist whatever the error says, so nothing is removed).
             let adds = writer
                 .join()
                 .inspect_err(|_| discard_new(&self.table, &new_files))?;
+            let written: Vec<String> = adds.iter().map(|a| a.path.clone()).collect();
             for add in adds {
-                let add = self
-                    .table
-                    .publish(add)
-                    .inspect_err(|_| discard_new(&self.table, &new_files))?;
+                let add = self.table.publish(add).inspect_err(|_| {
+                    discard_new(&self.table, &written);
+                    discard_new(&self.table, &new_files);
+                })?;
                 actions.push(Action::Add(add));
             }
         }
         tracing::debug!(stream = %self.name, waited = ?started.elapsed(), "data file written");
-        let version = rt
-            .block_on(self.table.commit(
-                &mut self.buf.registry,
-                columns,
-                actions,
-                operation,
-                high_water,
-                info,
-            ))
-            .inspect_err(discard_if_refused(&self.table, &new_files))?;
+        let version = rt.block_on(self.table.commit(
+            &mut self.buf.registry,
+            columns,
+            actions,
+            operation,
+            high_water,
+            info,
+        ))?;
         tracing::info!(stream = %self.name, version, rows, replaced, "committed");
         self.committed_total = buffered_total;
-        if compact::small_files(&self.table)? >= AUTO_COMPACT_FILES {
-            match rt.block_on(compact::compact(&mut self.table, &mut self.buf.registry)) {
-                Ok(Some(c)) => {
-                    tracing::info!(stream = %self.name, files = c.files, version = c.version, copied = c.copied, "compacted small files");
-                }
-                Ok(None) => {}
-                // Another writer changed those files: the batch is committed, and compaction,
-                // which changes no data, waits for a later batch.
-                Err(e @ TableError::Conflict { .. }) => {
-                    tracing::warn!(stream = %self.name, error = %e, "compaction skipped");
-                }
-                Err(e) => return Err(e),
+        let maintenance = self
+            .table
+            .take_checkpoint_failure()
+            .map(|e| (Maintenance::Checkpoint, e))
+            .or_else(|| {
+                self.compact_if_due(rt)
+                    .map(|e| (Maintenance::Compaction, e))
+            });
+        Ok(Completed {
+            stream: self.name.clone(),
+            rows,
+            maintenance,
+        })
+    }
+
+    /// Compacts the table's small files once they have piled up. A compaction changes no
+    /// data and its batch is committed: a failure (its files removed) is returned to be
+    /// reported when the load ends, and this stream is not compacted again in the run.
+    fn compact_if_due(&mut self, rt: &tokio::runtime::Runtime) -> Option<TableError> {
+        if self.compaction_failed {
+            return None;
+        }
+        let due = compact::small_files(&self.table).map(|n| n >= AUTO_COMPACT_FILES);
+        let compacted = match due {
+            Ok(false) => return None,
+            Ok(true) => rt.block_on(compact::compact(&mut self.table, &mut self.buf.registry)),
+            Err(e) => Err(e),
+        };
+        match compacted {
+            Ok(Some(c)) => {
+                tracing::info!(stream = %self.name, files = c.files, version = c.version, copied = c.copied, "compacted small files");
+                // The compaction's own commit may have been due for a checkpoint.
+                self.table.take_checkpoint_failure()
+            }
+            Ok(None) => None,
+            // Another writer changed those files: compaction waits for a later batch.
+            Err(e @ TableError::Conflict { .. }) => {
+                tracing::warn!(stream = %self.name, error = %e, "compaction skipped");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(stream = %self.name, error = %e, "compaction failed; the batch is committed");
+                self.compaction_failed = true;
+                Some(e)
             }
         }
-        Ok(rows)
     }
 
     /// The batch will not be committed (the run failed): its data file goes, and the files

@@ -51,6 +51,8 @@ pub struct Stream {
     writer: Option<FileWriter>,
     spilled_rows: usize,
     spilled_bytes: usize,
+    /// An automatic compaction failed in this run: it is not tried again until the next.
+    compaction_failed: bool,
 }
 
 /// What became of a record given to [`Stream::load`].
@@ -81,6 +83,7 @@ impl Stream {
             writer: None,
             spilled_rows: 0,
             spilled_bytes: 0,
+            compaction_failed: false,
         }
     }
 
@@ -202,13 +205,25 @@ impl Stream {
             stream: stream_name.to_string(),
             detail,
         };
+        // An upsert merges by key: records whose key is null would collapse into one row.
+        let upsert = self.method == LoadMethod::Upsert;
         for key in &self.keys {
-            if !fields.iter().any(|(k, _)| k.as_ref() == key.as_str()) {
-                return Err(Error::MissingKey {
-                    line,
-                    stream: stream_name.to_string(),
-                    key: key.clone(),
-                });
+            match fields.iter().find(|(k, _)| k.as_ref() == key.as_str()) {
+                None => {
+                    return Err(Error::MissingKey {
+                        line,
+                        stream: stream_name.to_string(),
+                        key: key.clone(),
+                    })
+                }
+                Some((_, raw)) if upsert && raw.get().trim() == "null" => {
+                    return Err(Error::NullKey {
+                        line,
+                        stream: stream_name.to_string(),
+                        key: key.clone(),
+                    })
+                }
+                Some(_) => {}
             }
         }
         let mut values = Vec::with_capacity(fields.len());

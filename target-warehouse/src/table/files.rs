@@ -20,6 +20,7 @@ use deltalake::parquet::file::properties::{
 use deltalake::parquet::schema::types::ColumnPath;
 use serde_json::Value as Json;
 
+use crate::failpoint::{self, Step};
 use crate::registry::is_json;
 use crate::sdc::now_millis;
 
@@ -74,10 +75,12 @@ pub(super) fn sync(path: &Path) -> Result<(), FileError> {
 
 /// The commit that references a file must never be durable before the file is.
 fn sync_file(file: &File, shown: &str) -> Result<(), FileError> {
-    file.sync_all().map_err(|source| FileError::Io {
-        path: shown.to_string(),
-        source,
-    })
+    failpoint::hit(Step::Fsync)
+        .and_then(|()| file.sync_all())
+        .map_err(|source| FileError::Io {
+            path: shown.to_string(),
+            source,
+        })
 }
 
 /// A Parquet file written batch by batch (compaction streams through it, one input file at a
@@ -130,6 +133,11 @@ impl FileSink {
             rows: 0,
             stats,
         })
+    }
+
+    /// The file's name, relative to its directory.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), FileError> {

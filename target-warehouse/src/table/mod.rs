@@ -14,6 +14,7 @@ pub mod error;
 pub mod files;
 pub mod marks;
 pub mod merge;
+pub mod orphans;
 pub mod parts;
 pub mod read;
 pub mod stats;
@@ -34,6 +35,7 @@ use serde_json::Value as Json;
 pub use error::TableError;
 
 use crate::columns::sanitize;
+use crate::failpoint::{self, Step};
 use crate::registry::Registry;
 use marks::Marks;
 
@@ -60,6 +62,8 @@ pub struct Table {
     remote: Option<store::Remote>,
     /// Whether the table, when this run creates it, gets the `deletionVectors` feature.
     pub create_with_deletion_vectors: bool,
+    /// A checkpoint that failed after its commit, to report when the load ends.
+    checkpoint_failure: Option<TableError>,
 }
 
 impl Table {
@@ -115,6 +119,7 @@ impl Table {
                     marks: Marks::default(),
                     remote,
                     create_with_deletion_vectors: false,
+                    checkpoint_failure: None,
                 };
                 return Ok((table, Registry::default()));
             }
@@ -146,6 +151,7 @@ impl Table {
                 marks,
                 remote,
                 create_with_deletion_vectors: false,
+                checkpoint_failure: None,
             };
             return Ok((table, registry));
         }
@@ -199,6 +205,7 @@ impl Table {
             marks,
             remote,
             create_with_deletion_vectors: false,
+            checkpoint_failure: None,
         };
         Ok(Some((table, registry)))
     }
@@ -295,7 +302,9 @@ impl Table {
             source,
         };
         let mut f = std::fs::File::create(&path).map_err(io)?;
+        failpoint::hit(Step::DvWrite).map_err(io)?;
         std::io::Write::write_all(&mut f, file.bytes()).map_err(io)?;
+        failpoint::hit(Step::Fsync).map_err(io)?;
         f.sync_all().map_err(io)?;
         if let Some(remote) = &self.remote {
             remote.upload(&self.name(), &path, &file.path())?;
@@ -318,12 +327,18 @@ impl Table {
         }
     }
 
-    /// Removes a data file written for a commit that will not be made: from a local table's
-    /// directory, or from the local staging directory of an object-store table (an uploaded
-    /// copy stays outside the log, where no reader looks).
+    /// Removes a file written for a commit that will not be made (nothing of it is in the
+    /// log): from a local table's directory, or from the local staging directory of an
+    /// object-store table and, if it was uploaded, from the store. Best effort: what is left
+    /// is never referenced (on local disk, the next run's sweep takes it, see `orphans.rs`).
     pub fn discard_new_file(&self, path: &str) {
         if let Ok(dir) = self.write_dir() {
             let _ = std::fs::remove_file(dir.join(path));
+        }
+        if let Some(remote) = &self.remote {
+            if let Err(e) = remote.delete(&self.name(), path) {
+                tracing::warn!(table = %self.name(), file = path, error = %e, "could not remove an uncommitted file from the object store");
+            }
         }
     }
 
@@ -338,6 +353,10 @@ impl Table {
     /// Makes a file written by [`file_sink`](Self::file_sink) part of the table's storage: a
     /// no-op for a local table, the upload of the staged file for an object-store one.
     pub fn publish(&self, add: Add) -> Result<Add, TableError> {
+        failpoint::hit(Step::Publish).map_err(|source| TableError::Io {
+            table: self.name(),
+            source,
+        })?;
         if let Some(remote) = &self.remote {
             let staged = self.staging()?.join(&add.path);
             remote.upload(&self.name(), &staged, &add.path)?;

@@ -12,6 +12,7 @@ use deltalake::kernel::Add;
 use super::concat::Concat;
 use super::files::{new_file_name, sync, unique_columns, FileError, FileSink, Part};
 use super::stats::BatchStats;
+use crate::failpoint::{self, Step};
 
 /// What [`write_parts`] wrote: its part files, and the widest schema of the batches it got
 /// (a batch of no rows writes nothing but may still widen it: a property declared after the
@@ -58,6 +59,10 @@ pub fn write_parts(
                     &unique_columns(&batch),
                 )?),
             };
+            failpoint::hit(Step::DataFileWrite).map_err(|source| FileError::Io {
+                path: dir.join(&s.name).display().to_string(),
+                source,
+            })?;
             s.write_with(&batch, stats)?;
         }
         if let Some(last) = sink.take() {
@@ -135,6 +140,13 @@ fn concat_parts(
     let Some(out) = Concat::create(dir, name, schema)? else {
         return Ok(None);
     };
+    if let Err(source) = failpoint::hit(Step::PartMerge) {
+        out.abandon();
+        return Err(FileError::Io {
+            path: dir.join(name).display().to_string(),
+            source,
+        });
+    }
     out.copy_all(parts.iter().map(|part| {
         let path = dir.join(&part.add.path);
         let file = File::open(&path).map_err(|source| FileError::Io {

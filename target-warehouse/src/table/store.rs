@@ -131,6 +131,15 @@ impl Remote {
         Ok(())
     }
 
+    /// Deletes a file of the table that no commit references (deleting a missing one is
+    /// no error).
+    pub fn delete(&self, table: &str, name: &str) -> Result<(), TableError> {
+        match self.block_on(self.store.delete(&ObjectPath::from(name))) {
+            Ok(()) | Err(deltalake::ObjectStoreError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(object_err(table, name, e)),
+        }
+    }
+
     /// Reads a data file of the table.
     pub fn read(&self, table: &str, name: &str) -> Result<bytes::Bytes, TableError> {
         let path = ObjectPath::from(name);
