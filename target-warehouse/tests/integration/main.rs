@@ -3,6 +3,7 @@
 
 mod errors;
 mod exactly_once;
+mod failures;
 mod harness;
 mod load_methods;
 mod maintenance;
