@@ -72,7 +72,11 @@ impl Concat {
             source,
         })?;
         let writer = SerializedFileWriter::new(file, descr.root_schema_ptr(), Arc::new(props))
-            .map_err(parquet_err)?;
+            .map_err(|e| {
+                // The file exists (a full disk fails the header's write): it goes.
+                let _ = std::fs::remove_file(&path);
+                parquet_err(e)
+            })?;
         let stats = schema.fields().iter().map(|_| ColumnStats::new()).collect();
         Ok(Some(Concat {
             name: name.to_string(),

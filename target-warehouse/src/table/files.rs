@@ -87,6 +87,7 @@ fn sync_file(file: &File, shown: &str) -> Result<(), FileError> {
 /// time), with its Delta statistics accumulated along the way.
 pub struct FileSink {
     pub(super) name: String,
+    path: std::path::PathBuf,
     shown: String,
     pub(super) schema: SchemaRef,
     writer: ArrowWriter<File>,
@@ -120,6 +121,8 @@ impl FileSink {
         })?;
         let stats = schema.fields().iter().map(|_| ColumnStats::new()).collect();
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|source| {
+            // The file exists (a full disk fails the header's write): it goes.
+            let _ = std::fs::remove_file(&path);
             FileError::Parquet {
                 path: shown.clone(),
                 source,
@@ -127,6 +130,7 @@ impl FileSink {
         })?;
         Ok(FileSink {
             name: name.to_string(),
+            path,
             shown,
             schema,
             writer,
@@ -169,15 +173,24 @@ impl FileSink {
         Ok(())
     }
 
+    /// Writes the footer and fsyncs the file. On an error the file is removed: it never
+    /// reaches a commit.
     pub fn finish(self) -> Result<Add, FileError> {
-        let (file, shown, part) = self.close()?;
-        sync_file(&file, &shown)?;
-        Ok(part.add)
+        let path = self.path.clone();
+        self.close()
+            .and_then(|(file, shown, part)| sync_file(&file, &shown).map(|()| part.add))
+            .inspect_err(|_| {
+                let _ = std::fs::remove_file(&path);
+            })
     }
 
-    /// Finishes the file without fsync (for [`write_parts`]).
+    /// Finishes the file without fsync (for [`write_parts`](super::parts::write_parts)); on
+    /// an error the file is removed.
     pub(super) fn finish_part(self) -> Result<Part, FileError> {
-        Ok(self.close()?.2)
+        let path = self.path.clone();
+        self.close().map(|(_, _, part)| part).inspect_err(|_| {
+            let _ = std::fs::remove_file(&path);
+        })
     }
 
     /// Writes the footer: the file, its name as shown in errors, and its `add` action.
@@ -185,6 +198,7 @@ impl FileSink {
         let FileSink {
             name,
             shown,
+            path: _,
             schema,
             writer,
             rows,
