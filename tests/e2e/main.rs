@@ -6,6 +6,7 @@
 //! these tests say so and pass vacuously, unless `WEBHOOK_REQUIRE_PEERS=1` (set by
 //! `tests/run.sh`, hence CI) makes a missing peer a failure.
 
+mod disk_full;
 mod docs;
 mod harness;
 mod interop;

@@ -70,28 +70,24 @@ impl Table {
             table: self.name(),
             source,
         };
-        let mut live = HashSet::new();
-        for f in self.files()? {
-            if let Some(Ok(dv::Location::File { path, .. })) = f.dv.as_ref().map(dv::locate) {
-                live.insert(path);
-            }
-            live.insert(f.path);
-        }
+        // Our names, old enough (the cheap test first: most tables have no candidate).
         let mut candidates = Vec::new();
         for entry in std::fs::read_dir(&self.root).map_err(io)? {
             let entry = entry.map_err(io)?;
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            if live.contains(&name) {
-                continue;
-            }
             let Some(key) = log_name(&name) else { continue };
             let meta = entry.metadata().map_err(io)?;
             if meta.is_file() && meta.modified().map_err(io)? < cutoff {
                 candidates.push((name, key));
             }
         }
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let live = self.live_paths()?;
+        candidates.retain(|(name, _)| !live.contains(name));
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
@@ -107,6 +103,22 @@ impl Table {
             }
         }
         Ok(removed)
+    }
+
+    /// The live data files of the snapshot and their deletion vector files (no statistics
+    /// parsed: a large table has many).
+    fn live_paths(&self) -> Result<HashSet<String>, TableError> {
+        let state = self.delta.snapshot().map_err(|e| self.delta_err(e))?;
+        let mut live = HashSet::new();
+        for f in state.log_data().iter() {
+            if let Some(Ok(dv::Location::File { path, .. })) =
+                f.deletion_vector_descriptor().as_ref().map(dv::locate)
+            {
+                live.insert(path);
+            }
+            live.insert(f.path().into_owned());
+        }
+        Ok(live)
     }
 
     /// Keeps the `candidates` no log entry names; `false` when the log does not start at
