@@ -37,31 +37,28 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Paths of the Python peers (from `$WEBHOOK_TEST_VENV/paths.env`), or None with a message.
-pub fn peers() -> Option<BTreeMap<String, String>> {
-    let required = std::env::var("WEBHOOK_REQUIRE_PEERS").is_ok_and(|v| v == "1");
+/// Paths of the Python peers (from `$WEBHOOK_TEST_VENV/paths.env`, default `<repo>/.venv`).
+///
+/// A test that calls this is `#[ignore = "needs the Python peers (bash tests/run.sh)"]`, so a
+/// bare `cargo test` reports it ignored; `tests/run.sh` installs the peers and runs it with
+/// `--include-ignored`. Run without them, it fails saying how to get them: it never passes
+/// without having tested anything.
+pub fn peers() -> BTreeMap<String, String> {
     let venv = std::env::var("WEBHOOK_TEST_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|_| repo_root().join(".venv"));
     let env_file = venv.join("paths.env");
     match std::fs::read_to_string(&env_file) {
-        Ok(text) => Some(
-            text.lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-        ),
-        Err(_) if required => panic!(
-            "the Python peers are required but {} is missing: run tests/python/setup.sh",
+        Ok(text) => text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        Err(e) => panic!(
+            "this test needs the Python peers, but {} cannot be read ({e}): run `bash tests/run.sh`, \
+             or `bash tests/python/setup.sh DIR` and set WEBHOOK_TEST_VENV=DIR",
             env_file.display()
         ),
-        Err(_) => {
-            eprintln!(
-                "SKIPPED: no Python peers at {} (run tests/run.sh)",
-                venv.display()
-            );
-            None
-        }
     }
 }
 

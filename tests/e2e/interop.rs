@@ -8,8 +8,9 @@ use serde_json::{json, Value};
 use crate::harness::{peers, pipe_into, read_table, run_ok, tap_bin, target_bin, Receiver};
 
 #[test]
+#[ignore = "needs the Python peers (bash tests/run.sh)"]
 fn tap_webhook_loads_into_target_duckdb_with_every_column() {
-    let Some(peers) = peers() else { return };
+    let peers = peers();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("tap.json");
     std::fs::write(
@@ -88,8 +89,9 @@ print(json.dumps({"columns": sorted(cols), "rows": [[str(v) if v is not None els
 }
 
 #[test]
+#[ignore = "needs the Python peers (bash tests/run.sh)"]
 fn tap_jsonl_loads_into_target_warehouse() {
-    let Some(peers) = peers() else { return };
+    let peers = peers();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("orders.jsonl");
     std::fs::write(
@@ -145,8 +147,9 @@ fn tap_jsonl_loads_into_target_warehouse() {
 /// extension and deltalake (Python) must both leave those rows out, before and after
 /// `target-warehouse compact` drops them from the small files it merges.
 #[test]
+#[ignore = "needs the Python peers (bash tests/run.sh)"]
 fn deletion_vectors_written_by_upserts_are_honoured_by_duckdb_and_deltalake() {
-    let Some(peers) = peers() else { return };
+    let peers = peers();
     let dir = tempfile::tempdir().unwrap();
     let target_config = dir.path().join("target.json");
     std::fs::write(

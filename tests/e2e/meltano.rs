@@ -28,8 +28,9 @@ fn meltano(
 }
 
 #[test]
+#[ignore = "needs the Python peers (bash tests/run.sh)"]
 fn meltano_runs_twice_and_state_carries_over() {
-    let Some(peers) = peers() else { return };
+    let peers = peers();
     let project = tempfile::tempdir().unwrap();
     let p = project.path();
     std::fs::copy(repo_root().join("meltano.yml"), p.join("meltano.yml")).unwrap();

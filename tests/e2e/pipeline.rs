@@ -32,8 +32,9 @@ pub fn pipe(tap_config: &Path, target_config: &Path, state: Option<&Path>) -> Ve
 }
 
 #[test]
+#[ignore = "needs the Python peers (bash tests/run.sh)"]
 fn deliveries_land_once_typed_and_readable_by_duckdb_and_deltalake() {
-    let Some(peers) = peers() else { return };
+    let peers = peers();
     let dir = tempfile::tempdir().unwrap();
     let tap_config = dir.path().join("tap.json");
     std::fs::write(
@@ -167,8 +168,9 @@ impl BigValue for Value {
 /// Compaction copies the small files' encoded column chunks into one file, filling columns a
 /// file lacks with nulls; DuckDB and Python deltalake must read the result like the original.
 #[test]
+#[ignore = "needs the Python peers (bash tests/run.sh)"]
 fn a_compacted_table_with_added_columns_reads_back_in_duckdb_and_deltalake() {
-    let Some(peers) = peers() else { return };
+    let peers = peers();
     let dir = tempfile::tempdir().unwrap();
     let warehouse = dir.path().join("warehouse");
     let config = dir.path().join("target.json");

@@ -8,8 +8,9 @@ use serde_json::{json, Value};
 use crate::harness::{peers, repo_root, run_ok, Receiver};
 
 #[test]
+#[ignore = "needs the Python peers (bash tests/run.sh)"]
 fn provider_libraries_signatures_verify_and_tampering_does_not() {
-    let Some(peers) = peers() else { return };
+    let peers = peers();
     let dir = tempfile::tempdir().unwrap();
     let whsec = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
     let stripe_secret = "whsec_test_secret_for_stripe";
