@@ -131,6 +131,8 @@ fn digits(int_text: &str) -> usize {
 fn classify_number(raw: &str) -> Value<'_> {
     if raw.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
         match raw.parse::<f64>() {
+            // 1e-400 parses as 0.0: a number that is not zero has no f64 either.
+            Ok(f) if f == 0.0 && !mantissa_is_zero(raw) => Value::Json(raw),
             Ok(f) if f.is_finite() => Value::Float(f, raw),
             // 1e999 has no f64; its text is kept as JSON, losslessly.
             _ => Value::Json(raw),
@@ -161,7 +163,7 @@ pub fn coerce<'a>(ty: ColType, v: &Value<'a>) -> Option<Cell<'a>> {
     match (ty, v) {
         (_, Value::Null) => None,
         (ColType::Int64, Value::Int(i)) => Some(Cell::Int(*i)),
-        (ColType::Int64, Value::Float(f, _)) => float_to_int(*f).map(Cell::Int),
+        (ColType::Int64, Value::Float(_, text)) => exact_int(text).map(Cell::Int),
         (ColType::Float64, Value::Float(f, _)) => Some(Cell::Float(*f)),
         (ColType::Float64, Value::Int(i)) => int_to_float(*i).map(Cell::Float),
         (ColType::BigInt, Value::Int(i)) => Some(Cell::Decimal(i128::from(*i))),
@@ -191,15 +193,56 @@ fn to_json_text<'a>(v: &Value<'a>) -> Cow<'a, str> {
     }
 }
 
-/// 2.0 into an integer column is the same number; 2.5 is not.
-fn float_to_int(f: f64) -> Option<i64> {
-    // i64::MAX is not representable as f64; 2^63 is the first float out of range.
-    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
-    if f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f) && !(f == 0.0 && f.is_sign_negative()) {
-        Some(f as i64)
-    } else {
-        None
+/// The integer a float literal's decimal text denotes exactly, if it is one and fits i64:
+/// `2.0` and `1.5e1` are integers, `2.5` is not; `9007199254740993.0` is 9007199254740993
+/// (its f64, 9007199254740992.0, would lose the last digit). `-0.0` stays a float.
+fn exact_int(text: &str) -> Option<i64> {
+    let (negative, body) = match text.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, text),
+    };
+    let (mantissa, exp) = match body.find(['e', 'E']) {
+        Some(i) => (&body[..i], body[i + 1..].parse::<i64>().ok()?),
+        None => (body, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    // The decimal point sits after `point` of the mantissa's digits.
+    let point = i64::try_from(int.len()).ok()?.checked_add(exp)?;
+    const LIMIT: i128 = 1 << 63; // |i64::MIN|
+    let mut value: i128 = 0;
+    let mut digits: i64 = 0;
+    for b in int.bytes().chain(frac.bytes()) {
+        let d = i128::from(b.checked_sub(b'0').filter(|d| *d <= 9)?);
+        if digits < point {
+            value = value * 10 + d;
+            if value > LIMIT {
+                return None;
+            }
+        } else if d != 0 {
+            return None; // a fractional digit
+        }
+        digits += 1;
     }
+    // Zeros the exponent adds after the digits.
+    let mut zeros = point - digits;
+    while zeros > 0 && value != 0 {
+        value *= 10;
+        if value > LIMIT {
+            return None;
+        }
+        zeros -= 1;
+    }
+    if negative && value == 0 {
+        return None; // -0.0 is not the integer 0
+    }
+    i64::try_from(if negative { -value } else { value }).ok()
+}
+
+/// Whether a number's digits before its exponent are all zeros (`0.0e5`, not `1e-400`).
+fn mantissa_is_zero(raw: &str) -> bool {
+    raw.split(['e', 'E'])
+        .next()
+        .is_none_or(|m| m.bytes().all(|b| !(b'1'..=b'9').contains(&b)))
 }
 
 /// An integer goes into a float column only if the float holds it exactly.
@@ -387,6 +430,32 @@ mod tests {
         assert_eq!(coerce(ColType::Int64, &v("2.0")), Some(Cell::Int(2)));
         assert_eq!(coerce(ColType::Int64, &v("2.5")), None);
         assert_eq!(coerce(ColType::Int64, &v("-0.0")), None);
+        // Exactly, from the decimal text, not through the f64 (which would round).
+        assert_eq!(
+            coerce(ColType::Int64, &v("9007199254740993.0")),
+            Some(Cell::Int(9007199254740993))
+        );
+        assert_eq!(
+            coerce(ColType::Int64, &v("9223372036854775807.0")),
+            Some(Cell::Int(i64::MAX))
+        );
+        assert_eq!(
+            coerce(ColType::Int64, &v("-9223372036854775808.0")),
+            Some(Cell::Int(i64::MIN))
+        );
+        assert_eq!(coerce(ColType::Int64, &v("9223372036854775808.0")), None);
+        assert_eq!(coerce(ColType::Int64, &v("1.5e1")), Some(Cell::Int(15)));
+        assert_eq!(coerce(ColType::Int64, &v("-2.50E1")), Some(Cell::Int(-25)));
+        assert_eq!(coerce(ColType::Int64, &v("1e3")), Some(Cell::Int(1000)));
+        assert_eq!(coerce(ColType::Int64, &v("0.0e999999")), Some(Cell::Int(0)));
+        assert_eq!(coerce(ColType::Int64, &v("15e-1")), None);
+        assert_eq!(coerce(ColType::Int64, &v("1e19")), None);
+        assert_eq!(coerce(ColType::Int64, &v("1.0000000000000000000001")), None);
+        // A number that underflows f64 is not 0.0: its text is kept as JSON.
+        assert_eq!(v("1e-400"), Value::Json("1e-400"));
+        assert_eq!(v("-0.000e-400"), Value::Float(-0.0, "-0.000e-400"));
+        assert_eq!(coerce(ColType::Float64, &v("1e-400")), None);
+        assert_eq!(v("1e-400").natural_type(), Some(ColType::Json));
         assert_eq!(
             coerce(ColType::Float64, &v("9007199254740992")),
             Some(Cell::Float(9007199254740992.0))

@@ -1,126 +1,68 @@
 //! The message loop: SCHEMA / RECORD / STATE / ACTIVATE_VERSION → per-stream buffers → commits
 //! → STATE lines on the output, in the order the durability chain demands (BRIEF §2).
 //!
-//! A STATE is printed only once every stream that had buffered rows when it arrived has
-//! committed them; until then it waits in `states`. Records a previous run already committed
-//! (their `_sdc_sequence` is at or below the table's `txn` version) are skipped.
+//! This module decides *when*: a batch is cut on the byte budget (all streams together), a
+//! stream's row limit or its age; a stream hands its rows to its data file in eighths of the
+//! budget. The streams own their rows (`stream/`), the commit queue orders the commits
+//! (`commits.rs`), and STATEs wait for the commits they cover (`states.rs`).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
-use std::time::Instant;
 
-use serde_json::{Map, Value as Json};
 use singer::message::{Message, RecordMessage, SchemaMessage};
 use singer::reader::Line;
 
 use crate::batch::StreamBuffer;
-use crate::columns::{declared_type, key_type, ColType, Value};
-use crate::flush;
+use crate::commits::Commits;
+use crate::error::Error;
 use crate::pump::{Chunk, Pump};
-use crate::settings::{LoadMethod, Settings};
-use crate::table::Table;
-use crate::{Error, Summary};
+use crate::record::Fields;
+use crate::sdc::SeqClock;
+use crate::settings::Settings;
+use crate::states::States;
+use crate::stream::{Loaded, Stream};
+use crate::table::{orphans, Table};
 
-/// The generated key of keyless streams: a table keyed only by it stays append-only (Stitch).
-pub const GENERATED_KEY: &str = "__sdc_primary_key";
-pub const SEQUENCE: &str = "_sdc_sequence";
-pub const DELETED_AT: &str = "_sdc_deleted_at";
-pub const TABLE_VERSION: &str = "_sdc_table_version";
-pub const EXTRACTED_AT: &str = "_sdc_extracted_at";
-pub const RECEIVED_AT: &str = "_sdc_received_at";
-pub const BATCHED_AT: &str = "_sdc_batched_at";
-
-/// One stream of the input and its table.
-pub struct Stream {
-    pub name: String,
-    pub table: Table,
-    pub buf: StreamBuffer,
-    pub keys: Vec<String>,
-    pub method: LoadMethod,
-    /// Per buffered row: its effective sequence (tap's or ours) and whether it is a deletion.
-    pub seqs: Vec<i64>,
-    pub deleted: Vec<bool>,
-    /// Highest tap-provided `_sdc_sequence` buffered: the `txn` version of the next commit.
-    pub max_tap_seq: Option<i64>,
-    pub oldest: Option<Instant>,
-    /// Rows buffered since the start / rows committed: a STATE waits until they meet.
-    pub buffered_total: u64,
-    pub committed_total: u64,
-    /// `overwrite` replaces the table's contents on its first commit of the run only.
-    pub overwritten: bool,
+/// What a run did, for the closing log line and the tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub records: u64,
     pub skipped: u64,
-    /// The data file of the next commit, fed while the batch is parsed (see [`flush::spill`]),
-    /// and the rows and input bytes already handed to it.
-    pub writer: Option<crate::table::FileWriter>,
-    pub spilled_rows: usize,
-    pub spilled_bytes: usize,
-}
-
-impl Stream {
-    /// Rows received and not yet part of a commit.
-    pub fn pending_rows(&self) -> usize {
-        self.buf.rows() + self.spilled_rows
-    }
-
-    /// Input bytes received and not yet part of a commit (what `batch_size_bytes` bounds).
-    pub fn pending_bytes(&self) -> usize {
-        self.buf.bytes() + self.spilled_bytes
-    }
-
-    /// Whether buffered rows may go to the data file before the batch ends: not for an
-    /// upsert, which picks each key's latest row over the whole batch.
-    pub fn streams_to_file(&self) -> bool {
-        self.method != LoadMethod::Upsert || self.keys.is_empty()
-    }
-}
-
-/// A STATE waiting for commits: for each stream, how many rows must be committed first.
-struct HeldState {
-    value: Json,
-    needs: Vec<(String, u64)>,
-}
-
-/// `_sdc_sequence` for records without one: epoch microseconds, strictly increasing.
-struct SeqClock(i64);
-
-impl SeqClock {
-    fn next(&mut self) -> i64 {
-        let now = now_micros();
-        self.0 = now.max(self.0 + 1);
-        self.0
-    }
-}
-
-pub fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
+    pub rows_written: u64,
+    pub commits: u64,
+    pub states: u64,
+    /// Batches cut at the end of the input while an earlier batch's file was still being
+    /// written (see `Ingest::flush_stream`).
+    pub overlapped_cuts: u64,
 }
 
 pub struct Ingest<'s, W: Write> {
-    pub settings: &'s Settings,
-    pub rt: tokio::runtime::Runtime,
-    pub streams: HashMap<String, Stream>,
+    settings: &'s Settings,
+    rt: tokio::runtime::Runtime,
+    streams: HashMap<String, Stream>,
     claimed: HashSet<PathBuf>,
-    states: Vec<HeldState>,
-    last_state: Option<Json>,
-    last_printed: Option<Json>,
+    states: States,
     clock: SeqClock,
     output: W,
     /// Input lines and bytes read, logged at intervals on stderr.
     progress: singer::metrics::Progress,
     /// The previous record's field count: the capacity hint of the next one's.
     width: usize,
-    /// Batches whose data files are being written, oldest first, committed in this order: the
+    /// Batches whose data files are being written, committed in the order they were cut: the
     /// one written while the next is parsed, and at the end of the input possibly the last
     /// two (see [`Self::flush_stream`]).
-    flushing: std::collections::VecDeque<flush::Flushing>,
+    commits: Commits,
     /// The input has ended: the last batches are being cut.
     ending: bool,
-    pub summary: Summary,
+    /// The first compaction or checkpoint that failed after a commit (the data is committed):
+    /// the run exits non-zero with it once the load is done.
+    maintenance: Option<Error>,
+    summary: Summary,
+    /// When the run started: files of ours older than it (by a margin) that no commit
+    /// references are another run's leftovers.
+    started: std::time::SystemTime,
 }
 
 impl<'s, W: Write> Ingest<'s, W> {
@@ -135,20 +77,21 @@ impl<'s, W: Write> Ingest<'s, W> {
             rt,
             streams: HashMap::new(),
             claimed: HashSet::new(),
-            states: Vec::new(),
+            states: States::default(),
             progress: singer::metrics::Progress::new("target"),
-            last_state: None,
-            last_printed: None,
-            clock: SeqClock(0),
+            clock: SeqClock::default(),
             output,
-            flushing: std::collections::VecDeque::new(),
+            commits: Commits::default(),
             ending: false,
+            maintenance: None,
             width: 16,
             summary: Summary::default(),
+            started: std::time::SystemTime::now(),
         })
     }
 
     pub fn run(mut self, input: impl BufRead + Send + 'static) -> Result<Summary, Error> {
+        crate::failpoint::check_setting().map_err(Error::Setting)?;
         let pump = Pump::spawn(input);
         let mut line_no = 0;
         if let Err(e) = self.run_lines(&pump, &mut line_no) {
@@ -159,15 +102,27 @@ impl<'s, W: Write> Ingest<'s, W> {
             return Err(self.fail(e));
         }
         self.emit_states()?;
-        Ok(self.summary)
+        match self.maintenance.take() {
+            Some(e) => Err(e),
+            None => Ok(self.summary),
+        }
     }
 
-    /// After a failure: the batches already cut are committed, as they would have been had
-    /// their files not been written in the background (the failing one is not), and their
-    /// STATEs printed; then the data files of rows not committed go.
+    /// After a failure (`e`, returned): the stream it is a failure of commits nothing more;
+    /// the batches of other streams already cut are committed, in order, as they would have
+    /// been had their files not been written in the background, each stream stopping at its
+    /// own first failure, and the STATEs they release printed (see `commits.rs`); then the
+    /// data files of rows not committed go.
     fn fail(&mut self, e: Error) -> Error {
-        if self.complete_flush().is_ok() {
-            let _ = self.emit_states();
+        self.commits.stream_failed(&e);
+        loop {
+            match self.complete_next() {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(later) => {
+                    tracing::error!(error = %later, "a batch cut before the failure was not committed either");
+                }
+            }
         }
         self.discard_uncommitted();
         e
@@ -177,22 +132,16 @@ impl<'s, W: Write> Ingest<'s, W> {
     /// before them failed; rows handed to a file since the last cut) are removed, so that a
     /// failed run leaves nothing outside a local table's log.
     fn discard_uncommitted(&mut self) {
-        for f in std::mem::take(&mut self.flushing) {
-            if let Some(stream) = self.streams.get(&f.stream) {
-                f.discard(&stream.table);
-            }
-        }
+        self.commits.discard_all(&self.streams);
         for stream in self.streams.values_mut() {
-            if let Some(writer) = stream.writer.take() {
-                writer.close().discard();
-            }
+            stream.discard_writer();
         }
     }
 
     fn run_lines(&mut self, pump: &Pump, line_no: &mut u64) -> Result<(), Error> {
         loop {
             let mut wait = self.until_next_age_flush();
-            if !self.flushing.is_empty() {
+            if !self.commits.is_empty() {
                 // Look again soon: the commit (and the STATEs it releases) follows the file.
                 wait = Some(wait.map_or(FLUSH_POLL, |w| w.min(FLUSH_POLL)));
             }
@@ -231,13 +180,30 @@ impl<'s, W: Write> Ingest<'s, W> {
         match line.message()? {
             Message::Schema(m) => self.on_schema(line_no, m)?,
             Message::Record(r) => self.on_record(line_no, r, line.bytes.len())?,
-            Message::State(s) => self.on_state(s.value)?,
+            Message::State(s) => {
+                self.states.receive(s.value, &self.streams);
+                self.emit_states()?;
+            }
             Message::ActivateVersion(a) => {
                 // Rows of the new version are committed first, then older versions dropped.
                 self.stream_mut(line_no, &a.stream)?;
                 self.flush_stream(line_no, &a.stream)?;
                 self.complete_flush()?;
-                flush::activate_version(self, line_no, &a.stream, a.version)?;
+                let state = self.states.last();
+                let stream =
+                    self.streams
+                        .get_mut(&a.stream)
+                        .ok_or_else(|| Error::RecordBeforeSchema {
+                            line: line_no,
+                            stream: a.stream.to_string(),
+                        })?;
+                stream
+                    .activate_version(&self.rt, a.version, state)
+                    .map_err(|source| Error::Table {
+                        line: line_no,
+                        stream: a.stream.to_string(),
+                        source: Box::new(source),
+                    })?;
             }
             Message::Batch(b) => {
                 return Err(Error::Unsupported {
@@ -255,14 +221,9 @@ impl<'s, W: Write> Ingest<'s, W> {
         let age = self.settings.max_batch_age;
         self.streams
             .values()
-            .filter_map(|s| s.oldest)
+            .filter_map(Stream::oldest)
             .map(|t| age.saturating_sub(t.elapsed()))
             .min()
-    }
-
-    /// The latest STATE received (printed or not), recorded in commit info.
-    pub fn last_state(&self) -> Option<Json> {
-        self.last_state.clone()
     }
 
     fn stream_mut(&mut self, line: u64, name: &str) -> Result<&mut Stream, Error> {
@@ -294,66 +255,30 @@ impl<'s, W: Write> Ingest<'s, W> {
                     stream: m.stream.clone(),
                     source: Box::new(source),
                 })?;
-            tracing::info!(stream = %m.stream, table = %table.root.display(), watermark = ?table.replay_watermark, "opened table");
-            let stream = Stream {
-                name: m.stream.clone(),
-                table,
-                buf: StreamBuffer::new(registry),
-                keys: Vec::new(),
-                method: LoadMethod::AppendOnly,
-                seqs: Vec::new(),
-                deleted: Vec::new(),
-                max_tap_seq: None,
-                oldest: None,
-                buffered_total: 0,
-                committed_total: 0,
-                overwritten: false,
-                skipped: 0,
-                writer: None,
-                spilled_rows: 0,
-                spilled_bytes: 0,
-            };
+            tracing::info!(stream = %m.stream, table = %table.root.display(), watermark = ?table.marks.replay(), "opened table");
+            let cutoff = orphans::cutoff(self.started, self.settings.max_batch_age);
+            match table.remove_orphans(cutoff) {
+                Ok(removed) if !removed.is_empty() => {
+                    tracing::warn!(stream = %m.stream, files = ?removed, "removed files of earlier runs that no commit references");
+                }
+                Ok(_) => {}
+                // Hygiene only: the load goes on (it writes new files, never those).
+                Err(e) => {
+                    tracing::warn!(stream = %m.stream, error = %e, "could not sweep the table for orphan files")
+                }
+            }
+            let stream = Stream::new(&m.stream, table, StreamBuffer::new(registry));
             self.streams.insert(m.stream.clone(), stream);
         } else if self
             .streams
             .get(&m.stream)
-            .is_some_and(|s| s.keys != m.key_properties && s.pending_rows() > 0)
+            .is_some_and(|s| s.keys() != m.key_properties.as_slice() && s.pending_rows() > 0)
         {
             // Rows buffered under the old keys are merged under the old keys.
             self.flush_stream(line, &m.stream)?;
         }
-        let add_meta = self.settings.add_record_metadata;
-        let method = self
-            .settings
-            .load_method
-            .unwrap_or(default_method(&m.key_properties));
-        let Some(stream) = self.streams.get_mut(&m.stream) else {
-            return Ok(());
-        };
-        stream.keys = m.key_properties.clone();
-        stream.method = method;
-        // Only tables whose rows get replaced need deletion vectors; the others stay readable
-        // by readers without them. Decided when this run creates the table.
-        stream.table.create_with_deletion_vectors = self.settings.deletion_vectors
-            && method == LoadMethod::Upsert
-            && !stream.keys.is_empty();
-        for (name, schema) in props {
-            let declared = declared_type(schema);
-            let ty = if m.key_properties.iter().any(|k| k == name) {
-                key_type(declared)
-            } else {
-                declared
-            };
-            if let Some(ty) = ty {
-                stream.buf.declare(name, ty);
-            }
-        }
-        stream.buf.declare(SEQUENCE, ColType::Int64);
-        if add_meta {
-            for ts in [EXTRACTED_AT, RECEIVED_AT, BATCHED_AT, DELETED_AT] {
-                stream.buf.declare(ts, ColType::Timestamp);
-            }
-            stream.buf.declare(TABLE_VERSION, ColType::Int64);
+        if let Some(stream) = self.streams.get_mut(&m.stream) {
+            stream.apply_schema(self.settings, props, &m.key_properties);
         }
         Ok(())
     }
@@ -383,18 +308,19 @@ impl<'s, W: Write> Ingest<'s, W> {
         )
     }
 
-    /// Loads one record's top-level fields into its stream's buffer.
+    /// Loads one record's top-level fields into its stream, then cuts or hands over the
+    /// stream's rows when they reach a limit.
     fn on_fields(
         &mut self,
         line: u64,
         stream_name: &str,
-        fields: crate::record::Fields<'_>,
+        fields: Fields<'_>,
         version: Option<i64>,
         time_extracted: Option<Cow<'_, str>>,
         bytes: usize,
     ) -> Result<(), Error> {
         let add_meta = self.settings.add_record_metadata;
-        let assigned = self.clock.next();
+        let assigned = self.clock.tick();
         let stream =
             self.streams
                 .get_mut(stream_name)
@@ -402,101 +328,28 @@ impl<'s, W: Write> Ingest<'s, W> {
                     line,
                     stream: stream_name.to_string(),
                 })?;
-        let bad = |detail: String| Error::BadRecord {
+        let loaded = stream.load(
             line,
-            stream: stream_name.to_string(),
-            detail,
-        };
-        for key in &stream.keys {
-            if !fields.iter().any(|(k, _)| k.as_ref() == key.as_str()) {
-                return Err(Error::MissingKey {
-                    line,
-                    stream: stream_name.to_string(),
-                    key: key.clone(),
-                });
-            }
+            &fields,
+            version,
+            time_extracted.as_ref(),
+            bytes,
+            assigned,
+            add_meta,
+        )?;
+        if loaded == Loaded::Replay {
+            self.summary.skipped += 1;
+            return Ok(());
         }
-        let mut values = Vec::with_capacity(fields.len());
-        let (mut tap_seq, mut deleted) = (None, false);
-        let mut seen = [false; 5]; // extracted, received, batched, deleted, table version
-        for (k, raw) in &fields {
-            let v = Value::from_raw(raw.get());
-            if k.starts_with("_sdc_") {
-                match k.as_ref() {
-                    SEQUENCE => tap_seq = if let Value::Int(i) = v { Some(i) } else { None },
-                    DELETED_AT => (seen[3], deleted) = (true, !matches!(v, Value::Null)),
-                    EXTRACTED_AT => seen[0] = true,
-                    RECEIVED_AT => seen[1] = true,
-                    BATCHED_AT => seen[2] = true,
-                    TABLE_VERSION => seen[4] = true,
-                    _ => {}
-                }
-            }
-            values.push(v);
-        }
-        if stream.method != LoadMethod::Overwrite {
-            if let (Some(s), Some(w)) = (tap_seq, stream.table.replay_watermark) {
-                if s <= w {
-                    stream.skipped += 1;
-                    self.summary.skipped += 1;
-                    return Ok(());
-                }
-            }
-        }
-        let row = stream.buf.begin_row(bytes);
-        for ((k, _), v) in fields.iter().zip(&values) {
-            stream.buf.push(row, k, v).map_err(|e| bad(e.to_string()))?;
-        }
-        let has_seq = fields.iter().any(|(k, _)| k.as_ref() == SEQUENCE);
-        let seq = tap_seq.unwrap_or(assigned);
-        if !has_seq {
-            stream
-                .buf
-                .push(row, SEQUENCE, &Value::Int(seq))
-                .map_err(|e| bad(e.to_string()))?;
-        }
-        if add_meta {
-            if !seen[0] {
-                if let Some(t) = &time_extracted {
-                    stream
-                        .buf
-                        .push(row, EXTRACTED_AT, &Value::Str(t.clone()))
-                        .map_err(|e| bad(e.to_string()))?;
-                }
-            }
-            if !seen[1] {
-                stream
-                    .buf
-                    .push(row, RECEIVED_AT, &Value::Micros(assigned)) // the clock: now, strictly increasing
-                    .map_err(|e| bad(e.to_string()))?;
-            }
-            if !seen[4] {
-                if let Some(v) = version {
-                    stream
-                        .buf
-                        .push(row, TABLE_VERSION, &Value::Int(v))
-                        .map_err(|e| bad(e.to_string()))?;
-                }
-            }
-        }
-        stream.seqs.push(seq);
-        stream.deleted.push(deleted);
-        stream.max_tap_seq = match (stream.max_tap_seq, tap_seq) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        stream.oldest.get_or_insert_with(Instant::now);
-        stream.buffered_total += 1;
         self.summary.records += 1;
         if let Some(limit) = self.settings.batch_size_rows {
             if stream.pending_rows() >= limit {
-                let name = stream.name.clone();
-                return self.flush_stream(line, &name);
+                return self.flush_stream(line, stream_name);
             }
         }
         if let Some(spill) = self.settings.spill_bytes() {
-            if stream.buf.bytes() >= spill && stream.streams_to_file() {
-                flush::spill(stream, self.settings).map_err(|source| Error::Table {
+            if stream.buffered_bytes() >= spill && stream.streams_to_file() {
+                stream.spill(self.settings).map_err(|source| Error::Table {
                     line,
                     stream: stream_name.to_string(),
                     source: Box::new(source),
@@ -506,44 +359,11 @@ impl<'s, W: Write> Ingest<'s, W> {
         Ok(())
     }
 
-    fn on_state(&mut self, value: Json) -> Result<(), Error> {
-        let needs = self
-            .streams
-            .values()
-            .filter(|s| s.buffered_total > s.committed_total)
-            .map(|s| (s.name.clone(), s.buffered_total))
-            .collect();
-        self.last_state = Some(value.clone());
-        self.states.push(HeldState { value, needs });
-        self.emit_states()
-    }
-
-    /// Prints the newest state whose rows are all committed (older ones are implied by it).
+    /// Prints the newest STATE whose rows are all committed.
     fn emit_states(&mut self) -> Result<(), Error> {
-        let ready = self.states.iter().rposition(|h| {
-            h.needs.iter().all(|(name, n)| {
-                self.streams
-                    .get(name)
-                    .is_none_or(|s| s.committed_total >= *n)
-            })
-        });
-        let Some(i) = ready else { return Ok(()) };
-        let held: Vec<HeldState> = self.states.drain(..=i).collect();
-        let Some(state) = held.into_iter().next_back().map(|h| h.value) else {
-            return Ok(());
-        };
-        let empty = state.as_object().is_some_and(Map::is_empty) || state.is_null();
-        if empty || self.last_printed.as_ref() == Some(&state) {
-            return Ok(());
+        if self.states.emit(&self.streams, &mut self.output)? {
+            self.summary.states += 1;
         }
-        let mut line = serde_json::to_vec(&state).map_err(|e| Error::Output(e.into()))?;
-        line.push(b'\n');
-        self.output
-            .write_all(&line)
-            .and_then(|_| self.output.flush())
-            .map_err(Error::Output)?;
-        self.summary.states += 1;
-        self.last_printed = Some(state);
         Ok(())
     }
 
@@ -556,8 +376,8 @@ impl<'s, W: Write> Ingest<'s, W> {
         let old: Vec<String> = self
             .streams
             .values()
-            .filter(|s| s.oldest.is_some_and(|t| t.elapsed() >= age))
-            .map(|s| s.name.clone())
+            .filter(|s| s.oldest().is_some_and(|t| t.elapsed() >= age))
+            .map(|s| s.name().to_string())
             .collect();
         for name in old {
             self.flush_stream(line, &name)?;
@@ -584,75 +404,70 @@ impl<'s, W: Write> Ingest<'s, W> {
     /// of after it. (Mid-load, waiting keeps at most two batches' data in memory.) A batch that
     /// reads its table first (upsert rewrites, an overwrite's removes) always waits for every
     /// earlier commit.
-    pub fn flush_stream(&mut self, line: u64, name: &str) -> Result<(), Error> {
+    fn flush_stream(&mut self, line: u64, name: &str) -> Result<(), Error> {
         let Some(stream) = self.streams.get(name).filter(|s| s.pending_rows() > 0) else {
             return Ok(());
         };
-        // Only appends may skip the wait: an upsert's rewrites and an overwrite's first
-        // removes read the table.
-        let appends = stream.streams_to_file()
-            && (stream.method != LoadMethod::Overwrite || stream.overwritten);
-        if appends && self.ending {
+        if stream.appends_only() && self.ending {
             self.complete_ready()?;
-            while self.flushing.len() > MAX_FLUSHING {
+            while self.commits.len() > MAX_FLUSHING {
                 self.complete_next()?;
             }
         } else {
             self.complete_flush()?;
         }
-        let state = self.last_state.clone();
+        let state = self.states.last();
         let Some(stream) = self.streams.get_mut(name) else {
             return Ok(());
         };
-        let flushing =
-            flush::prepare(stream, self.settings, state, line).map_err(|source| Error::Table {
+        let flushing = stream
+            .prepare(self.settings, state, line)
+            .map_err(|source| Error::Table {
                 line,
                 stream: name.to_string(),
                 source: Box::new(source),
             })?;
-        if !self.flushing.is_empty() {
+        if !self.commits.is_empty() {
             self.summary.overlapped_cuts += 1;
-            tracing::debug!(stream = %name, earlier = self.flushing.len(), "batch cut while earlier ones are being written");
+            tracing::debug!(stream = %name, earlier = self.commits.len(), "batch cut while earlier ones are being written");
         }
-        self.flushing.push_back(flushing);
+        self.commits.push(flushing);
         Ok(())
     }
 
     /// Commits every batch being written, in the order they were cut, then prints any STATE
     /// that was waiting for them.
-    pub fn complete_flush(&mut self) -> Result<(), Error> {
-        while !self.flushing.is_empty() {
-            self.complete_next()?;
-        }
+    fn complete_flush(&mut self) -> Result<(), Error> {
+        while self.complete_next()? {}
         Ok(())
     }
 
     /// Commits the batches at the head of the queue whose data files are written.
     fn complete_ready(&mut self) -> Result<(), Error> {
-        while self.flushing.front().is_some_and(flush::Flushing::is_ready) {
+        while self.commits.head_ready() {
             self.complete_next()?;
         }
         Ok(())
     }
 
     /// Commits the oldest batch being written (waiting for its file), then prints any STATE
-    /// that was waiting for it.
-    fn complete_next(&mut self) -> Result<(), Error> {
-        let Some(f) = self.flushing.pop_front() else {
-            return Ok(());
+    /// that was waiting for it; `false` when no batch was left.
+    fn complete_next(&mut self) -> Result<bool, Error> {
+        let Some(done) = self.commits.complete_next(&self.rt, &mut self.streams)? else {
+            return Ok(false);
         };
-        let (line, name) = (f.line, f.stream.clone());
-        let Some(stream) = self.streams.get_mut(&name) else {
-            return Ok(());
-        };
-        let rows = flush::complete(&self.rt, stream, f).map_err(|source| Error::Table {
-            line,
-            stream: name,
-            source: Box::new(source),
-        })?;
-        self.summary.rows_written += rows as u64;
+        self.summary.rows_written += done.rows as u64;
         self.summary.commits += 1;
-        self.emit_states()
+        if let Some((what, source)) = done.maintenance {
+            // Reported when the load ends: the batch is committed, the data safe.
+            self.maintenance.get_or_insert(Error::Maintenance {
+                stream: done.stream,
+                what: what.name(),
+                source: Box::new(source),
+            });
+        }
+        self.emit_states()?;
+        Ok(true)
     }
 }
 
@@ -663,18 +478,12 @@ const MAX_FLUSHING: usize = 1;
 /// How often the loop looks whether the batch being written can be committed.
 const FLUSH_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// Upsert when the stream has a real key; the generated key alone means append-only (Stitch).
-pub fn default_method(keys: &[String]) -> LoadMethod {
-    if keys.is_empty() || (keys.len() == 1 && keys[0] == GENERATED_KEY) {
-        LoadMethod::AppendOnly
-    } else {
-        LoadMethod::Upsert
-    }
-}
-
 /// The `properties` of an object schema. `{"type": "object"}` without properties is fine
 /// (columns come from the records); a schema that is not an object schema is an error.
-pub fn object_properties(schema: &Json) -> Result<Vec<(&str, &Json)>, String> {
+pub fn object_properties(
+    schema: &serde_json::Value,
+) -> Result<Vec<(&str, &serde_json::Value)>, String> {
+    use serde_json::Value as Json;
     let Some(obj) = schema.as_object() else {
         return Err("the schema is not a JSON object".into());
     };

@@ -6,8 +6,10 @@
 //! - [`record`] and [`columns`]: a record's top-level fields, classified into the type lattice,
 //!   coerced losslessly or routed to a sibling column;
 //! - [`registry`] and [`batch`]: the table's columns and the sparse Arrow builders;
-//! - [`flush`] and [`table`]: Parquet files and the one Delta commit per batch (append, upsert,
-//!   overwrite, hard delete, ACTIVATE_VERSION), with the stream's `txn` high-water mark.
+//! - [`stream`]: a stream's rows not yet committed, cut into batches, each made one Delta
+//!   commit (append, upsert, overwrite, hard delete, ACTIVATE_VERSION) with the stream's `txn`
+//!   high-water mark; [`commits`] orders those commits and [`states`] the STATEs they release;
+//! - [`table`]: Parquet files, Delta commits, upsert rewrites, compaction.
 //!
 //! ```no_run
 //! let settings = target_warehouse::Settings::default();
@@ -18,81 +20,25 @@
 
 pub mod batch;
 pub mod columns;
-pub mod flush;
+pub mod commits;
+pub mod error;
+pub mod failpoint;
 pub mod ingest;
 pub mod pump;
 pub mod record;
 pub mod registry;
+pub mod sdc;
 pub mod settings;
+pub mod states;
+pub mod stream;
 pub mod table;
 pub mod timefmt;
 
 use std::io::{BufRead, Write};
 
+pub use error::Error;
+pub use ingest::Summary;
 pub use settings::{settings_schema, LoadMethod, Settings};
-
-/// What a run did, for the closing log line and the tests.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Summary {
-    pub records: u64,
-    pub skipped: u64,
-    pub rows_written: u64,
-    pub commits: u64,
-    pub states: u64,
-    /// Batches cut at the end of the input while an earlier batch's file was still being
-    /// written (see `Ingest::flush_stream`).
-    pub overlapped_cuts: u64,
-}
-
-/// Everything that stops a run. Each names the input line and stream a user needs to act.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Read(#[from] singer::reader::ReadError),
-    #[error("line {line}: stream {stream:?}: RECORD before its SCHEMA")]
-    RecordBeforeSchema { line: u64, stream: String },
-    #[error("line {line}: stream {stream:?}: record has no key property {key:?}")]
-    MissingKey {
-        line: u64,
-        stream: String,
-        key: String,
-    },
-    #[error("line {line}: stream {stream:?}: SCHEMA is not an object schema: {detail}")]
-    NotObjectSchema {
-        line: u64,
-        stream: String,
-        detail: String,
-    },
-    #[error("line {line}: stream {stream:?}: invalid record: {detail}")]
-    BadRecord {
-        line: u64,
-        stream: String,
-        detail: String,
-    },
-    #[error("line {line}: stream {stream:?}: {what} are not supported")]
-    Unsupported {
-        line: u64,
-        stream: String,
-        what: &'static str,
-    },
-    #[error("line {line}: stream {stream:?}: {source}")]
-    Table {
-        line: u64,
-        stream: String,
-        source: Box<table::TableError>,
-    },
-    #[error("writing STATE to the output: {0}")]
-    Output(std::io::Error),
-    #[error("compacting {table}: {source}")]
-    Compact {
-        table: String,
-        source: Box<table::TableError>,
-    },
-    #[error("reading the warehouse directory: {0}")]
-    Warehouse(std::io::Error),
-    #[error("starting the async runtime: {0}")]
-    Runtime(std::io::Error),
-}
 
 /// Loads Singer messages from `input` into the tables under `settings.warehouse_path`, printing
 /// each STATE on `output` once the commits holding every record before it are durable.
@@ -166,6 +112,10 @@ fn compact_tables(settings: &Settings) -> Result<Vec<Compaction>, Error> {
             }
             other => other.map_err(fail)?,
         };
+        // The compaction is committed; a checkpoint it was due for failed.
+        if let Some(e) = table.take_checkpoint_failure() {
+            return Err(fail(e));
+        }
         out.push((dir, merged));
     }
     Ok(out)

@@ -162,6 +162,14 @@ impl Registry {
     }
 }
 
+/// Whether a field of a table's schema holds JSON text (our type tag in its metadata).
+pub fn is_json(field: &Field) -> bool {
+    field
+        .metadata()
+        .get(META_TYPE)
+        .is_some_and(|t| t == ColType::Json.tag())
+}
+
 pub fn data_type(ty: ColType) -> DataType {
     match ty {
         ColType::Int64 => DataType::Int64,

@@ -90,7 +90,7 @@ impl Default for Settings {
 }
 
 /// A batch of at least this many bytes is handed to its data file in eighths as it is parsed
-/// (see `flush::spill`); a smaller one whole, at its end.
+/// (see `Stream::spill`); a smaller one whole, at its end.
 pub const MIN_SPILL_BYTES: usize = 256 * 1024;
 
 impl Settings {

@@ -1,5 +1,5 @@
 //! Compaction: cron runs every few minutes leave many small files; merge them into fewer,
-//! larger ones (by copying their encoded column chunks, see [`super::files::Concat`]) in one
+//! larger ones (by copying their encoded column chunks, see [`super::concat::Concat`]) in one
 //! commit (`dataChange: false`, so streaming readers skip it), keeping the stream's `txn`
 //! high-water mark. Runs automatically past a threshold, or `target-warehouse compact`. A file
 //! whose deletion vector deletes at least half its rows is rewritten without them whatever its
@@ -10,29 +10,27 @@ use deltalake::kernel::{Action, Add};
 use deltalake::protocol::DeltaOperation;
 use serde_json::{json, Map};
 
-use super::{FileInfo, Table, TableError};
+use super::error::TableError;
+use super::{FileInfo, Table};
+use crate::failpoint::{self, Step};
 use crate::registry::Registry;
 
 /// Files below this size are worth merging.
 pub const SMALL_FILE_BYTES: i64 = 16 * 1024 * 1024;
 /// Upper bound of input bytes merged into one output file (bounds memory: one group at a time).
 pub const GROUP_BYTES: i64 = 32 * 1024 * 1024;
-/// A chunk copy keeps every input row group, and each costs the footer one entry per column
-/// (~40 KB for a 250-column table). Beyond this many row groups in the merged file (files of
-/// a few rows each, from frequent small loads) the group is decoded and re-encoded into full
-/// row groups instead, which bounds the footer whatever the compaction history.
-pub const MAX_COPIED_ROW_GROUPS: usize = 32;
 /// Automatic compaction once a table has this many small files.
 pub const AUTO_COMPACT_FILES: usize = 32;
 
 /// Merges `group` by copying the files' encoded column chunks (no decode, no re-encode), or
 /// `None` when one of them cannot be copied (not written by us, or without statistics) or the
-/// merged file would have more than [`MAX_COPIED_ROW_GROUPS`] row groups: the caller then
+/// merged file would have more than [`MAX_COPIED_ROW_GROUPS`](super::concat::MAX_COPIED_ROW_GROUPS) row groups: the caller then
 /// decodes the group instead.
 fn concat(
     table: &Table,
     schema: &SchemaRef,
     group: &[FileInfo],
+    written: &mut Vec<String>,
 ) -> Result<Option<Add>, TableError> {
     if group.iter().any(|f| f.dv.is_some()) {
         return Ok(None); // its deleted rows must go: the file is decoded
@@ -46,9 +44,57 @@ fn concat(
         .iter()
         .map(|f| Ok::<_, TableError>((table.read_bytes(&f.path)?, f.stats.as_ref())));
     match sink.copy_all(sources)? {
-        Some(add) => Ok(Some(table.publish(add)?)),
+        Some(add) => {
+            written.push(add.path.clone());
+            Ok(Some(table.publish(add)?))
+        }
         None => Ok(None),
     }
+}
+
+/// Merges each group of small files into one new file (listed in `written` as it is
+/// created): the compaction's actions, how many files it merged, and whether every group was
+/// merged by copying column chunks.
+fn merge_groups(
+    table: &Table,
+    schema: &SchemaRef,
+    groups: Vec<Vec<FileInfo>>,
+    written: &mut Vec<String>,
+) -> Result<(Vec<Action>, usize, bool), TableError> {
+    let mut actions = Vec::new();
+    let mut merged = 0;
+    let mut copied = true;
+    for group in groups
+        .into_iter()
+        .filter(|g| g.len() >= 2 || g.iter().any(mostly_deleted))
+    {
+        let mut add = match concat(table, schema, &group, written)? {
+            Some(add) => add,
+            None => {
+                copied = false;
+                // Decoded and re-encoded: one batch of one input file in memory at a time,
+                // streamed into one output file.
+                // Rows a deletion vector deletes are left out.
+                let mut sink = table.file_sink(schema)?;
+                written.push(sink.name().to_string());
+                let mut dv_files = super::dv::Cache::default();
+                for f in &group {
+                    let deleted = table.deleted_rows(f, &mut dv_files)?;
+                    table.copy_live_rows(&f.path, schema, &deleted, &mut sink)?;
+                }
+                table.publish(sink.finish()?)?
+            }
+        };
+        add.data_change = false;
+        actions.push(Action::Add(add));
+        for f in group {
+            let mut remove = f.remove;
+            remove.data_change = false;
+            actions.push(Action::Remove(remove));
+            merged += 1;
+        }
+    }
+    Ok((actions, merged, copied))
 }
 
 /// Whether `f`'s deletion vector deletes at least half of its rows: compaction rewrites such a
@@ -109,38 +155,24 @@ pub async fn compact(
             g.push(f);
         }
     }
-    let mut actions = Vec::new();
-    let mut merged = 0;
-    let mut copied = true;
-    for group in groups
-        .into_iter()
-        .filter(|g| g.len() >= 2 || g.iter().any(mostly_deleted))
-    {
-        let mut add = match concat(table, &schema, &group)? {
-            Some(add) => add,
-            None => {
-                copied = false;
-                // Decoded and re-encoded: one batch of one input file in memory at a time,
-                // streamed into one output file.
-                // Rows a deletion vector deletes are left out.
-                let mut sink = table.file_sink(&schema)?;
-                let mut dv_files = super::dv::Cache::default();
-                for f in &group {
-                    let deleted = table.deleted_rows(f, &mut dv_files)?;
-                    table.copy_live_rows(&f.path, &schema, &deleted, &mut sink)?;
-                }
-                table.publish(sink.finish()?)?
+    // The files written so far: removed if the compaction stops before its commit.
+    let mut written = Vec::new();
+    let merging = merge_groups(table, &schema, groups, &mut written).and_then(|m| {
+        failpoint::hit(Step::Compaction).map_err(|source| TableError::Io {
+            table: table.stream.clone(),
+            source,
+        })?;
+        Ok(m)
+    });
+    let (actions, merged, copied) = match merging {
+        Ok(m) => m,
+        Err(e) => {
+            for path in &written {
+                table.discard_new_file(path);
             }
-        };
-        add.data_change = false;
-        actions.push(Action::Add(add));
-        for f in group {
-            let mut remove = f.remove;
-            remove.data_change = false;
-            actions.push(Action::Remove(remove));
-            merged += 1;
+            return Err(e);
         }
-    }
+    };
     if actions.is_empty() {
         return Ok(None);
     }

@@ -140,7 +140,8 @@ pub struct DvFile {
 impl Default for DvFile {
     fn default() -> Self {
         DvFile {
-            uuid: uuid::Uuid::new_v4(),
+            // Time-ordered, like data file names: the orphan sweep knows our files by it.
+            uuid: uuid::Uuid::now_v7(),
             bytes: vec![VERSION],
         }
     }

@@ -17,10 +17,12 @@ use deltalake::kernel::{Action, Add, DeletionVectorDescriptor};
 use roaring::RoaringTreemap;
 use serde_json::Value as Json;
 
-use super::{dv, FileInfo, Table, TableError};
+use super::error::TableError;
+use super::{dv, FileInfo, Table};
 
 /// Encoded keys (see [`encode_key`]).
 pub type KeySet = HashSet<Vec<u8>, foldhash::fast::RandomState>;
+use crate::failpoint::{self, Step};
 use crate::registry::Registry;
 
 /// The physical columns of each key property (base first, then siblings).
@@ -319,14 +321,19 @@ fn rewrite_into(
             continue;
         }
         let mut sink = table.file_sink(schema)?;
+        // Listed before it is written: a rewrite that fails halfway removes it.
+        out.new_files.push(sink.name().to_string());
         if table.copy_live_rows(&file.path, schema, &all, &mut sink)? > row {
             return Err(arrow_err(ArrowError::InvalidArgumentError(format!(
                 "data file {} read back with more rows than its key columns had",
                 file.path
             ))));
         }
+        failpoint::hit(Step::RewriteFile).map_err(|source| TableError::Io {
+            table: table.stream.clone(),
+            source,
+        })?;
         let add = table.publish(sink.finish()?)?;
-        out.new_files.push(add.path.clone());
         out.actions.push(Action::Add(add));
     }
     if !marked.is_empty() {

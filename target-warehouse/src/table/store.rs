@@ -21,7 +21,7 @@ use std::sync::Arc;
 use deltalake::logstore::object_store::{path::Path as ObjectPath, ObjectStoreExt, PutPayload};
 use deltalake::{DeltaTable, ObjectStore};
 
-use super::TableError;
+use super::error::TableError;
 
 /// URL schemes that name an object store rather than a directory.
 const REMOTE_SCHEMES: [&str; 2] = ["s3://", "s3a://"];
@@ -129,6 +129,15 @@ impl Remote {
         .map_err(|e| object_err(table, name, e))?;
         std::fs::remove_file(staged).map_err(io)?;
         Ok(())
+    }
+
+    /// Deletes a file of the table that no commit references (deleting a missing one is
+    /// no error).
+    pub fn delete(&self, table: &str, name: &str) -> Result<(), TableError> {
+        match self.block_on(self.store.delete(&ObjectPath::from(name))) {
+            Ok(()) | Err(deltalake::ObjectStoreError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(object_err(table, name, e)),
+        }
     }
 
     /// Reads a data file of the table.

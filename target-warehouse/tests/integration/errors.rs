@@ -152,3 +152,36 @@ fn a_corrupt_deletion_vector_stops_the_upsert_that_reads_it_and_leaves_nothing_b
         .join(format!("_delta_log/{:020}.json", version + 1))
         .exists());
 }
+
+#[test]
+fn a_null_upsert_key_is_refused_clearly_and_earlier_batches_stay() {
+    // Records with a null key would collapse into one row of an upserted table, silently.
+    let (_d, wh) = warehouse();
+    let s = id_v_schema("n");
+    let input = lines(&[
+        s.clone(),
+        record("n", json!({"id": 1, "v": "a"})),
+        state(json!({"p": 1})),
+        record("n", json!({"id": 2, "v": "b"})),
+        record("n", json!({"id": null, "v": "c"})),
+        record("n", json!({"id": null, "v": "d"})),
+    ]);
+    let r = run(&wh, json!({"batch_size_rows": 1}), &input);
+    assert!(!r.ok());
+    let err = r.stderr();
+    for want in ["line 5", "stream \"n\"", "key property \"id\" is null"] {
+        assert!(err.contains(want), "{want:?} missing from: {err}");
+    }
+    assert_eq!(r.stdout_lines(), vec![json!({"p": 1})]);
+    let ids: Vec<_> = read_table(&wh.join("n"), "n")
+        .sorted_by("id")
+        .iter()
+        .map(|r| r["id"].clone())
+        .collect();
+    assert_eq!(ids, vec![json!(1), json!(2)]);
+    // Appended, the same records are rows like any other: nothing merges by key.
+    let (_d, wh) = warehouse();
+    let r = run(&wh, json!({"load_method": "append-only"}), &input);
+    assert!(r.ok(), "{}", r.stderr());
+    assert_eq!(read_table(&wh.join("n"), "n").rows.len(), 4);
+}

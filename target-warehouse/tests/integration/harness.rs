@@ -31,6 +31,11 @@ impl Run {
 
 /// Runs the target over `input` with `config` (warehouse_path is added).
 pub fn run(warehouse: &Path, config: Value, input: &str) -> Run {
+    run_env(warehouse, config, input, &[])
+}
+
+/// [`run`] with environment variables (a failpoint).
+pub fn run_env(warehouse: &Path, config: Value, input: &str, env: &[(&str, &str)]) -> Run {
     let mut config = config.as_object().cloned().unwrap_or_default();
     config.insert(
         "warehouse_path".into(),
@@ -42,6 +47,7 @@ pub fn run(warehouse: &Path, config: Value, input: &str) -> Run {
         .arg("--config")
         .arg(&cfg_path)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -269,4 +275,42 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef) -> RecordBatch {
         })
         .collect();
     RecordBatch::try_new(schema.clone(), cols).expect("conformed batch")
+}
+
+/// Our files in a table's directory (`part-<uuid>.zstd.parquet`, `deletion_vector_<uuid>.bin`)
+/// that no log entry names (a data file by its path, a deletion vector file by the z85 form of
+/// its UUID): what a failed run must not leave behind.
+pub fn unreferenced_files(table: &Path) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(table) else {
+        return Vec::new();
+    };
+    let mut log = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(table.join("_delta_log")) {
+        for e in entries {
+            let path = e.expect("log entry").path();
+            if path.extension().is_some_and(|x| x == "json") {
+                log.extend(std::fs::read(&path).expect("log entry"));
+            }
+        }
+    }
+    let log = String::from_utf8_lossy(&log).into_owned();
+    let mut stray: Vec<String> = dir
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| {
+            let key = if name.starts_with("part-") && name.ends_with(".parquet") {
+                name.clone()
+            } else if let Some(uuid) = name
+                .strip_prefix("deletion_vector_")
+                .and_then(|r| r.strip_suffix(".bin"))
+            {
+                let uuid = uuid::Uuid::parse_str(uuid).expect("a DV file's UUID");
+                z85::encode(uuid.as_bytes())
+            } else {
+                return false;
+            };
+            !log.contains(&key)
+        })
+        .collect();
+    stray.sort();
+    stray
 }

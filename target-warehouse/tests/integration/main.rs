@@ -1,8 +1,10 @@
 //! Integration tests: the real `target-warehouse` binary fed Singer lines, its tables read back
 //! with deltalake itself (log, files, Parquet) and compared value by value.
 
+mod disk_full;
 mod errors;
 mod exactly_once;
+mod failures;
 mod harness;
 mod load_methods;
 mod maintenance;

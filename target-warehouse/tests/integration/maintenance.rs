@@ -191,3 +191,81 @@ fn a_commit_removing_files_a_concurrent_compaction_merged_is_refused() {
     assert!(!wh.join("c/part-own.zstd.parquet").exists());
     assert!(paths.iter().all(|p| wh.join("c").join(p).exists()));
 }
+
+#[test]
+fn files_no_commit_references_are_removed_when_older_than_the_run_by_an_hour() {
+    // What a killed run leaves (a partial data file, a deletion vector file) goes when the
+    // table is next opened for a load; what a commit names (even one a later commit removed:
+    // time travel reads it), what is recent (another load may be about to commit it), and
+    // what another writer named its way, stays.
+    let (_d, wh) = warehouse();
+    let s = id_v_schema("o");
+    let cow = json!({"deletion_vectors": false});
+    let load = |msgs: &[serde_json::Value]| {
+        let r = run(&wh, cow.clone(), &lines(msgs));
+        assert!(r.ok(), "{}", r.stderr());
+        r
+    };
+    load(&[
+        s.clone(),
+        record("o", json!({"id": 1, "v": "a"})),
+        record("o", json!({"id": 2, "v": "a"})),
+    ]);
+    // Replaces id 1: the first file is rewritten, removed by this commit.
+    load(&[s.clone(), record("o", json!({"id": 1, "v": "b"}))]);
+    let table = wh.join("o");
+    let first_add = std::fs::read_to_string(table.join("_delta_log/00000000000000000000.json"))
+        .expect("log")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|a| Some(a.get("add")?.get("path")?.as_str()?.to_string()))
+        .expect("the first file");
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+    let write = |name: &str, age: std::time::SystemTime| {
+        let path = table.join(name);
+        std::fs::write(&path, b"PAR1 partial").expect("write");
+        let f = std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .expect("open");
+        f.set_modified(age).expect("mtime");
+    };
+    let v7 = || uuid::Uuid::now_v7();
+    let orphan = format!("part-{}.zstd.parquet", v7());
+    let orphan_dv = format!("deletion_vector_{}.bin", v7());
+    let young = format!("part-{}.zstd.parquet", v7());
+    let not_ours = format!("part-{}.zstd.parquet", uuid::Uuid::new_v4());
+    let spark = format!("part-00000-{}-c000.snappy.parquet", uuid::Uuid::new_v4());
+    write(&orphan, old);
+    write(&orphan_dv, old);
+    write(&not_ours, old);
+    write(&spark, old);
+    // Every file is old, the log's too: only the log keeps them.
+    for e in std::fs::read_dir(&table).expect("dir") {
+        let e = e.expect("entry");
+        if e.file_type().expect("type").is_file() {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(e.path())
+                .expect("open");
+            f.set_modified(old).expect("mtime");
+        }
+    }
+    // Written a moment ago: maybe by a load of the same table running now.
+    write(&young, std::time::SystemTime::now());
+    let r = load(&[s, record("o", json!({"id": 3, "v": "c"}))]);
+    assert!(
+        r.stderr().contains("removed files of earlier runs"),
+        "{}",
+        r.stderr()
+    );
+    assert!(!table.join(&orphan).exists() && !table.join(&orphan_dv).exists());
+    for kept in [&young, &not_ours, &spark, &first_add] {
+        assert!(table.join(kept).exists(), "{kept} must stay");
+    }
+    assert!(unreferenced_files(&table)
+        .iter()
+        .all(|f| [&young, &not_ours, &spark].contains(&f)));
+    let t = read_table(&table, "o");
+    assert_eq!(t.rows.len(), 3);
+}

@@ -171,3 +171,35 @@ fn property_names_are_sanitised_and_case_collisions_resolved() {
         (json!(1), json!(2))
     );
 }
+
+#[test]
+fn a_float_literal_lands_in_an_integer_column_only_exactly_and_underflow_keeps_its_text() {
+    // 9007199254740993.0 is an integer, but its f64 is 9007199254740992.0: coerced through the
+    // float it lost its last digit. 1e-400 is not zero, but its f64 is 0.0.
+    let (_d, wh) = warehouse();
+    let input = format!(
+        "{}\n{}\n{}\n{}\n",
+        schema_msg(
+            "x",
+            json!({"k": {"type": "integer"}, "i": {"type": "integer"}, "f": {"type": "number"}}),
+            &[]
+        ),
+        r#"{"type":"RECORD","stream":"x","record":{"k":1,"i":9007199254740993.0,"f":1e-400}}"#,
+        r#"{"type":"RECORD","stream":"x","record":{"k":2,"i":2.5,"f":0.0e-400}}"#,
+        r#"{"type":"RECORD","stream":"x","record":{"k":3,"i":1.5e1,"f":-1.5}}"#,
+    );
+    let r = run(&wh, json!({}), &input);
+    assert!(r.ok(), "{}", r.stderr());
+    let rows = read_table(&wh.join("x"), "x").sorted_by("k");
+    assert_eq!(
+        rows[0]["i"],
+        json!(9007199254740993_i64),
+        "exact, from the text"
+    );
+    assert_eq!(rows[0].get("f"), None, "not 0.0");
+    assert_eq!(rows[0]["f__json"], json!("1e-400"), "the number's text");
+    assert_eq!(rows[1].get("i"), None);
+    assert_eq!(rows[1]["i__float"], json!(2.5));
+    assert_eq!(rows[1]["f"], json!(0.0), "a zero is a zero");
+    assert_eq!((&rows[2]["i"], &rows[2]["f"]), (&json!(15), &json!(-1.5)));
+}
