@@ -159,3 +159,90 @@ fn a_full_warehouse_disk_then_a_chained_retry_keeps_every_acked_webhook_once() {
     ns.sort_unstable();
     assert_eq!(ns, (0..TOTAL as u64).collect::<Vec<_>>());
 }
+
+/// A spool that fills its own disk (found by the soak's attack): once nothing more fits, the
+/// receiver answers 503, and the scheduled drain must still load and prune it, since nothing
+/// else ever frees that disk. On main the prune's DELETE found no room for its WAL pages: every
+/// run handed a state failed (exit 1, nothing emitted) and every delivery got 503, for good.
+#[test]
+#[ignore = "needs root to mount a tmpfs (bash tests/run.sh)"]
+fn a_spool_that_fills_its_disk_is_still_drained_and_pruned_and_then_accepts_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    let _fs = Tmpfs::mount(&mnt, "4m").unwrap_or_else(|why| {
+        panic!("cannot mount a tmpfs for the disk-full test: {why} (run the tests as root, as `bash tests/run.sh` in CI does)")
+    });
+    let tap_config = dir.path().join("tap.json");
+    std::fs::write(
+        &tap_config,
+        json!({"spool_path": mnt.join("spool.sqlite"), "listen_address": "127.0.0.1:0",
+               "sources": {"data": {}}})
+        .to_string(),
+    )
+    .unwrap();
+    let receiver = Receiver::start(&tap_config);
+    let pad = "x".repeat(3000);
+    let mut acked = 0;
+    loop {
+        let status = receiver.post("data", &json!({"n": acked, "pad": pad}).to_string(), &[]);
+        if status != 200 {
+            assert_eq!(status, 503, "a spool with no room refuses with 503");
+            break;
+        }
+        acked += 1;
+        assert!(acked < 5000, "a 4 MB disk cannot hold 5,000 bodies of 3 KB");
+    }
+    assert!(acked > 100, "only {acked} deliveries fitted on the disk");
+
+    let tap = |state: Option<&Path>| {
+        let mut cmd = Command::new(tap_bin());
+        cmd.arg("--config").arg(&tap_config);
+        if let Some(s) = state {
+            cmd.arg("--state").arg(s);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let records = stdout
+            .lines()
+            .filter(|l| l.contains(r#""type":"RECORD""#))
+            .count();
+        let last_state: Option<Value> = stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|m| m["type"] == "STATE")
+            .last()
+            .map(|m| m["value"].clone());
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            records,
+            last_state,
+        )
+    };
+    let (ok, stderr, records, state) = tap(None);
+    assert!(ok, "the drain of a full spool runs: {stderr}");
+    assert_eq!(records, acked, "every acknowledged delivery is emitted");
+    // The target committed them all: its state is the tap's last one.
+    let state_file = dir.path().join("state.json");
+    std::fs::write(&state_file, state.expect("a STATE").to_string()).unwrap();
+    let (ok, stderr, records, _) = tap(Some(&state_file));
+    assert!(
+        ok,
+        "the run handed that state prunes the full spool: {stderr}"
+    );
+    assert_eq!(records, 0, "nothing is emitted twice");
+
+    // Room again: the receiver takes deliveries within a few seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status = receiver.post("data", r#"{"after":"prune"}"#, &[]);
+        if status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {status} 10 s after the spool was pruned"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

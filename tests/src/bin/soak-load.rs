@@ -195,7 +195,9 @@ async fn worker(shared: Arc<Shared>, w: u64) {
     let args = &shared.args;
     let mut rng = fastrand::Rng::with_seed(args.seed.wrapping_mul(1_000_003).wrapping_add(w));
     // This worker's order keys and their last version posted.
-    let own_keys: Vec<u64> = (0..args.keys).filter(|k| k % args.concurrency == w).collect();
+    let own_keys: Vec<u64> = (0..args.keys)
+        .filter(|k| k % args.concurrency == w)
+        .collect();
     let mut versions = vec![0u64; own_keys.len()];
     let deadline = Duration::from_secs_f64(args.seconds);
     let mut n = 0u64;
@@ -402,9 +404,9 @@ async fn post(shared: &Shared, d: &Delivery) -> Outcome {
             // The first few are shown: anything but 503 is unexpected here.
             if s.status_other.fetch_add(1, Relaxed) < 20 {
                 eprintln!(
-                "soak-load: {} answered {status}: {}",
-                d.source,
-                String::from_utf8_lossy(&body)
+                    "soak-load: {} answered {status}: {}",
+                    d.source,
+                    String::from_utf8_lossy(&body)
                 );
             }
         }
