@@ -15,5 +15,6 @@ mod install;
 mod interop;
 mod meltano;
 mod pipeline;
+mod readme;
 mod scaleout;
 mod signatures;
