@@ -176,15 +176,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
-        let (store, writer_thread) = match &settings.queue {
-            // Scale-out: a stateless receiver, no spool file.
-            Some(q) => (Store::Queue(QueueSender::connect(q).await?), None),
-            None => {
-                let (writer, thread) =
-                    SpoolWriter::start(&settings.spool_path, settings.dedupe_window)?;
-                (Store::Spool(writer), Some(thread))
-            }
-        };
+        // The address first: a port in use fails the start before a spool file is created.
         let listener = tokio::net::TcpListener::bind(&settings.listen_address)
             .await
             .map_err(|e| {
@@ -199,6 +191,15 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                     }
                 )
             })?;
+        let (store, writer_thread) = match &settings.queue {
+            // Scale-out: a stateless receiver, no spool file.
+            Some(q) => (Store::Queue(QueueSender::connect(q).await?), None),
+            None => {
+                let (writer, thread) =
+                    SpoolWriter::start(&settings.spool_path, settings.dedupe_window)?;
+                (Store::Spool(writer), Some(thread))
+            }
+        };
         let addr = listener.local_addr()?;
         match &store {
             Store::Spool(_) => {
