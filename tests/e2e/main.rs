@@ -7,6 +7,7 @@
 //! `tests/run.sh` (hence CI) runs them with `--include-ignored`, and one run without its peers
 //! fails, saying how to install them. None of them passes without testing.
 
+mod cron;
 mod deploy;
 mod disk_full;
 mod docs;
@@ -15,5 +16,6 @@ mod install;
 mod interop;
 mod meltano;
 mod pipeline;
+mod readme;
 mod scaleout;
 mod signatures;
