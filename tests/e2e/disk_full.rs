@@ -169,7 +169,7 @@ fn a_full_warehouse_disk_then_a_chained_retry_keeps_every_acked_webhook_once() {
 fn a_spool_that_fills_its_disk_is_still_drained_and_pruned_and_then_accepts_again() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
-    let _fs = Tmpfs::mount(&mnt, "4m").unwrap_or_else(|why| {
+    let _fs = Tmpfs::mount(&mnt, "32m").unwrap_or_else(|why| {
         panic!("cannot mount a tmpfs for the disk-full test: {why} (run the tests as root, as `bash tests/run.sh` in CI does)")
     });
     let tap_config = dir.path().join("tap.json");
@@ -181,7 +181,7 @@ fn a_spool_that_fills_its_disk_is_still_drained_and_pruned_and_then_accepts_agai
     )
     .unwrap();
     let receiver = Receiver::start(&tap_config);
-    let pad = "x".repeat(3000);
+    let pad = "x".repeat(30_000);
     let mut acked = 0;
     loop {
         let status = receiver.post("data", &json!({"n": acked, "pad": pad}).to_string(), &[]);
@@ -190,7 +190,10 @@ fn a_spool_that_fills_its_disk_is_still_drained_and_pruned_and_then_accepts_agai
             break;
         }
         acked += 1;
-        assert!(acked < 5000, "a 4 MB disk cannot hold 5,000 bodies of 3 KB");
+        assert!(
+            acked < 2000,
+            "a 32 MB disk cannot hold 2,000 bodies of 30 KB"
+        );
     }
     assert!(acked > 100, "only {acked} deliveries fitted on the disk");
 

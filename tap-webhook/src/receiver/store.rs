@@ -28,10 +28,13 @@ impl Store {
         }
     }
 
-    /// True when the spool holds more than `max_bytes` (a queue is never full).
+    /// True when the spool holds more than `max_bytes` or its disk has too little room left
+    /// to prune it (a queue is never full).
     pub fn is_full(&self, max_bytes: u64) -> bool {
-        self.spool_stats()
-            .is_some_and(|s| s.bytes.load(std::sync::atomic::Ordering::Relaxed) > max_bytes)
+        match self {
+            Store::Spool(w) => w.is_full(max_bytes),
+            Store::Queue(_) => false,
+        }
     }
 
     /// Stores one delivery's messages durably; returns once the store acknowledged them. A

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{expire_deliveries, last_seq, micros, open, NewMessage, SpoolError};
+use super::{expire_deliveries, last_seq, micros, open, room, NewMessage, SpoolError};
 
 /// Most requests in one transaction; bounds the latency of the first one in a batch.
 const MAX_BATCH_REQUESTS: usize = 1024;
@@ -48,6 +48,8 @@ pub struct SpoolStats {
 pub struct SpoolWriter {
     tx: mpsc::Sender<WriteRequest>,
     pub stats: Arc<SpoolStats>,
+    /// The spool file, whose disk's room [`Self::is_full`] asks about.
+    path: PathBuf,
 }
 
 pub struct WriterThread {
@@ -73,11 +75,20 @@ impl SpoolWriter {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH_REQUESTS);
         let path = path.to_path_buf();
         let thread_stats = stats.clone();
+        let thread_path = path.clone();
         let handle = std::thread::Builder::new()
             .name("spool-writer".into())
-            .spawn(move || run(conn, path, rx, thread_stats, dedupe_window))
+            .spawn(move || run(conn, thread_path, rx, thread_stats, dedupe_window))
             .map_err(|e| SpoolError::Commit(format!("starting the writer thread: {e}")))?;
-        Ok((SpoolWriter { tx, stats }, WriterThread { handle }))
+        Ok((SpoolWriter { tx, stats, path }, WriterThread { handle }))
+    }
+
+    /// True when deliveries must be refused: more than `max_bytes` in use, or too little room
+    /// left on the spool's disk to prune it ([`room`]). The disk is asked on every call (two
+    /// system calls), so the refusal ends as soon as a prune made room.
+    pub fn is_full(&self, max_bytes: u64) -> bool {
+        let used = self.stats.bytes.load(Ordering::Relaxed);
+        used > max_bytes || room::too_little(used, room::room(&self.path, used))
     }
 
     /// Stores the messages of one request durably; returns once they are fsync'd.
