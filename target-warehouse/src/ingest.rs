@@ -329,6 +329,7 @@ impl<'s, W: Write> Ingest<'s, W> {
                     stream: stream_name.to_string(),
                 })?;
         let loaded = stream.load(
+            &self.rt,
             line,
             &fields,
             version,

@@ -18,6 +18,7 @@ use crate::sdc::{now_micros, BATCHED_AT};
 use crate::settings::{LoadMethod, Settings};
 use crate::table::compact::{self, AUTO_COMPACT_FILES};
 use crate::table::error::TableError;
+use crate::table::marks::BatchMarks;
 use crate::table::writer::{ClosedFile, FileWriter};
 use crate::table::{append_operation, Table};
 
@@ -32,7 +33,8 @@ pub struct Flushing {
     operation: DeltaOperation,
     /// The registry's column count when the batch was built: the schema this commit records.
     columns: usize,
-    high_water: Option<i64>,
+    /// The highest tap sequence of each producer in the batch: its commit's `txn` marks.
+    marks: BatchMarks,
     info: Map<String, Json>,
     /// Rows buffered by the stream up to this batch: what its STATEs wait for.
     buffered_total: u64,
@@ -238,7 +240,7 @@ impl Stream {
             actions,
             operation,
             columns: self.buf.registry.specs.len(),
-            high_water: self.mark.take(),
+            marks: self.mark.take(),
             info,
             buffered_total: self.buffered_total,
             rows,
@@ -262,7 +264,7 @@ impl Stream {
             mut actions,
             operation,
             columns,
-            high_water,
+            marks,
             info,
             buffered_total,
             rows,
@@ -290,7 +292,7 @@ impl Stream {
             columns,
             actions,
             operation,
-            high_water,
+            &marks,
             info,
         ))?;
         tracing::info!(stream = %self.name, version, rows, replaced, "committed");

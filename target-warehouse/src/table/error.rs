@@ -48,6 +48,17 @@ pub enum TableError {
         winner: u64,
         file: String,
     },
+    #[error(
+        "table {table}: created by another load at the same moment (its CREATE TABLE won); \
+         nothing of this batch was committed and no STATE covering it was printed: a rerun \
+         loads it into that table"
+    )]
+    CreatedConcurrently { table: String },
+    #[error("table {table}: high-water mark: {source}")]
+    Mark {
+        table: String,
+        source: super::marks::MarkError,
+    },
     #[error("table {table}: {source}")]
     Arrow {
         table: String,

@@ -56,7 +56,8 @@ pub struct Table {
     pub root: PathBuf,
     delta: DeltaTable,
     exists: bool,
-    /// The stream's high-water marks: committed by earlier runs (replays), and by this one.
+    /// The high-water marks of the stream's producers: committed by earlier runs (replays), and
+    /// by this one.
     pub marks: Marks,
     /// Set when the table lives on an object store (`s3://…`): files go through it.
     remote: Option<store::Remote>,
@@ -116,7 +117,7 @@ impl Table {
                     root,
                     delta,
                     exists,
-                    marks: Marks::default(),
+                    marks: Marks::new(stream),
                     remote,
                     create_with_deletion_vectors: false,
                     checkpoint_failure: None,
@@ -222,6 +223,22 @@ impl Table {
             table: self.name(),
             source,
         }
+    }
+
+    /// Reads the mark of `producer` (first seen in this run) from the log, see `marks.rs`.
+    pub async fn learn_producer(&mut self, producer: &str) -> Result<(), TableError> {
+        let table = match self.exists {
+            true => Some(self.delta.snapshot().map_err(|e| self.delta_err(e))?),
+            false => None,
+        };
+        let log_store = self.delta.log_store();
+        self.marks
+            .learn(table.map(|s| (s, log_store.as_ref())), producer)
+            .await
+            .map_err(|source| TableError::Mark {
+                table: self.name(),
+                source,
+            })
     }
 
     /// The live data files, with their statistics parsed.

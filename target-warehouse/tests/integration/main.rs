@@ -8,6 +8,8 @@ mod failures;
 mod harness;
 mod load_methods;
 mod maintenance;
+mod producers;
+mod races;
 mod sdk_streams;
 mod spill;
 mod types;
