@@ -179,8 +179,12 @@ impl Stream {
                 )?;
                 actions.extend(rewrite.actions);
                 new_files = rewrite.new_files;
+                // No predicate: the upsert read the whole table (every file that could hold one
+                // of its keys), so deltalake refuses it when another load's commit since that
+                // read added or removed rows: the rows it added would not be replaced, a key
+                // would be in the table twice (issue 20). The keys are in the commit info.
                 let op = DeltaOperation::Merge {
-                    predicate: Some(format!("upsert on ({})", self.keys.join(", "))),
+                    predicate: None,
                     merge_predicate: None,
                     matched_predicates: Vec::new(),
                     not_matched_predicates: Vec::new(),
@@ -228,7 +232,11 @@ impl Stream {
         }
         let file = self.writer.take().map(FileWriter::close);
         let mut info = Map::new();
-        info.insert("targetWarehouse".into(), json!({"stream": self.name, "rowsReceived": received, "rowsWritten": rows, "rowsReplaced": replaced}));
+        let mut ours = json!({"stream": self.name, "rowsReceived": received, "rowsWritten": rows, "rowsReplaced": replaced});
+        if self.method == LoadMethod::Upsert && keyed {
+            ours["upsertKeys"] = json!(self.keys);
+        }
+        info.insert("targetWarehouse".into(), ours);
         if let Some(state) = state {
             // Informational: the latest Singer STATE seen when this batch was cut.
             info.insert("singerState".into(), state);

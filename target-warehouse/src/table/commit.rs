@@ -12,7 +12,7 @@ use deltalake::kernel::transaction::{
 use deltalake::kernel::{Action, MetadataExt, StructType, Transaction};
 use deltalake::logstore::CommitOrBytes;
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::TableProperty;
+use deltalake::{DeltaTableError, TableProperty};
 use serde_json::{json, Map, Value as Json};
 
 use super::error::TableError;
@@ -222,7 +222,19 @@ impl Table {
                 operation,
             )
             .await
-            .map_err(|e| (Box::new(self.delta_err(e)), Landed::Unknown))?;
+            .map_err(|e| match e {
+                // Found by deltalake's check of the commits since the read, before any write.
+                DeltaTableError::Transaction {
+                    source: TransactionError::CommitConflict(c),
+                } => {
+                    let e = TableError::ConcurrentCommit {
+                        table: self.name(),
+                        detail: c.to_string(),
+                    };
+                    (Box::new(e), Landed::No)
+                }
+                e => (Box::new(self.delta_err(e)), Landed::Unknown),
+            })?;
         let version = done.version();
         self.delta.state = Some(done.snapshot);
         // A commit that landed between the check and this one went through deltalake's

@@ -49,6 +49,12 @@ pub enum TableError {
         file: String,
     },
     #[error(
+        "table {table}: another load committed to the table since this batch read it, and this \
+         commit depends on what it read ({detail}); nothing was committed (a rerun redoes it \
+         against the table as it is then)"
+    )]
+    ConcurrentCommit { table: String, detail: String },
+    #[error(
         "table {table}: created by another load at the same moment (its CREATE TABLE won); \
          nothing of this batch was committed and no STATE covering it was printed: a rerun \
          loads it into that table"

@@ -130,3 +130,35 @@ fn two_loads_racing_to_create_one_table_create_it_once_and_load_every_row_once()
         assert_eq!(rows(&wh), want, "{keys:?}: every row once");
     }
 }
+
+#[test]
+fn an_upsert_racing_another_load_of_new_keys_is_refused_and_its_rerun_loads_every_key_once() {
+    // The table exists; two producers upsert keys it does not hold yet, some keys in both.
+    // A read the table before B committed: its batch replaces nothing, so were it committed
+    // on top of B's, keys 150..200 would be in the table twice. It is refused instead.
+    let (d, wh) = warehouse();
+    let r = run(&wh, json!({}), &input(&["id"], 0..10, "pa", 1));
+    assert!(r.ok(), "{}", r.stderr());
+    let a = input(&["id"], 100..200, "pa", 11);
+    let (held, go) = start_held(&wh, d.path(), json!({}), &a, 1);
+    let rb = run(&wh, json!({}), &input(&["id"], 150..250, "pb", 1));
+    assert!(rb.ok(), "{}", rb.stderr());
+    std::fs::write(&go, "").expect("release");
+    let ra = held.finish();
+    assert!(
+        !ra.ok(),
+        "A's upsert never read B's rows: it must not commit"
+    );
+    assert!(ra.stderr().contains("concurrent"), "{}", ra.stderr());
+    assert_eq!(ra.stdout_lines(), Vec::<Value>::new());
+    assert_eq!(unreferenced_files(&wh.join("r")), Vec::<String>::new());
+    let again = run(&wh, json!({}), &a);
+    assert!(again.ok(), "{}", again.stderr());
+    let mut want: Vec<(String, i64)> = (0..10)
+        .chain(100..200)
+        .map(|id| ("pa".to_string(), id))
+        .chain((200..250).map(|id| ("pb".to_string(), id)))
+        .collect();
+    want.sort();
+    assert_eq!(rows(&wh), want, "every key once, A's rows last");
+}
