@@ -8,12 +8,19 @@
 #   */15 * * * * cd /srv/webhook-warehouse && scripts/cron-run.sh >> /var/log/webhook-warehouse.log 2>&1
 #
 # Environment: TAP_CONFIG (default tap.json), TARGET_CONFIG (default target.json),
-#              STATE_FILE (default state/state.json).
+#              STATE_FILE (default state/state.json), TAP_WEBHOOK and TARGET_WAREHOUSE (the
+#              binaries; default this checkout's bin/ wrappers, which run its newest build).
+# deploy/webhook-warehouse-drain.{service,timer} run it under systemd instead of cron.
+#
+# Relative paths (the configs, the state file, a spool_path or warehouse_path inside the
+# configs) are taken from the directory it is started in, as the crontab line's `cd` sets.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+here=$(cd "$(dirname "$0")/.." && pwd)
 tap_config=${TAP_CONFIG:-tap.json}
 target_config=${TARGET_CONFIG:-target.json}
 state_file=${STATE_FILE:-state/state.json}
+tap=${TAP_WEBHOOK:-$here/bin/tap-webhook}
+target=${TARGET_WAREHOUSE:-$here/bin/target-warehouse}
 mkdir -p "$(dirname "$state_file")"
 
 exec 9> "$state_file.lock"
@@ -27,7 +34,7 @@ tap_args=(--config "$tap_config")
 out=$(mktemp "$state_file.out.XXXXXX")
 trap 'rm -f "$out"' EXIT
 
-if bin/tap-webhook "${tap_args[@]}" | bin/target-warehouse --config "$target_config" > "$out"; then
+if "$tap" "${tap_args[@]}" | "$target" --config "$target_config" > "$out"; then
   if [ -s "$out" ]; then
     tail -n 1 "$out" > "$state_file.new"
     mv "$state_file.new" "$state_file"     # atomic: a crash leaves the old or the new state

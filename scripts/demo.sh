@@ -6,9 +6,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-# The whole workspace, as the test command builds it: one feature set, so running the tests
-# and the demo builds the dependencies once, not twice.
-cargo build -q --workspace
+
+# The table is shown by DuckDB from the test virtualenv: set it up (~30 s, mostly downloads)
+# while the build runs.
+venv_log=$(mktemp)
+venv_pid=
+if [ ! -x "$root/.venv/bin/python" ]; then
+  echo "== setting up the Python reader (.venv, ~30 s) in the background: log in $venv_log"
+  bash tests/python/setup.sh "$root/.venv" > "$venv_log" 2>&1 &
+  venv_pid=$!
+fi
+
+# The whole workspace, exactly as the test command builds it: one feature set for every build
+# (workspace-hack/), so `bash tests/run.sh` afterwards compiles only this workspace's crates.
+echo "== building tap-webhook and target-warehouse: cargo build --workspace (debug)"
+echo "   a first build compiles ~390 crates (about 9 CPU-minutes: 4 to 6 minutes on 2 cores); later runs take seconds"
+t0=$SECONDS
+cargo build --workspace --locked
+echo "== built in $((SECONDS - t0)) s"
 bin="${CARGO_TARGET_DIR:-$root/target}/debug"
 mkdir -p demo && cd demo
 
@@ -35,7 +50,10 @@ state_args=()
 echo "state: $(cat state.json)"
 
 echo "== the table (demo/warehouse/data)"
-if [ ! -x "$root/.venv/bin/python" ]; then
-  bash "$root/tests/python/setup.sh" "$root/.venv" >/dev/null
+if [ -n "$venv_pid" ] && ! wait "$venv_pid"; then
+  cat "$venv_log" >&2
+  echo "demo: setting up the Python reader failed (log above); the table is in demo/warehouse/data" >&2
+  exit 1
 fi
+rm -f "$venv_log"
 "$root/.venv/bin/python" "$root/scripts/show_table.py" warehouse/data

@@ -16,25 +16,16 @@ pub struct About {
     pub settings: Value,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `--format` of `--about` (with the `clap` feature, a `clap::ValueEnum`: `text`, `json`,
+/// `markdown` or `md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum AboutFormat {
+    #[default]
     Text,
     Json,
+    #[cfg_attr(feature = "clap", value(alias = "md"))]
     Markdown,
-}
-
-impl std::str::FromStr for AboutFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "text" | "" => Ok(AboutFormat::Text),
-            "json" => Ok(AboutFormat::Json),
-            "markdown" | "md" => Ok(AboutFormat::Markdown),
-            other => Err(format!(
-                "unknown --format {other:?}: expected text, json or markdown"
-            )),
-        }
-    }
 }
 
 /// One documented setting, flattened from the schema (`sources.*.api_keys` for nested ones).
@@ -248,6 +239,5 @@ mod tests {
         let t = render(&a, AboutFormat::Text);
         assert!(t.contains("Version: 1.2.3"));
         assert!(t.contains("sources.*.api_keys (array, secret)"), "{t}");
-        assert!("yaml".parse::<AboutFormat>().is_err());
     }
 }

@@ -10,7 +10,11 @@
 //! - [`catalog`]: catalogs and their metadata in every spelling taps and Meltano use;
 //! - [`config`]: `--config FILE` (repeatable) and `--config ENV` loading;
 //! - [`metrics`]: progress logs and Singer `METRIC:` lines on stderr;
-//! - [`about`]: `--about` in text, JSON and Markdown from one JSON Schema of the settings.
+//! - [`about`]: `--about` in text, JSON and Markdown from one JSON Schema of the settings;
+//! - [`sdc`]: the `_sdc_*` metadata column names;
+//! - [`datetime`]: calendar dates and RFC 3339 text of epoch microseconds;
+//! - [`clock`]: the wall clock in epoch units;
+//! - [`json`]: a string escaper for JSON spliced by hand from raw parts.
 //!
 //! ```
 //! use singer::message::{parse_message, Message};
@@ -23,8 +27,12 @@
 
 pub mod about;
 pub mod catalog;
+pub mod clock;
 pub mod config;
+pub mod datetime;
+pub mod json;
 pub mod message;
 pub mod metrics;
 pub mod reader;
+pub mod sdc;
 pub mod writer;

@@ -9,9 +9,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use singer::about::{render, AboutFormat};
 use singer::catalog::Catalog;
+use tap_webhook::queue::sender::QueueSender;
+use tap_webhook::receiver::store::Store;
 use tap_webhook::receiver::{self, AppState};
 use tap_webhook::settings::{self, Settings};
-use tap_webhook::spool::{SpoolReader, SpoolWriter};
+use tap_webhook::spool::reader::SpoolReader;
+use tap_webhook::spool::writer::SpoolWriter;
 use tap_webhook::tap;
 
 /// jemalloc rather than glibc's malloc: a delivery's buffers are allocated on a tokio worker
@@ -44,9 +47,9 @@ struct Cli {
     /// Describe the tap and its settings.
     #[arg(long)]
     about: bool,
-    /// Format of --about: text, json or markdown.
-    #[arg(long, default_value = "text")]
-    format: String,
+    /// Format of --about.
+    #[arg(long, value_enum, default_value_t)]
+    format: AboutFormat,
     /// Check the config and the spool, then exit.
     #[arg(long)]
     test: bool,
@@ -90,8 +93,7 @@ fn load_settings(args: &[String]) -> anyhow::Result<Settings> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.about {
-        let format: AboutFormat = cli.format.parse().map_err(anyhow::Error::msg)?;
-        print!("{}", render(&tap_webhook::about(), format));
+        print!("{}", render(&tap_webhook::about(), cli.format));
         return Ok(());
     }
     let settings = load_settings(&cli.config)?;
@@ -146,9 +148,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let total: u64 = summary.records.values().sum();
     for (stream, n) in &summary.records {
         // Singer metric lines, which Meltano parses from stderr.
-        eprintln!(
-            "INFO METRIC: {}",
-            serde_json::json!({"type": "counter", "metric": "record_count", "value": n, "tags": {"stream": stream}})
+        singer::metrics::emit_metric(
+            "counter",
+            "record_count",
+            (*n).into(),
+            serde_json::json!({ "stream": stream }),
         );
     }
     tracing::info!(
@@ -167,42 +171,34 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
-        if let Some(q) = &settings.queue {
-            return serve_to_queue(&settings, q).await;
-        }
-        let (writer, thread) = SpoolWriter::start(&settings.spool_path, settings.dedupe_window)?;
+        let (store, writer_thread) = match &settings.queue {
+            // Scale-out: a stateless receiver, no spool file.
+            Some(q) => (Store::Queue(QueueSender::connect(q).await?), None),
+            None => {
+                let (writer, thread) =
+                    SpoolWriter::start(&settings.spool_path, settings.dedupe_window)?;
+                (Store::Spool(writer), Some(thread))
+            }
+        };
         let listener = tokio::net::TcpListener::bind(&settings.listen_address)
             .await
             .with_context(|| format!("listening on {}", settings.listen_address))?;
         let addr = listener.local_addr()?;
-        tracing::info!(spool = %settings.spool_path.display(), "listening on {addr}");
-        let state = Arc::new(AppState::new(&settings, writer));
+        match &store {
+            Store::Spool(_) => {
+                tracing::info!(spool = %settings.spool_path.display(), "listening on {addr}")
+            }
+            Store::Queue(_) => tracing::info!("listening on {addr}"),
+        }
+        let state = Arc::new(AppState::new(&settings, store));
         receiver::serve(listener, state, shutdown_signal()).await?;
         // All handlers (and their spool handles) are gone: the writer drains and stops.
-        thread.join();
+        if let Some(thread) = writer_thread {
+            thread.join();
+        }
         tracing::info!("stopped");
         anyhow::Ok(())
     })
-}
-
-/// `serve` on the SQS backend: a stateless receiver (no spool file).
-async fn serve_to_queue(
-    settings: &Settings,
-    q: &tap_webhook::queue::QueueSettings,
-) -> anyhow::Result<()> {
-    let queue = tap_webhook::queue::QueueSender::connect(q).await?;
-    let listener = tokio::net::TcpListener::bind(&settings.listen_address)
-        .await
-        .with_context(|| format!("listening on {}", settings.listen_address))?;
-    let addr = listener.local_addr()?;
-    tracing::info!("listening on {addr}");
-    let state = Arc::new(AppState {
-        queue: Some(queue),
-        ..AppState::new(settings, SpoolWriter::detached())
-    });
-    receiver::serve(listener, state, shutdown_signal()).await?;
-    tracing::info!("stopped");
-    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -225,4 +221,27 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn about_formats_are_clap_values() {
+        for (given, want) in [
+            (None, AboutFormat::Text),
+            (Some("json"), AboutFormat::Json),
+            (Some("markdown"), AboutFormat::Markdown),
+            (Some("md"), AboutFormat::Markdown),
+        ] {
+            let mut args = vec!["tap-webhook", "--about"];
+            args.extend(given.map(|f| ["--format", f]).into_iter().flatten());
+            assert_eq!(Cli::try_parse_from(args).unwrap().format, want);
+        }
+        let e = Cli::try_parse_from(["tap-webhook", "--about", "--format", "yaml"])
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("yaml"), "{e}");
+    }
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::receiver::signature::{Signature, SignatureConfig};
+
 /// The settings schema; `--about` and `ENV` typing are derived from it.
 pub const CONFIG_SCHEMA: &str = include_str!("../../schemas/tap-webhook.config.schema.json");
 
@@ -68,33 +70,6 @@ pub struct SourceConfig {
     pub delivery_id_header: Option<String>,
     pub capture_headers: Option<Vec<String>>,
     pub signature: Option<SignatureConfig>,
-}
-
-/// A provider signature to verify (see `receiver/signature.rs`).
-#[derive(Debug, Deserialize, Clone, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SignatureConfig {
-    pub scheme: SignatureScheme,
-    pub secrets: Vec<String>,
-    pub tolerance_seconds: Option<i64>,
-    pub allow_sha1: Option<bool>,
-    pub header: Option<String>,
-    pub algorithm: Option<String>,
-    pub encoding: Option<String>,
-    pub prefix: Option<String>,
-    pub timestamp_header: Option<String>,
-    pub signed_content: Option<String>,
-}
-
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum SignatureScheme {
-    StandardWebhooks,
-    Svix,
-    Stripe,
-    Github,
-    Shopify,
-    Hmac,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -171,7 +146,8 @@ pub struct Source {
     pub delivery_id_header: Option<String>,
     /// Lower-cased header names kept with each message, beyond the built-in list.
     pub capture_headers: Vec<String>,
-    pub signature: Option<SignatureConfig>,
+    /// The source's signature verifier, built from its setting (so known to work).
+    pub signature: Option<Signature>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -244,10 +220,14 @@ impl Settings {
                     }
                 }
             }
-            if let Some(sig) = &s.signature {
-                crate::receiver::signature::build(sig)
-                    .map_err(|detail| bad(&setting("signature"), detail))?;
-            }
+            // Validating the setting is building its verifier, kept for the receiver: a source
+            // whose signatures cannot be checked makes the settings invalid (fails closed).
+            let signature = s
+                .signature
+                .as_ref()
+                .map(Signature::build)
+                .transpose()
+                .map_err(|detail| bad(&setting("signature"), detail))?;
             let api_key_header = s.api_key_header.unwrap_or_else(|| "x-api-key".into());
             if axum::http::HeaderName::from_bytes(api_key_header.as_bytes()).is_err() {
                 return Err(bad(
@@ -274,15 +254,20 @@ impl Settings {
                         .into_iter()
                         .map(|h| h.to_ascii_lowercase())
                         .collect(),
-                    signature: s.signature,
+                    signature,
                 },
             );
         }
-        let positive = |setting: &str, v: Option<f64>| match v {
-            Some(x) if !(x.is_finite() && x >= 0.0) => {
-                Err(bad(setting, format!("{x} is not a non-negative number")))
-            }
-            _ => Ok(v.map(Duration::from_secs_f64)),
+        let positive = |setting: &str, v: Option<f64>| {
+            v.map(|x| {
+                Duration::try_from_secs_f64(x).map_err(|_| {
+                    bad(
+                        setting,
+                        format!("{x} is not a non-negative number of seconds a clock can hold"),
+                    )
+                })
+            })
+            .transpose()
         };
         Ok(Settings {
             spool_path: PathBuf::from(c.spool_path.unwrap_or_else(|| DEFAULT_SPOOL_PATH.into())),
@@ -376,6 +361,27 @@ mod tests {
         assert!(e.to_string().contains("spool_pth"), "{e}");
         let e = settings(json!({"sources": {"d": {"record_shape": "flat"}}})).unwrap_err();
         assert!(e.to_string().contains("flat"), "{e}");
+    }
+
+    #[test]
+    fn a_signature_that_cannot_be_built_makes_the_settings_invalid() {
+        let e = settings(json!({"sources": {"svix": {"signature": {
+            "scheme": "standard-webhooks", "secrets": ["whsec_%%% not base64 %%%"]}}}}))
+        .unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("sources.svix.signature"), "{e}");
+        assert!(e.contains("base64"), "{e}");
+        let s = settings(json!({"sources": {"gh": {"signature": {
+            "scheme": "github", "secrets": ["It's a Secret to Everybody"]}}}}))
+        .unwrap();
+        let built = s.sources["gh"]
+            .signature
+            .as_ref()
+            .expect("the verifier is kept");
+        assert_eq!(
+            built.scheme(),
+            crate::receiver::signature::SignatureScheme::Github
+        );
     }
 
     #[test]

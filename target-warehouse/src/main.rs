@@ -30,9 +30,9 @@ struct Cli {
     /// Describe the target (capabilities and settings) and exit.
     #[arg(long)]
     about: bool,
-    /// Format of --about: text, json or markdown.
-    #[arg(long, default_value = "text", requires = "about")]
-    format: String,
+    /// Format of --about.
+    #[arg(long, value_enum, default_value_t, requires = "about")]
+    format: AboutFormat,
     /// Print the version and exit.
     #[arg(long)]
     version: bool,
@@ -76,7 +76,6 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     if cli.about {
-        let format: AboutFormat = cli.format.parse().map_err(anyhow::Error::msg)?;
         let about = About {
             name: "target-warehouse".into(),
             description: env!("CARGO_PKG_DESCRIPTION").into(),
@@ -87,7 +86,11 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             settings: settings_schema(),
         };
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", singer::about::render(&about, format).trim_end())?;
+        writeln!(
+            out,
+            "{}",
+            singer::about::render(&about, cli.format).trim_end()
+        )?;
         return Ok(());
     }
     let schema = settings_schema();
@@ -150,4 +153,28 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         "done"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn about_formats_are_clap_values() {
+        let format = |args: &[&str]| Cli::try_parse_from(args).map(|c| c.format);
+        assert_eq!(format(&["t", "--about"]).unwrap(), AboutFormat::Text);
+        assert_eq!(
+            format(&["t", "--about", "--format", "md"]).unwrap(),
+            AboutFormat::Markdown
+        );
+        assert_eq!(
+            format(&["t", "--about", "--format", "json"]).unwrap(),
+            AboutFormat::Json
+        );
+        assert!(format(&["t", "--about", "--format", "yaml"]).is_err());
+        assert!(
+            format(&["t", "--format", "json"]).is_err(),
+            "--format needs --about"
+        );
+    }
 }

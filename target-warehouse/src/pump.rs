@@ -2,51 +2,20 @@
 //! `max_batch_age_seconds` (the message loop waits for lines with a timeout), and so that
 //! reading overlaps parsing.
 //!
-//! The reader appends each line to a shared [`Lines`] block (one buffer for many lines: no
-//! allocation per line) and hands the whole block over each time the loop asks; emptied blocks
+//! The reader splits its input with `singer::reader::LineSplitter` (the one rule for Singer
+//! input lines) into a shared [`Lines`] block (one buffer for many lines: no allocation per line) and hands the whole block over each time the loop asks; emptied blocks
 //! come back for reuse. It stops reading once [`PUMP_BYTES`] are waiting, which bounds the
 //! memory between the two threads.
 
 use std::io::BufRead;
-use std::ops::Range;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use singer::reader::{ReadError, DEFAULT_MAX_LINE_BYTES};
+pub use singer::reader::Lines;
+use singer::reader::{LineSplitter, ReadError, DEFAULT_MAX_LINE_BYTES};
 
 /// Bytes of input lines that may wait for the message loop.
 pub const PUMP_BYTES: usize = 8 * 1024 * 1024;
-
-/// Lines with their numbers, in input order, stored back to back in one buffer.
-#[derive(Default)]
-pub struct Lines {
-    data: Vec<u8>,
-    spans: Vec<(u64, Range<usize>)>,
-}
-
-impl Lines {
-    fn push(&mut self, number: u64, bytes: &[u8]) {
-        let start = self.data.len();
-        self.data.extend_from_slice(bytes);
-        self.spans.push((number, start..self.data.len()));
-    }
-
-    fn clear(&mut self) {
-        self.data.clear();
-        self.spans.clear();
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
-    }
-
-    /// Each line's number and bytes.
-    pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
-        self.spans
-            .iter()
-            .map(|(n, r)| (*n, &self.data[r.start..r.end]))
-    }
-}
 
 /// What the message loop gets from [`Pump::next`].
 pub enum Chunk {
@@ -129,7 +98,7 @@ impl Pump {
 
     /// Gives a block read by the loop back to the reader, so its buffer is reused.
     pub fn recycle(&self, mut lines: Lines) {
-        if lines.data.capacity() > 2 * PUMP_BYTES {
+        if lines.capacity() > 2 * PUMP_BYTES {
             return; // after a huge line: do not keep its buffer around
         }
         lines.clear();
@@ -149,10 +118,9 @@ impl Drop for Pump {
     }
 }
 
-/// Reads the input a buffer at a time and moves each complete line straight into the shared
-/// block (one copy, one lock per buffer, `memchr` for the newlines), with the rules of
-/// [`singer::reader::LineReader`]: lines are numbered from 1 counting blank ones, trailing CR/LF
-/// are cut, blank lines are skipped, a line over the byte limit ends the input with an error.
+/// Reads the input a buffer at a time and splits each into the shared block with singer's
+/// [`LineSplitter`] (one copy per line, one lock per buffer, `memchr` for the newlines): the
+/// rules of every Singer input line, a line over the byte limit ending the input with an error.
 fn read_lines<R: BufRead>(mut input: R, shared: &Shared, max: usize) {
     let (m, cv) = &**shared;
     let finish = |end: Option<ReadError>| {
@@ -160,18 +128,19 @@ fn read_lines<R: BufRead>(mut input: R, shared: &Shared, max: usize) {
         st.end = Some(end);
         cv.notify_all();
     };
-    // A line cut by the end of the reader's buffer, completed by the next one(s).
-    let mut partial: Vec<u8> = Vec::new();
-    let mut line: u64 = 0; // the last line read
+    let mut splitter = LineSplitter::new(max);
     loop {
         let chunk = match input.fill_buf() {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(source) => return finish(Some(ReadError::Io { line, source })),
+            Err(source) => {
+                let line = splitter.line_number();
+                return finish(Some(ReadError::Io { line, source }));
+            }
         };
         let n = chunk.len();
         let mut st = lock(m);
-        while st.lines.data.len() >= PUMP_BYTES && !st.consumer_gone {
+        while st.lines.bytes() >= PUMP_BYTES && !st.consumer_gone {
             st = cv.wait(st).unwrap_or_else(|p| p.into_inner());
         }
         if st.consumer_gone {
@@ -179,68 +148,22 @@ fn read_lines<R: BufRead>(mut input: R, shared: &Shared, max: usize) {
         }
         if n == 0 {
             // End of input: the last line may lack its newline.
-            if !partial.is_empty() {
-                line += 1;
-                if partial.len() > max {
-                    drop(st);
-                    return finish(Some(ReadError::TooLong { line, max }));
-                }
-                push_line(&mut st.lines, line, &partial);
-            }
-            st.end = Some(None);
+            st.end = Some(splitter.finish(&mut st.lines).err());
             cv.notify_all();
             return;
         }
-        let mut start = 0;
-        while let Some(i) = memchr::memchr(b'\n', &chunk[start..]) {
-            let end = start + i;
-            line += 1;
-            // The limit counts the newline, as `LineReader` does.
-            let too_long = if partial.is_empty() {
-                let long = end - start >= max;
-                if !long {
-                    push_line(&mut st.lines, line, &chunk[start..end]);
-                }
-                long
-            } else {
-                partial.extend_from_slice(&chunk[start..end]);
-                let long = partial.len() >= max;
-                if !long {
-                    push_line(&mut st.lines, line, &partial);
-                }
-                partial.clear();
-                long
-            };
-            if too_long {
-                drop(st);
-                return finish(Some(ReadError::TooLong { line, max }));
-            }
-            start = end + 1;
+        let split = splitter.split(chunk, &mut st.lines);
+        if let Err(e) = split {
+            // The lines before the long one are handed over first.
+            st.end = Some(Some(e));
+            cv.notify_all();
+            return;
         }
-        partial.extend_from_slice(&chunk[start..]);
         if st.consumer_waiting && !st.lines.is_empty() {
             cv.notify_all();
         }
         drop(st);
         input.consume(n);
-        if partial.len() > max {
-            return finish(Some(ReadError::TooLong {
-                line: line + 1,
-                max,
-            }));
-        }
-    }
-}
-
-/// Adds one line (without its newline) unless it is blank; trailing CRs are cut.
-fn push_line(lines: &mut Lines, number: u64, bytes: &[u8]) {
-    let mut end = bytes.len();
-    while end > 0 && matches!(bytes[end - 1], b'\n' | b'\r') {
-        end -= 1;
-    }
-    let bytes = &bytes[..end];
-    if !bytes.iter().all(u8::is_ascii_whitespace) {
-        lines.push(number, bytes);
     }
 }
 

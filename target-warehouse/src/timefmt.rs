@@ -1,35 +1,16 @@
 //! RFC 3339 date-times and dates, parsed to and formatted from microseconds / days since the
-//! epoch without a calendar library: strict, allocation-free, and lossless-or-refuse.
+//! epoch: strict, and lossless-or-refuse. The calendar (which dates exist, days since the epoch)
+//! is `singer::datetime`'s, shared with the tap; the text forms the target accepts are here.
 //!
 //! Used by the column coercions (a `date-time` string into a timestamp column only when the
 //! instant survives exactly) and by the Delta file statistics.
 
+use singer::datetime::{civil_from_days, days_from_civil};
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`: the one RFC 3339 formatter both programs use.
+pub use singer::datetime::format_micros;
+
 const MICROS_PER_SEC: i64 = 1_000_000;
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// (year, month, day) of days since 1970-01-01.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
 
 fn num(b: &[u8]) -> Option<u32> {
     let mut n = 0u32;
@@ -42,26 +23,17 @@ fn num(b: &[u8]) -> Option<u32> {
     Some(n)
 }
 
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        4 | 6 | 9 | 11 => 30,
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        _ => 31,
-    }
-}
-
 fn date_part(b: &[u8]) -> Option<i64> {
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
     let y = i64::from(num(&b[0..4])?);
-    let m = num(&b[5..7])?;
-    let d = num(&b[8..10])?;
-    if y == 0 || !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
+    let m = u8::try_from(num(&b[5..7])?).ok()?;
+    let d = u8::try_from(num(&b[8..10])?).ok()?;
+    if y == 0 {
         return None;
     }
-    Some(days_from_civil(y, m, d))
+    days_from_civil(y, m, d)
 }
 
 /// `YYYY-MM-DD` exactly.
@@ -124,20 +96,6 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     };
     let secs = days * 86_400 + i64::from(h * 3600 + mi * 60 + sec) - offset_secs;
     secs.checked_mul(MICROS_PER_SEC)?.checked_add(micros)
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
-pub fn format_micros(m: i64) -> String {
-    let secs = m.div_euclid(MICROS_PER_SEC);
-    let frac = m.rem_euclid(MICROS_PER_SEC);
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    )
 }
 
 /// Millisecond-precision text for Delta statistics (the precision Spark writes and reads);

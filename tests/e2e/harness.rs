@@ -118,10 +118,19 @@ impl Receiver {
     /// [`start`](Self::start) with extra environment variables (AWS credentials for the SQS
     /// backend).
     pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Receiver {
-        let mut child = Command::new(tap_bin())
+        Receiver::spawn(Command::new(tap_bin()).envs(env.iter().copied()), config)
+    }
+
+    /// [`start`](Self::start) in a working directory (relative paths in the config are taken
+    /// from there, as under systemd's `WorkingDirectory=`).
+    pub fn start_in(config: &Path, dir: &Path) -> Receiver {
+        Receiver::spawn(Command::new(tap_bin()).current_dir(dir), config)
+    }
+
+    fn spawn(cmd: &mut Command, config: &Path) -> Receiver {
+        let mut child = cmd
             .args(["serve", "--config"])
             .arg(config)
-            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

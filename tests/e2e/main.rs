@@ -7,9 +7,11 @@
 //! `tests/run.sh` (hence CI) runs them with `--include-ignored`, and one run without its peers
 //! fails, saying how to install them. None of them passes without testing.
 
+mod deploy;
 mod disk_full;
 mod docs;
 mod harness;
+mod install;
 mod interop;
 mod meltano;
 mod pipeline;

@@ -1,5 +1,8 @@
 //! `meltano run tap-webhook target-warehouse` with the repository's own meltano.yml, twice,
 //! deliveries posted in between: Meltano's saved state carries over and each delivery lands once.
+//! The plugins take the route meltano.yml documents for cargo builders (`executable: bin/…`, the
+//! wrappers running the workspace build); `install::wheels_install_with_meltano_pip_url_…` takes
+//! its `pip_url` route.
 
 use std::path::Path;
 use std::process::Command;
@@ -33,7 +36,13 @@ fn meltano_runs_twice_and_state_carries_over() {
     let peers = peers();
     let project = tempfile::tempdir().unwrap();
     let p = project.path();
-    std::fs::copy(repo_root().join("meltano.yml"), p.join("meltano.yml")).unwrap();
+    let mut yml = std::fs::read_to_string(repo_root().join("meltano.yml")).unwrap();
+    for b in ["tap-webhook", "target-warehouse"] {
+        let pip_url = format!("pip_url: ./{b}\n");
+        assert!(yml.contains(&pip_url), "meltano.yml has `{pip_url}`");
+        yml = yml.replace(&pip_url, &format!("executable: bin/{b}\n"));
+    }
+    std::fs::write(p.join("meltano.yml"), yml).unwrap();
     std::fs::create_dir(p.join("bin")).unwrap();
     for b in ["tap-webhook", "target-warehouse"] {
         std::fs::copy(repo_root().join("bin").join(b), p.join("bin").join(b)).unwrap();

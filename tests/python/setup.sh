@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create/refresh the Python test virtualenv (meltano, target-duckdb, tap-jsonl, singer-sdk,
-# duckdb + delta/httpfs extensions, deltalake, moto[server], svix/standardwebhooks/stripe).
+# duckdb + delta/httpfs extensions, deltalake, moto[server], svix/standardwebhooks/stripe,
+# maturin for the wheels).
 #
 #   usage: tests/python/setup.sh [VENV_DIR]     (default: <repo root>/.venv)
 #
@@ -86,7 +87,7 @@ with tempfile.TemporaryDirectory() as d:
 streams = os.path.join(os.path.dirname(singer_sdk.__file__), "testing", "target_test_streams")
 assert glob.glob(f"{streams}/*.singer"), streams
 PY
-  for exe in meltano target-duckdb tap-jsonl moto_server pytest; do
+  for exe in meltano target-duckdb tap-jsonl moto_server pytest maturin; do
     [ -x "$VENV/bin/$exe" ] || { log "missing $VENV/bin/$exe"; exit 1; }
   done
 }
@@ -111,6 +112,7 @@ for k, v in [
     ("TARGET_DUCKDB", f"{venv}/bin/target-duckdb"),
     ("TAP_JSONL", f"{venv}/bin/tap-jsonl"),
     ("MOTO_SERVER", f"{venv}/bin/moto_server"),
+    ("MATURIN", f"{venv}/bin/maturin"),
     ("DUCKDB_DELTA_EXT", ext("delta")),
     ("DUCKDB_HTTPFS_EXT", ext("httpfs")),
     ("SINGER_SDK_TARGET_TEST_STREAMS",

@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use tap_webhook::payload::top_level;
 use tap_webhook::receiver::body::{decode, split};
-use tap_webhook::tap::record::{top_level, top_level_trusted, Field};
 
 const LIMIT: usize = 1 << 20;
 
@@ -19,18 +19,10 @@ fuzz_target!(|data: &[u8]| {
         for m in messages {
             assert!(m.trim_start().starts_with('{'));
             // What the tap does with a stored message must hold for anything accepted.
-            let fields = top_level(m);
-            assert!(fields.is_ok(), "accepted message is not an object: {m}");
-            // The tap's fast splitter, used on messages the prescan validated, must find exactly
-            // what the validating parse finds (or decline).
-            if let (Ok(fields), Some(fast)) = (fields, top_level_trusted(m)) {
-                let pairs = |f: &[Field<'_>]| {
-                    f.iter()
-                        .map(|x| (x.key.to_string(), x.value.to_owned(), x.hash))
-                        .collect::<Vec<_>>()
-                };
-                assert_eq!(pairs(&fast), pairs(&fields), "splitter disagrees on {m}");
-            }
+            assert!(
+                top_level(m).is_ok(),
+                "accepted message is not an object: {m}"
+            );
         }
     }
 });

@@ -5,8 +5,9 @@
 //! with several batches in flight at once. An entry is answered `Ok` only when SQS listed it in
 //! `Successful`; entries in `Failed` that were not the sender's fault (throttling, internal
 //! errors) are retried with backoff, the rest answered `Err`, which the receiver turns into 503
-//! (the provider retries). A whole call that fails is retried the same way: a retry can
-//! duplicate a message SQS did accept, which the drain drops by its id.
+//! (the provider retries). A whole call that fails has already been retried by the SDK (its
+//! retry configuration, `sqs.rs`) and is answered `Err` at once. Either retry can duplicate a
+//! message SQS did accept, which the drain drops by its id.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,7 +21,8 @@ pub const MAX_BATCH_ENTRIES: usize = 10;
 pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// Batches sent at once; more concurrency gathers into fuller batches instead.
 const MAX_IN_FLIGHT: usize = 32;
-/// Attempts for an entry that failed through no fault of ours.
+/// Attempts for an entry SendMessageBatch listed as failed through no fault of ours (the SDK
+/// retries whole calls, never single entries of a batch it sent).
 const ATTEMPTS: u32 = 4;
 
 /// One entry SQS did not accept.
@@ -165,14 +167,13 @@ async fn send_with_retries<S: BatchSink>(sink: &S, mut pending: Vec<Pending>) {
                 }
                 pending = retry;
             }
-            Err(e) if last => {
+            Err(e) => {
                 tracing::error!(error = %e, attempt, "SendMessageBatch failed");
                 for p in pending {
                     let _ = p.reply.send(Err(e.clone()));
                 }
                 return;
             }
-            Err(e) => tracing::warn!(error = %e, attempt, "SendMessageBatch failed; retrying"),
         }
         if pending.is_empty() {
             return;
@@ -287,5 +288,27 @@ mod tests {
         let batcher = Batcher::start(sink.clone());
         assert!(batcher.send("flaky".into()).await.is_err());
         assert_eq!(sink.calls.lock().unwrap().len(), ATTEMPTS as usize);
+    }
+
+    /// Fails every whole call.
+    struct Down(Mutex<u32>);
+
+    impl BatchSink for Arc<Down> {
+        async fn send_batch(
+            &self,
+            _bodies: &[String],
+        ) -> Result<Vec<Result<(), EntryFailure>>, String> {
+            *self.0.lock().unwrap() += 1;
+            Err("dispatch failure: connection refused".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_is_answered_at_once_the_sdk_having_retried_it() {
+        let sink = Arc::new(Down(Mutex::new(0)));
+        let batcher = Batcher::start(sink.clone());
+        let e = batcher.send("ok".into()).await.unwrap_err();
+        assert!(e.contains("connection refused"), "{e}");
+        assert_eq!(*sink.0.lock().unwrap(), 1, "no second layer of retries");
     }
 }

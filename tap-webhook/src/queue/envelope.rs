@@ -18,6 +18,8 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use singer::json::push_str;
+
 use crate::spool::NewMessage;
 
 pub const VERSION: u32 = 1;
@@ -84,11 +86,11 @@ pub fn encode(messages: &[NewMessage], ids: &[String]) -> String {
         return format!("{{\"v\":{VERSION},\"messages\":[]}}");
     };
     out.push_str(&format!("{{\"v\":{VERSION},\"source\":"));
-    push_json_string(&mut out, &first.source);
+    push_str(&mut out, &first.source);
     out.push_str(&format!(",\"received_at\":{}", first.received_at_us));
     if let Some(d) = &first.delivery_id {
         out.push_str(",\"delivery_id\":");
-        push_json_string(&mut out, d);
+        push_str(&mut out, d);
     }
     out.push_str(",\"headers\":");
     out.push_str(&first.headers);
@@ -100,7 +102,7 @@ pub fn encode(messages: &[NewMessage], ids: &[String]) -> String {
             out.push(',');
         }
         out.push_str("{\"id\":");
-        push_json_string(&mut out, id);
+        push_str(&mut out, id);
         out.push_str(&format!(",\"part\":{},\"body\":", m.part));
         out.push_str(&m.body);
         out.push('}');
@@ -148,11 +150,6 @@ pub fn decode(text: &str) -> Result<Decoded, EnvelopeError> {
         });
     }
     Ok(Decoded::Delivery(d))
-}
-
-fn push_json_string(out: &mut String, s: &str) {
-    // serde_json's escaping, without building a Value.
-    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
 }
 
 #[cfg(test)]

@@ -9,7 +9,10 @@
 //! - [`envelope`]: the message body (one delivery, with the receiver-assigned message ids);
 //! - [`batcher`]: concurrent deliveries packed into SendMessageBatch calls, partial failures;
 //! - [`claim`]: the claim check for envelopes too large for SQS;
-//! - [`sqs`]: the SDK clients and calls.
+//! - [`sqs`]: the SDK clients and calls;
+//! - [`sender`]: the receiver's handle, putting those together.
+//!
+//! This file holds the `queue` setting, validated, and the errors.
 //!
 //! The durability chain: a delivery is answered 2xx only once SendMessageBatch listed its entry
 //! as successful (and, for a claim check, once the S3 object was written before that).
@@ -17,12 +20,11 @@
 pub mod batcher;
 pub mod claim;
 pub mod envelope;
+pub mod sender;
 pub mod sqs;
 
+use aws_sdk_sqs::error::DisplayErrorContext;
 use serde::Deserialize;
-
-use crate::receiver::reply::ReceiveError;
-use crate::spool::{NewMessage, WriteOutcome};
 
 /// SQS's maximum message size is 1 MiB (1,048,576 bytes); envelopes above this much less a
 /// little headroom go by claim check.
@@ -153,119 +155,10 @@ pub enum QueueError {
     NotAccepted(String),
 }
 
-/// The SDK's error with its whole chain of causes (its `Display` alone is often "service error").
+/// An SDK error as text: its whole chain of causes (its `Display` alone is often "service
+/// error"), as the SDK's own `DisplayErrorContext` writes it.
 pub fn sdk_error(e: impl std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
-}
-
-/// The receiver's handle on the queue.
-pub struct QueueSender {
-    batcher: batcher::Batcher,
-    claim: Option<claim::ClaimCheck>,
-    threshold: usize,
-}
-
-/// The claim-check threshold in use: the configured one, lowered to what the queue accepts.
-fn effective_threshold(configured: usize, queue_max: Option<usize>) -> usize {
-    queue_max.map_or(configured, |max| configured.min(max))
-}
-
-impl QueueSender {
-    /// Builds the clients and resolves the queue URL (a misconfiguration fails at start-up,
-    /// not on the first delivery). Needs a tokio runtime.
-    pub async fn connect(q: &QueueSettings) -> Result<QueueSender, QueueError> {
-        let sdk = sqs::sdk_config(q).await;
-        let client = aws_sdk_sqs::Client::new(&sdk);
-        let queue_url = sqs::queue_url(&client, q).await?;
-        let claim = q
-            .claim_check_bucket
-            .as_ref()
-            .map(|bucket| claim::ClaimCheck {
-                client: sqs::s3_client(&sdk, q),
-                bucket: bucket.clone(),
-                prefix: q.claim_check_prefix.clone(),
-            });
-        // A queue created with a smaller MaximumMessageSize (256 KiB was the SQS default)
-        // refuses envelopes below the configured threshold: those go by claim check too.
-        let queue_max = sqs::max_message_bytes(&client, &queue_url).await;
-        let threshold = effective_threshold(q.claim_check_threshold_bytes, queue_max);
-        if threshold < q.claim_check_threshold_bytes {
-            tracing::warn!(
-                queue_url,
-                queue_max_bytes = ?queue_max,
-                configured = q.claim_check_threshold_bytes,
-                threshold,
-                "the queue's MaximumMessageSize is below the claim-check threshold; larger deliveries go by claim check"
-            );
-        }
-        tracing::info!(queue_url, claim_check_bucket = ?q.claim_check_bucket, threshold, "storing deliveries in SQS");
-        Ok(QueueSender {
-            batcher: batcher::Batcher::start(sqs::SqsSink { client, queue_url }),
-            claim,
-            threshold,
-        })
-    }
-
-    /// Sends one delivery (its messages) to the queue; returns once SQS accepted it. The ids
-    /// are assigned here, travel in the envelope, and become the spool's ids at the drain.
-    pub async fn send(&self, messages: Vec<NewMessage>) -> Result<WriteOutcome, QueueError> {
-        let ids: Vec<String> = messages
-            .iter()
-            .map(|_| uuid::Uuid::now_v7().to_string())
-            .collect();
-        let mut body = envelope::encode(&messages, &ids);
-        if claim::needs_claim_check(&body, self.threshold) {
-            match &self.claim {
-                Some(claim) => {
-                    let key = ids
-                        .first()
-                        .cloned()
-                        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-                    let pointer = claim.put(&key, body).await?;
-                    body = envelope::encode_pointer(&pointer);
-                }
-                None if body.len() > self.threshold => {
-                    return Err(QueueError::TooLarge {
-                        bytes: body.len(),
-                        limit: self.threshold,
-                    })
-                }
-                // Characters SQS refuses and no bucket to route around them: SQS refuses the
-                // entry (a sender fault), which is answered 503.
-                None => {}
-            }
-        }
-        self.batcher
-            .send(body)
-            .await
-            .map_err(QueueError::NotAccepted)?;
-        Ok(WriteOutcome {
-            message_ids: ids,
-            seqs: Vec::new(),
-            duplicate: false,
-        })
-    }
-
-    /// [`send`](Self::send) with the receiver's replies: 413 for a delivery too large without a
-    /// claim-check bucket, 503 (the provider retries) when SQS or S3 did not take it.
-    pub async fn store(&self, messages: Vec<NewMessage>) -> Result<WriteOutcome, ReceiveError> {
-        self.send(messages).await.map_err(|e| {
-            tracing::error!(error = %e, "queueing a delivery failed");
-            match e {
-                QueueError::TooLarge { limit, .. } => {
-                    crate::receiver::body::BodyError::TooLarge { limit }.into()
-                }
-                _ => ReceiveError::SpoolUnavailable,
-            }
-        })
-    }
+    DisplayErrorContext(e).to_string()
 }
 
 #[cfg(test)]
@@ -302,12 +195,5 @@ mod tests {
         )
         .is_err());
         assert!(parse(serde_json::json!({"backend": "sqs", "queue_nam": "n"})).is_err());
-    }
-
-    #[test]
-    fn the_threshold_follows_a_smaller_queue_maximum() {
-        assert_eq!(effective_threshold(1_040_384, Some(262_144)), 262_144);
-        assert_eq!(effective_threshold(1_040_384, Some(1_048_576)), 1_040_384);
-        assert_eq!(effective_threshold(100_000, None), 100_000);
     }
 }

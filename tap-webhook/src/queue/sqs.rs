@@ -21,6 +21,10 @@ pub async fn sdk_config(q: &QueueSettings) -> SdkConfig {
     if let Some(e) = &q.endpoint_url {
         loader = loader.endpoint_url(e);
     }
+    // Transient failures of a whole call (throttling, 5xx, timeouts, connection errors) are
+    // retried by the SDK with backoff; entries SendMessageBatch lists as `Failed` are the
+    // batcher's to retry (`batcher.rs`).
+    loader = loader.retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(4));
     // Without limits a hung connection holds a delivery (or a drain round) forever. An attempt
     // may last a long poll plus a margin; the whole operation, retries included, twice that.
     let attempt = std::time::Duration::from_secs(q.wait_time_seconds.max(0) as u64 + 10);

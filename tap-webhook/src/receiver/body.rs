@@ -9,6 +9,8 @@ use std::io::Read;
 
 use serde_json::value::RawValue;
 
+use crate::payload;
+
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
     #[error("NO_BODY_PROVIDED: the request has no body")]
@@ -79,98 +81,44 @@ pub fn split(body: &[u8]) -> Result<Vec<&str>, BodyError> {
     if trimmed.is_empty() {
         return Err(BodyError::Empty);
     }
-    check_depth(text)?;
+    if let Some(offset) = payload::too_deep_at(text, MAX_DEPTH) {
+        return Err(BodyError::InvalidJson {
+            offset,
+            detail: format!("nesting deeper than {MAX_DEPTH} levels"),
+        });
+    }
     // The tap unescapes each message's top-level names; a name serde cannot unescape (a lone
     // surrogate such as \udfff, found by fuzzing) is refused here, not stored to fail the tap
     // later. For an object body the tap's own parse is also the validation: one pass.
-    if trimmed.starts_with('{') {
-        crate::tap::record::top_level(text).map_err(|e| invalid_json(text, &e))?;
-        return Ok(vec![text]);
-    }
-    let parsed: &RawValue = serde_json::from_str(text).map_err(|e| invalid_json(text, &e))?;
-    let messages = split_parsed(text, trimmed, parsed)?;
+    let messages = match trimmed.as_bytes()[0] {
+        b'{' => vec![text],
+        b'[' => {
+            let items = payload::array_elements(text).map_err(|e| invalid_json(text, &e))?;
+            if let Some(i) = items.iter().position(|t| !t.starts_with('{')) {
+                return Err(BodyError::UnsupportedType(format!(
+                    "array element {i} is {}; each element must be a JSON object",
+                    payload::kind(items[i])
+                )));
+            }
+            items
+        }
+        _ => {
+            serde_json::from_str::<&RawValue>(text).map_err(|e| invalid_json(text, &e))?;
+            return Err(BodyError::UnsupportedType(format!(
+                "the body is {}; send a JSON object or an array of objects",
+                payload::kind(trimmed)
+            )));
+        }
+    };
     for m in &messages {
-        crate::tap::record::top_level(m).map_err(|e| invalid_json(m, &e))?;
+        payload::top_level(m).map_err(|e| invalid_json(m, &e))?;
     }
     Ok(messages)
-}
-
-fn split_parsed<'a>(
-    text: &'a str,
-    trimmed: &'a str,
-    parsed: &'a RawValue,
-) -> Result<Vec<&'a str>, BodyError> {
-    match trimmed.as_bytes()[0] {
-        b'[' => {
-            let items: Vec<&RawValue> =
-                serde_json::from_str(parsed.get()).map_err(|e| invalid_json(text, &e))?;
-            items
-                .into_iter()
-                .enumerate()
-                .map(|(i, item)| {
-                    let t = item.get();
-                    if t.starts_with('{') {
-                        Ok(t)
-                    } else {
-                        Err(BodyError::UnsupportedType(format!(
-                            "array element {i} is {}; each element must be a JSON object",
-                            kind(t)
-                        )))
-                    }
-                })
-                .collect()
-        }
-        _ => Err(BodyError::UnsupportedType(format!(
-            "the body is {}; send a JSON object or an array of objects",
-            kind(trimmed)
-        ))),
-    }
 }
 
 /// Deepest nesting of arrays and objects accepted. Deeper documents are refused before any
 /// parser recurses into them (readers downstream recurse too).
 pub const MAX_DEPTH: usize = 128;
-
-fn check_depth(text: &str) -> Result<(), BodyError> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for (offset, b) in text.bytes().enumerate() {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return Err(BodyError::InvalidJson {
-                        offset,
-                        detail: format!("nesting deeper than {MAX_DEPTH} levels"),
-                    });
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-fn kind(json: &str) -> &'static str {
-    match json.as_bytes().first() {
-        Some(b'"') => "a string",
-        Some(b'[') => "an array",
-        Some(b'{') => "an object",
-        Some(b't' | b'f') => "a boolean",
-        Some(b'n') => "null",
-        _ => "a number",
-    }
-}
 
 /// serde_json reports line and column; users of a one-line body want the byte offset.
 fn invalid_json(text: &str, e: &serde_json::Error) -> BodyError {

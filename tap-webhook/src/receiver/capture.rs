@@ -115,48 +115,12 @@ pub fn delivery_id(headers: &HeaderMap, configured: Option<&str>) -> Option<Stri
         .map(str::to_owned)
 }
 
-/// Decodes a raw query string (`a=1&b=%20x`) into pairs.
+/// Decodes a raw query string (`a=1&b=%20x`) into pairs, in order (`application/x-www-form-
+/// urlencoded`: `+` is a space, an invalid `%` escape is kept as written, invalid UTF-8 becomes
+/// U+FFFD).
 pub fn parse_query(raw: Option<&str>) -> Vec<(String, String)> {
-    raw.map(|q| {
-        q.split('&')
-            .filter(|p| !p.is_empty())
-            .map(|pair| {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                (percent_decode(k), percent_decode(v))
-            })
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -189,13 +153,13 @@ mod tests {
     #[test]
     fn query_decoding_and_redaction() {
         let q = parse_query(Some(
-            "a=1&b=hello%20world&token=s3cr3t-tok&a=2&c=%zz&d+e=f+g&flag",
+            "a=1&b=hello%20world&token=s3cr3t-tok&a=2&c=%zz&d+e=f+g&flag&&x=%E9%",
         ));
         let v = query_object(&q, &["token".into()]);
         assert_eq!(
             v,
             serde_json::json!({"a": ["1", "2"], "b": "hello world", "token": REDACTED,
-                "c": "%zz", "d e": "f g", "flag": ""})
+                "c": "%zz", "d e": "f g", "flag": "", "x": "\u{fffd}%"})
         );
     }
 

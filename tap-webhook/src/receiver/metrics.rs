@@ -44,7 +44,10 @@ impl Metrics {
         }
     }
 
-    pub fn render(&self, spool: &SpoolStats) -> String {
+    /// The counters as Prometheus text; the spool gauges read 0 without a spool (SQS backend).
+    pub fn render(&self, spool: Option<&SpoolStats>) -> String {
+        let gauge =
+            |g: fn(&SpoolStats) -> &AtomicU64| spool.map_or(0, |s| g(s).load(Ordering::Relaxed));
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -88,13 +91,13 @@ impl Metrics {
                 "webhook_spool_messages",
                 "Messages in the spool (not yet pruned).",
                 "gauge",
-                spool.depth.load(Ordering::Relaxed),
+                gauge(|s| &s.depth),
             ),
             (
                 "webhook_spool_bytes",
                 "Bytes in use in the spool file.",
                 "gauge",
-                spool.bytes.load(Ordering::Relaxed),
+                gauge(|s| &s.bytes),
             ),
         ] {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");

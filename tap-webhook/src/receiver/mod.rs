@@ -3,7 +3,7 @@
 //! A delivery flows: route → source → credentials (before reading the body) → body read with
 //! its limit → decompress → signature check over the raw bytes → split into messages → spool
 //! (group-committed, fsync'd) → 200. Nothing is stored unless every step passed, and the 200 is
-//! sent only after the spool's commit.
+//! sent only after the spool's commit (or SQS's acceptance: [`store`]).
 
 pub mod auth;
 pub mod body;
@@ -11,59 +11,59 @@ pub mod capture;
 pub mod metrics;
 pub mod reply;
 pub mod signature;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::settings::{Limits, Settings, Source};
-use crate::spool::{now_us, NewMessage, SpoolWriter};
+use crate::spool::NewMessage;
 use auth::{ApiKey, RequestView, UrlToken, Verifier};
 use reply::ReceiveError;
+use store::Store;
 
-/// A configured source with its verifiers built.
+/// A configured source with its verifiers: every one runs on every delivery.
 pub struct SourceRuntime {
     pub source: Source,
-    pub verifiers: Vec<Box<dyn Verifier>>,
+    pub verifiers: Vec<Arc<dyn Verifier>>,
     secret_headers: Vec<String>,
     secret_params: Vec<String>,
 }
 
 impl SourceRuntime {
     pub fn new(source: Source) -> SourceRuntime {
-        let mut verifiers: Vec<Box<dyn Verifier>> = Vec::new();
+        let mut verifiers: Vec<Arc<dyn Verifier>> = Vec::new();
         if !source.api_keys.is_empty() {
-            verifiers.push(Box::new(ApiKey {
+            verifiers.push(Arc::new(ApiKey {
                 header: source.api_key_header.clone(),
                 keys: source.api_keys.clone(),
             }));
         }
         if !source.url_tokens.is_empty() {
-            verifiers.push(Box::new(UrlToken {
+            verifiers.push(Arc::new(UrlToken {
                 param: source.token_param.clone(),
                 tokens: source.url_tokens.clone(),
             }));
         }
         if let Some(sig) = &source.signature {
-            // Validated when the settings were built.
-            if let Ok(v) = signature::build(sig) {
-                verifiers.push(v);
-            }
+            // Built when the settings were: a setting that could not be built never got here.
+            verifiers.push(sig.verifier());
         }
         let secret_headers = verifiers.iter().flat_map(|v| v.secret_headers()).collect();
         let secret_params = verifiers
@@ -81,9 +81,8 @@ impl SourceRuntime {
 
 pub struct AppState {
     pub sources: BTreeMap<String, SourceRuntime>,
-    pub spool: SpoolWriter,
-    /// The SQS backend (`crate::queue`); `None`: deliveries go to the spool.
-    pub queue: Option<crate::queue::QueueSender>,
+    /// Where accepted deliveries go: the spool, or the SQS queue.
+    pub store: Store,
     pub metrics: metrics::Metrics,
     pub max_body_bytes: usize,
     pub max_spool_bytes: u64,
@@ -92,7 +91,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(settings: &Settings, spool: SpoolWriter) -> AppState {
+    pub fn new(settings: &Settings, store: Store) -> AppState {
         AppState {
             metrics: metrics::Metrics::new(settings.sources.keys()),
             sources: settings
@@ -100,8 +99,7 @@ impl AppState {
                 .values()
                 .map(|s| (s.name.clone(), SourceRuntime::new(s.clone())))
                 .collect(),
-            spool,
-            queue: None,
+            store,
             max_body_bytes: settings.max_body_bytes,
             max_spool_bytes: settings.max_spool_bytes,
             retry_after_seconds: settings.retry_after_seconds,
@@ -110,7 +108,8 @@ impl AppState {
     }
 }
 
-/// The receiver's routes, apart from any socket so tests can call it directly.
+/// The receiver's routes, apart from any socket: `serve` runs them on a listener, the tests call
+/// them directly (`tests/integration/app.rs`).
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -183,7 +182,7 @@ pub async fn serve(
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&state.spool.stats),
+        state.metrics.render(state.store.spool_stats()),
     )
         .into_response()
 }
@@ -216,15 +215,11 @@ async fn receive_get(
 
 fn respond(state: &AppState, result: Result<Accepted, ReceiveError>) -> Response {
     match result {
-        Ok(accepted) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            accepted.to_json(),
-        )
-            .into_response(),
+        Ok(accepted) => Json(Reply {
+            data: accepted,
+            success: true,
+        })
+        .into_response(),
         Err(e) => {
             state.metrics.rejected(e.code());
             tracing::debug!(code = e.code(), "delivery refused");
@@ -233,58 +228,26 @@ fn respond(state: &AppState, result: Result<Accepted, ReceiveError>) -> Response
     }
 }
 
+/// `{"data":{...},"success":true}`.
+#[derive(Serialize)]
+struct Reply {
+    data: Accepted,
+    success: bool,
+}
+
 /// What the sender is told of a stored (or duplicate) delivery.
+#[derive(Serialize)]
 struct Accepted {
-    message_ids: Vec<String>,
-    received_at_us: i64,
-    /// False for a JSON array body: the reply then lists every message id.
-    single: bool,
+    /// Present (true) only for a delivery id seen within the dedupe window: nothing was stored.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     duplicate: bool,
-}
-
-impl Accepted {
-    /// `{"data":{...},"success":true}`, written by hand in the order serde_json's sorted maps
-    /// gave: `duplicate`, `message_id`, `message_ids`, `received_at`.
-    fn to_json(&self) -> String {
-        let mut out = String::with_capacity(128 + 40 * self.message_ids.len());
-        out.push_str("{\"data\":{");
-        if self.duplicate {
-            out.push_str("\"duplicate\":true,");
-        }
-        out.push_str("\"message_id\":");
-        match self.message_ids.first() {
-            Some(id) => push_json_string(&mut out, id),
-            None => out.push_str("null"),
-        }
-        if !self.single {
-            out.push_str(",\"message_ids\":[");
-            for (i, id) in self.message_ids.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                push_json_string(&mut out, id);
-            }
-            out.push(']');
-        }
-        out.push_str(",\"received_at\":\"");
-        crate::spool::format_us_into(&mut out, self.received_at_us);
-        out.push_str("\"},\"success\":true}");
-        out
-    }
-}
-
-/// Appends `s` as a JSON string (message ids are plain ASCII; anything else goes through
-/// serde_json).
-fn push_json_string(out: &mut String, s: &str) {
-    if s.bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-    {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
-    } else {
-        out.push_str(&serde_json::to_string(s).unwrap_or_default());
-    }
+    /// The first message's id (`null` for an empty array).
+    message_id: Option<String>,
+    /// Every message's id, for a JSON array body only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message_ids: Option<Vec<String>>,
+    /// RFC 3339, microseconds, UTC: the `_sdc_received_at` of the messages.
+    received_at: String,
 }
 
 async fn receive(
@@ -295,7 +258,7 @@ async fn receive(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Accepted, ReceiveError> {
-    let received_at_us = now_us();
+    let received_at_us = singer::clock::now_micros();
     let rt = state
         .sources
         .get(source)
@@ -312,7 +275,7 @@ async fn receive(
     for v in &rt.verifiers {
         v.verify_request(&view)?;
     }
-    if state.spool.stats.bytes.load(Ordering::Relaxed) > state.max_spool_bytes {
+    if state.store.is_full(state.max_spool_bytes) {
         return Err(ReceiveError::SpoolFull {
             retry_after_seconds: state.retry_after_seconds,
         });
@@ -369,24 +332,21 @@ async fn receive(
         .collect();
     let outcome = if messages.is_empty() {
         Default::default()
-    } else if let Some(queue) = &state.queue {
-        queue.store(messages).await?
     } else {
-        state.spool.write(messages).await.map_err(|e| {
-            tracing::error!(error = %e, source, "storing a delivery failed");
-            ReceiveError::SpoolUnavailable
-        })?
+        state.store.store(messages).await?
     };
     if outcome.duplicate {
         state.metrics.duplicate();
     } else {
         state.metrics.accepted(source, count as u64, bytes as u64);
     }
+    let message_id = outcome.message_ids.first().cloned();
     Ok(Accepted {
-        message_ids: outcome.message_ids,
-        received_at_us,
-        single: count == 1,
         duplicate: outcome.duplicate,
+        message_id,
+        // A single message's id is `message_id`; an array body gets the whole list.
+        message_ids: (count != 1).then_some(outcome.message_ids),
+        received_at: singer::datetime::format_micros(received_at_us),
     })
 }
 

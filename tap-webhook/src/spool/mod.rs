@@ -15,10 +15,7 @@ pub mod writer;
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::Connection;
-
-pub use reader::SpoolReader;
-pub use writer::{SpoolWriter, WriteOutcome};
+use rusqlite::{Connection, OptionalExtension};
 
 /// A message as the receiver hands it to the spool.
 #[derive(Debug, Clone)]
@@ -148,8 +145,7 @@ CREATE TABLE IF NOT EXISTS drained_ids (
 
 /// How long the drain remembers a drained message id: longer than SQS keeps any message
 /// (14 days at most), so a redelivery or a redrive from the dead-letter queue is always known.
-pub const DRAINED_ID_RETENTION: std::time::Duration =
-    std::time::Duration::from_secs(15 * 24 * 3600);
+pub const DRAINED_ID_RETENTION: Duration = Duration::from_secs(15 * 24 * 3600);
 
 /// Opens (creating if needed) the spool database with the settings every connection needs.
 pub fn open(path: &Path) -> Result<Connection, SpoolError> {
@@ -172,109 +168,33 @@ pub fn open(path: &Path) -> Result<Connection, SpoolError> {
     Ok(conn)
 }
 
-pub fn now_us() -> i64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+/// The highest sequence ever assigned (0 for a new spool): `sqlite_sequence` keeps it even
+/// after every message is pruned, so a sequence is never reused. Read inside the write
+/// transaction by writers (sequences then stay increasing whoever else writes), and at the start
+/// of a tap run as its high-water mark.
+pub fn last_seq(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'messages'")?
+        .query_row([], |r| r.get(0))
+        .optional()
+        .map(Option::unwrap_or_default)
+}
+
+/// Forgets delivery ids older than the dedupe window (nothing to do without one).
+pub fn expire_deliveries(conn: &Connection, window: Duration) -> rusqlite::Result<usize> {
+    if window.is_zero() {
+        return Ok(0);
+    }
+    let cutoff = singer::clock::now_micros().saturating_sub(micros(window));
+    conn.execute("DELETE FROM deliveries WHERE received_at < ?1", [cutoff])
+}
+
+/// Forgets drained message ids older than [`DRAINED_ID_RETENTION`].
+pub fn expire_drained_ids(conn: &Connection) -> rusqlite::Result<usize> {
+    let cutoff = singer::clock::now_micros().saturating_sub(micros(DRAINED_ID_RETENTION));
+    conn.execute("DELETE FROM drained_ids WHERE drained_at < ?1", [cutoff])
+}
+
+/// A duration in microseconds, saturating.
+pub fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-}
-
-/// RFC 3339 in UTC with microseconds, as `_sdc_received_at` and replies carry it.
-pub fn format_us(us: i64) -> String {
-    let mut s = String::with_capacity(27);
-    format_us_into(&mut s, us);
-    s
-}
-
-/// Microseconds in the years 1970 to 9999, where [`format_us_into`] computes the date itself.
-const FAST_RANGE_US: std::ops::Range<i64> = 0..253_402_300_800_000_000;
-
-/// [`format_us`], appended to `out` (once per record in the tap: no allocation, no `time`).
-pub fn format_us_into(out: &mut String, us: i64) {
-    if !FAST_RANGE_US.contains(&us) {
-        out.push_str(&format_us_slow(us));
-        return;
-    }
-    let days = us / 86_400_000_000;
-    let in_day = us % 86_400_000_000;
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm), days >= 0 here.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let secs = in_day / 1_000_000;
-    let mut buf = *b"0000-00-00T00:00:00.000000Z";
-    let mut put = |at: usize, width: usize, mut v: i64| {
-        for i in (at..at + width).rev() {
-            buf[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, 4, year);
-    put(5, 2, month);
-    put(8, 2, day);
-    put(11, 2, secs / 3600);
-    put(14, 2, secs / 60 % 60);
-    put(17, 2, secs % 60);
-    put(20, 6, in_day % 1_000_000);
-    out.extend(buf.iter().map(|&b| char::from(b)));
-}
-
-fn format_us_slow(us: i64) -> String {
-    let nanos = i128::from(us) * 1000;
-    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.microsecond()
-        ),
-        Err(_) => String::from("1970-01-01T00:00:00.000000Z"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fast_formatting_agrees_with_the_calendar() {
-        let mut us = 0i64;
-        while us < FAST_RANGE_US.end {
-            let mut fast = String::new();
-            format_us_into(&mut fast, us);
-            assert_eq!(fast, format_us_slow(us), "{us}");
-            // Steps that land on every month, leap days and the end of the range.
-            us += 5 * 86_400_000_000 + 1_234_567_891;
-        }
-        for us in [
-            FAST_RANGE_US.end - 1,
-            FAST_RANGE_US.end,
-            -1,
-            i64::MIN,
-            i64::MAX,
-        ] {
-            let mut fast = String::new();
-            format_us_into(&mut fast, us);
-            assert_eq!(fast, format_us_slow(us), "{us}");
-        }
-    }
-
-    #[test]
-    fn formats_microseconds_in_utc() {
-        assert_eq!(format_us(0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(
-            format_us(1_700_000_000_123_456),
-            "2023-11-14T22:13:20.123456Z"
-        );
-    }
 }

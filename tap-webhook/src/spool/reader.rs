@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::types::ValueRef;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, Row};
 
-use super::{now_us, open, MessageRef, SpoolError, StoredMessage};
+use super::{last_seq, micros, open, MessageRef, SpoolError, StoredMessage};
 
 /// Bytes of the spool file a reader maps into memory (SQLite caps it at its compile-time limit).
 const READ_MMAP_BYTES: i64 = 1 << 30;
@@ -48,51 +48,6 @@ impl SpoolReader {
         self.scan_by_seq = yes;
     }
 
-    /// Another connection to the same spool, reading the same way (for a thread of its own).
-    pub fn reopen(&self) -> Result<SpoolReader, SpoolError> {
-        let mut other = SpoolReader::open(&self.path)?;
-        other.scan_by_seq = self.scan_by_seq;
-        Ok(other)
-    }
-
-    /// The sequence ending each run of `every` messages of a source with
-    /// `after < seq <= until` (the last, shorter run has none): chunk bounds, read from the
-    /// (source, seq) index only.
-    pub fn cut_every(
-        &self,
-        source: &str,
-        after: i64,
-        until: i64,
-        every: usize,
-    ) -> Result<Vec<i64>, SpoolError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT seq FROM messages WHERE source = ?1 AND seq > ?2 AND seq <= ?3
-                 ORDER BY seq",
-            )
-            .map_err(|e| self.err(e))?;
-        let mut rows = stmt
-            .query(params![source, after, until])
-            .map_err(|e| self.err(e))?;
-        let (mut cuts, mut n) = (Vec::new(), 0usize);
-        let mut last = None;
-        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            n += 1;
-            if n % every.max(1) == 0 {
-                last = Some(row.get::<_, i64>(0).map_err(|e| self.err(e))?);
-                cuts.extend(last);
-            } else {
-                last = None;
-            }
-        }
-        // A cut on the very last message would leave an empty last chunk.
-        if last.is_some() {
-            cuts.pop();
-        }
-        Ok(cuts)
-    }
-
     fn range_query(&self, columns: &str) -> String {
         let source = if self.scan_by_seq {
             "+source"
@@ -114,15 +69,7 @@ impl SpoolReader {
 
     /// The highest sequence ever assigned (0 for a new spool).
     pub fn high_water_mark(&self) -> Result<i64, SpoolError> {
-        self.conn
-            .query_row(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'messages'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
-            .map(Option::unwrap_or_default)
-            .map_err(|e| self.err(e))
+        last_seq(&self.conn).map_err(|e| self.err(e))
     }
 
     /// Deletes a source's messages with `seq <= bookmark` received before the retention cutoff.
@@ -133,7 +80,7 @@ impl SpoolReader {
         bookmark: i64,
         retention: Duration,
     ) -> Result<usize, SpoolError> {
-        let cutoff = now_us().saturating_sub(i64::try_from(retention.as_micros()).unwrap_or(0));
+        let cutoff = singer::clock::now_micros().saturating_sub(micros(retention));
         self.conn
             .execute(
                 "DELETE FROM messages WHERE source = ?1 AND seq <= ?2 AND received_at <= ?3",
@@ -203,33 +150,32 @@ impl SpoolReader {
         Ok(())
     }
 
-    /// Calls `f` with the sequence and body of each message of `source` with
-    /// `after < seq <= until`, in sequence order; the body is borrowed from SQLite's row (no
-    /// copy). For passes that look at payloads only (the schema prescan).
+    /// Calls `f` with the body of each message of `source` with `after < seq <= until`, in
+    /// sequence order; the body is borrowed from SQLite's row (no copy). For passes that look at
+    /// payloads only (the schema prescan).
     pub fn for_each_body<E>(
         &self,
         source: &str,
         after: i64,
         until: i64,
-        mut f: impl FnMut(i64, &str) -> Result<(), E>,
+        mut f: impl FnMut(&str) -> Result<(), E>,
     ) -> Result<(), E>
     where
         E: From<SpoolError>,
     {
         let mut stmt = self
             .conn
-            .prepare_cached(&self.range_query("seq, body"))
+            .prepare_cached(&self.range_query("body"))
             .map_err(|e| self.err(e))?;
         let mut rows = stmt
             .query(params![source, after, until])
             .map_err(|e| self.err(e))?;
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            let seq: i64 = row.get(0).map_err(|e| self.err(e))?;
             let body = row
-                .get_ref(1)
+                .get_ref(0)
                 .and_then(|v| v.as_str().map_err(rusqlite::Error::from))
                 .map_err(|e| self.err(e))?;
-            f(seq, body)?;
+            f(body)?;
         }
         Ok(())
     }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{now_us, open, NewMessage, SpoolError};
+use super::{expire_deliveries, last_seq, micros, open, NewMessage, SpoolError};
 
 /// Most requests in one transaction; bounds the latency of the first one in a batch.
 const MAX_BATCH_REQUESTS: usize = 1024;
@@ -80,16 +80,6 @@ impl SpoolWriter {
         Ok((SpoolWriter { tx, stats }, WriterThread { handle }))
     }
 
-    /// A writer with no spool behind it, for a receiver whose deliveries go to a queue
-    /// (`crate::queue`): every write fails and the stats stay zero (never SPOOL_FULL).
-    pub fn detached() -> SpoolWriter {
-        let (tx, _) = mpsc::channel(1);
-        SpoolWriter {
-            tx,
-            stats: Arc::default(),
-        }
-    }
-
     /// Stores the messages of one request durably; returns once they are fsync'd.
     pub async fn write(&self, messages: Vec<NewMessage>) -> Result<WriteOutcome, SpoolError> {
         let (reply, rx) = oneshot::channel();
@@ -106,13 +96,13 @@ impl SpoolWriter {
 }
 
 fn run(
-    mut conn: Connection,
+    conn: Connection,
     path: PathBuf,
     mut rx: mpsc::Receiver<WriteRequest>,
     stats: Arc<SpoolStats>,
     dedupe_window: Duration,
 ) {
-    let window_us = i64::try_from(dedupe_window.as_micros()).unwrap_or(i64::MAX);
+    let window_us = micros(dedupe_window);
     let mut last_stats = Instant::now();
     let mut batches: u64 = 0;
     let mut requests: u64 = 0;
@@ -125,7 +115,12 @@ fn run(
             }
         }
         requests += batch.len() as u64;
-        let result = write_batch(&mut conn, &batch, window_us);
+        let result = in_write_transaction(&conn, |tx, last| {
+            batch
+                .iter()
+                .map(|req| write_request(tx, &req.messages, None, window_us, last))
+                .collect::<rusqlite::Result<Vec<_>>>()
+        });
         match result {
             Ok(outcomes) => {
                 for (req, outcome) in batch.into_iter().zip(outcomes) {
@@ -140,10 +135,8 @@ fn run(
             }
         }
         batches += 1;
-        if window_us > 0 && batches.is_multiple_of(10_000) {
-            let cutoff = now_us().saturating_sub(window_us);
-            if let Err(e) = conn.execute("DELETE FROM deliveries WHERE received_at < ?1", [cutoff])
-            {
+        if batches.is_multiple_of(10_000) {
+            if let Err(e) = expire_deliveries(&conn, dedupe_window) {
                 tracing::warn!(error = %e, "pruning expired delivery ids failed");
             }
         }
@@ -160,45 +153,22 @@ fn run(
     );
 }
 
-fn write_batch(
-    conn: &mut Connection,
-    batch: &[WriteRequest],
-    window_us: i64,
-) -> rusqlite::Result<Vec<WriteOutcome>> {
-    // Cached statements rather than `Connection::transaction`: BEGIN and COMMIT are parsed
-    // once, not once per batch.
+/// Runs `f` in one `BEGIN IMMEDIATE` transaction (the write lock, taken at once) and commits it;
+/// `f` gets the last sequence assigned, read inside the lock so that sequences stay increasing
+/// whoever else writes (a tap draining SQS into this spool), and moves it on. Rolled back on
+/// any error. BEGIN and COMMIT are cached statements: parsed once, not once per batch.
+fn in_write_transaction<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection, &mut i64) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
     conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-    let result = write_all(conn, batch, window_us)
-        .and_then(|outcomes| conn.prepare_cached("COMMIT")?.execute([]).map(|_| outcomes));
+    let result = last_seq(conn)
+        .and_then(|mut last| f(conn, &mut last))
+        .and_then(|out| conn.prepare_cached("COMMIT")?.execute([]).map(|_| out));
     if result.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
     result
-}
-
-fn write_all(
-    tx: &Connection,
-    batch: &[WriteRequest],
-    window_us: i64,
-) -> rusqlite::Result<Vec<WriteOutcome>> {
-    // Read inside the write lock so sequences stay increasing even if another process (a tap
-    // draining SQS into this spool) writes too.
-    let mut last: i64 = tx
-        .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'messages'")?
-        .query_row([], |r| r.get(0))
-        .optional()?
-        .unwrap_or(0);
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for req in batch {
-        outcomes.push(write_request(
-            tx,
-            &req.messages,
-            None,
-            window_us,
-            &mut last,
-        )?);
-    }
-    Ok(outcomes)
 }
 
 /// Appends deliveries that already carry their message ids (drained from a queue, where the
@@ -207,56 +177,53 @@ fn write_all(
 /// the window is a duplicate. A message whose id is already stored (SQS redelivered it) is
 /// skipped, so it is never stored, hence never emitted, twice.
 pub fn append_with_ids(
-    conn: &mut Connection,
+    conn: &Connection,
     deliveries: &[(Vec<NewMessage>, Vec<String>)],
     dedupe_window: Duration,
 ) -> rusqlite::Result<Vec<WriteOutcome>> {
-    let window_us = i64::try_from(dedupe_window.as_micros()).unwrap_or(i64::MAX);
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut last: i64 = tx
-        .query_row(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'messages'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(0);
-    let mut outcomes = Vec::with_capacity(deliveries.len());
-    let now = crate::spool::now_us();
-    for (messages, ids) in deliveries {
-        // A delivery's ids are stored together, so one known id means the whole delivery was
-        // drained before (its messages may since have been emitted and pruned).
-        let known = match ids.first() {
-            Some(id) => tx
-                .prepare_cached("SELECT 1 FROM drained_ids WHERE id = ?1")?
-                .query_row([id], |_| Ok(()))
-                .optional()?
-                .is_some(),
-            None => false,
-        };
-        if known {
-            outcomes.push(WriteOutcome {
-                message_ids: Vec::new(),
-                seqs: Vec::new(),
-                duplicate: true,
-            });
-            continue;
-        }
-        outcomes.push(write_request(
-            &tx,
-            messages,
-            Some(ids),
-            window_us,
-            &mut last,
-        )?);
-        let mut remember = tx
-            .prepare_cached("INSERT OR IGNORE INTO drained_ids (id, drained_at) VALUES (?1, ?2)")?;
-        for id in ids {
-            remember.execute(params![id, now])?;
-        }
+    let window_us = micros(dedupe_window);
+    let now = singer::clock::now_micros();
+    in_write_transaction(conn, |tx, last| {
+        deliveries
+            .iter()
+            .map(|(messages, ids)| append_delivery(tx, messages, ids, window_us, now, last))
+            .collect()
+    })
+}
+
+/// One delivery of [`append_with_ids`].
+fn append_delivery(
+    tx: &Connection,
+    messages: &[NewMessage],
+    ids: &[String],
+    window_us: i64,
+    now: i64,
+    last: &mut i64,
+) -> rusqlite::Result<WriteOutcome> {
+    // A delivery's ids are stored together, so one known id means the whole delivery was
+    // drained before (its messages may since have been emitted and pruned).
+    let known = match ids.first() {
+        Some(id) => tx
+            .prepare_cached("SELECT 1 FROM drained_ids WHERE id = ?1")?
+            .query_row([id], |_| Ok(()))
+            .optional()?
+            .is_some(),
+        None => false,
+    };
+    if known {
+        return Ok(WriteOutcome {
+            message_ids: Vec::new(),
+            seqs: Vec::new(),
+            duplicate: true,
+        });
     }
-    tx.commit()?;
-    Ok(outcomes)
+    let outcome = write_request(tx, messages, Some(ids), window_us, last)?;
+    let mut remember =
+        tx.prepare_cached("INSERT OR IGNORE INTO drained_ids (id, drained_at) VALUES (?1, ?2)")?;
+    for id in ids {
+        remember.execute(params![id, now])?;
+    }
+    Ok(outcome)
 }
 
 fn write_request(

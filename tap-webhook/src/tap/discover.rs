@@ -2,11 +2,14 @@
 
 use serde_json::{json, Map, Value};
 
-use super::inference::StreamSchema;
-use super::record::{top_level, SDC_PRIMARY_KEY, SDC_RECEIVED_AT, SDC_SEQUENCE};
-use crate::settings::{RecordShape, Settings, Source};
-use crate::spool::{SpoolError, SpoolReader};
 use singer::catalog::{Catalog, CatalogEntry, MetadataEntry};
+use singer::sdc;
+
+use super::inference::StreamSchema;
+use crate::payload::top_level;
+use crate::settings::{RecordShape, Settings, Source};
+use crate::spool::reader::SpoolReader;
+use crate::spool::SpoolError;
 
 /// Messages sampled per source to type the payload's fields at discovery.
 const DISCOVERY_SAMPLE: usize = 1000;
@@ -14,13 +17,13 @@ const DISCOVERY_SAMPLE: usize = 1000;
 /// The fields every record of the source carries, typed.
 pub fn fixed_fields(source: &Source) -> Map<String, Value> {
     let mut m = Map::new();
-    m.insert(SDC_SEQUENCE.into(), json!({"type": "integer"}));
+    m.insert(sdc::SEQUENCE.into(), json!({"type": "integer"}));
     m.insert(
-        SDC_RECEIVED_AT.into(),
+        sdc::RECEIVED_AT.into(),
         json!({"type": "string", "format": "date-time"}),
     );
     if source.primary_key.is_none() {
-        m.insert(SDC_PRIMARY_KEY.into(), json!({"type": "string"}));
+        m.insert(sdc::PRIMARY_KEY.into(), json!({"type": "string"}));
     }
     if source.record_shape == RecordShape::Packed {
         m.insert("message_id".into(), json!({"type": "string"}));
@@ -46,7 +49,7 @@ pub fn key_properties(source: &Source) -> Vec<String> {
     vec![source
         .primary_key
         .clone()
-        .unwrap_or_else(|| SDC_PRIMARY_KEY.to_owned())]
+        .unwrap_or_else(|| sdc::PRIMARY_KEY.to_owned())]
 }
 
 /// The stream of messages refused for lacking their primary key.
@@ -57,8 +60,8 @@ pub fn rejected_stream(source: &Source) -> String {
 pub fn rejected_schema() -> Value {
     json!({"type": "object", "properties": {
         "message_id": {"type": "string"},
-        SDC_SEQUENCE: {"type": "integer"},
-        SDC_RECEIVED_AT: {"type": "string", "format": "date-time"},
+        sdc::SEQUENCE: {"type": "integer"},
+        sdc::RECEIVED_AT: {"type": "string", "format": "date-time"},
         "reason": {"type": "string"},
         "payload": {"type": "string"}
     }})
@@ -90,7 +93,7 @@ pub fn discover(settings: &Settings, spool: &SpoolReader) -> Result<Catalog, Spo
                 "selected-by-default": true,
                 "table-key-properties": keys,
                 "forced-replication-method": "INCREMENTAL",
-                "valid-replication-keys": [SDC_SEQUENCE],
+                "valid-replication-keys": [sdc::SEQUENCE],
             })
             .as_object()
             .cloned()
@@ -120,7 +123,7 @@ pub fn discover(settings: &Settings, spool: &SpoolReader) -> Result<Catalog, Spo
             metadata,
             key_properties: Some(keys),
             replication_method: Some("INCREMENTAL".into()),
-            replication_key: Some(SDC_SEQUENCE.into()),
+            replication_key: Some(sdc::SEQUENCE.into()),
             extra: Map::new(),
         });
     }

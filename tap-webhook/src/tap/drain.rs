@@ -73,7 +73,7 @@ pub fn drain(settings: &Settings, q: &QueueSettings) -> Result<DrainSummary, Dra
         .enable_all()
         .build()
         .map_err(DrainError::Runtime)?;
-    let mut conn = spool::open(&settings.spool_path)?;
+    let conn = spool::open(&settings.spool_path)?;
     let (client, s3, queue_url) = rt.block_on(async {
         let sdk = sqs::sdk_config(q).await;
         let client = aws_sdk_sqs::Client::new(&sdk);
@@ -156,12 +156,11 @@ pub fn drain(settings: &Settings, q: &QueueSettings) -> Result<DrainSummary, Dra
             .map(|i| (std::mem::take(&mut i.messages), std::mem::take(&mut i.ids)))
             .collect();
         let offered: u64 = deliveries.iter().map(|(m, _)| m.len() as u64).sum();
-        let outcomes =
-            spool::writer::append_with_ids(&mut conn, &deliveries, settings.dedupe_window)
-                .map_err(|source| SpoolError::Sqlite {
-                    path: settings.spool_path.display().to_string(),
-                    source,
-                })?;
+        let outcomes = spool::writer::append_with_ids(&conn, &deliveries, settings.dedupe_window)
+            .map_err(|source| SpoolError::Sqlite {
+            path: settings.spool_path.display().to_string(),
+            source,
+        })?;
         let stored: u64 = outcomes.iter().map(|o| o.seqs.len() as u64).sum();
         summary.stored += stored;
         summary.skipped += offered - stored;
@@ -205,16 +204,10 @@ pub fn drain(settings: &Settings, q: &QueueSettings) -> Result<DrainSummary, Dra
     }
     // No receiver writes this spool on the SQS backend, so the drain expires old delivery ids
     // (the receiver's writer does it on the embedded backend).
-    if !settings.dedupe_window.is_zero() {
-        let window_us = i64::try_from(settings.dedupe_window.as_micros()).unwrap_or(i64::MAX);
-        let cutoff = spool::now_us().saturating_sub(window_us);
-        if let Err(e) = conn.execute("DELETE FROM deliveries WHERE received_at < ?1", [cutoff]) {
-            tracing::warn!(error = %e, "pruning expired delivery ids failed");
-        }
+    if let Err(e) = spool::expire_deliveries(&conn, settings.dedupe_window) {
+        tracing::warn!(error = %e, "pruning expired delivery ids failed");
     }
-    let retention_us = i64::try_from(spool::DRAINED_ID_RETENTION.as_micros()).unwrap_or(i64::MAX);
-    let cutoff = spool::now_us().saturating_sub(retention_us);
-    if let Err(e) = conn.execute("DELETE FROM drained_ids WHERE drained_at < ?1", [cutoff]) {
+    if let Err(e) = spool::expire_drained_ids(&conn) {
         tracing::warn!(error = %e, "pruning drained message ids failed");
     }
     tracing::info!(
@@ -282,13 +275,13 @@ mod tests {
     fn redelivered_ids_and_retried_deliveries_are_stored_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("spool.sqlite");
-        let mut conn = spool::open(&path).unwrap();
+        let conn = spool::open(&path).unwrap();
         let window = Duration::from_secs(3600);
         let first = [
             delivery(&["a", "b"], Some("d-1"), 1_000),
             delivery(&["c"], None, 500),
         ];
-        let out = append_with_ids(&mut conn, &first, window).unwrap();
+        let out = append_with_ids(&conn, &first, window).unwrap();
         assert_eq!(out[0].message_ids, ["a", "b"]);
         // seq = max(prev + 1, received_at): increasing even when received_at goes back.
         assert_eq!(out[0].seqs, [1_000, 1_001]);
@@ -300,11 +293,11 @@ mod tests {
             delivery(&["x", "y"], Some("d-1"), 2_000),
             delivery(&["e"], None, 3_000),
         ];
-        let out = append_with_ids(&mut conn, &again, window).unwrap();
+        let out = append_with_ids(&conn, &again, window).unwrap();
         let stored: Vec<usize> = out.iter().map(|o| o.seqs.len()).collect();
         assert_eq!(stored, [0, 0, 0, 1]);
         assert_eq!(out[3].seqs, [3_000]);
-        let reader = spool::SpoolReader::open(&path).unwrap();
+        let reader = spool::reader::SpoolReader::open(&path).unwrap();
         assert_eq!(reader.count("data").unwrap(), 4);
         let mut ids = Vec::new();
         reader
@@ -320,15 +313,15 @@ mod tests {
     fn a_redelivery_after_the_message_was_pruned_is_still_recognised() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("spool.sqlite");
-        let mut conn = spool::open(&path).unwrap();
+        let conn = spool::open(&path).unwrap();
         // No delivery id, and no dedupe window: only the drained id can recognise it.
         let d = [delivery(&["a"], None, 1_000)];
-        let out = append_with_ids(&mut conn, &d, Duration::ZERO).unwrap();
+        let out = append_with_ids(&conn, &d, Duration::ZERO).unwrap();
         assert_eq!(out[0].seqs, [1_000]);
         // Emitted, committed by the target, pruned from the spool...
         conn.execute("DELETE FROM messages", []).unwrap();
         // ...then SQS redelivers it (its delete had failed).
-        let out = append_with_ids(&mut conn, &d, Duration::ZERO).unwrap();
+        let out = append_with_ids(&conn, &d, Duration::ZERO).unwrap();
         assert!(
             out[0].seqs.is_empty() && out[0].duplicate,
             "{:?}",

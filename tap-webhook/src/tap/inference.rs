@@ -10,6 +10,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
+use crate::payload::field_hash;
+
 /// JSON types seen for one field, as bits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TypeSet(u8);
@@ -108,27 +110,6 @@ pub fn is_rfc3339(s: &str) -> bool {
         return false;
     }
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).is_ok()
-}
-
-/// A fast hash of a field name, 8 bytes at a time (FxHash's step). Field names are chosen by
-/// webhook senders, who gain nothing from collisions (one costs a comparison), and SipHash's
-/// setup dominates on names of ten bytes.
-pub fn field_hash(name: &str) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let step = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);
-    let mut chunks = name.as_bytes().chunks_exact(8);
-    let mut h = 0u64;
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        h = step(h, u64::from_le_bytes(w));
-    }
-    let rest = chunks.remainder();
-    let mut w = [0u8; 8];
-    w[..rest.len()].copy_from_slice(rest);
-    h = step(h, u64::from_le_bytes(w));
-    h = step(h, name.len() as u64);
-    h ^ (h >> 29)
 }
 
 /// [`field_hash`] as a `Hasher`, for maps keyed by field name.

@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::json;
-use tap_webhook::spool::SpoolReader;
+use tap_webhook::spool::reader::SpoolReader;
 
 use crate::harness::{write_config, Server};
 

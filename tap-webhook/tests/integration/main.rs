@@ -1,6 +1,7 @@
-//! Integration tests of tap-webhook through its real binary: the receiver over a real socket,
-//! crash safety under SIGKILL, and the tap's runs chained by state.
+//! Integration tests of tap-webhook: the receiver's routes called directly (`app`), the real
+//! binary over a real socket, crash safety under SIGKILL, and the tap's runs chained by state.
 
+mod app;
 mod harness;
 mod hostile;
 mod receiver;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
-use tap_webhook::spool::SpoolReader;
+use tap_webhook::spool::reader::SpoolReader;
 
 use crate::harness::{client, write_config, Server};
 
@@ -539,4 +539,28 @@ async fn signed_sources_accept_valid_and_refuse_forged_deliveries() {
             Ok(true)
         })
         .unwrap();
+}
+
+#[test]
+fn serve_refuses_a_source_whose_signature_cannot_be_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        json!({"sources": {"svix": {"signature": {"scheme": "svix", "secrets": ["whsec_%%%"]}}}}),
+    );
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "serve must not start");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sources.svix.signature") && stderr.contains("base64"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("spool.sqlite").exists(),
+        "nothing was opened"
+    );
 }

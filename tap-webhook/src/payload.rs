@@ -1,0 +1,240 @@
+//! The top level of a webhook payload, split without parsing what lies below it: an array body
+//! into its elements' exact texts (the receiver), an object into its fields with their values'
+//! raw JSON text (the receiver's check of every message, the tap's records and schema).
+//!
+//! Values stay raw JSON text: nested objects and arrays are never built into a DOM, which is what
+//! keeps the tap far ahead of any target.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// One top-level field of a payload: its (unescaped) name and its value's raw JSON text.
+#[derive(Debug, Clone)]
+pub struct Field<'a> {
+    pub key: Cow<'a, str>,
+    pub value: &'a str,
+    /// [`field_hash`] of the key.
+    pub hash: u64,
+}
+
+/// The hashes of the field names pushed so far, as a 1,024-bit filter: most names miss it, and
+/// only a hit looks for an earlier field of the same name. (A 64-bit filter filled up after a few
+/// dozen names, and every later field of a wide payload then scanned the fields before it.)
+struct Seen([u64; 16]);
+
+impl Seen {
+    fn new() -> Seen {
+        Seen([0; 16])
+    }
+
+    /// Marks `hash`; whether it was marked already.
+    fn insert(&mut self, hash: u64) -> bool {
+        let bit = hash >> 54;
+        let (word, mask) = ((bit >> 6) as usize, 1u64 << (bit & 63));
+        let hit = self.0[word] & mask != 0;
+        self.0[word] |= mask;
+        hit
+    }
+}
+
+/// Appends a field; an earlier field of the same name is dropped (the last occurrence wins).
+fn push_field<'a>(out: &mut Vec<Field<'a>>, seen: &mut Seen, key: Cow<'a, str>, value: &'a str) {
+    let hash = field_hash(&key);
+    if seen.insert(hash) {
+        if let Some(i) = out.iter().position(|f| f.hash == hash && f.key == key) {
+            out.remove(i);
+        }
+    }
+    out.push(Field { key, value, hash });
+}
+
+/// A field name borrowed from the payload when it has no escapes (serde's own `Cow<str>`
+/// always allocates).
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// The payload's top-level fields, in order, values raw. Later duplicates of a key win, as in
+/// JavaScript's `JSON.parse`, and earlier ones are dropped.
+pub fn top_level(body: &str) -> Result<Vec<Field<'_>>, serde_json::Error> {
+    struct Fields;
+    impl<'de> Visitor<'de> for Fields {
+        type Value = Vec<Field<'de>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out: Vec<Field<'de>> = Vec::with_capacity(32);
+            let mut seen = Seen::new();
+            while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                let value: &RawValue = map.next_value()?;
+                push_field(&mut out, &mut seen, key, value.get());
+            }
+            Ok(out)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(body);
+    let fields = (&mut de).deserialize_map(Fields)?;
+    de.end()?;
+    Ok(fields)
+}
+
+/// `b[start]` is an opening quote: the index just past the closing one.
+fn string_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    loop {
+        i += memchr::memchr2(b'"', b'\\', b.get(i..)?)?;
+        if b[i] == b'"' {
+            return Some(i + 1);
+        }
+        i += 2;
+    }
+}
+
+/// The elements of a JSON array, each its exact text.
+pub fn array_elements(text: &str) -> Result<Vec<&str>, serde_json::Error> {
+    let items: Vec<&RawValue> = serde_json::from_str(text)?;
+    Ok(items.into_iter().map(RawValue::get).collect())
+}
+
+/// The byte offset of the first `[` or `{` nested deeper than `max` levels, if any; strings are
+/// skipped (brackets in them do not count). Text that is not valid JSON may pass: the parser
+/// that follows reports it.
+pub fn too_deep_at(text: &str, max: usize) -> Option<usize> {
+    let b = text.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'"' => {
+                i = string_end(b, i)?;
+                continue;
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return Some(i);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// What kind of JSON value a (valid) text is, for error messages: "a string", "an array"…
+pub fn kind(json: &str) -> &'static str {
+    match json.trim_start().as_bytes().first() {
+        Some(b'"') => "a string",
+        Some(b'[') => "an array",
+        Some(b'{') => "an object",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+/// A fast hash of a field name, 8 bytes at a time (FxHash's step). Field names are chosen by
+/// webhook senders, who gain nothing from collisions (one costs a comparison), and SipHash's
+/// setup dominates on names of ten bytes.
+pub fn field_hash(name: &str) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let step = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);
+    let mut chunks = name.as_bytes().chunks_exact(8);
+    let mut h = 0u64;
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = step(h, u64::from_le_bytes(w));
+    }
+    let rest = chunks.remainder();
+    let mut w = [0u8; 8];
+    w[..rest.len()].copy_from_slice(rest);
+    h = step(h, u64::from_le_bytes(w));
+    h = step(h, name.len() as u64);
+    h ^ (h >> 29)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_level_keeps_raw_values_and_last_duplicate() {
+        let f = top_level(r#"{"a": {"x": [1, 2]}, "b\n": 1, "a": 2}"#).unwrap();
+        let got: Vec<(&str, &str)> = f.iter().map(|f| (f.key.as_ref(), f.value)).collect();
+        assert_eq!(got, vec![("b\n", "1"), ("a", "2")]);
+        assert!(top_level("[1]").is_err());
+        assert!(top_level("{} x").is_err());
+    }
+
+    #[test]
+    fn a_wide_payload_keeps_each_name_once_at_its_last_place() {
+        // 300 names, every seventh repeated after all the others: the repeats must replace
+        // the earlier occurrences however full the filter of names seen is.
+        let mut parts: Vec<String> = (0..300).map(|i| format!("\"f{i}\":{i}")).collect();
+        parts.extend((0..300).step_by(7).map(|i| format!("\"f{i}\":\"again\"")));
+        let body = format!("{{{}}}", parts.join(","));
+        let mut want: Vec<(String, String)> = (0..300)
+            .filter(|i| i % 7 != 0)
+            .map(|i| (format!("f{i}"), i.to_string()))
+            .collect();
+        want.extend(
+            (0..300)
+                .step_by(7)
+                .map(|i| (format!("f{i}"), "\"again\"".to_string())),
+        );
+        {
+            let split = top_level(&body).unwrap();
+            let got: Vec<(String, String)> = split
+                .into_iter()
+                .map(|f| (f.key.into_owned(), f.value.to_owned()))
+                .collect();
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn depth_counts_brackets_outside_strings_only() {
+        assert_eq!(too_deep_at("[[[]]]", 3), None);
+        assert_eq!(too_deep_at("[[[[]]]]", 3), Some(3));
+        assert_eq!(too_deep_at(r#"{"a":"[[[[\"{{{{","b":[[1]]}"#, 3), None);
+        assert_eq!(too_deep_at(r#"{"a":"\\","b":[[[1]]]}"#, 3), Some(16));
+        // An unterminated string ends the scan; the parser reports the text.
+        assert_eq!(too_deep_at(r#"["[[[[["#, 1), None);
+    }
+
+    #[test]
+    fn array_elements_are_exact_texts() {
+        assert_eq!(
+            array_elements(r#" [{"x":1} , {"y" : 2}, 3] "#).unwrap(),
+            [r#"{"x":1}"#, r#"{"y" : 2}"#, "3"]
+        );
+        assert!(array_elements("[1,]").is_err());
+        assert!(array_elements("{}").is_err());
+    }
+}

@@ -1,0 +1,110 @@
+//! A run's output and where it stands: the writer, the bookmarks, the budget (`max_records`,
+//! `max_seconds`) and when the next STATE is due.
+//!
+//! The durability chain's second link lives here: a stream's bookmark moves to a record's
+//! sequence only after that record is written, and a STATE is written from the bookmarks, so a
+//! STATE always follows every record it covers (BRIEF §2).
+
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Write};
+use std::time::Instant;
+
+use singer::writer::MessageWriter;
+
+use super::emitter::StreamEmitter;
+use super::outcome::{Summary, TapError};
+use super::state::state_value;
+use crate::settings::Settings;
+use crate::spool::reader::SpoolReader;
+
+pub struct Emission<'s, W: Write> {
+    settings: &'s Settings,
+    pub w: MessageWriter<BufWriter<W>>,
+    /// Each stream's bookmark: the sequence of its last record written.
+    pub marks: BTreeMap<String, i64>,
+    emitted_total: u64,
+    since_state: u64,
+    progress: singer::metrics::Progress,
+    started: Instant,
+}
+
+impl<'s, W: Write> Emission<'s, W> {
+    pub fn new(settings: &'s Settings, out: W, marks: BTreeMap<String, i64>) -> Self {
+        Emission {
+            settings,
+            w: MessageWriter::new(BufWriter::with_capacity(1 << 20, out)),
+            marks,
+            emitted_total: 0,
+            since_state: 0,
+            progress: singer::metrics::Progress::new("tap"),
+            started: Instant::now(),
+        }
+    }
+
+    /// True once `max_records` or `max_seconds` says the run must stop before the next record.
+    fn out_of_budget(&self) -> bool {
+        self.settings
+            .max_records
+            .is_some_and(|max| self.emitted_total >= max)
+            || self
+                .settings
+                .max_duration
+                .is_some_and(|d| self.started.elapsed() >= d)
+    }
+
+    /// Accounts for a record just written; writes a STATE every `state_interval_records`.
+    fn emitted(&mut self, stream: &str, seq: i64, body_bytes: usize) -> Result<(), TapError> {
+        self.progress.add(1, body_bytes as u64);
+        match self.marks.get_mut(stream) {
+            Some(mark) => *mark = seq,
+            None => {
+                self.marks.insert(stream.to_owned(), seq);
+            }
+        }
+        self.emitted_total += 1;
+        self.since_state += 1;
+        if self.since_state >= self.settings.state_interval_records {
+            self.write_state()?;
+        }
+        Ok(())
+    }
+
+    fn write_state(&mut self) -> Result<(), TapError> {
+        self.w.write_state(&state_value(&self.marks))?;
+        self.w.flush()?;
+        self.since_state = 0;
+        Ok(())
+    }
+
+    /// Emits a stream's messages in `(after, until]`, in sequence order. Returns true when the
+    /// run's budget stopped it.
+    pub fn stream(
+        &mut self,
+        spool: &SpoolReader,
+        emitter: &mut StreamEmitter<'_>,
+        summary: &mut Summary,
+        after: i64,
+        until: i64,
+    ) -> Result<bool, TapError> {
+        let stream = emitter.stream();
+        let mut stop = false;
+        spool.for_each_ref::<TapError>(stream, after, until, |m| {
+            if self.out_of_budget() {
+                stop = true;
+                return Ok(false);
+            }
+            emitter.emit(&mut self.w, &m, summary)?;
+            self.emitted(stream, m.seq, m.body.len()).map(|()| true)
+        })?;
+        Ok(stop)
+    }
+
+    /// The final STATE: every stream's bookmark, even untouched ones, so none is lost.
+    pub fn finish(mut self) -> Result<(), TapError> {
+        if !self.marks.is_empty() {
+            self.w.write_state(&state_value(&self.marks))?;
+        }
+        self.w.flush()?;
+        Ok(())
+    }
+}

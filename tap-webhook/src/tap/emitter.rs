@@ -1,0 +1,232 @@
+//! One stream's emission: schema tracking, field selection, key checks, record shaping, and the
+//! rejected stream.
+//!
+//! A SCHEMA goes out before the stream's first record and again whenever a record brings a new
+//! field or type (after a prescan, the first SCHEMA already holds the whole run's). A message
+//! without its primary key goes to `<stream>__rejected` (or fails the run, `on_missing_key:
+//! fail`); a payload that is not a JSON object goes there too.
+
+use std::io::Write;
+
+use serde_json::json;
+use singer::catalog::CatalogEntry;
+use singer::json::{push_key, push_str_field};
+use singer::sdc;
+use singer::writer::MessageWriter;
+
+use super::discover;
+use super::inference::{FieldMap, StreamSchema};
+use super::outcome::{Summary, TapError};
+use super::record::start_record;
+use crate::payload::top_level;
+use crate::settings::{OnMissingKey, RecordShape, Source};
+use crate::spool::MessageRef;
+
+pub struct StreamEmitter<'a> {
+    source: &'a Source,
+    entry: Option<&'a CatalogEntry>,
+    schema: StreamSchema,
+    schema_sent: bool,
+    rejected_schema_sent: bool,
+    line: String,
+    /// Receipt time of the message being emitted, as `singer::datetime` writes it.
+    received_at: String,
+    /// Field selection by the catalog, looked up once per field name.
+    selection: FieldMap<bool>,
+    /// True once the prescan has typed every message of the run: the schema then holds every
+    /// field and type the records will bring.
+    prescanned: bool,
+}
+
+impl<'a> StreamEmitter<'a> {
+    pub fn new(source: &'a Source, entry: Option<&'a CatalogEntry>) -> Self {
+        StreamEmitter {
+            source,
+            entry,
+            schema: StreamSchema::new(discover::fixed_fields(source)),
+            schema_sent: false,
+            rejected_schema_sent: false,
+            line: String::with_capacity(4096),
+            received_at: String::with_capacity(32),
+            selection: FieldMap::default(),
+            prescanned: false,
+        }
+    }
+
+    /// The stream's name (its source's).
+    pub fn stream(&self) -> &'a str {
+        &self.source.name
+    }
+
+    #[inline]
+    fn selected(&mut self, field: &str) -> bool {
+        self.entry.is_none() || self.selected_by_catalog(field)
+    }
+
+    fn selected_by_catalog(&mut self, field: &str) -> bool {
+        let Some(entry) = self.entry else {
+            return true;
+        };
+        if let Some(&s) = self.selection.get(field) {
+            return s;
+        }
+        let s = entry.is_field_selected(field);
+        self.selection.insert(field.to_owned(), s);
+        s
+    }
+
+    /// Types the message's fields without emitting it (unpacked records only). A payload that
+    /// is not a JSON object is skipped: its emission sends it to the rejected stream.
+    pub fn prescan(&mut self, body: &str) {
+        if let Ok(fields) = top_level(body) {
+            for f in &fields {
+                if !is_reserved(&f.key) && self.selected(&f.key) {
+                    self.schema.observe_hashed(f.hash, &f.key, f.value);
+                }
+            }
+        }
+    }
+
+    /// Every message of the run has been prescanned: the first SCHEMA holds the whole run's.
+    pub fn prescan_done(&mut self) {
+        self.prescanned = true;
+    }
+
+    /// Writes the message as a RECORD of the stream (after a SCHEMA when it changed), or of
+    /// the rejected stream.
+    pub fn emit<W: Write>(
+        &mut self,
+        w: &mut MessageWriter<W>,
+        m: &MessageRef<'_>,
+        summary: &mut Summary,
+    ) -> Result<(), TapError> {
+        let fields = match top_level(m.body) {
+            Ok(f) => f,
+            // The receiver stored only JSON objects; a row edited by hand could still break.
+            Err(e) => {
+                return self.reject(w, m, &format!("payload is not a JSON object: {e}"), summary)
+            }
+        };
+        let pk = self.source.primary_key.as_deref();
+        if let Some(key) = pk {
+            let present = fields.iter().any(|f| f.key == key && f.value != "null");
+            if !present {
+                if self.source.on_missing_key == OnMissingKey::Fail {
+                    return Err(TapError::MissingKey {
+                        stream: self.source.name.clone(),
+                        message_id: m.id.to_owned(),
+                        seq: m.seq,
+                        key: key.to_owned(),
+                    });
+                }
+                return self.reject(
+                    w,
+                    m,
+                    &format!("primary key {key:?} is missing or null"),
+                    summary,
+                );
+            }
+        }
+        let mut changed = !self.schema_sent;
+        self.received_at.clear();
+        singer::datetime::push_micros(&mut self.received_at, m.received_at_us);
+        start_record(&mut self.line, m, &self.received_at, pk.is_none());
+        match self.source.record_shape {
+            RecordShape::Unpacked => {
+                for f in &fields {
+                    if is_reserved(&f.key) || !self.selected(&f.key) {
+                        continue;
+                    }
+                    // After the prescan the schema holds every field and type of the run:
+                    // this message was observed there already.
+                    if !self.prescanned {
+                        changed |= self.schema.observe_hashed(f.hash, &f.key, f.value);
+                    }
+                    push_key(&mut self.line, &f.key);
+                    self.line.push_str(f.value);
+                }
+            }
+            RecordShape::Packed => {
+                push_str_field(&mut self.line, "message_id", m.id);
+                push_str_field(&mut self.line, "payload", m.body);
+                push_str_field(&mut self.line, "webhook_received_at", &self.received_at);
+                for (name, json) in [("headers", m.headers), ("query", m.query)] {
+                    if self.selected(name) {
+                        push_key(&mut self.line, name);
+                        self.line.push_str(json);
+                    }
+                }
+                if let Some(key) = pk {
+                    if let Some(f) = fields.iter().find(|f| f.key == key) {
+                        push_key(&mut self.line, key);
+                        self.line.push_str(f.value);
+                    }
+                }
+            }
+        }
+        self.line.push('}');
+        if changed {
+            self.write_schema(w)?;
+        }
+        w.write_record_raw(&self.source.name, &self.line, Some(&self.received_at))?;
+        summary.count_record(&self.source.name);
+        Ok(())
+    }
+
+    /// Writes the stream's SCHEMA: every field and type seen so far (selected by the catalog).
+    fn write_schema<W: Write>(&mut self, w: &mut MessageWriter<W>) -> Result<(), TapError> {
+        let mut schema = self.schema.to_json_schema();
+        if let (Some(entry), Some(props)) = (self.entry, schema["properties"].as_object_mut()) {
+            props.retain(|k, _| entry.is_field_selected(k));
+        }
+        w.write_schema(
+            &self.source.name,
+            &schema,
+            &discover::key_properties(self.source),
+            &[sdc::SEQUENCE.to_owned()],
+        )?;
+        self.schema_sent = true;
+        Ok(())
+    }
+
+    fn reject<W: Write>(
+        &mut self,
+        w: &mut MessageWriter<W>,
+        m: &MessageRef<'_>,
+        reason: &str,
+        summary: &mut Summary,
+    ) -> Result<(), TapError> {
+        let stream = discover::rejected_stream(self.source);
+        if !self.rejected_schema_sent {
+            w.write_schema(
+                &stream,
+                &discover::rejected_schema(),
+                &["message_id".into()],
+                &[],
+            )?;
+            self.rejected_schema_sent = true;
+        }
+        let received_at = singer::datetime::format_micros(m.received_at_us);
+        let record = json!({
+            "message_id": m.id,
+            sdc::SEQUENCE: m.seq,
+            sdc::RECEIVED_AT: received_at,
+            "reason": reason,
+            "payload": m.body,
+        });
+        w.write_record_raw(&stream, &record.to_string(), Some(&received_at))?;
+        tracing::warn!(stream = %self.source.name, message_id = %m.id, reason, "message sent to {stream}");
+        summary.count_record(&stream);
+        Ok(())
+    }
+
+    #[cfg(test)]
+    pub fn schema(&self) -> &StreamSchema {
+        &self.schema
+    }
+}
+
+/// Payload fields that would collide with the ones the tap sets are dropped from the payload.
+fn is_reserved(field: &str) -> bool {
+    matches!(field, sdc::SEQUENCE | sdc::RECEIVED_AT | sdc::PRIMARY_KEY)
+}

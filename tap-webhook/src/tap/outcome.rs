@@ -1,0 +1,44 @@
+//! What a tap run did ([`Summary`]) or why it stopped ([`TapError`]).
+
+use std::collections::BTreeMap;
+
+use crate::spool::SpoolError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
+    #[error("stream {stream}: message {message_id} (sequence {seq}) lacks primary key {key:?} and on_missing_key is \"fail\"")]
+    MissingKey {
+        stream: String,
+        message_id: String,
+        seq: i64,
+        key: String,
+    },
+    #[error("state: {0}")]
+    State(String),
+    #[error("schema prescan: {0}")]
+    Prescan(String),
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Summary {
+    /// Records emitted per stream (rejected streams included).
+    pub records: BTreeMap<String, u64>,
+    pub pruned: u64,
+    /// True when max_records or max_seconds ended the run before the high-water mark.
+    pub truncated: bool,
+}
+
+impl Summary {
+    pub(super) fn count_record(&mut self, stream: &str) {
+        match self.records.get_mut(stream) {
+            Some(n) => *n += 1,
+            None => {
+                self.records.insert(stream.to_owned(), 1);
+            }
+        }
+    }
+}
