@@ -141,6 +141,24 @@ pub struct TableRead {
     pub version: u64,
 }
 
+/// The `txn` version of `app_id` in the table at `root`.
+pub fn txn_version(root: &Path, app_id: &str) -> Option<i64> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        let url = deltalake::ensure_table_uri(root.to_string_lossy()).expect("url");
+        let table = deltalake::open_table(url).await.expect("open");
+        table
+            .snapshot()
+            .expect("state")
+            .transaction_version(table.log_store().as_ref(), app_id)
+            .await
+            .expect("txn")
+    })
+}
+
 pub fn read_table(root: &Path, stream: &str) -> TableRead {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

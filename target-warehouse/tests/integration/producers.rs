@@ -65,22 +65,9 @@ fn expected(parts: &[(&str, &[i64])]) -> Vec<(String, i64)> {
     all
 }
 
-/// The `txn` version of `app_id` in the table.
+/// The `txn` version of `app_id` in the table of stream `e`.
 fn txn(wh: &Path, app_id: &str) -> Option<i64> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
-    rt.block_on(async {
-        let url = deltalake::ensure_table_uri(wh.join("e").to_string_lossy()).expect("url");
-        let table = deltalake::open_table(url).await.expect("open");
-        table
-            .snapshot()
-            .expect("state")
-            .transaction_version(table.log_store().as_ref(), app_id)
-            .await
-            .expect("txn")
-    })
+    txn_version(&wh.join("e"), app_id)
 }
 
 fn load_ok(wh: &Path, input: &str) -> Run {
