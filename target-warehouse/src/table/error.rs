@@ -57,7 +57,8 @@ pub enum TableError {
     #[error(
         "table {table}: created by another load at the same moment (its CREATE TABLE won); \
          nothing of this batch was committed and no STATE covering it was printed: a rerun \
-         loads it into that table"
+         loads it into the stream's table (that one, or the next free directory when the \
+         winner was another stream whose name sanitizes alike)"
     )]
     CreatedConcurrently { table: String },
     #[error("table {table}: high-water mark: {source}")]
