@@ -160,6 +160,7 @@ impl Stream {
             .load_method
             .unwrap_or(default_method(key_properties));
         self.keys = key_properties.to_vec();
+        self.buf.set_keys(key_properties);
         self.method = method;
         // Only tables whose rows get replaced need deletion vectors; the others stay readable
         // by readers without them. Decided when this run creates the table.

@@ -14,3 +14,4 @@ mod races;
 mod sdk_streams;
 mod spill;
 mod types;
+mod wide;
