@@ -10,6 +10,7 @@ use super::Stream;
 use crate::failpoint::{self, Step};
 use crate::sdc::TABLE_VERSION;
 use crate::table::error::TableError;
+use crate::table::marks::BatchMarks;
 use crate::table::merge::rewrite_files;
 
 impl Stream {
@@ -87,7 +88,7 @@ impl Stream {
             usize::MAX,
             actions,
             op,
-            None,
+            &BatchMarks::default(),
             info,
         ))?;
         tracing::info!(stream = %self.name, version, removed, "activated version");
