@@ -19,7 +19,8 @@
 # new one under /var/tmp, kept when the soak fails or SOAK_KEEP=1), SOAK_RATE (deliveries per
 # second the generator aims at; default 3000), SOAK_CONCURRENCY (connections; default 64),
 # SOAK_RUN_EVERY (seconds between scheduled runs; 20), SOAK_KILL_EVERY (seconds between
-# receiver kills; 60), SOAK_PROFILE (cargo profile; default release).
+# receiver kills; 60), SOAK_KILL_RUNS (every Nth scheduled run is SIGKILLed; default 0: none),
+# SOAK_PROFILE (cargo profile; default release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -84,14 +85,31 @@ sampler() {
   done
 }
 
-# Every run_every seconds: one scheduled run through scripts/cron-run.sh (state chained).
+# Every run_every seconds: one scheduled run through scripts/cron-run.sh (state chained). With
+# SOAK_KILL_RUNS=N, every Nth run is SIGKILLed (tap, target and script) after a random 0-4 s:
+# the next run replays from the state before it.
+runs=0
 one_run() {
-  local t0 rc
+  local t0 rc pid
   t0=$(date +%s.%N)
   rc=0
+  runs=$((runs + 1))
   TAP_CONFIG="$dir/tap.json" TARGET_CONFIG="$dir/target.json" STATE_FILE="$dir/state/state.json" \
     TAP_WEBHOOK="$bin/tap-webhook" TARGET_WAREHOUSE="$bin/target-warehouse" \
-    bash scripts/cron-run.sh >> "$dir/runs.log" 2>&1 || rc=$?
+    setsid -w bash scripts/cron-run.sh >> "$dir/runs.log" 2>&1 &
+  pid=$!
+  if [ "${1:-}" != final ] && [ "${SOAK_KILL_RUNS:-0}" -gt 0 ] && [ $((runs % SOAK_KILL_RUNS)) = 0 ]; then
+    sleep "$(python3 -c 'import random; print(random.uniform(0, 4))')"
+    if kill -9 -- "-$pid" 2> /dev/null; then
+      wait "$pid" || true
+      rc=killed
+    else
+      wait "$pid" || rc=$?
+    fi
+    printf '%s\t%s\t%s\n' "$t0" "$(date +%s.%N)" "$rc" >> "$dir/runs.tsv"
+    return 0
+  fi
+  wait "$pid" || rc=$?
   printf '%s\t%s\t%s\n' "$t0" "$(date +%s.%N)" "$rc" >> "$dir/runs.tsv"
   return $rc
 }
@@ -151,8 +169,8 @@ wait "$rpid" || log "receiver exited $? on SIGTERM"
 touch "$dir/stop.sampler"
 wait "$spid" || true
 final_rc=0
-one_run || final_rc=$?
-one_run || final_rc=$?
+one_run final || final_rc=$?
+one_run final || final_rc=$?
 log "final drain exit $final_rc; checking"
 
 check_rc=0

@@ -32,10 +32,12 @@ def main():
         violations.append(f"the final drain failed (exit {final_rc})")
 
     runs = [line.split("\t") for line in open(os.path.join(d, "runs.tsv")) if line.strip()]
-    durations = [float(b) - float(a) for a, b, _ in runs]
-    failed = [r for r in runs if r[2].strip() != "0"]
+    durations = [float(b) - float(a) for a, b, rc in runs if rc.strip() != "killed"]
+    killed = [r for r in runs if r[2].strip() == "killed"]
+    failed = [r for r in runs if r[2].strip() not in ("0", "killed")]
     summary["runs"] = {
         "count": len(runs),
+        "killed": len(killed),
         "failed": len(failed),
         "seconds_median": round(statistics.median(durations), 1) if durations else None,
         "seconds_max": round(max(durations), 1) if durations else None,
