@@ -616,3 +616,53 @@ fn a_table_whose_deletion_vectors_are_switched_off_gets_no_new_ones() {
         .all(|a| a.get("deletionVector").is_none_or(|d| d.is_null())));
     assert_eq!(read_table(&wh.join("off"), "off").rows.len(), 2);
 }
+
+/// Found by the soak's attack: a record field named like the target's own metadata (a webhook
+/// body is anyone's JSON; the tap's SCHEMA then declares the field) decided that column's type
+/// when the table was created: `_sdc_batched_at: "x"` made it text, after which no row ever got
+/// its batch time, and `_sdc_extracted_at: 5` made it an integer, every later extraction time
+/// going to a sibling. The metadata columns keep their types; such values go to siblings.
+#[test]
+fn a_field_named_like_the_metadata_does_not_retype_its_column() {
+    let (_d, wh) = warehouse();
+    let input = lines(&[
+        schema_msg(
+            "events",
+            json!({"id": {"type": "integer"}, "_sdc_batched_at": {"type": ["string"]},
+                   "_sdc_extracted_at": {"type": ["integer"]}}),
+            &[],
+        ),
+        json!({"type": "RECORD", "stream": "events", "record": {"id": 1},
+               "time_extracted": "2026-01-01T00:00:00Z"}),
+        json!({"type": "RECORD", "stream": "events",
+               "record": {"id": 2, "_sdc_batched_at": "x", "_sdc_extracted_at": 5},
+               "time_extracted": "2026-01-01T00:00:00Z"}),
+    ]);
+    let r = run(&wh, json!({}), &input);
+    assert!(r.ok(), "{}", r.stderr());
+    let t = read_table(&wh.join("events"), "events");
+    for c in ["_sdc_batched_at", "_sdc_extracted_at"] {
+        assert!(
+            matches!(
+                t.schema.field_with_name(c).map(|f| f.data_type()),
+                Ok(deltalake::arrow::datatypes::DataType::Timestamp(..))
+            ),
+            "{c} is a timestamp column: {:?}",
+            t.schema.field_with_name(c)
+        );
+    }
+    let row = |id: i64| {
+        t.rows
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("row {id}"))
+    };
+    assert!(
+        t.rows.iter().all(|r| r.get("_sdc_batched_at").is_some()),
+        "every row has its batch time: {:?}",
+        t.rows
+    );
+    assert!(row(1).get("_sdc_extracted_at").is_some());
+    assert_eq!(row(2)["_sdc_batched_at__string"], "x", "the field's value is kept");
+    assert_eq!(row(2)["_sdc_extracted_at__int"], 5, "the field's value is kept");
+}
