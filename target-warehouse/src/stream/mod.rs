@@ -166,6 +166,16 @@ impl Stream {
         // by readers without them. Decided when this run creates the table.
         self.table.create_with_deletion_vectors =
             settings.deletion_vectors && method == LoadMethod::Upsert && !self.keys.is_empty();
+        // The metadata columns first: a record field of the same name (a webhook body is
+        // anyone's JSON, and the tap declares its fields) must not decide their types, or the
+        // target's own values no longer fit them; such a field's values go to siblings.
+        self.buf.declare(SEQUENCE, ColType::Int64);
+        if settings.add_record_metadata {
+            for ts in [EXTRACTED_AT, RECEIVED_AT, BATCHED_AT, DELETED_AT] {
+                self.buf.declare(ts, ColType::Timestamp);
+            }
+            self.buf.declare(TABLE_VERSION, ColType::Int64);
+        }
         for (name, schema) in props {
             let declared = declared_type(schema);
             let ty = if key_properties.iter().any(|k| k == name) {
@@ -176,13 +186,6 @@ impl Stream {
             if let Some(ty) = ty {
                 self.buf.declare(name, ty);
             }
-        }
-        self.buf.declare(SEQUENCE, ColType::Int64);
-        if settings.add_record_metadata {
-            for ts in [EXTRACTED_AT, RECEIVED_AT, BATCHED_AT, DELETED_AT] {
-                self.buf.declare(ts, ColType::Timestamp);
-            }
-            self.buf.declare(TABLE_VERSION, ColType::Int64);
         }
     }
 
