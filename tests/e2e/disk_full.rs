@@ -211,9 +211,9 @@ fn a_spool_that_fills_its_disk_is_still_drained_and_pruned_and_then_accepts_agai
             .count();
         let last_state: Option<Value> = stdout
             .lines()
+            .rev()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|m| m["type"] == "STATE")
-            .last()
+            .find(|m| m["type"] == "STATE")
             .map(|m| m["value"].clone());
         (
             out.status.success(),

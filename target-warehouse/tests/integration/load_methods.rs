@@ -663,6 +663,14 @@ fn a_field_named_like_the_metadata_does_not_retype_its_column() {
         t.rows
     );
     assert!(row(1).get("_sdc_extracted_at").is_some());
-    assert_eq!(row(2)["_sdc_batched_at__string"], "x", "the field's value is kept");
-    assert_eq!(row(2)["_sdc_extracted_at__int"], 5, "the field's value is kept");
+    assert_eq!(
+        row(2)["_sdc_batched_at__string"],
+        "x",
+        "the field's value is kept"
+    );
+    assert_eq!(
+        row(2)["_sdc_extracted_at__int"],
+        5,
+        "the field's value is kept"
+    );
 }
