@@ -19,7 +19,7 @@
 # new one under /var/tmp, kept when the soak fails or SOAK_KEEP=1), SOAK_RATE (deliveries per
 # second the generator aims at; default 3000), SOAK_CONCURRENCY (connections; default 64),
 # SOAK_RUN_EVERY (seconds between scheduled runs; 20), SOAK_KILL_EVERY (seconds between
-# receiver kills; 60), SOAK_KILL_RUNS (every Nth scheduled run is SIGKILLed; default 0: none),
+# receiver kills; 60), SOAK_KILL_RUNS (every Nth scheduled run is SIGKILLed mid-run; default 0),
 # SOAK_PROFILE (cargo profile; default release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -86,9 +86,11 @@ sampler() {
 }
 
 # Every run_every seconds: one scheduled run through scripts/cron-run.sh (state chained). With
-# SOAK_KILL_RUNS=N, every Nth run is SIGKILLed (tap, target and script) after a random 0-4 s:
-# the next run replays from the state before it.
+# SOAK_KILL_RUNS=N, every Nth run is SIGKILLed (tap, target and script) at a random moment within
+# the last run's duration (a release run takes about a second): the next run replays from the
+# state before it.
 runs=0
+last_run_seconds=1
 one_run() {
   local t0 rc pid
   t0=$(date +%s.%N)
@@ -99,7 +101,7 @@ one_run() {
     setsid -w bash scripts/cron-run.sh >> "$dir/runs.log" 2>&1 &
   pid=$!
   if [ "${1:-}" != final ] && [ "${SOAK_KILL_RUNS:-0}" -gt 0 ] && [ $((runs % SOAK_KILL_RUNS)) = 0 ]; then
-    sleep "$(python3 -c 'import random; print(random.uniform(0, 4))')"
+    sleep "$(python3 -c "import random; print(random.uniform(0, $last_run_seconds))")"
     if kill -9 -- "-$pid" 2> /dev/null; then
       wait "$pid" || true
       rc=killed
@@ -110,7 +112,10 @@ one_run() {
     return 0
   fi
   wait "$pid" || rc=$?
-  printf '%s\t%s\t%s\n' "$t0" "$(date +%s.%N)" "$rc" >> "$dir/runs.tsv"
+  local t1
+  t1=$(date +%s.%N)
+  last_run_seconds=$(python3 -c "print($t1 - $t0)")
+  printf '%s\t%s\t%s\n' "$t0" "$t1" "$rc" >> "$dir/runs.tsv"
   return $rc
 }
 scheduler() {
