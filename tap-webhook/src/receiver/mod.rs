@@ -275,11 +275,9 @@ async fn receive(
     for v in &rt.verifiers {
         v.verify_request(&view)?;
     }
-    if state.store.is_full(state.max_spool_bytes) {
-        return Err(ReceiveError::SpoolFull {
-            retry_after_seconds: state.retry_after_seconds,
-        });
-    }
+    state
+        .store
+        .check(state.max_spool_bytes, state.retry_after_seconds)?;
 
     let payload_query;
     let raw;

@@ -10,6 +10,7 @@
 //! time-ordered id, the receipt time, the source, the provider's delivery id, and the raw body.
 
 pub mod reader;
+pub mod watch;
 pub mod writer;
 
 use std::path::Path;

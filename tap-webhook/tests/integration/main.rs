@@ -5,4 +5,5 @@ mod app;
 mod harness;
 mod hostile;
 mod receiver;
+mod spool_health;
 mod tap;
