@@ -114,6 +114,21 @@ pub enum SpoolError {
     Commit(String),
     #[error("the spool writer has stopped")]
     WriterGone,
+    #[error(
+        "spool {path} is corrupt; SQLite says: {detail}. Stop every process using it and keep a \
+         copy of the file: it holds the messages not yet loaded downstream. `sqlite3 {path} \
+         .recover | sqlite3 recovered.sqlite` saves what can still be read; then point \
+         spool_path at the recovered file (or at a new one) and start again"
+    )]
+    Corrupt { path: String, detail: String },
+}
+
+/// True when SQLite's error says the database file itself is damaged (or not a database).
+pub fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ffi::ErrorCode::DatabaseCorrupt | rusqlite::ffi::ErrorCode::NotADatabase)
+    )
 }
 
 const SCHEMA: &str = "
@@ -148,11 +163,45 @@ CREATE TABLE IF NOT EXISTS drained_ids (
 /// (14 days at most), so a redelivery or a redrive from the dead-letter queue is always known.
 pub const DRAINED_ID_RETENTION: Duration = Duration::from_secs(15 * 24 * 3600);
 
+/// Opens the spool as [`open`] does, then checks it (`PRAGMA quick_check`): `serve`, the tap
+/// and `--test` refuse a damaged spool at start with what SQLite found and what to do, instead
+/// of acknowledging deliveries into it or failing mid-run on the page a message lies in.
+pub fn open_checked(path: &Path) -> Result<Connection, SpoolError> {
+    let conn = open(path)?;
+    let corrupt = |detail: String| SpoolError::Corrupt {
+        path: path.display().to_string(),
+        detail,
+    };
+    let found: Vec<String> = conn
+        .prepare("PRAGMA quick_check(5)")
+        .and_then(|mut st| {
+            st.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .map_err(|e| match is_corruption(&e) {
+            true => corrupt(e.to_string()),
+            false => SpoolError::Sqlite {
+                path: path.display().to_string(),
+                source: e,
+            },
+        })?;
+    if found != ["ok"] {
+        return Err(corrupt(format!("quick_check: {}", found.join("; "))));
+    }
+    Ok(conn)
+}
+
 /// Opens (creating if needed) the spool database with the settings every connection needs.
 pub fn open(path: &Path) -> Result<Connection, SpoolError> {
-    let err = |source| SpoolError::Sqlite {
-        path: path.display().to_string(),
-        source,
+    let err = |source: rusqlite::Error| match is_corruption(&source) {
+        true => SpoolError::Corrupt {
+            path: path.display().to_string(),
+            detail: source.to_string(),
+        },
+        false => SpoolError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        },
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         // A missing directory shows up as SQLite's "unable to open"; create it instead.

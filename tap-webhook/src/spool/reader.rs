@@ -11,7 +11,7 @@ use std::time::Duration;
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, Row};
 
-use super::{last_seq, micros, open, MessageRef, SpoolError, StoredMessage};
+use super::{last_seq, micros, open_checked, MessageRef, SpoolError, StoredMessage};
 
 /// Bytes of the spool file a reader maps into memory (SQLite caps it at its compile-time limit).
 const READ_MMAP_BYTES: i64 = 1 << 30;
@@ -26,8 +26,9 @@ pub struct SpoolReader {
 }
 
 impl SpoolReader {
+    /// Opens the spool for a run, checked ([`super::open_checked`]).
     pub fn open(path: &Path) -> Result<SpoolReader, SpoolError> {
-        let conn = open(path)?;
+        let conn = open_checked(path)?;
         // A run reads every pending page once or twice (schema prescan): mapping the file saves
         // a read() and a copy per page. Only reads use the map; writes (pruning) stay write().
         conn.pragma_update(None, "mmap_size", READ_MMAP_BYTES)

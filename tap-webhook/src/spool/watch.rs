@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::{open, SpoolError};
+use super::{is_corruption, open, SpoolError};
 
 /// How often the size, depth and file identity are re-read.
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(500);
@@ -142,11 +142,8 @@ fn refresh(conn: &Connection, stats: &SpoolStats) {
 /// True when SQLite's error says the database file itself is damaged or gone: no later write
 /// can be trusted, so the spool is failed rather than the one batch.
 pub fn is_fatal(e: &rusqlite::Error) -> bool {
-    use rusqlite::ffi::ErrorCode;
-    matches!(
-        e.sqlite_error_code(),
-        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
-    ) || matches!(e, rusqlite::Error::SqliteFailure(f, _)
+    is_corruption(e)
+        || matches!(e, rusqlite::Error::SqliteFailure(f, _)
         if f.extended_code == rusqlite::ffi::SQLITE_READONLY_DBMOVED)
 }
 

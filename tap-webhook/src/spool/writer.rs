@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use super::watch::{self, SpoolStats};
-use super::{expire_deliveries, last_seq, micros, open, NewMessage, SpoolError};
+use super::{expire_deliveries, last_seq, micros, open_checked, NewMessage, SpoolError};
 
 /// Most requests in one transaction; bounds the latency of the first one in a batch.
 const MAX_BATCH_REQUESTS: usize = 1024;
@@ -58,7 +58,7 @@ impl SpoolWriter {
         path: &Path,
         dedupe_window: Duration,
     ) -> Result<(SpoolWriter, WriterThread), SpoolError> {
-        let conn = open(path)?;
+        let conn = open_checked(path)?;
         let stats = Arc::new(SpoolStats::default());
         watch::start(path, &stats)?;
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH_REQUESTS);

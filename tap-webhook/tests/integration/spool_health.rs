@@ -87,3 +87,122 @@ async fn spool_full_clears_by_itself_once_the_tap_prunes() {
     assert!(gauge(&server, "webhook_spool_bytes").await < max);
     assert_eq!(gauge(&server, "webhook_spool_messages").await, 1);
 }
+
+/// What happens to a spool file under a running receiver.
+#[derive(Debug, Clone, Copy)]
+enum Mishap {
+    Removed,
+    Replaced,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spool_file_removed_or_replaced_while_serving_stops_every_2xx() {
+    for mishap in [Mishap::Removed, Mishap::Replaced] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(&write_config(dir.path(), json!({})));
+        for i in 0..5 {
+            assert_eq!(post(&server, &format!(r#"{{"i":{i}}}"#)).await.0, 200);
+        }
+        let spool = dir.path().join("spool.sqlite");
+        match mishap {
+            Mishap::Removed => std::fs::remove_file(&spool).unwrap(),
+            Mishap::Replaced => {
+                let other = dir.path().join("other.sqlite");
+                std::fs::write(&other, b"").unwrap();
+                std::fs::rename(&other, &spool).unwrap();
+            }
+        }
+        let at = Instant::now();
+        // Posts go on: the first 503 within ~2 s (the watch looks twice a second), and
+        // nothing but 503 SPOOL_UNAVAILABLE from then on, never a 200 into the lost file.
+        let mut refused_at = None;
+        while at.elapsed() < Duration::from_secs(4) {
+            let (status, code) = post(&server, r#"{"after":"mishap"}"#).await;
+            match (status, refused_at) {
+                (503, _) => {
+                    assert_eq!(code, "SPOOL_UNAVAILABLE", "{mishap:?}");
+                    refused_at.get_or_insert(at.elapsed());
+                }
+                (200, None) => {}
+                _ => panic!("{mishap:?}: {status} {code} after the spool was refused"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let refused_at = refused_at.expect("never refused");
+        assert!(
+            refused_at < Duration::from_secs(2),
+            "{mishap:?}: refused only after {refused_at:?}"
+        );
+        assert!(
+            server
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("ERROR") && l.contains("spool file")),
+            "{mishap:?}: no error line naming the spool file"
+        );
+    }
+}
+
+/// Writes a spool of 500 messages and closes it (the WAL folded into the file), then
+/// overwrites a page among the messages with garbage, as a failing disk would: a page only a
+/// read of those messages (or a check) meets.
+fn corrupt_spool(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("spool.sqlite");
+    {
+        let conn = tap_webhook::spool::open(&path).unwrap();
+        let pad = "x".repeat(300);
+        for i in 0..500 {
+            conn.execute(
+                "INSERT INTO messages (id, source, received_at, headers, query, body)
+                 VALUES (?1, 'data', ?2, '{}', '{}', ?3)",
+                rusqlite::params![format!("m{i}"), i, format!(r#"{{"i":{i},"p":"{pad}"}}"#)],
+            )
+            .unwrap();
+        }
+    }
+    assert!(
+        !dir.join("spool.sqlite-wal").exists(),
+        "the WAL was folded in"
+    );
+    let mut bytes = std::fs::read(&path).unwrap();
+    let page = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
+    assert!(bytes.len() > 40 * page);
+    for (i, b) in bytes[20 * page..21 * page].iter_mut().enumerate() {
+        *b = (i * 37 % 251) as u8;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn serve_the_tap_and_test_refuse_a_corrupt_spool_and_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = corrupt_spool(dir.path());
+    let config = write_config(dir.path(), json!({}));
+    for args in [vec!["serve"], vec![], vec!["--test"], vec!["--discover"]] {
+        let out = std::process::Command::new(crate::harness::BIN)
+            .args(&args)
+            .arg("--config")
+            .arg(&config)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?} printed on stdout");
+        for needle in [
+            spool.to_str().unwrap(),
+            "is corrupt",
+            "SQLite says",
+            ".recover",
+        ] {
+            assert!(
+                stderr.contains(needle),
+                "{args:?}: no {needle:?} in {stderr}"
+            );
+        }
+        assert!(!stderr.contains("listening on"), "{args:?}: {stderr}");
+    }
+}
