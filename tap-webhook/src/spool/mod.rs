@@ -151,6 +151,12 @@ CREATE TABLE IF NOT EXISTS deliveries (
     message_ids  TEXT    NOT NULL,
     PRIMARY KEY (source, delivery_id)
 ) WITHOUT ROWID;
+-- The spool's own facts: `producer_id`, a UUIDv7 made when the spool is first opened, names its
+-- sequence space in every record (`_sdc_producer`) and in the tap's STATE.
+CREATE TABLE IF NOT EXISTS meta (
+    key          TEXT    PRIMARY KEY,
+    value        TEXT    NOT NULL
+);
 -- Ids of messages drained from a queue, kept after the messages themselves are pruned: SQS may
 -- redeliver a message whose delete failed long after it was emitted and pruned from `messages`.
 CREATE TABLE IF NOT EXISTS drained_ids (
@@ -218,6 +224,35 @@ pub fn open(path: &Path) -> Result<Connection, SpoolError> {
     Ok(conn)
 }
 
+/// The spool's producer id, made on the first open by `serve` or the tap of a spool that has
+/// none (new, or created before producer ids): inserted if absent and read back inside one
+/// write transaction, so two processes opening it at once agree on one id.
+pub fn producer_id(conn: &Connection) -> rusqlite::Result<String> {
+    let read = || {
+        conn.prepare_cached("SELECT value FROM meta WHERE key = 'producer_id'")?
+            .query_row([], |r| r.get::<_, String>(0))
+            .optional()
+    };
+    if let Some(id) = read()? {
+        return Ok(id);
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let made = conn
+        .execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('producer_id', ?1)",
+            [uuid::Uuid::now_v7().to_string()],
+        )
+        .and_then(|_| read())
+        .and_then(|id| {
+            conn.execute_batch("COMMIT")?;
+            Ok(id)
+        });
+    if made.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    made?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
 /// The highest sequence ever assigned (0 for a new spool): `sqlite_sequence` keeps it even
 /// after every message is pruned, so a sequence is never reused. Read inside the write
 /// transaction by writers (sequences then stay increasing whoever else writes), and at the start
@@ -247,4 +282,29 @@ pub fn expire_drained_ids(conn: &Connection) -> rusqlite::Result<usize> {
 /// A duration in microseconds, saturating.
 pub fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spool_without_a_producer_id_gets_one_and_concurrent_opens_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.sqlite");
+        // A spool as created before producer ids: no `meta` table.
+        open(&path)
+            .unwrap()
+            .execute_batch("DROP TABLE meta")
+            .unwrap();
+        let ids: Vec<String> = std::thread::scope(|s| {
+            let opens: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| producer_id(&open(&path).unwrap()).unwrap()))
+                .collect();
+            opens.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
+        assert_eq!(producer_id(&open(&path).unwrap()).unwrap(), ids[0]);
+        assert_eq!(uuid::Uuid::parse_str(&ids[0]).unwrap().get_version_num(), 7);
+    }
 }

@@ -14,7 +14,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use super::watch::{self, SpoolStats};
-use super::{expire_deliveries, last_seq, micros, open_checked, NewMessage, SpoolError};
+use super::{
+    expire_deliveries, last_seq, micros, open_checked, producer_id, NewMessage, SpoolError,
+};
 
 /// Most requests in one transaction; bounds the latency of the first one in a batch.
 const MAX_BATCH_REQUESTS: usize = 1024;
@@ -59,6 +61,12 @@ impl SpoolWriter {
         dedupe_window: Duration,
     ) -> Result<(SpoolWriter, WriterThread), SpoolError> {
         let conn = open_checked(path)?;
+        // Made now if the spool has none, so the id exists from the spool's first write.
+        let producer = producer_id(&conn).map_err(|source| SpoolError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        })?;
+        tracing::debug!(producer, "spool producer id");
         let stats = Arc::new(SpoolStats::default());
         watch::start(path, &stats)?;
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH_REQUESTS);
