@@ -103,7 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if cli.test {
         let spool = SpoolReader::open(&settings.spool_path)?;
-        tracing::info!(spool = %settings.spool_path.display(), high_water_mark = spool.high_water_mark()?, "config and spool are usable");
+        tracing::info!(spool = %settings.spool_path.display(), producer = spool.producer(), high_water_mark = spool.high_water_mark()?, "config and spool are usable");
         return Ok(());
     }
     if cli.discover {
