@@ -182,13 +182,26 @@ fn serve_the_tap_and_test_refuse_a_corrupt_spool_and_say_what_to_do() {
     let spool = corrupt_spool(dir.path());
     let config = write_config(dir.path(), json!({}));
     for args in [vec!["serve"], vec![], vec!["--test"], vec!["--discover"]] {
-        let out = std::process::Command::new(crate::harness::BIN)
+        let mut child = std::process::Command::new(crate::harness::BIN)
             .args(&args)
             .arg("--config")
             .arg(&config)
             .stdin(std::process::Stdio::null())
-            .output()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
+        // A serve that starts on the corrupt spool would never exit: stop it and say so.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{args:?} kept running on a corrupt spool");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded: {stderr}");
         assert!(out.stdout.is_empty(), "{args:?} printed on stdout");
