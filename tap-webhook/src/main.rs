@@ -105,7 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.test {
         require_spool(&settings)?;
         let spool = SpoolReader::open(&settings.spool_path)?;
-        tracing::info!(spool = %absolute(&settings.spool_path), high_water_mark = spool.high_water_mark()?, "config and spool are usable");
+        tracing::info!(spool = %absolute(&settings.spool_path), producer = spool.producer(), high_water_mark = spool.high_water_mark()?, "config and spool are usable");
         return Ok(());
     }
     if cli.discover {

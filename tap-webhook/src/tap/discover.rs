@@ -18,6 +18,8 @@ const DISCOVERY_SAMPLE: usize = 1000;
 pub fn fixed_fields(source: &Source) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert(sdc::SEQUENCE.into(), json!({"type": "integer"}));
+    // Never null for this tap: the target keeps one high-water mark per producer.
+    m.insert(sdc::PRODUCER.into(), json!({"type": ["string"]}));
     m.insert(
         sdc::RECEIVED_AT.into(),
         json!({"type": "string", "format": "date-time"}),
@@ -61,6 +63,7 @@ pub fn rejected_schema() -> Value {
     json!({"type": "object", "properties": {
         "message_id": {"type": "string"},
         sdc::SEQUENCE: {"type": "integer"},
+        sdc::PRODUCER: {"type": ["string"]},
         sdc::RECEIVED_AT: {"type": "string", "format": "date-time"},
         "reason": {"type": "string"},
         "payload": {"type": "string"}

@@ -24,6 +24,8 @@ use crate::spool::MessageRef;
 
 pub struct StreamEmitter<'a> {
     source: &'a Source,
+    /// The spool's producer id, on every record.
+    producer: &'a str,
     entry: Option<&'a CatalogEntry>,
     schema: StreamSchema,
     schema_sent: bool,
@@ -39,9 +41,10 @@ pub struct StreamEmitter<'a> {
 }
 
 impl<'a> StreamEmitter<'a> {
-    pub fn new(source: &'a Source, entry: Option<&'a CatalogEntry>) -> Self {
+    pub fn new(source: &'a Source, entry: Option<&'a CatalogEntry>, producer: &'a str) -> Self {
         StreamEmitter {
             source,
+            producer,
             entry,
             schema: StreamSchema::new(discover::fixed_fields(source)),
             schema_sent: false,
@@ -130,7 +133,13 @@ impl<'a> StreamEmitter<'a> {
         let mut changed = !self.schema_sent;
         self.received_at.clear();
         singer::datetime::push_micros(&mut self.received_at, m.received_at_us);
-        start_record(&mut self.line, m, &self.received_at, pk.is_none());
+        start_record(
+            &mut self.line,
+            m,
+            self.producer,
+            &self.received_at,
+            pk.is_none(),
+        );
         match self.source.record_shape {
             RecordShape::Unpacked => {
                 for f in &fields {
@@ -210,6 +219,7 @@ impl<'a> StreamEmitter<'a> {
         let record = json!({
             "message_id": m.id,
             sdc::SEQUENCE: m.seq,
+            sdc::PRODUCER: self.producer,
             sdc::RECEIVED_AT: received_at,
             "reason": reason,
             "payload": m.body,
@@ -228,5 +238,8 @@ impl<'a> StreamEmitter<'a> {
 
 /// Payload fields that would collide with the ones the tap sets are dropped from the payload.
 fn is_reserved(field: &str) -> bool {
-    matches!(field, sdc::SEQUENCE | sdc::RECEIVED_AT | sdc::PRIMARY_KEY)
+    matches!(
+        field,
+        sdc::SEQUENCE | sdc::PRODUCER | sdc::RECEIVED_AT | sdc::PRIMARY_KEY
+    )
 }

@@ -25,11 +25,13 @@ pub fn generated_key<'a>(m: &MessageRef<'a>) -> Cow<'a, str> {
     }
 }
 
-/// Starts a record with the `_sdc_` fields every shape carries; `received_at` is the message's
-/// receipt time as [`singer::datetime::push_micros`] writes it.
+/// Starts a record with the `_sdc_` fields every shape carries: the sequence and the producer
+/// (the spool) whose sequence it is, then the receipt time (`received_at`, as
+/// [`singer::datetime::push_micros`] writes it).
 pub fn start_record(
     out: &mut String,
     m: &MessageRef<'_>,
+    producer: &str,
     received_at: &str,
     with_generated_key: bool,
 ) {
@@ -37,6 +39,7 @@ pub fn start_record(
     out.push('{');
     push_key(out, sdc::SEQUENCE);
     let _ = write!(out, "{}", m.seq);
+    push_str_field(out, sdc::PRODUCER, producer);
     push_str_field(out, sdc::RECEIVED_AT, received_at);
     if with_generated_key {
         push_str_field(out, sdc::PRIMARY_KEY, &generated_key(m));

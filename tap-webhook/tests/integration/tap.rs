@@ -2,7 +2,11 @@
 
 use serde_json::{json, Value};
 
-use crate::harness::{client, last_state, records, run_tap, write_config, Server};
+use std::process::Command;
+
+use tap_webhook::spool::reader::SpoolReader;
+
+use crate::harness::{client, last_state, records, run_tap, write_config, Server, BIN};
 
 async fn post(server: &Server, source: &str, body: &str, delivery: Option<&str>) {
     let mut req = client()
@@ -137,6 +141,82 @@ async fn retention_keeps_committed_messages_for_replay() {
     // Replay from the beginning still works: nothing is older than the retention.
     let replay = run_tap(&config, &[]);
     assert_eq!(records(&replay, "data"), records(&first, "data"));
+}
+
+/// A spool of `n` messages through a real receiver; its config.
+async fn spool_of(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
+    let config = write_config(dir, json!({}));
+    let server = Server::start(&config);
+    for i in 0..n {
+        post(&server, "data", &format!(r#"{{"i":{i}}}"#), None).await;
+    }
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_and_states_name_their_spool_and_another_spools_state_prunes_nothing() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = spool_of(a_dir.path(), 3).await;
+    let b = spool_of(b_dir.path(), 2).await;
+
+    // Every record and the STATE carry the spool's producer id, the same on every run; the
+    // SCHEMA declares it a string.
+    let first = run_tap(&a, &[]);
+    let state_a = last_state(&first).unwrap();
+    let producer_a = state_a["producer"].as_str().unwrap().to_owned();
+    assert_eq!(
+        uuid::Uuid::parse_str(&producer_a)
+            .unwrap()
+            .get_version_num(),
+        7
+    );
+    let recs = records(&first, "data");
+    assert_eq!(recs.len(), 3);
+    assert!(recs
+        .iter()
+        .all(|r| r["_sdc_producer"] == producer_a.as_str()));
+    let schema = first.iter().find(|m| m["type"] == "SCHEMA").unwrap();
+    assert_eq!(
+        schema["schema"]["properties"]["_sdc_producer"],
+        json!({"type": ["string"]})
+    );
+    assert_eq!(last_state(&run_tap(&a, &[])).unwrap(), state_a, "stable");
+    let state_b = last_state(&run_tap(&b, &[])).unwrap();
+    assert_ne!(state_b["producer"], state_a["producer"]);
+
+    // B's state handed to A: B's bookmarks say nothing of A's sequences. Everything A holds is
+    // emitted, nothing is pruned, and the state printed is A's.
+    let foreign = write_state(a_dir.path(), &state_b);
+    let out = Command::new(BIN)
+        .args(["--config", a.to_str().unwrap(), "--state", &foreign])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("WARN")
+            && stderr.contains(&producer_a)
+            && stderr.contains(state_b["producer"].as_str().unwrap()),
+        "a warning naming both producers: {stderr}"
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records(&lines, "data"), recs);
+    assert_eq!(last_state(&lines).unwrap(), state_a);
+    let spool = SpoolReader::open(&a_dir.path().join("spool.sqlite")).unwrap();
+    assert_eq!(spool.count("data").unwrap(), 3, "nothing pruned");
+    assert_eq!(spool.producer(), producer_a);
+
+    // A's own state prunes what it covers; one without a producer (written before producer
+    // ids) is taken as A's too.
+    let mut legacy = state_a.clone();
+    legacy.as_object_mut().unwrap().remove("producer");
+    let legacy = write_state(a_dir.path(), &legacy);
+    assert!(records(&run_tap(&a, &["--state", &legacy]), "data").is_empty());
+    assert_eq!(spool.count("data").unwrap(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
