@@ -6,6 +6,7 @@ use singer::catalog::{Catalog, CatalogEntry, MetadataEntry};
 use singer::sdc;
 
 use super::inference::StreamSchema;
+use super::key::{self, KeyKinds};
 use crate::payload::top_level;
 use crate::settings::{RecordShape, Settings, Source};
 use crate::spool::reader::SpoolReader;
@@ -36,11 +37,9 @@ pub fn fixed_fields(source: &Source) -> Map<String, Value> {
         m.insert("query".into(), json!({"type": "object"}));
     }
     if let Some(pk) = &source.primary_key {
-        // The key is required: a message without it goes to the rejected stream.
-        m.insert(
-            pk.clone(),
-            json!({"type": ["string", "integer", "number", "boolean"]}),
-        );
+        // The key is required: a message without a usable one goes to the rejected stream.
+        // Its type follows the kinds of key seen (`key::declare`); none yet: either.
+        m.insert(pk.clone(), KeyKinds::default().to_schema());
     }
     m
 }
@@ -52,7 +51,7 @@ pub fn key_properties(source: &Source) -> Vec<String> {
         .unwrap_or_else(|| sdc::PRIMARY_KEY.to_owned())]
 }
 
-/// The stream of messages refused for lacking their primary key.
+/// The stream of messages refused for lacking a usable primary key.
 pub fn rejected_stream(source: &Source) -> String {
     format!("{}__rejected", source.name)
 }
@@ -72,11 +71,19 @@ pub fn discover(settings: &Settings, spool: &SpoolReader) -> Result<Catalog, Spo
     let mut streams = Vec::new();
     for source in settings.sources.values() {
         let mut schema = StreamSchema::new(fixed_fields(source));
-        if source.record_shape == RecordShape::Unpacked {
+        let mut keys_seen = KeyKinds::default();
+        let unpacked = source.record_shape == RecordShape::Unpacked;
+        if unpacked || source.primary_key.is_some() {
             let mut seen = 0;
             spool.for_each::<SpoolError>(&source.name, 0, until, |m| {
                 if let Ok(fields) = top_level(&m.body) {
-                    for f in fields {
+                    if let Some(pk) = &source.primary_key {
+                        let value = fields.iter().find(|f| f.key == *pk).map(|f| f.value);
+                        if let Ok(kind) = key::check(value) {
+                            keys_seen.add(kind);
+                        }
+                    }
+                    for f in fields.iter().filter(|_| unpacked) {
                         schema.observe_text(&f.key, f.value);
                     }
                 }
@@ -84,7 +91,10 @@ pub fn discover(settings: &Settings, spool: &SpoolReader) -> Result<Catalog, Spo
                 Ok(seen < DISCOVERY_SAMPLE)
             })?;
         }
-        let schema = schema.to_json_schema();
+        let mut schema = schema.to_json_schema();
+        if let Some(pk) = &source.primary_key {
+            key::declare(&mut schema, pk, keys_seen);
+        }
         let keys = key_properties(source);
         let mut metadata = vec![MetadataEntry {
             breadcrumb: vec![],

@@ -3,8 +3,8 @@
 //!
 //! A SCHEMA goes out before the stream's first record and again whenever a record brings a new
 //! field or type (after a prescan, the first SCHEMA already holds the whole run's). A message
-//! without its primary key goes to `<stream>__rejected` (or fails the run, `on_missing_key:
-//! fail`); a payload that is not a JSON object goes there too.
+//! whose primary key is missing or cannot be a key ([`key`]) goes to `<stream>__rejected` (or
+//! fails the run, `on_missing_key: fail`); a payload that is not a JSON object goes there too.
 
 use std::io::Write;
 
@@ -16,6 +16,7 @@ use singer::writer::MessageWriter;
 
 use super::discover;
 use super::inference::{FieldMap, StreamSchema};
+use super::key::{self, KeyKinds};
 use super::outcome::{Summary, TapError};
 use super::record::start_record;
 use crate::payload::top_level;
@@ -26,6 +27,8 @@ pub struct StreamEmitter<'a> {
     source: &'a Source,
     entry: Option<&'a CatalogEntry>,
     schema: StreamSchema,
+    /// The kinds of primary key value emitted (or prescanned): the key property's type.
+    key_kinds: KeyKinds,
     schema_sent: bool,
     rejected_schema_sent: bool,
     line: String,
@@ -44,6 +47,7 @@ impl<'a> StreamEmitter<'a> {
             source,
             entry,
             schema: StreamSchema::new(discover::fixed_fields(source)),
+            key_kinds: KeyKinds::default(),
             schema_sent: false,
             rejected_schema_sent: false,
             line: String::with_capacity(4096),
@@ -79,6 +83,12 @@ impl<'a> StreamEmitter<'a> {
     /// is not a JSON object is skipped: its emission sends it to the rejected stream.
     pub fn prescan(&mut self, body: &str) {
         if let Ok(fields) = top_level(body) {
+            if let Some(pk) = self.source.primary_key.as_deref() {
+                // A key that cannot be one is rejected at emission: it types nothing.
+                if let Ok(kind) = key::check(fields.iter().find(|f| f.key == pk).map(|f| f.value)) {
+                    self.key_kinds.add(kind);
+                }
+            }
             for f in &fields {
                 if !is_reserved(&f.key) && self.selected(&f.key) {
                     self.schema.observe_hashed(f.hash, &f.key, f.value);
@@ -108,26 +118,24 @@ impl<'a> StreamEmitter<'a> {
             }
         };
         let pk = self.source.primary_key.as_deref();
+        let mut changed = !self.schema_sent;
         if let Some(key) = pk {
-            let present = fields.iter().any(|f| f.key == key && f.value != "null");
-            if !present {
-                if self.source.on_missing_key == OnMissingKey::Fail {
+            match key::check(fields.iter().find(|f| f.key == key).map(|f| f.value)) {
+                Ok(kind) => changed |= self.key_kinds.add(kind),
+                Err(reason) if self.source.on_missing_key == OnMissingKey::Fail => {
                     return Err(TapError::MissingKey {
                         stream: self.source.name.clone(),
                         message_id: m.id.to_owned(),
                         seq: m.seq,
                         key: key.to_owned(),
+                        reason,
                     });
                 }
-                return self.reject(
-                    w,
-                    m,
-                    &format!("primary key {key:?} is missing or null"),
-                    summary,
-                );
+                Err(reason) => {
+                    return self.reject(w, m, &format!("primary key {key:?} {reason}"), summary);
+                }
             }
         }
-        let mut changed = !self.schema_sent;
         self.received_at.clear();
         singer::datetime::push_micros(&mut self.received_at, m.received_at_us);
         start_record(&mut self.line, m, &self.received_at, pk.is_none());
@@ -176,6 +184,9 @@ impl<'a> StreamEmitter<'a> {
     /// Writes the stream's SCHEMA: every field and type seen so far (selected by the catalog).
     fn write_schema<W: Write>(&mut self, w: &mut MessageWriter<W>) -> Result<(), TapError> {
         let mut schema = self.schema.to_json_schema();
+        if let Some(pk) = self.source.primary_key.as_deref() {
+            key::declare(&mut schema, pk, self.key_kinds);
+        }
         if let (Some(entry), Some(props)) = (self.entry, schema["properties"].as_object_mut()) {
             props.retain(|k, _| entry.is_field_selected(k));
         }
