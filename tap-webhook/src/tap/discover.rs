@@ -7,6 +7,7 @@ use singer::sdc;
 
 use super::inference::StreamSchema;
 use super::key::{self, KeyKinds};
+use super::record::{WEBHOOK_RECEIVED_AT, WEBHOOK_SEQUENCE};
 use crate::payload::top_level;
 use crate::settings::{RecordShape, Settings, Source};
 use crate::spool::reader::SpoolReader;
@@ -23,16 +24,17 @@ pub fn fixed_fields(source: &Source) -> Map<String, Value> {
         sdc::RECEIVED_AT.into(),
         json!({"type": "string", "format": "date-time"}),
     );
+    m.insert(WEBHOOK_SEQUENCE.into(), json!({"type": "integer"}));
+    m.insert(
+        WEBHOOK_RECEIVED_AT.into(),
+        json!({"type": "string", "format": "date-time"}),
+    );
     if source.primary_key.is_none() {
         m.insert(sdc::PRIMARY_KEY.into(), json!({"type": "string"}));
     }
     if source.record_shape == RecordShape::Packed {
         m.insert("message_id".into(), json!({"type": "string"}));
         m.insert("payload".into(), json!({"type": "string"}));
-        m.insert(
-            "webhook_received_at".into(),
-            json!({"type": "string", "format": "date-time"}),
-        );
         m.insert("headers".into(), json!({"type": "object"}));
         m.insert("query".into(), json!({"type": "object"}));
     }
@@ -61,6 +63,8 @@ pub fn rejected_schema() -> Value {
         "message_id": {"type": "string"},
         sdc::SEQUENCE: {"type": "integer"},
         sdc::RECEIVED_AT: {"type": "string", "format": "date-time"},
+        WEBHOOK_SEQUENCE: {"type": "integer"},
+        WEBHOOK_RECEIVED_AT: {"type": "string", "format": "date-time"},
         "reason": {"type": "string"},
         "payload": {"type": "string"}
     }})

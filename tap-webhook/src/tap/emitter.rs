@@ -18,7 +18,7 @@ use super::discover;
 use super::inference::{FieldMap, StreamSchema};
 use super::key::{self, KeyKinds};
 use super::outcome::{Summary, TapError};
-use super::record::start_record;
+use super::record::{start_record, WEBHOOK_RECEIVED_AT, WEBHOOK_SEQUENCE};
 use crate::payload::top_level;
 use crate::settings::{OnMissingKey, RecordShape, Source};
 use crate::spool::MessageRef;
@@ -157,7 +157,6 @@ impl<'a> StreamEmitter<'a> {
             RecordShape::Packed => {
                 push_str_field(&mut self.line, "message_id", m.id);
                 push_str_field(&mut self.line, "payload", m.body);
-                push_str_field(&mut self.line, "webhook_received_at", &self.received_at);
                 for (name, json) in [("headers", m.headers), ("query", m.query)] {
                     if self.selected(name) {
                         push_key(&mut self.line, name);
@@ -222,6 +221,8 @@ impl<'a> StreamEmitter<'a> {
             "message_id": m.id,
             sdc::SEQUENCE: m.seq,
             sdc::RECEIVED_AT: received_at,
+            WEBHOOK_SEQUENCE: m.seq,
+            WEBHOOK_RECEIVED_AT: received_at,
             "reason": reason,
             "payload": m.body,
         });
@@ -239,5 +240,12 @@ impl<'a> StreamEmitter<'a> {
 
 /// Payload fields that would collide with the ones the tap sets are dropped from the payload.
 fn is_reserved(field: &str) -> bool {
-    matches!(field, sdc::SEQUENCE | sdc::RECEIVED_AT | sdc::PRIMARY_KEY)
+    matches!(
+        field,
+        sdc::SEQUENCE
+            | sdc::RECEIVED_AT
+            | sdc::PRIMARY_KEY
+            | WEBHOOK_SEQUENCE
+            | WEBHOOK_RECEIVED_AT
+    )
 }

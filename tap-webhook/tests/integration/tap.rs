@@ -50,6 +50,12 @@ async fn runs_chain_by_state_and_replays_are_identical() {
         .map(|r| r["_sdc_sequence"].as_i64().unwrap())
         .collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    // The receipt time and sequence again under names SDK targets do not overwrite.
+    for r in &recs {
+        assert_eq!(r["webhook_sequence"], r["_sdc_sequence"]);
+        assert_eq!(r["webhook_received_at"], r["_sdc_received_at"]);
+        assert!(r["webhook_received_at"].is_string());
+    }
     assert_eq!(recs[2]["nested"], json!({"k": [2]}));
     // SCHEMA comes before the first record, typing payload fields and the _sdc_ ones.
     let schema = first.iter().position(|m| m["type"] == "SCHEMA").unwrap();
@@ -61,6 +67,11 @@ async fn runs_chain_by_state_and_replays_are_identical() {
         json!({"type": ["null", "string"], "format": "date-time"})
     );
     assert_eq!(props["_sdc_sequence"], json!({"type": "integer"}));
+    assert_eq!(props["webhook_sequence"], json!({"type": "integer"}));
+    assert_eq!(
+        props["webhook_received_at"],
+        json!({"type": "string", "format": "date-time"})
+    );
     assert_eq!(
         first[schema]["key_properties"],
         json!(["__sdc_primary_key"])
@@ -105,7 +116,14 @@ async fn runs_chain_by_state_and_replays_are_identical() {
     );
 
     // New deliveries: the third run emits exactly those.
-    post(&server, "data", r#"{"n":5,"new_field":true}"#, None).await;
+    // A payload field named like the tap's own is dropped: the receipt facts cannot be spoofed.
+    post(
+        &server,
+        "data",
+        r#"{"n":5,"new_field":true,"webhook_sequence":"spoofed"}"#,
+        None,
+    )
+    .await;
     post(&server, "data", r#"{"n":6}"#, None).await;
     let third = run_tap(&config, &["--state", &s1]);
     let new: Vec<i64> = records(&third, "data")
@@ -113,6 +131,9 @@ async fn runs_chain_by_state_and_replays_are_identical() {
         .map(|r| r["n"].as_i64().unwrap())
         .collect();
     assert_eq!(new, vec![5, 6]);
+    for r in records(&third, "data") {
+        assert_eq!(r["webhook_sequence"], r["_sdc_sequence"]);
+    }
     let schema = third.iter().find(|m| m["type"] == "SCHEMA").unwrap();
     assert_eq!(
         schema["schema"]["properties"]["new_field"],
@@ -252,6 +273,11 @@ async fn one_delivery_id_one_generated_key_and_keyed_sources() {
         "packed payload is the raw body"
     );
     assert!(nekt[0]["message_id"].is_string() && nekt[0]["webhook_received_at"].is_string());
+    assert_eq!(nekt[0]["webhook_sequence"], nekt[0]["_sdc_sequence"]);
+    assert_eq!(
+        rejected[0]["webhook_sequence"],
+        rejected[0]["_sdc_sequence"]
+    );
     assert!(nekt[0]["headers"].is_object() && nekt[0]["query"].is_object());
 
     // on_missing_key = fail stops the run with a clear error.
