@@ -15,5 +15,6 @@ mod install;
 mod interop;
 mod meltano;
 mod pipeline;
+mod postgres;
 mod scaleout;
 mod signatures;
