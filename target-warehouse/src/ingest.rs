@@ -198,7 +198,7 @@ impl<'s, W: Write> Ingest<'s, W> {
                             stream: a.stream.to_string(),
                         })?;
                 stream
-                    .activate_version(&self.rt, a.version, state)
+                    .activate_version(&self.rt, a.version, self.settings.hard_delete, state)
                     .map_err(|source| Error::Table {
                         line: line_no,
                         stream: a.stream.to_string(),

@@ -17,6 +17,7 @@ pub mod merge;
 pub mod orphans;
 pub mod parts;
 pub mod read;
+pub mod stamp;
 pub mod stats;
 pub mod store;
 pub mod writer;
