@@ -171,15 +171,17 @@ impl Input {
     }
 
     /// The (id, n) rows a table of `stream` holds when the records up to `mark` are
-    /// committed (and older table versions removed, when `activated`).
+    /// committed (and older table versions removed, when `activated` with `hard_delete`; without
+    /// it their rows stay, marked `_sdc_deleted_at`).
     pub fn model(&self, stream: &str, mark: Option<i64>, activated: bool) -> Vec<(i64, i64)> {
         let mark = mark.unwrap_or(i64::MIN);
+        let removes_old = activated && self.mode == Mode::HardDelete;
         let recs = self
             .seed
             .iter()
             .chain(&self.main)
             .filter(|r| r.stream == stream && r.seq <= mark)
-            .filter(|r| !activated || r.version.is_none_or(|v| v >= 2));
+            .filter(|r| !removes_old || r.version.is_none_or(|v| v >= 2));
         let mut rows: Vec<(i64, i64)> = if self.mode == Mode::AppendOnly {
             recs.map(|r| (r.id, r.n)).collect()
         } else {
