@@ -158,8 +158,8 @@ fn load(
     );
     let state = target_out
         .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .last()
+        .rev()
+        .find_map(|l| serde_json::from_str::<Value>(l).ok())
         .expect("target-postgres printed a state");
     let msgs = messages(&tap_out);
     (tap_out, msgs, state)
