@@ -13,7 +13,9 @@
 # deploy/webhook-warehouse-drain.{service,timer} run it under systemd instead of cron.
 #
 # Relative paths (the configs, the state file, a spool_path or warehouse_path inside the
-# configs) are taken from the directory it is started in, as the crontab line's `cd` sets.
+# configs) are taken from the directory it is started in, as the crontab line's `cd` sets. A
+# spool_path that does not exist from there fails the run (only `tap-webhook serve` creates
+# the spool).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 tap_config=${TAP_CONFIG:-tap.json}
@@ -27,6 +29,15 @@ exec 9> "$state_file.lock"
 if ! flock -n 9; then
   echo "$(date -u +%FT%TZ) another run holds $state_file.lock; skipping" >&2
   exit 0
+fi
+
+# The configs and the spool must be there: `--test` refuses a spool_path that does not exist
+# (naming its absolute path) instead of this run draining a new, empty spool and reporting ok
+# while the real one fills up elsewhere.
+if ! check=$("$tap" --config "$tap_config" --test 2>&1); then
+  echo "$check" >&2
+  echo "$(date -u +%FT%TZ) run FAILED before starting (in $(pwd), TAP_CONFIG=$tap_config); state left as it was" >&2
+  exit 1
 fi
 
 tap_args=(--config "$tap_config")

@@ -41,13 +41,14 @@ post -H 'X-GitHub-Delivery: d-1' -d '{"action":"opened","number":1,"created_at":
 post -d '[{"event":"delivered","email":"a@example.com","ts":1764064800},{"event":"open","email":"b@example.com","ts":1764064801}]'
 post -d '{"order_id":"A-1","total":19.99,"paid":true}'
 kill -TERM $pid; wait $pid 2>/dev/null || true
+echo "== what the receiver logged per delivery (demo/serve.log):"
+grep -E "delivery (stored|refused)" serve.log | sed 's/^/   /' || true
 
-echo "== tap-webhook | target-warehouse"
-state_args=()
-[ -s state.json ] && state_args=(--state state.json)
-"$bin/tap-webhook" "${state_args[@]}" | "$bin/target-warehouse" > state.new
-[ -s state.new ] && tail -n 1 state.new > state.json
-echo "state: $(cat state.json)"
+# The README's drain: the target's state lines appended to one file, the tap reading the last.
+echo "== tap-webhook --state state.json | target-warehouse >> state.json"
+touch state.json
+"$bin/tap-webhook" --state state.json | "$bin/target-warehouse" >> state.json
+echo "state: $(tail -n 1 state.json)"
 
 echo "== the table (demo/warehouse/data)"
 if [ -n "$venv_pid" ] && ! wait "$venv_pid"; then

@@ -37,6 +37,20 @@ pub struct Setting {
     pub default: Option<Value>,
     pub required: bool,
     pub secret: bool,
+    /// The values an `enum` setting accepts (empty: any of its type).
+    pub allowed: Vec<Value>,
+}
+
+impl Setting {
+    /// `string`, or `string, one of "a", "b"` for an enum: the allowed values are shown
+    /// wherever the type is, so a user never has to guess them from an error.
+    pub fn kind_and_values(&self) -> String {
+        if self.allowed.is_empty() {
+            return self.kind.clone();
+        }
+        let values: Vec<String> = self.allowed.iter().map(Value::to_string).collect();
+        format!("{}, one of {}", self.kind, values.join(", "))
+    }
 }
 
 /// Flattens a settings schema into documented settings, depth first, in schema order.
@@ -68,6 +82,11 @@ fn walk(schema: &Value, prefix: &str, out: &mut Vec<Setting>) {
             default: prop.get("default").cloned(),
             required: required.contains(&name.as_str()),
             secret: is_secret(prop),
+            allowed: prop
+                .get("enum")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
         });
         walk(prop, &format!("{full}."), out);
         if let Some(items) = prop.get("additionalProperties").filter(|v| v.is_object()) {
@@ -128,7 +147,7 @@ pub fn render(about: &About, format: AboutFormat) -> String {
                 s.push_str(&format!(
                     "  - {} ({}{}{}){}{}\n",
                     st.name,
-                    st.kind,
+                    st.kind_and_values(),
                     if st.required { ", required" } else { "" },
                     if st.secret { ", secret" } else { "" },
                     st.default
@@ -166,10 +185,16 @@ pub fn settings_table(schema: &Value) -> String {
     );
     for st in settings(schema) {
         let desc = st.description.replace('|', "\\|").replace('\n', " ");
+        let kind = if st.allowed.is_empty() {
+            st.kind.clone()
+        } else {
+            let values: Vec<String> = st.allowed.iter().map(|v| format!("`{v}`")).collect();
+            format!("{}: {}", st.kind, values.join(", "))
+        };
         s.push_str(&format!(
             "| `{}` | {}{} | {} | {} | {} |\n",
             st.name,
-            st.kind,
+            kind,
             if st.secret { " (secret)" } else { "" },
             if st.required { "yes" } else { "no" },
             st.default
@@ -196,6 +221,7 @@ mod tests {
                 "required": ["path"],
                 "properties": {
                     "path": {"type": "string", "description": "Where | it is.", "default": "./x"},
+                    "mode": {"type": "string", "enum": ["a", "b"]},
                     "sources": {"type": "object", "additionalProperties": {
                         "type": "object",
                         "properties": {"api_keys": {"type": "array", "items": {"type": "string", "writeOnly": true}}}
@@ -214,6 +240,7 @@ mod tests {
         assert_eq!(
             names,
             vec![
+                ("mode".into(), false, false),
                 ("path".into(), true, false),
                 ("sources".into(), false, false),
                 ("sources.*.api_keys".into(), false, true),
@@ -236,7 +263,12 @@ mod tests {
             md.contains("| `sources.*.api_keys` | array (secret) |"),
             "{md}"
         );
+        assert!(
+            md.contains("| `mode` | string: `\"a\"`, `\"b\"` | no |"),
+            "{md}"
+        );
         let t = render(&a, AboutFormat::Text);
+        assert!(t.contains("mode (string, one of \"a\", \"b\")"), "{t}");
         assert!(t.contains("Version: 1.2.3"));
         assert!(t.contains("sources.*.api_keys (array, secret)"), "{t}");
     }

@@ -6,19 +6,19 @@
 //! Every layer (file or environment) is then given Meltano's forms of object settings nested
 //! ([`crate::flattened`]: dotted keys, JSON text) before the layers merge.
 
+use jsonschema::error::ValidationErrorKind;
 use serde_json::{Map, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("reading config file {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("config file {path} is not valid JSON: {source}")]
+    // `error`, not `source`: the message already formats it, and a source would be printed
+    // again as the next cause.
+    #[error("reading config file {path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    #[error("config file {path} is not valid JSON: {error}")]
     Parse {
         path: String,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     #[error("config file {path} must hold a JSON object")]
     NotAnObject { path: String },
@@ -31,7 +31,8 @@ pub enum ConfigError {
 }
 
 /// Checks a merged config against the settings' JSON Schema; the first error names the setting
-/// (`sources.github.api_keys`) and what is wrong with it.
+/// (`sources.github.api_keys`) and what is wrong with it: an unknown setting with the known one
+/// it is closest to ("did you mean"), a value outside an enum with every allowed value.
 pub fn validate(schema: &Value, config: &Map<String, Value>) -> Result<(), ConfigError> {
     let validator =
         jsonschema::validator_for(schema).map_err(|e| ConfigError::Schema(e.to_string()))?;
@@ -40,20 +41,109 @@ pub fn validate(schema: &Value, config: &Map<String, Value>) -> Result<(), Confi
         return Ok(());
     };
     let pointer = error.instance_path().to_string();
-    let setting = pointer
-        .trim_start_matches('/')
+    let path: Vec<String> = pointer
         .split('/')
+        .skip(1)
         .map(|p| p.replace("~1", "/").replace("~0", "~"))
-        .collect::<Vec<_>>()
-        .join(".");
+        .collect();
+    let (setting, detail) = match error.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            let name = unexpected.first().cloned().unwrap_or_default();
+            let known = schema_at(schema, &path)
+                .and_then(|s| s.get("properties"))
+                .and_then(Value::as_object)
+                .map(|p| p.keys().map(String::as_str).collect::<Vec<_>>())
+                .unwrap_or_default();
+            let detail = match did_you_mean(&name, &known) {
+                Some(near) => format!("unknown setting; did you mean `{near}`?"),
+                None if known.is_empty() => "unknown setting".to_owned(),
+                None => format!("unknown setting; known here: {}", known.join(", ")),
+            };
+            let mut full = path.clone();
+            full.push(name);
+            (full.join("."), detail)
+        }
+        ValidationErrorKind::Enum { options } => {
+            let allowed = options
+                .as_array()
+                .map(|o| o.iter().map(Value::to_string).collect::<Vec<_>>())
+                .unwrap_or_default();
+            (
+                path.join("."),
+                format!(
+                    "{} is not allowed; one of: {}",
+                    error.instance(),
+                    allowed.join(", ")
+                ),
+            )
+        }
+        _ => {
+            let mut detail = error.to_string();
+            // Messages quote the value: never a secret's (an API key "shorter than 8 characters").
+            if is_secret_at(schema, &path) {
+                detail = detail.replace(&error.instance().to_string(), "(secret value)");
+            }
+            (path.join("."), detail)
+        }
+    };
     Err(ConfigError::Invalid {
         setting: if setting.is_empty() {
             "(top level)".into()
         } else {
             setting
         },
-        detail: error.to_string(),
+        detail,
     })
+}
+
+/// The schema of the setting at `path` (object keys; `additionalProperties` for maps such as
+/// `sources.<name>`, `items` for arrays), following local `$ref`s.
+fn schema_at<'a>(root: &'a Value, path: &[String]) -> Option<&'a Value> {
+    let resolve = |s: &'a Value| -> Option<&'a Value> {
+        match s.get("$ref").and_then(Value::as_str) {
+            Some(r) => root.pointer(r.strip_prefix('#')?),
+            None => Some(s),
+        }
+    };
+    let mut here = resolve(root)?;
+    for seg in path {
+        let next = here
+            .get("properties")
+            .and_then(|p| p.get(seg))
+            .or_else(|| here.get("additionalProperties").filter(|a| a.is_object()))
+            .or_else(|| here.get("items").filter(|_| seg.parse::<usize>().is_ok()))?;
+        here = resolve(next)?;
+    }
+    Some(here)
+}
+
+/// Whether the setting at `path`, or the array holding it, is a secret (`writeOnly`).
+fn is_secret_at(root: &Value, path: &[String]) -> bool {
+    let write_only = |s: Option<&Value>| {
+        s.and_then(|s| s.get("writeOnly"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    write_only(schema_at(root, path))
+        || (!path.is_empty() && write_only(schema_at(root, &path[..path.len() - 1])))
+}
+
+/// The known name a mistyped one most likely meant: within two edits, or one starting with
+/// what was typed (`listen` → `listen_address`), or the other way round.
+fn did_you_mean<'a>(typed: &str, known: &[&'a str]) -> Option<&'a str> {
+    let lower = typed.to_ascii_lowercase();
+    known
+        .iter()
+        .map(|k| (strsim::levenshtein(&lower, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
+        .or_else(|| {
+            known
+                .iter()
+                .copied()
+                .find(|k| lower.len() >= 3 && (k.starts_with(&lower) || lower.starts_with(*k)))
+        })
 }
 
 /// Loads and merges every `--config` argument, in order. `schema` is the settings' JSON Schema,
@@ -91,18 +181,18 @@ pub fn load_config_from(
 }
 
 fn from_file(path: &str) -> Result<Map<String, Value>, ConfigError> {
-    let text = std::fs::read(path).map_err(|source| ConfigError::Io {
+    let text = std::fs::read(path).map_err(|error| ConfigError::Io {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     match serde_json::from_slice(&text) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(ConfigError::NotAnObject {
             path: path.to_owned(),
         }),
-        Err(source) => Err(ConfigError::Parse {
+        Err(error) => Err(ConfigError::Parse {
             path: path.to_owned(),
-            source,
+            error,
         }),
     }
 }
@@ -225,7 +315,57 @@ mod tests {
         );
         let bad = json!({"sourcez": {}});
         let e = validate(&schema, bad.as_object().unwrap()).unwrap_err();
-        assert!(e.to_string().contains("sourcez"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "invalid config: setting `sourcez`: unknown setting; did you mean `sources`?"
+        );
+    }
+
+    #[test]
+    fn a_secret_value_is_never_quoted() {
+        let schema = json!({"type": "object", "properties": {
+            "keys": {"type": "array", "items": {"type": "string", "minLength": 8, "writeOnly": true}},
+            "name": {"type": "string", "minLength": 8}}});
+        let e = validate(&schema, json!({"keys": ["k3y"]}).as_object().unwrap()).unwrap_err();
+        assert!(!e.to_string().contains("k3y"), "{e}");
+        assert!(e.to_string().contains("(secret value)"), "{e}");
+        let e = validate(&schema, json!({"name": "n4me"}).as_object().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("n4me"), "not a secret: {e}");
+    }
+
+    #[test]
+    fn unknown_settings_get_the_nearest_name_and_enums_their_values() {
+        let schema = json!({"type": "object", "additionalProperties": false, "properties": {
+            "listen_address": {"type": "string"},
+            "max_body_bytes": {"type": "integer"},
+            "sources": {"type": "object", "additionalProperties": {"$ref": "#/$defs/source"}}},
+            "$defs": {"source": {"type": "object", "additionalProperties": false, "properties": {
+                "api_keys": {"type": "array"},
+                "scheme": {"enum": ["github", "stripe", "svix", "shopify", "hmac"]}}}}});
+        let check = |config: Value, want: &str| {
+            let e = validate(&schema, config.as_object().unwrap()).unwrap_err();
+            assert_eq!(e.to_string(), want);
+        };
+        check(
+            json!({"listen_adress": "x"}),
+            "invalid config: setting `listen_adress`: unknown setting; did you mean `listen_address`?",
+        );
+        check(
+            json!({"listen": "x"}),
+            "invalid config: setting `listen`: unknown setting; did you mean `listen_address`?",
+        );
+        check(
+            json!({"port": 1}),
+            "invalid config: setting `port`: unknown setting; known here: listen_address, max_body_bytes, sources",
+        );
+        check(
+            json!({"sources": {"gh": {"api_key": []}}}),
+            "invalid config: setting `sources.gh.api_key`: unknown setting; did you mean `api_keys`?",
+        );
+        check(
+            json!({"sources": {"gh": {"scheme": "gitlab"}}}),
+            "invalid config: setting `sources.gh.scheme`: \"gitlab\" is not allowed; one of: \"github\", \"stripe\", \"svix\", \"shopify\", \"hmac\"",
+        );
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! - [`config`]: `--config FILE` (repeatable) and `--config ENV` loading;
 //! - [`metrics`]: progress logs and Singer `METRIC:` lines on stderr;
 //! - [`about`]: `--about` in text, JSON and Markdown from one JSON Schema of the settings;
+//! - [`state_file`]: reading `--state` (the last of the target's state lines);
+//! - [`report`]: a failure printed as one line, each cause once;
 //! - [`sdc`]: the `_sdc_*` metadata column names;
 //! - [`datetime`]: calendar dates and RFC 3339 text of epoch microseconds;
 //! - [`clock`]: the wall clock in epoch units;
@@ -35,5 +37,7 @@ pub mod json;
 pub mod message;
 pub mod metrics;
 pub mod reader;
+pub mod report;
 pub mod sdc;
+pub mod state_file;
 pub mod writer;

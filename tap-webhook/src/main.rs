@@ -2,6 +2,7 @@
 //! receiver (`serve`) or the Singer tap. Stdout carries Singer messages only.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -67,8 +68,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("tap-webhook: error: {e:#}");
+            // Once, on stderr, each cause once (not also as a tracing line).
+            eprintln!("tap-webhook: error: {}", singer::report::chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -102,12 +103,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         None => {}
     }
     if cli.test {
+        require_spool(&settings)?;
         let spool = SpoolReader::open(&settings.spool_path)?;
-        tracing::info!(spool = %settings.spool_path.display(), high_water_mark = spool.high_water_mark()?, "config and spool are usable");
+        tracing::info!(spool = %absolute(&settings.spool_path), high_water_mark = spool.high_water_mark()?, "config and spool are usable");
         return Ok(());
     }
     if cli.discover {
         // Meltano also passes --state with --discover; it has no bearing on discovery.
+        require_spool(&settings)?;
         let spool = SpoolReader::open(&settings.spool_path)?;
         let catalog = tap::discover::discover(&settings, &spool)?;
         let mut out = std::io::stdout().lock();
@@ -122,18 +125,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .transpose()?;
     let state = match &cli.state {
         Some(path) => {
-            let text = std::fs::read(path).with_context(|| format!("reading state file {path}"))?;
-            if text.iter().all(u8::is_ascii_whitespace) {
-                None
-            } else {
-                Some(
-                    serde_json::from_slice(&text)
-                        .with_context(|| format!("state file {path} is not JSON"))?,
-                )
+            let file = singer::state_file::read(Path::new(path))?;
+            if file.values > 1 {
+                tracing::info!(
+                    state_file = %path,
+                    states = file.values,
+                    "the state file holds several states (a target's whole output); using the last"
+                );
             }
+            file.state
         }
         None => None,
     };
+    require_spool(&settings)?;
+    tracing::info!(spool = %absolute(&settings.spool_path), "draining the spool");
     if let Some(q) = &settings.queue {
         // Scale-out: first move what the receivers queued into the local spool, durably.
         tap::drain::drain(&settings, q)?;
@@ -171,6 +176,21 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
+        // The address first: a port in use fails the start before a spool file is created.
+        let listener = tokio::net::TcpListener::bind(&settings.listen_address)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {} (setting listen_address): {e}{}",
+                    settings.listen_address,
+                    if e.kind() == std::io::ErrorKind::AddrInUse {
+                        "; another process holds that port: stop it, or set listen_address \
+                         (TAP_WEBHOOK_LISTEN_ADDRESS) to a free address (port 0 picks one)"
+                    } else {
+                        ""
+                    }
+                )
+            })?;
         let (store, writer_thread) = match &settings.queue {
             // Scale-out: a stateless receiver, no spool file.
             Some(q) => (Store::Queue(QueueSender::connect(q).await?), None),
@@ -180,16 +200,14 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                 (Store::Spool(writer), Some(thread))
             }
         };
-        let listener = tokio::net::TcpListener::bind(&settings.listen_address)
-            .await
-            .with_context(|| format!("listening on {}", settings.listen_address))?;
         let addr = listener.local_addr()?;
         match &store {
             Store::Spool(_) => {
-                tracing::info!(spool = %settings.spool_path.display(), "listening on {addr}")
+                tracing::info!(spool = %absolute(&settings.spool_path), "listening on {addr}")
             }
             Store::Queue(_) => tracing::info!("listening on {addr}"),
         }
+        log_sources(&settings, addr);
         let state = Arc::new(AppState::new(&settings, store));
         receiver::serve(listener, state, shutdown_signal()).await?;
         // All handlers (and their spool handles) are gone: the writer drains and stops.
@@ -199,6 +217,67 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         tracing::info!("stopped");
         anyhow::Ok(())
     })
+}
+
+/// The spool must already exist outside `serve`, with the embedded spool: the tap, `--discover`
+/// and `--test` opening (hence creating) a missing one would drain an empty spool and exit 0,
+/// every run, when the real one is elsewhere (a typo, another working directory). With a queue
+/// the spool is the tap's own local buffer, which the tap creates.
+fn require_spool(settings: &Settings) -> anyhow::Result<()> {
+    if settings.queue.is_some() || settings.spool_path.exists() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "spool {} does not exist (spool_path {:?}, relative paths are taken from the working \
+         directory): start `tap-webhook serve` first, or check spool_path / the working directory",
+        absolute(&settings.spool_path),
+        settings.spool_path.display().to_string()
+    )
+}
+
+/// A path as the user should look for it: absolute (relative ones taken from the working
+/// directory, as every open is).
+fn absolute(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// One line per source at start: its URL and what it must send (never a secret).
+fn log_sources(settings: &Settings, addr: std::net::SocketAddr) {
+    if settings.sources.is_empty() {
+        tracing::warn!("no sources configured: every delivery will get 404 UNKNOWN_SOURCE");
+    }
+    for source in settings.sources.values() {
+        let mut auth = Vec::new();
+        if !source.api_keys.is_empty() {
+            auth.push(format!("API key in header {}", source.api_key_header));
+        }
+        if !source.url_tokens.is_empty() {
+            auth.push(format!("URL token in ?{}=", source.token_param));
+        }
+        if let Some(sig) = &source.signature {
+            auth.push(format!("{:?} signature", sig.scheme()).to_lowercase());
+        }
+        let auth = if auth.is_empty() {
+            "none".to_owned()
+        } else {
+            auth.join(" and ")
+        };
+        let methods = if source.allow_get {
+            "POST, GET"
+        } else {
+            "POST"
+        };
+        tracing::info!(
+            source = %source.name,
+            url = %format!("http://{addr}/webhooks/{}", source.name),
+            methods,
+            auth = %auth,
+            "source"
+        );
+    }
 }
 
 async fn shutdown_signal() {

@@ -5,6 +5,7 @@
 //! type is neither declared nor yet in the table collect their first values aside, so the
 //! inference lattice sees the whole first batch before it fixes a type (a column seen only as
 //! null never fixes one). Memory is accounted by input bytes: the caller flushes on that budget.
+//! Columns are bounded per table: what gets no column goes to `_sdc_overflow` (`overflow.rs`).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
 
 use crate::columns::{coerce, merge, Cell, ColType, Value};
+use crate::overflow::{Exempt, Overflow, DEFAULT_MAX_COLUMNS, OVERFLOW};
 use crate::registry::{data_type, Registry};
 
 /// How many values an unfixed column collects before its type is fixed from them anyway, so a
@@ -177,6 +179,11 @@ pub struct StreamBuffer {
     /// Rows of the previous batch, and text bytes of each of its columns: capacity hints.
     last_rows: usize,
     last_text: Vec<usize>,
+    /// The bound on the table's columns, the properties exempt from it, and the values of
+    /// this batch that got no column (see `overflow.rs`).
+    max_columns: usize,
+    exempt: Exempt,
+    overflow: Overflow,
 }
 
 impl StreamBuffer {
@@ -190,7 +197,32 @@ impl StreamBuffer {
             bytes: 0,
             last_rows: 0,
             last_text: Vec::new(),
+            max_columns: DEFAULT_MAX_COLUMNS,
+            exempt: Exempt::default(),
+            overflow: Overflow::default(),
         }
+    }
+
+    /// At most `max_columns` columns in the table (metadata and siblings counted).
+    pub fn with_max_columns(mut self, max_columns: usize) -> StreamBuffer {
+        self.max_columns = max_columns;
+        self
+    }
+
+    /// The stream's key properties: like the metadata, they always get a column.
+    pub fn set_keys(&mut self, keys: &[String]) {
+        self.exempt.set_keys(keys);
+    }
+
+    /// Whether `property` may get a new column: always for keys and metadata; otherwise while
+    /// the columns and the properties waiting for their type leave a place for
+    /// `_sdc_overflow` (or it exists).
+    fn may_add(&self, property: &str) -> bool {
+        if self.exempt.contains(property) {
+            return true;
+        }
+        let reserved = usize::from(self.registry.property(OVERFLOW).is_none());
+        self.registry.specs.len() + self.pending_index.len() + reserved < self.max_columns
     }
 
     pub fn rows(&self) -> usize {
@@ -207,7 +239,12 @@ impl StreamBuffer {
             .registry
             .property(property)
             .is_some_and(|p| p.base.is_some());
-        if !has_base && !self.pending_index.contains_key(property) {
+        // Without room, its values go to `_sdc_overflow` as they arrive.
+        if !has_base
+            && !self.pending_index.contains_key(property)
+            && property != OVERFLOW
+            && self.may_add(property)
+        {
             self.registry.add_base(property, ty);
         }
     }
@@ -229,9 +266,18 @@ impl StreamBuffer {
         if matches!(value, Value::Null) {
             return Ok(());
         }
+        if property == OVERFLOW {
+            // The column holds our objects only: a record's own property of that name too.
+            self.overflow.push(row, property, value);
+            return Ok(());
+        }
         let base = self.registry.property(property).and_then(|p| p.base);
         let Some(base) = base else {
-            return self.push_pending(row, property, value);
+            if self.pending_index.contains_key(property) || self.may_add(property) {
+                return self.push_pending(row, property, value);
+            }
+            self.overflow.push(row, property, value);
+            return Ok(());
         };
         let ty = self.registry.specs[base].ty;
         if let Some(cell) = coerce(ty, value) {
@@ -241,6 +287,14 @@ impl StreamBuffer {
         let Some(own) = value.natural_type() else {
             return Ok(());
         };
+        let has_sibling = self
+            .registry
+            .property(property)
+            .is_some_and(|p| p.sibling(own).is_some());
+        if !has_sibling && !self.may_add(property) {
+            self.overflow.push(row, property, value);
+            return Ok(());
+        }
         let sib = self.registry.sibling_for(property, own);
         match coerce(own, value) {
             Some(cell) => self.append(sib, row, cell),
@@ -337,6 +391,30 @@ impl StreamBuffer {
         }
         self.pending.clear();
         self.pending_index.clear();
+        let overflowed = self
+            .overflow
+            .take(self.registry.specs.len(), self.max_columns);
+        if !overflowed.is_empty() {
+            // One column of JSON text (of a table written before the bound, whatever type
+            // its `_sdc_overflow` has: a value that does not fit goes to a sibling).
+            let col = match self.registry.property(OVERFLOW).and_then(|p| p.base) {
+                Some(col) => col,
+                None => self.registry.add_base(OVERFLOW, ColType::Json),
+            };
+            let ty = self.registry.specs[col].ty;
+            for (row, text) in &overflowed {
+                let value = Value::Json(text);
+                match coerce(ty, &value) {
+                    Some(cell) => self.append(col, *row, cell)?,
+                    None => {
+                        let sib = self.registry.sibling_for(OVERFLOW, ColType::Json);
+                        if let Some(cell) = coerce(ColType::Json, &value) {
+                            self.append(sib, *row, cell)?;
+                        }
+                    }
+                }
+            }
+        }
         let rows = self.rows;
         let schema = self.registry.arrow_schema();
         let mut builders = std::mem::take(&mut self.builders);
@@ -437,6 +515,56 @@ mod tests {
         assert_eq!(batch.column(2).as_primitive::<Float64Type>().value(1), 2.5);
         assert!(batch.column(3).as_boolean().value(3));
         assert_eq!(batch.column(0).null_count(), 3);
+    }
+
+    #[test]
+    fn beyond_max_columns_values_go_to_the_overflow_object_of_their_row() {
+        let mut buf = StreamBuffer::new(Registry::default()).with_max_columns(4);
+        buf.set_keys(&["id".to_string()]);
+        buf.declare("_sdc_sequence", ColType::Int64);
+        let batch = load(
+            &mut buf,
+            &[
+                &[("id", "1"), ("a", "1"), ("b", "\"x\""), ("c", "[1]")],
+                &[
+                    ("id", "2"),
+                    ("a", "\"s\""),
+                    ("_sdc_overflow", "7"),
+                    ("d", "null"),
+                ],
+                &[("c", "2"), ("_sdc_deleted_at", "\"2026-01-01T00:00:00Z\"")],
+            ],
+        );
+        let names: Vec<&str> = batch
+            .schema_ref()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        // Room for one property besides the key and the sequence (and _sdc_overflow's place);
+        // the metadata gets its column beyond the bound.
+        assert_eq!(
+            names,
+            vec![
+                "_sdc_sequence",
+                "id",
+                "a",
+                "_sdc_deleted_at",
+                "_sdc_overflow"
+            ]
+        );
+        let over = batch.column(4).as_string::<i32>();
+        assert_eq!(over.value(0), r#"{"b":"x","c":[1]}"#);
+        assert_eq!(
+            over.value(1),
+            r#"{"_sdc_overflow":7,"a":"s"}"#,
+            "a value needing a sibling too (placed when a's type was fixed, at the cut)"
+        );
+        assert_eq!(over.value(2), r#"{"c":2}"#);
+        // The next batch: the overflow column exists, the bound still holds.
+        let batch = load(&mut buf, &[&[("e", "1"), ("a", "2")]]);
+        assert_eq!(batch.num_columns(), 5);
+        assert_eq!(batch.column(4).as_string::<i32>().value(0), r#"{"e":1}"#);
     }
 
     #[test]

@@ -5,7 +5,13 @@
 //! the first) this process reaches `<step>` fail with an I/O error, as a full disk or a refused
 //! upload would. Compiled in always, like the tap's `TAP_WEBHOOK_FAILPOINT`: a test runs the
 //! same binary users run. Unset, a check is one atomic load, at most a few per batch.
+//!
+//! `<step>[:<nth>]@<file>` holds the process there instead of failing it: it creates
+//! `<file>.held`, waits until `<file>` exists, then goes on. A test of two racing loads holds
+//! one between its read of the table and its commit while the other commits, so that the race
+//! happens every time rather than once in many runs.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
@@ -76,6 +82,8 @@ impl Step {
 struct Armed {
     step: Step,
     nth: u64,
+    /// Hold until this file exists instead of failing.
+    hold: Option<PathBuf>,
     hits: AtomicU64,
 }
 
@@ -94,7 +102,12 @@ fn parse(value: &str) -> Result<Vec<Armed>, String> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|spec| {
-            let (name, nth) = spec.split_once(':').unwrap_or((spec, "1"));
+            let (point, hold) = match spec.split_once('@') {
+                Some((point, file)) if !file.is_empty() => (point, Some(PathBuf::from(file))),
+                Some(_) => return Err(format!("{ENV}: {spec:?}: a hold names a file after '@'")),
+                None => (spec, None),
+            };
+            let (name, nth) = point.split_once(':').unwrap_or((point, "1"));
             let step = Step::ALL
                 .into_iter()
                 .find(|s| s.name() == name)
@@ -110,6 +123,7 @@ fn parse(value: &str) -> Result<Vec<Armed>, String> {
             Ok(Armed {
                 step,
                 nth,
+                hold,
                 hits: AtomicU64::new(0),
             })
         })
@@ -122,18 +136,35 @@ pub fn check_setting() -> Result<(), String> {
     armed().as_ref().map(|_| ()).map_err(Clone::clone)
 }
 
-/// Reaching `step`: an error when a failpoint is armed for this hit of it.
+/// Reaching `step`: an error when a failpoint is armed for this hit of it (a hold waits).
 pub fn hit(step: Step) -> std::io::Result<()> {
     let Ok(armed) = armed() else { return Ok(()) };
     for a in armed.iter().filter(|a| a.step == step) {
         let n = a.hits.fetch_add(1, Ordering::Relaxed) + 1;
-        if n == a.nth {
-            tracing::error!(step = step.name(), hit = n, "failpoint fired");
-            return Err(std::io::Error::other(format!(
-                "injected failure at step {} (hit {n}, {ENV})",
-                step.name()
-            )));
+        if n != a.nth {
+            continue;
         }
+        if let Some(file) = &a.hold {
+            hold(step, file)?;
+            continue;
+        }
+        tracing::error!(step = step.name(), hit = n, "failpoint fired");
+        return Err(std::io::Error::other(format!(
+            "injected failure at step {} (hit {n}, {ENV})",
+            step.name()
+        )));
+    }
+    Ok(())
+}
+
+/// Waits at `step` until `file` exists, having said so with `<file>.held`.
+fn hold(step: Step, file: &std::path::Path) -> std::io::Result<()> {
+    let mut held = file.as_os_str().to_owned();
+    held.push(".held");
+    std::fs::write(&held, step.name())?;
+    tracing::warn!(step = step.name(), file = %file.display(), "failpoint holding");
+    while !file.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
     Ok(())
 }
@@ -153,6 +184,16 @@ mod tests {
             .unwrap_err()
             .contains("unknown step \"publsh\""));
         assert!(parse("fsync:0").unwrap_err().contains("integer >= 1"));
+        let held = parse("commit-before-log:2@/tmp/go").expect("a hold");
+        assert_eq!(
+            (held[0].step, held[0].nth, held[0].hold.as_deref()),
+            (
+                Step::CommitBeforeLog,
+                2,
+                Some(std::path::Path::new("/tmp/go"))
+            )
+        );
+        assert!(parse("fsync@").unwrap_err().contains("names a file"));
         assert!(parse("").expect("nothing armed").is_empty());
     }
 }

@@ -279,7 +279,11 @@ impl<'s, W: Write> Ingest<'s, W> {
                     tracing::warn!(stream = %m.stream, error = %e, "could not sweep the table for orphan files")
                 }
             }
-            let stream = Stream::new(&m.stream, table, StreamBuffer::new(registry));
+            let stream = Stream::new(
+                &m.stream,
+                table,
+                StreamBuffer::new(registry).with_max_columns(self.settings.max_columns),
+            );
             self.streams.insert(m.stream.clone(), stream);
         } else if self
             .streams
@@ -341,6 +345,7 @@ impl<'s, W: Write> Ingest<'s, W> {
                     stream: stream_name.to_string(),
                 })?;
         let loaded = stream.load(
+            &self.rt,
             line,
             &fields,
             version,

@@ -25,6 +25,7 @@ pub mod commits;
 pub mod error;
 pub mod failpoint;
 pub mod ingest;
+pub mod overflow;
 pub mod pump;
 pub mod record;
 pub mod registry;
@@ -90,6 +91,13 @@ fn compact_tables(settings: &Settings) -> Result<Vec<Compaction>, Error> {
             Err(e) => return Err(Error::Warehouse(e)),
         }
     };
+    // A directory named as the Delta format names its log is no table of ours (a stream of
+    // that name gets another directory, `table/place.rs`): what an older version left there
+    // is not read.
+    dirs.retain(|d| {
+        d.file_name()
+            .is_none_or(|n| !table::place::is_reserved(&n.to_string_lossy()))
+    });
     dirs.sort();
     let mut out = Vec::new();
     for dir in dirs {

@@ -17,7 +17,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[derive(Debug, Parser)]
 #[command(
     name = "target-warehouse",
-    disable_version_flag = true,
+    version,
     about = "Singer target: Singer messages into Delta Lake tables"
 )]
 struct Cli {
@@ -33,9 +33,6 @@ struct Cli {
     /// Format of --about.
     #[arg(long, value_enum, default_value_t, requires = "about")]
     format: AboutFormat,
-    /// Print the version and exit.
-    #[arg(long)]
-    version: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -64,17 +61,17 @@ fn main() -> ExitCode {
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("target-warehouse: error: {e:#}");
+            // Each cause once: a message that already formats its source is not followed by it.
+            eprintln!(
+                "target-warehouse: error: {}",
+                singer::report::chain(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<()> {
-    if cli.version {
-        println!("target-warehouse {}", env!("CARGO_PKG_VERSION"));
-        return Ok(());
-    }
     if cli.about {
         let about = About {
             name: "target-warehouse".into(),
@@ -94,8 +91,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let schema = settings_schema();
-    let map = singer::config::load_config(&cli.config, "TARGET_WAREHOUSE", Some(&schema))
-        .context("loading --config")?;
+    let map = singer::config::load_config(&cli.config, "TARGET_WAREHOUSE", Some(&schema))?;
     singer::config::validate(&schema, &map)?;
     let settings = Settings::from_map(map).map_err(anyhow::Error::msg)?;
     if let Some(Command::Compact) = cli.command {

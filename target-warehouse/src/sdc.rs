@@ -1,28 +1,12 @@
-//! The Singer metadata columns the target reads and fills (the SDK's `_sdc_*` names, Stitch's
-//! generated key) and the clock that stamps them. The names both crates share will move to
-//! `singer/`; until then this is the target's one place for them.
+//! The Singer metadata columns the target reads and fills, under the target's names: the names
+//! and the clock are `singer`'s (shared with the tap); the sequence clock for records without a
+//! tap sequence is the target's own.
 
 /// The generated key of keyless streams: a table keyed only by it stays append-only (Stitch).
-pub const GENERATED_KEY: &str = "__sdc_primary_key";
-pub const SEQUENCE: &str = "_sdc_sequence";
-pub const DELETED_AT: &str = "_sdc_deleted_at";
-pub const TABLE_VERSION: &str = "_sdc_table_version";
-pub const EXTRACTED_AT: &str = "_sdc_extracted_at";
-pub const RECEIVED_AT: &str = "_sdc_received_at";
-pub const BATCHED_AT: &str = "_sdc_batched_at";
+pub use singer::sdc::PRIMARY_KEY as GENERATED_KEY;
+pub use singer::sdc::{BATCHED_AT, DELETED_AT, EXTRACTED_AT, RECEIVED_AT, SEQUENCE, TABLE_VERSION};
 
-/// Now, in microseconds since the Unix epoch (0 for a clock before 1970).
-pub fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
-
-/// Now, in milliseconds since the Unix epoch (Delta's `modificationTime`).
-pub fn now_millis() -> i64 {
-    now_micros() / 1000
-}
+pub use singer::clock::{now_micros, now_millis};
 
 /// `_sdc_sequence` for records without one: epoch microseconds, strictly increasing.
 #[derive(Debug, Default)]

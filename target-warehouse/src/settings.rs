@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
+pub use crate::overflow::{DEFAULT_MAX_COLUMNS, MIN_MAX_COLUMNS};
+
 pub const DEFAULT_WAREHOUSE_PATH: &str = "./warehouse";
 /// 32 MiB of input JSON per flush: wide sparse rows cost ~1.8 KB each in builders (BRIEF §7);
 /// measured peak RSS is about 3× the budget plus ~100 MB (217 MB at 32 MiB, 306 MB at 64 MiB).
@@ -49,6 +51,9 @@ pub struct Config {
     /// Add `_sdc_extracted_at`, `_sdc_received_at`, `_sdc_batched_at`, `_sdc_deleted_at`,
     /// `_sdc_table_version` when the record lacks them.
     pub add_record_metadata: Option<bool>,
+    /// At most this many columns per table; the values of properties beyond it go to
+    /// `_sdc_overflow` (see `overflow.rs`).
+    pub max_columns: Option<u64>,
     /// Object-store warehouses (`s3://…`): the bucket's region (unset: the AWS chain).
     pub aws_region: Option<String>,
     /// An S3-compatible endpoint or a local server (unset: AWS).
@@ -69,6 +74,7 @@ pub struct Settings {
     pub batch_size_rows: Option<usize>,
     pub max_batch_age: Duration,
     pub add_record_metadata: bool,
+    pub max_columns: usize,
     /// Storage options for every table (empty for a local warehouse); see `table::store`.
     pub storage_options: HashMap<String, String>,
 }
@@ -84,6 +90,7 @@ impl Default for Settings {
             batch_size_rows: None,
             max_batch_age: Duration::from_secs(DEFAULT_MAX_BATCH_AGE_SECONDS),
             add_record_metadata: true,
+            max_columns: DEFAULT_MAX_COLUMNS,
             storage_options: HashMap::new(),
         }
     }
@@ -118,6 +125,13 @@ impl Settings {
         if c.batch_size_rows == Some(0) {
             return Err("batch_size_rows must be at least 1".into());
         }
+        let max_columns = c.max_columns.unwrap_or(DEFAULT_MAX_COLUMNS as u64);
+        if max_columns < MIN_MAX_COLUMNS as u64 {
+            return Err(format!(
+                "max_columns must be at least {MIN_MAX_COLUMNS} (the metadata columns and \
+                 _sdc_overflow need room)"
+            ));
+        }
         Ok(Settings {
             warehouse_path: PathBuf::from(
                 c.warehouse_path
@@ -133,6 +147,7 @@ impl Settings {
                     .unwrap_or(DEFAULT_MAX_BATCH_AGE_SECONDS),
             ),
             add_record_metadata: c.add_record_metadata.unwrap_or(true),
+            max_columns: usize::try_from(max_columns).unwrap_or(usize::MAX),
             storage_options: crate::table::store::storage_options(
                 c.aws_region.as_deref(),
                 c.aws_endpoint_url.as_deref(),
@@ -182,6 +197,21 @@ mod tests {
         assert_eq!(
             schema["properties"]["max_batch_age_seconds"]["default"],
             json!(DEFAULT_MAX_BATCH_AGE_SECONDS)
+        );
+        assert_eq!(
+            schema["properties"]["max_columns"]["default"],
+            json!(DEFAULT_MAX_COLUMNS)
+        );
+        assert_eq!(
+            schema["properties"]["max_columns"]["minimum"],
+            json!(MIN_MAX_COLUMNS)
+        );
+        assert_eq!(s.max_columns, DEFAULT_MAX_COLUMNS);
+        let few = json!({"max_columns": 15});
+        assert!(
+            Settings::from_map(few.as_object().cloned().unwrap_or_default())
+                .unwrap_err()
+                .contains("max_columns must be at least 16")
         );
         let bad = json!({"batch_size_bytes": 0});
         assert!(Settings::from_map(bad.as_object().cloned().unwrap_or_default()).is_err());

@@ -7,6 +7,7 @@
 //! `tests/run.sh` (hence CI) runs them with `--include-ignored`, and one run without its peers
 //! fails, saying how to install them. None of them passes without testing.
 
+mod cron;
 mod deploy;
 mod disk_full;
 mod docs;
@@ -16,5 +17,6 @@ mod interop;
 mod meltano;
 mod pipeline;
 mod postgres;
+mod readme;
 mod scaleout;
 mod signatures;

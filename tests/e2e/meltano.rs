@@ -99,6 +99,34 @@ fn meltano_runs_twice_and_state_carries_over() {
         json!({"spool_path": p.join("spool.sqlite"), "listen_address": "127.0.0.1:0"}).to_string(),
     )
     .unwrap();
+    // The README's command to configure sources, with the pinned Meltano: the secret lands in
+    // `.env` (which .gitignore covers), not in meltano.yml.
+    meltano(
+        &peers,
+        p,
+        &[
+            "config",
+            "set",
+            "tap-webhook",
+            "sources",
+            r#"{"data": {"api_keys": ["change-me-please"]}}"#,
+        ],
+    );
+    let env = std::fs::read_to_string(p.join(".env")).unwrap_or_default();
+    assert!(
+        env.contains("TAP_WEBHOOK_SOURCES") && env.contains("change-me-please"),
+        ".env: {env}"
+    );
+    assert!(!std::fs::read_to_string(p.join("meltano.yml"))
+        .unwrap()
+        .contains("change-me-please"));
+    let ignored = Command::new("git")
+        .arg("-C")
+        .arg(repo_root())
+        .args(["check-ignore", "-q", ".env"])
+        .status()
+        .unwrap();
+    assert!(ignored.success(), ".gitignore covers .env");
     let receiver = Receiver::start(&config);
     for i in 0..3 {
         assert_eq!(

@@ -115,7 +115,35 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_handler))
         .route("/webhooks/{source}", get(receive_get).post(receive_post))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
         .with_state(state)
+}
+
+/// Any path no route serves: the JSON error shape, not an empty 404. A trailing slash is not
+/// taken as the path without it: one URL per source keeps logs, metrics and proxy rules
+/// (`location /webhooks/`) unambiguous, and the reply names the URL to configure instead.
+async fn not_found(State(state): State<Arc<AppState>>, uri: axum::http::Uri) -> Response {
+    let path = uri.path().to_owned();
+    let hint = path
+        .strip_suffix('/')
+        .filter(|p| p.starts_with("/webhooks/") && p.len() > "/webhooks/".len())
+        .map(str::to_owned);
+    respond(&state, "-", Err(ReceiveError::NotFound { path, hint }))
+}
+
+/// A route that exists, asked with a method it does not serve (PUT on a webhook URL, POST on
+/// `/healthz`): 405 in the JSON error shape; the router adds the `Allow` header.
+async fn method_not_allowed(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: axum::http::Uri,
+) -> Response {
+    let err = ReceiveError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    };
+    respond(&state, "-", Err(err))
 }
 
 /// How long shutdown waits for requests in flight before giving up on them.
@@ -195,10 +223,8 @@ async fn receive_post(
 ) -> Response {
     // The request itself rather than a `HeaderMap` extractor, which clones every header.
     let (parts, body) = request.into_parts();
-    respond(
-        &state,
-        receive(&state, Method::POST, &source, query, &parts.headers, body).await,
-    )
+    let result = receive(&state, Method::POST, &source, query, &parts.headers, body).await;
+    respond(&state, &source, result)
 }
 
 async fn receive_get(
@@ -207,22 +233,44 @@ async fn receive_get(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    respond(
-        &state,
-        receive(&state, Method::GET, &source, query, &headers, Body::empty()).await,
-    )
+    let result = receive(&state, Method::GET, &source, query, &headers, Body::empty()).await;
+    respond(&state, &source, result)
 }
 
-fn respond(state: &AppState, result: Result<Accepted, ReceiveError>) -> Response {
+/// The reply, and one log line per request at info: stored (source, bytes, message ids) or
+/// refused (source, status, code), so an operator sees deliveries arrive without a debugger.
+fn respond(state: &AppState, source: &str, result: Result<Accepted, ReceiveError>) -> Response {
     match result {
-        Ok(accepted) => Json(Reply {
-            data: accepted,
-            success: true,
-        })
-        .into_response(),
+        Ok(accepted) => {
+            // An array body of thousands of messages: its first and last id bound the range.
+            let ids = match accepted.message_ids.as_deref() {
+                Some([first, .., last]) if accepted.messages > 3 => format!("{first}..{last}"),
+                Some(ids) => ids.join(","),
+                None => accepted.message_id.clone().unwrap_or_default(),
+            };
+            tracing::info!(
+                source,
+                status = 200,
+                bytes = accepted.bytes,
+                messages = accepted.messages,
+                duplicate = accepted.duplicate,
+                message_ids = %ids,
+                "delivery stored"
+            );
+            Json(Reply {
+                data: accepted,
+                success: true,
+            })
+            .into_response()
+        }
         Err(e) => {
             state.metrics.rejected(e.code());
-            tracing::debug!(code = e.code(), "delivery refused");
+            tracing::info!(
+                source,
+                status = e.status().as_u16(),
+                code = e.code(),
+                "delivery refused"
+            );
             e.into_response()
         }
     }
@@ -248,6 +296,11 @@ struct Accepted {
     message_ids: Option<Vec<String>>,
     /// RFC 3339, microseconds, UTC: the `_sdc_received_at` of the messages.
     received_at: String,
+    /// For the log line only: the body's bytes (after decompression) and its message count.
+    #[serde(skip)]
+    bytes: usize,
+    #[serde(skip)]
+    messages: usize,
 }
 
 async fn receive(
@@ -347,6 +400,8 @@ async fn receive(
         // A single message's id is `message_id`; an array body gets the whole list.
         message_ids: (count != 1).then_some(outcome.message_ids),
         received_at: singer::datetime::format_micros(received_at_us),
+        bytes,
+        messages: count,
     })
 }
 

@@ -10,8 +10,16 @@ use super::body::BodyError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiveError {
+    /// The configured names are not told to the sender (anyone can probe); `serve` logs them
+    /// with their URLs at start.
     #[error("UNKNOWN_SOURCE: no source named {0:?}")]
     UnknownSource(String),
+    /// A path no route serves (a trailing slash gets the path without it as a hint).
+    #[error("NOT_FOUND: no route {path}{}; webhooks go to POST /webhooks/<source>", hint.as_ref().map(|h| format!(" (did you mean {h}?)")).unwrap_or_default())]
+    NotFound { path: String, hint: Option<String> },
+    /// A route that exists, with a method it does not serve (the router adds `Allow`).
+    #[error("METHOD_NOT_ALLOWED: {method} is not served on {path}")]
+    MethodNotAllowed { method: String, path: String },
     #[error("METHOD_NOT_ALLOWED: GET is not enabled for source {0:?}; POST a JSON body")]
     GetNotAllowed(String),
     #[error("{0}")]
@@ -29,7 +37,10 @@ impl ReceiveError {
     pub fn code(&self) -> &'static str {
         match self {
             ReceiveError::UnknownSource(_) => "UNKNOWN_SOURCE",
-            ReceiveError::GetNotAllowed(_) => "METHOD_NOT_ALLOWED",
+            ReceiveError::NotFound { .. } => "NOT_FOUND",
+            ReceiveError::GetNotAllowed(_) | ReceiveError::MethodNotAllowed { .. } => {
+                "METHOD_NOT_ALLOWED"
+            }
             ReceiveError::Auth(a) => match a {
                 AuthError::MissingCredentials(_) => "MISSING_CREDENTIALS",
                 AuthError::InvalidCredentials(_) => "INVALID_CREDENTIALS",
@@ -54,8 +65,10 @@ impl ReceiveError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ReceiveError::UnknownSource(_) => StatusCode::NOT_FOUND,
-            ReceiveError::GetNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ReceiveError::UnknownSource(_) | ReceiveError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ReceiveError::GetNotAllowed(_) | ReceiveError::MethodNotAllowed { .. } => {
+                StatusCode::METHOD_NOT_ALLOWED
+            }
             ReceiveError::Auth(_) => StatusCode::UNAUTHORIZED,
             ReceiveError::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             ReceiveError::Body(BodyError::ReadTimeout) => StatusCode::REQUEST_TIMEOUT,
@@ -85,6 +98,11 @@ impl IntoResponse for ReceiveError {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
+        }
+        if let ReceiveError::GetNotAllowed(_) = &self {
+            // The route serves GET for other sources; this source takes POST only.
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
         }
         resp
     }

@@ -21,6 +21,7 @@ use tower::ServiceExt;
 /// Every code `ReceiveError::code` can give (README: "Errors").
 const CODES: &[&str] = &[
     "UNKNOWN_SOURCE",
+    "NOT_FOUND",
     "METHOD_NOT_ALLOWED",
     "MISSING_CREDENTIALS",
     "INVALID_CREDENTIALS",
@@ -136,6 +137,7 @@ async fn every_reply_code_with_its_status_and_nothing_refused_is_stored() {
             404,
             "UNKNOWN_SOURCE",
         ),
+        ("no such path", post("/hooks/data", "{}"), 404, "NOT_FOUND"),
         (
             "GET not enabled",
             Request::get("/webhooks/data?a=1")
@@ -310,6 +312,14 @@ async fn every_reply_code_with_its_status_and_nothing_refused_is_stored() {
     seen.insert("SPOOL_UNAVAILABLE");
 
     assert_eq!(seen, CODES.iter().copied().collect(), "every code is shown");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    for code in CODES {
+        assert!(
+            readme.contains(&format!("`{code}`")),
+            "README's error list lacks `{code}`"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -371,19 +381,51 @@ async fn accepted_deliveries_duplicates_and_the_routers_own_answers() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(stored(dir.path(), "tokened"), 1);
 
-    // The router's own answers: no such path, no such method.
-    let reply = call(&app, post("/hooks/data", "{}")).await;
-    assert_eq!(reply.status, StatusCode::NOT_FOUND);
-    let reply = call(
-        &app,
-        Request::builder()
-            .method(Method::PUT)
-            .uri("/webhooks/data")
-            .body(Body::from("{}"))
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+    // The router's own answers, in the JSON error shape too: no such path, no such method.
+    for path in ["/hooks/data", "/", "/webhooks/data/", "/webhooks/"] {
+        let reply = call(&app, post(path, "{}")).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::NOT_FOUND, "NOT_FOUND".to_owned()),
+            "{path}: {}",
+            reply.text
+        );
+    }
+    // A trailing slash is not the source's URL: the reply names the one to configure.
+    let reply = call(&app, post("/webhooks/data/", "{}")).await;
+    assert!(
+        reply.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean /webhooks/data?"),
+        "{}",
+        reply.text
+    );
+    for (method, path, allow) in [
+        (Method::PUT, "/webhooks/data", "GET,HEAD,POST"),
+        (Method::DELETE, "/webhooks/data", "GET,HEAD,POST"),
+        (Method::POST, "/healthz", "GET,HEAD"),
+    ] {
+        let reply = call(
+            &app,
+            Request::builder()
+                .method(method.clone())
+                .uri(path)
+                .body(Body::from("{}"))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED".to_owned()
+            ),
+            "{method} {path}: {}",
+            reply.text
+        );
+        assert_eq!(reply.headers["allow"], allow, "{method} {path}");
+    }
     assert_eq!(stored(dir.path(), "data"), 4, "nothing more stored");
 
     let reply = call(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;

@@ -2,6 +2,7 @@
 //! binary over a real socket, crash safety under SIGKILL, and the tap's runs chained by state.
 
 mod app;
+mod cli;
 mod harness;
 mod hostile;
 mod receiver;

@@ -15,6 +15,7 @@ use crate::columns::ColType;
 use crate::failpoint::{self, Step};
 use crate::sdc::{DELETED_AT, TABLE_VERSION};
 use crate::table::error::TableError;
+use crate::table::marks::BatchMarks;
 use crate::table::merge::rewrite_files;
 use crate::table::stamp::stamp_rows;
 
@@ -120,7 +121,7 @@ impl Stream {
             usize::MAX,
             actions,
             op,
-            None,
+            &BatchMarks::default(),
             info,
         ))?;
         tracing::info!(stream = %self.name, version, rows = removed, hard, "activated version");

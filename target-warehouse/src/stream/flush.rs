@@ -18,6 +18,7 @@ use crate::sdc::{now_micros, BATCHED_AT};
 use crate::settings::{LoadMethod, Settings};
 use crate::table::compact::{self, AUTO_COMPACT_FILES};
 use crate::table::error::TableError;
+use crate::table::marks::BatchMarks;
 use crate::table::writer::{ClosedFile, FileWriter};
 use crate::table::{append_operation, Table};
 
@@ -32,7 +33,8 @@ pub struct Flushing {
     operation: DeltaOperation,
     /// The registry's column count when the batch was built: the schema this commit records.
     columns: usize,
-    high_water: Option<i64>,
+    /// The highest tap sequence of each producer in the batch: its commit's `txn` marks.
+    marks: BatchMarks,
     info: Map<String, Json>,
     /// Rows buffered by the stream up to this batch: what its STATEs wait for.
     buffered_total: u64,
@@ -177,8 +179,12 @@ impl Stream {
                 )?;
                 actions.extend(rewrite.actions);
                 new_files = rewrite.new_files;
+                // No predicate: the upsert read the whole table (every file that could hold one
+                // of its keys), so deltalake refuses it when another load's commit since that
+                // read added or removed rows: the rows it added would not be replaced, a key
+                // would be in the table twice (issue 20). The keys are in the commit info.
                 let op = DeltaOperation::Merge {
-                    predicate: Some(format!("upsert on ({})", self.keys.join(", "))),
+                    predicate: None,
                     merge_predicate: None,
                     matched_predicates: Vec::new(),
                     not_matched_predicates: Vec::new(),
@@ -226,7 +232,11 @@ impl Stream {
         }
         let file = self.writer.take().map(FileWriter::close);
         let mut info = Map::new();
-        info.insert("targetWarehouse".into(), json!({"stream": self.name, "rowsReceived": received, "rowsWritten": rows, "rowsReplaced": replaced}));
+        let mut ours = json!({"stream": self.name, "rowsReceived": received, "rowsWritten": rows, "rowsReplaced": replaced});
+        if self.method == LoadMethod::Upsert && keyed {
+            ours["upsertKeys"] = json!(self.keys);
+        }
+        info.insert("targetWarehouse".into(), ours);
         if let Some(state) = state {
             // Informational: the latest Singer STATE seen when this batch was cut.
             info.insert("singerState".into(), state);
@@ -238,7 +248,7 @@ impl Stream {
             actions,
             operation,
             columns: self.buf.registry.specs.len(),
-            high_water: self.mark.take(),
+            marks: self.mark.take(),
             info,
             buffered_total: self.buffered_total,
             rows,
@@ -262,7 +272,7 @@ impl Stream {
             mut actions,
             operation,
             columns,
-            high_water,
+            marks,
             info,
             buffered_total,
             rows,
@@ -290,7 +300,7 @@ impl Stream {
             columns,
             actions,
             operation,
-            high_water,
+            &marks,
             info,
         ))?;
         tracing::info!(stream = %self.name, version, rows, replaced, "committed");

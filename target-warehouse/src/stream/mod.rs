@@ -24,7 +24,7 @@ use crate::sdc::{
     BATCHED_AT, DELETED_AT, EXTRACTED_AT, GENERATED_KEY, RECEIVED_AT, SEQUENCE, TABLE_VERSION,
 };
 use crate::settings::{LoadMethod, Settings};
-use crate::table::marks::BatchMark;
+use crate::table::marks::{BatchMarks, PRODUCER};
 use crate::table::writer::FileWriter;
 use crate::table::Table;
 
@@ -38,8 +38,9 @@ pub struct Stream {
     /// Per buffered row: its effective sequence (tap's or ours) and whether it is a deletion.
     seqs: Vec<i64>,
     deleted: Vec<bool>,
-    /// Highest tap-provided `_sdc_sequence` buffered: the `txn` version of the next commit.
-    mark: BatchMark,
+    /// Highest tap-provided `_sdc_sequence` of each producer buffered: the `txn` versions of
+    /// the next commit.
+    mark: BatchMarks,
     oldest: Option<Instant>,
     /// Rows buffered since the start / rows committed: a STATE waits until they meet.
     buffered_total: u64,
@@ -75,7 +76,7 @@ impl Stream {
             method: LoadMethod::AppendOnly,
             seqs: Vec::new(),
             deleted: Vec::new(),
-            mark: BatchMark::default(),
+            mark: BatchMarks::default(),
             oldest: None,
             buffered_total: 0,
             committed_total: 0,
@@ -159,6 +160,7 @@ impl Stream {
             .load_method
             .unwrap_or(default_method(key_properties));
         self.keys = key_properties.to_vec();
+        self.buf.set_keys(key_properties);
         self.method = method;
         // Only tables whose rows get replaced need deletion vectors; the others stay readable
         // by readers without them. Decided when this run creates the table.
@@ -186,11 +188,12 @@ impl Stream {
 
     /// Loads one record's top-level fields into the buffer (`assigned`: the sequence and
     /// receipt time of a record without its own `_sdc_sequence`). A record an earlier run
-    /// committed (its tap sequence at or below the table's mark) is skipped, except in
-    /// `overwrite`.
+    /// committed (its tap sequence at or below its producer's mark) is skipped, except in
+    /// `overwrite`. A producer's first record reads its mark from the table (on `rt`).
     #[allow(clippy::too_many_arguments)]
     pub fn load(
         &mut self,
+        rt: &tokio::runtime::Runtime,
         line: u64,
         fields: &Fields<'_>,
         version: Option<i64>,
@@ -227,13 +230,20 @@ impl Stream {
             }
         }
         let mut values = Vec::with_capacity(fields.len());
-        let (mut tap_seq, mut deleted) = (None, false);
+        let (mut tap_seq, mut deleted, mut producer) = (None, false, None);
         let mut seen = [false; 5]; // extracted, received, batched, deleted, table version
         for (k, raw) in fields {
             let v = Value::from_raw(raw.get());
             if k.starts_with("_sdc_") {
                 match k.as_ref() {
                     SEQUENCE => tap_seq = if let Value::Int(i) = v { Some(i) } else { None },
+                    // A string names the record's producer; anything else is no producer.
+                    PRODUCER => {
+                        producer = match &v {
+                            Value::Str(s) => Some(s.clone()),
+                            _ => None,
+                        }
+                    }
                     DELETED_AT => (seen[3], deleted) = (true, !matches!(v, Value::Null)),
                     EXTRACTED_AT => seen[0] = true,
                     RECEIVED_AT => seen[1] = true,
@@ -244,7 +254,18 @@ impl Stream {
             }
             values.push(v);
         }
-        if self.method != LoadMethod::Overwrite && self.table.marks.is_replay(tap_seq) {
+        let producer = producer.as_deref();
+        if let (Some(p), Some(_)) = (producer, tap_seq) {
+            if !self.table.marks.knows(p) {
+                rt.block_on(self.table.learn_producer(p))
+                    .map_err(|source| Error::Table {
+                        line,
+                        stream: stream_name.to_string(),
+                        source: Box::new(source),
+                    })?;
+            }
+        }
+        if self.method != LoadMethod::Overwrite && self.table.marks.is_replay(producer, tap_seq) {
             return Ok(Loaded::Replay);
         }
         let buf = &mut self.buf;
@@ -279,7 +300,7 @@ impl Stream {
         }
         self.seqs.push(seq);
         self.deleted.push(deleted);
-        self.mark.observe(tap_seq);
+        self.mark.observe(producer, tap_seq);
         self.oldest.get_or_insert_with(Instant::now);
         self.buffered_total += 1;
         Ok(Loaded::Row)

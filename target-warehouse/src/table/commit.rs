@@ -6,14 +6,17 @@
 use std::collections::HashSet;
 
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TableReference};
-use deltalake::kernel::{Action, MetadataExt, StructType};
-use deltalake::operations::create::CreateBuilder;
+use deltalake::kernel::transaction::{
+    CommitBuilder, CommitData, CommitProperties, TableReference, TransactionError,
+};
+use deltalake::kernel::{Action, MetadataExt, StructType, Transaction};
+use deltalake::logstore::CommitOrBytes;
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::TableProperty;
+use deltalake::{DeltaTableError, TableProperty};
 use serde_json::{json, Map, Value as Json};
 
 use super::error::TableError;
+use super::marks::BatchMarks;
 use super::{dv, Table};
 use crate::failpoint::{self, Step};
 use crate::registry::Registry;
@@ -60,9 +63,10 @@ fn log_path_as_ours<'a>(raw: &'a str, table_url: &str) -> std::borrow::Cow<'a, s
 
 impl Table {
     /// Commits `actions` with the registry's new columns (the first `columns` of them: those the
-    /// commit's files were written with; `usize::MAX` for all), the stream's high-water mark and
-    /// `info` (the latest Singer STATE, row counts) in commit info, in ONE atomic commit, then
-    /// makes the log entry durable. Returns the new table version.
+    /// commit's files were written with; `usize::MAX` for all), the high-water marks of the
+    /// producers whose records it holds (`batch`, see `marks.rs`) and `info` (the latest Singer
+    /// STATE, row counts) in commit info, in ONE atomic commit, then makes the log entry
+    /// durable. Returns the new table version.
     ///
     /// A commit that fails before its log entry exists removes the new files it would have
     /// added (data files, rewritten files, deletion vector files; never a file the table
@@ -76,7 +80,7 @@ impl Table {
         columns: usize,
         actions: Vec<Action>,
         operation: DeltaOperation,
-        high_water: Option<i64>,
+        batch: &BatchMarks,
         mut info: Map<String, Json>,
     ) -> Result<u64, TableError> {
         let id = uuid::Uuid::new_v4().to_string();
@@ -100,7 +104,7 @@ impl Table {
         let new = self.new_files_of(&actions);
         let columns = columns.min(registry.specs.len()).max(registry.committed);
         let version = match self
-            .write_entry(registry, columns, actions, operation, high_water, info)
+            .write_entry(registry, columns, actions, operation, batch, info)
             .await
         {
             Ok(version) => version,
@@ -119,7 +123,7 @@ impl Table {
         };
         // The entry is in the log: whatever fails now, the commit may be read.
         registry.committed = columns;
-        self.marks.committed(high_water);
+        self.marks.committed(batch);
         failpoint::hit(Step::CommitAfterLog).map_err(|source| TableError::Io {
             table: self.name(),
             source,
@@ -157,16 +161,11 @@ impl Table {
         columns: usize,
         actions: Vec<Action>,
         operation: DeltaOperation,
-        high_water: Option<i64>,
+        batch: &BatchMarks,
         info: Map<String, Json>,
     ) -> Result<u64, Failed> {
         let not_written = |e| (Box::new(e), Landed::No);
-        let mut props = CommitProperties::default()
-            .with_metadata(info)
-            .with_create_checkpoint(false);
-        if let Some(txn) = self.marks.transaction(&self.stream, high_water) {
-            props = props.with_application_transaction(txn);
-        }
+        let txns = self.marks.transactions(batch);
         let arrow = registry.arrow_schema_upto(columns);
         let schema = StructType::try_from_arrow(arrow.as_ref())
             .map_err(|e| TableError::Schema {
@@ -182,31 +181,14 @@ impl Table {
                 })
             })
         };
-        if !self.exists && self.create_with_deletion_vectors {
-            before_log()?;
-            return self
-                .create_with_deletion_vectors(schema, actions, props)
-                .await;
-        }
         if !self.exists {
             before_log()?;
-            let mut create = CreateBuilder::new();
-            if self.remote.is_some() {
-                create = create.with_log_store(self.delta.log_store());
-            }
-            let table = create
-                .with_location(self.root.to_string_lossy())
-                .with_table_name(self.stream.clone())
-                .with_columns(schema.fields().cloned())
-                .with_save_mode(SaveMode::ErrorIfExists)
-                .with_actions(actions)
-                .with_commit_properties(props)
-                .await
-                .map_err(|e| (Box::new(self.delta_err(e)), Landed::Unknown))?;
-            self.delta = table;
-            self.exists = true;
-            return Ok(0);
+            return self.create(schema, actions, info, txns).await;
         }
+        let props = CommitProperties::default()
+            .with_metadata(info)
+            .with_create_checkpoint(false)
+            .with_application_transactions(txns);
         let state = self
             .delta
             .snapshot()
@@ -240,7 +222,19 @@ impl Table {
                 operation,
             )
             .await
-            .map_err(|e| (Box::new(self.delta_err(e)), Landed::Unknown))?;
+            .map_err(|e| match e {
+                // Found by deltalake's check of the commits since the read, before any write.
+                DeltaTableError::Transaction {
+                    source: TransactionError::CommitConflict(c),
+                } => {
+                    let e = TableError::ConcurrentCommit {
+                        table: self.name(),
+                        detail: c.to_string(),
+                    };
+                    (Box::new(e), Landed::No)
+                }
+                e => (Box::new(self.delta_err(e)), Landed::Unknown),
+            })?;
         let version = done.version();
         self.delta.state = Some(done.snapshot);
         // A commit that landed between the check and this one went through deltalake's
@@ -388,41 +382,57 @@ impl Table {
         Ok(None)
     }
 
-    /// Creates the table with the `deletionVectors` feature in the commit that carries its first
-    /// batch. Not through deltalake's `CreateBuilder`: at writer version 7 it lists the
-    /// `invariants` feature, which deltalake then refuses to write without its query engine.
-    async fn create_with_deletion_vectors(
+    /// Creates the table in the commit that carries its first batch: version 0, written only if
+    /// no version 0 exists (a conditional write: a hard link on local disk, `If-None-Match` on
+    /// an object store), so that of two loads racing to create one table exactly one does.
+    ///
+    /// Not through deltalake's `CreateBuilder` nor a `CommitBuilder` without a snapshot: when
+    /// version 0 is taken between their look and their write, they load the table and write
+    /// their whole CREATE (protocol, metaData, the batch's files) as the next version, without
+    /// a conflict check, so both batches land, an upsert's against a table it never read
+    /// (issue 20: 2,500 rows for 2,000 keys). Here the loser writes nothing
+    /// ([`TableError::CreatedConcurrently`]): its files go, its stream commits nothing more in
+    /// the run, and the rerun loads the batch into the winner's table as an ordinary writer.
+    /// (Also, at writer version 7 `CreateBuilder` lists the `invariants` feature, which
+    /// deltalake then refuses to write without its query engine.)
+    async fn create(
         &mut self,
         schema: StructType,
         actions: Vec<Action>,
-        props: CommitProperties,
+        info: Map<String, Json>,
+        txns: Vec<Transaction>,
     ) -> Result<u64, Failed> {
         let not_written = |e| (Box::new(e), Landed::No);
-        let protocol: deltalake::kernel::Protocol = serde_json::from_value(serde_json::json!({
-            "minReaderVersion": 3, "minWriterVersion": 7,
-            "readerFeatures": ["deletionVectors"], "writerFeatures": ["deletionVectors"],
-        }))
-        .map_err(|e| TableError::Schema {
-            table: self.name(),
-            detail: format!("deletion vector protocol: {e}"),
-        })
-        .map_err(not_written)?;
+        let schema_err = |detail: String| {
+            not_written(TableError::Schema {
+                table: self.name(),
+                detail,
+            })
+        };
+        let dv = self.create_with_deletion_vectors;
+        let protocol = if dv {
+            json!({
+                "minReaderVersion": 3, "minWriterVersion": 7,
+                "readerFeatures": ["deletionVectors"], "writerFeatures": ["deletionVectors"],
+            })
+        } else {
+            // deltalake's default for a new table.
+            json!({"minReaderVersion": 1, "minWriterVersion": 2})
+        };
+        let protocol: deltalake::kernel::Protocol =
+            serde_json::from_value(protocol).map_err(|e| schema_err(format!("protocol: {e}")))?;
+        let configuration: &[(&str, &str)] = if dv {
+            &[(TableProperty::EnableDeletionVectors.as_ref(), "true")]
+        } else {
+            &[]
+        };
         let metadata = deltalake::kernel::new_metadata(
             &schema,
             Vec::<String>::new(),
-            [(TableProperty::EnableDeletionVectors.as_ref(), "true")],
+            configuration.iter().copied(),
         )
-        .map_err(|e| TableError::Schema {
-            table: self.name(),
-            detail: e.to_string(),
-        })
-        .map_err(not_written)?
-        .with_name(self.stream.clone())
-        .map_err(|e| TableError::Schema {
-            table: self.name(),
-            detail: e.to_string(),
-        })
-        .map_err(not_written)?;
+        .and_then(|m| m.with_name(self.stream.clone()))
+        .map_err(|e| schema_err(e.to_string()))?;
         let location = deltalake::ensure_table_uri(self.root.to_string_lossy())
             .map_err(|e| not_written(self.delta_err(e)))?;
         let operation = DeltaOperation::Create {
@@ -433,18 +443,29 @@ impl Table {
         };
         let mut all = vec![Action::Protocol(protocol), Action::Metadata(metadata)];
         all.extend(actions);
-        let done = CommitBuilder::from(props)
-            .with_actions(all)
-            .build(None, self.delta.log_store(), operation)
-            .await
-            .map_err(|e| (Box::new(self.delta_err(e)), Landed::Unknown))?;
-        let version = done.version();
+        let entry = CommitData::new(all, operation, info.into_iter().collect(), txns)
+            .get_bytes()
+            .map_err(|e| not_written(self.delta_err(e.into())))?;
+        let written = self
+            .delta
+            .log_store()
+            .write_commit_entry(0, CommitOrBytes::LogBytes(entry), uuid::Uuid::new_v4())
+            .await;
+        match written {
+            Ok(()) => {}
+            Err(TransactionError::VersionAlreadyExists(_)) => {
+                return Err(not_written(TableError::CreatedConcurrently {
+                    table: self.name(),
+                }));
+            }
+            Err(e) => return Err((Box::new(self.delta_err(e.into())), Landed::Unknown)),
+        }
         self.delta
             .load()
             .await
             .map_err(|e| (Box::new(self.delta_err(e)), Landed::Yes))?;
         self.exists = true;
-        Ok(version)
+        Ok(0)
     }
 
     /// fsyncs the commit file and its directory: the object store's local backend renames

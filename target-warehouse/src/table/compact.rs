@@ -11,6 +11,7 @@ use deltalake::protocol::DeltaOperation;
 use serde_json::{json, Map};
 
 use super::error::TableError;
+use super::marks::BatchMarks;
 use super::{FileInfo, Table};
 use crate::failpoint::{self, Step};
 use crate::registry::Registry;
@@ -186,7 +187,14 @@ pub async fn compact(
         target_size: GROUP_BYTES,
     };
     let version = table
-        .commit(registry, usize::MAX, actions, op, None, info)
+        .commit(
+            registry,
+            usize::MAX,
+            actions,
+            op,
+            &BatchMarks::default(),
+            info,
+        )
         .await?;
     Ok(Some(Compacted {
         files: merged,

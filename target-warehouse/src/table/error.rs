@@ -48,6 +48,24 @@ pub enum TableError {
         winner: u64,
         file: String,
     },
+    #[error(
+        "table {table}: another load committed to the table since this batch read it, and this \
+         commit depends on what it read ({detail}); nothing was committed (a rerun redoes it \
+         against the table as it is then)"
+    )]
+    ConcurrentCommit { table: String, detail: String },
+    #[error(
+        "table {table}: created by another load at the same moment (its CREATE TABLE won); \
+         nothing of this batch was committed and no STATE covering it was printed: a rerun \
+         loads it into the stream's table (that one, or the next free directory when the \
+         winner was another stream whose name sanitizes alike)"
+    )]
+    CreatedConcurrently { table: String },
+    #[error("table {table}: high-water mark: {source}")]
+    Mark {
+        table: String,
+        source: super::marks::MarkError,
+    },
     #[error("table {table}: {source}")]
     Arrow {
         table: String,

@@ -16,13 +16,14 @@ pub mod marks;
 pub mod merge;
 pub mod orphans;
 pub mod parts;
+pub mod place;
 pub mod read;
 pub mod stamp;
 pub mod stats;
 pub mod store;
 pub mod writer;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use deltalake::arrow::datatypes::{DataType as ArrowDataType, Field, Schema};
@@ -35,10 +36,15 @@ use serde_json::Value as Json;
 
 pub use error::TableError;
 
-use crate::columns::sanitize;
 use crate::failpoint::{self, Step};
 use crate::registry::Registry;
 use marks::Marks;
+
+/// The name a loaded table's log gives it (ours: the Singer stream's).
+fn table_name(delta: &DeltaTable) -> Option<String> {
+    let state = delta.snapshot().ok()?;
+    state.metadata().name().map(str::to_string)
+}
 
 /// A data file of the table as the log describes it.
 #[derive(Debug, Clone)]
@@ -57,7 +63,8 @@ pub struct Table {
     pub root: PathBuf,
     delta: DeltaTable,
     exists: bool,
-    /// The stream's high-water marks: committed by earlier runs (replays), and by this one.
+    /// The high-water marks of the stream's producers: committed by earlier runs (replays), and
+    /// by this one.
     pub marks: Marks,
     /// Set when the table lives on an object store (`s3://…`): files go through it.
     remote: Option<store::Remote>,
@@ -68,94 +75,133 @@ pub struct Table {
 }
 
 impl Table {
-    /// Opens the table of `stream` under `warehouse`, or prepares to create it on first commit.
-    /// The directory is the sanitised stream name; a directory already holding another
-    /// stream's table (or claimed in this run) makes it `<name>__2`, `__3`… (the stream name is
-    /// stored as the table's name).
+    /// Opens the table of `stream` under `warehouse`, or prepares to create it on first commit:
+    /// the directory whose log names the stream, else the first free one (`place.rs` has the
+    /// rule). `claimed` holds the directories other streams of this run took.
     pub async fn open(
         warehouse: &Path,
         stream: &str,
         claimed: &mut HashSet<PathBuf>,
         storage_options: &HashMap<String, String>,
     ) -> Result<(Table, Registry), TableError> {
-        let base = sanitize(stream);
-        let mut n = 1;
-        loop {
-            let dir = if n == 1 {
-                base.clone()
-            } else {
-                format!("{base}__{n}")
-            };
-            n += 1;
-            let root = warehouse.join(&dir);
+        let base = place::base_name(stream);
+        let mut found = BTreeMap::new();
+        for (n, root) in place::listed(warehouse, &base, storage_options).await? {
             if claimed.contains(&root) {
                 continue;
             }
-            let err = |source| TableError::Delta {
+            let (delta, exists) = Self::probe(&root, storage_options).await?;
+            if exists && table_name(&delta).as_deref() == Some(stream) {
+                claimed.insert(root.clone());
+                return Self::opened(stream, root, delta).await;
+            }
+            found.insert(
+                n,
+                if exists {
+                    place::Found::Taken
+                } else {
+                    place::Found::Free
+                },
+            );
+        }
+        let (root, delta) = loop {
+            let (n, root) = place::first_free(warehouse, &base, &found, claimed);
+            let (delta, exists) = Self::probe(&root, storage_options).await?;
+            if !exists {
+                break (root, delta);
+            }
+            // Created since the listing by another load: whose it is decides.
+            if table_name(&delta).as_deref() == Some(stream) {
+                claimed.insert(root.clone());
+                return Self::opened(stream, root, delta).await;
+            }
+            found.insert(n, place::Found::Taken);
+        };
+        claimed.insert(root.clone());
+        let remote = store::is_remote(&root).then(|| store::Remote::of(&delta));
+        let table = Table {
+            stream: stream.to_string(),
+            root,
+            delta,
+            exists: false,
+            marks: Marks::new(stream),
+            remote,
+            create_with_deletion_vectors: false,
+            checkpoint_failure: None,
+        };
+        Ok((table, Registry::default()))
+    }
+
+    /// The Delta table at `root` (a local directory is made), loaded when it exists.
+    async fn probe(
+        root: &Path,
+        storage_options: &HashMap<String, String>,
+    ) -> Result<(DeltaTable, bool), TableError> {
+        let dir = root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let err = |source| TableError::Delta {
+            table: dir.clone(),
+            source,
+        };
+        if store::is_remote(root) {
+            store::register_handlers();
+        } else {
+            std::fs::create_dir_all(root).map_err(|source| TableError::Io {
                 table: dir.clone(),
                 source,
-            };
-            if store::is_remote(&root) {
-                store::register_handlers();
-            } else {
-                std::fs::create_dir_all(&root).map_err(|source| TableError::Io {
-                    table: dir.clone(),
-                    source,
-                })?;
-            }
-            let url = deltalake::ensure_table_uri(root.to_string_lossy()).map_err(err)?;
-            let mut delta = DeltaTableBuilder::from_url(url)
-                .map(|b| b.with_storage_options(storage_options.clone()))
-                .and_then(|b| b.build())
-                .map_err(err)?;
-            let remote = store::is_remote(&root).then(|| store::Remote::of(&delta));
-            let exists = delta.verify_deltatable_existence().await.map_err(err)?;
-            if !exists {
-                claimed.insert(root.clone());
-                let table = Table {
-                    stream: stream.to_string(),
-                    root,
-                    delta,
-                    exists,
-                    marks: Marks::default(),
-                    remote,
-                    create_with_deletion_vectors: false,
-                    checkpoint_failure: None,
-                };
-                return Ok((table, Registry::default()));
-            }
-            delta.load().await.map_err(err)?;
-            let state = delta.snapshot().map_err(err)?;
-            if state.metadata().name() != Some(stream) {
-                continue;
-            }
-            claimed.insert(root.clone());
-            let registry =
-                Registry::from_schema(&arrow_schema_of(&state.schema()).map_err(|detail| {
-                    TableError::Schema {
-                        table: dir.clone(),
-                        detail,
-                    }
-                })?)
-                .map_err(|detail| TableError::Schema {
-                    table: dir.clone(),
-                    detail,
-                })?;
-            let marks = Marks::read(state, delta.log_store().as_ref(), stream)
-                .await
-                .map_err(err)?;
-            let table = Table {
-                stream: stream.to_string(),
-                root,
-                delta,
-                exists,
-                marks,
-                remote,
-                create_with_deletion_vectors: false,
-                checkpoint_failure: None,
-            };
-            return Ok((table, registry));
+            })?;
         }
+        let url = deltalake::ensure_table_uri(root.to_string_lossy()).map_err(err)?;
+        let mut delta = DeltaTableBuilder::from_url(url)
+            .map(|b| b.with_storage_options(storage_options.clone()))
+            .and_then(|b| b.build())
+            .map_err(err)?;
+        let exists = delta.verify_deltatable_existence().await.map_err(err)?;
+        if exists {
+            delta.load().await.map_err(err)?;
+        }
+        Ok((delta, exists))
+    }
+
+    /// The existing table of `stream` at `root`, with its columns and marks.
+    async fn opened(
+        stream: &str,
+        root: PathBuf,
+        delta: DeltaTable,
+    ) -> Result<(Table, Registry), TableError> {
+        let dir = root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let err = |source| TableError::Delta {
+            table: dir.clone(),
+            source,
+        };
+        let schema_err = |detail| TableError::Schema {
+            table: dir.clone(),
+            detail,
+        };
+        let state = delta.snapshot().map_err(err)?;
+        let registry =
+            Registry::from_schema(&arrow_schema_of(&state.schema()).map_err(schema_err)?)
+                .map_err(schema_err)?;
+        let marks = Marks::read(state, delta.log_store().as_ref(), stream)
+            .await
+            .map_err(err)?;
+        let remote = store::is_remote(&root).then(|| store::Remote::of(&delta));
+        let table = Table {
+            stream: stream.to_string(),
+            root,
+            delta,
+            exists: true,
+            marks,
+            remote,
+            create_with_deletion_vectors: false,
+            checkpoint_failure: None,
+        };
+        Ok((table, registry))
     }
 
     /// Opens an existing table written by us (for `compact`), local or on an object store,
@@ -184,31 +230,10 @@ impl Table {
             return Ok(None);
         }
         delta.load().await.map_err(err)?;
-        let state = delta.snapshot().map_err(err)?;
-        let stream = state.metadata().name().unwrap_or_default().to_string();
-        let schema = arrow_schema_of(&state.schema()).map_err(|detail| TableError::Schema {
-            table: dir.clone(),
-            detail,
-        })?;
-        let registry = Registry::from_schema(&schema).map_err(|detail| TableError::Schema {
-            table: dir.clone(),
-            detail,
-        })?;
-        let marks = Marks::read(state, delta.log_store().as_ref(), &stream)
+        let stream = table_name(&delta).unwrap_or_default();
+        Self::opened(&stream, root.to_path_buf(), delta)
             .await
-            .map_err(err)?;
-        let remote = is_remote.then(|| store::Remote::of(&delta));
-        let table = Table {
-            stream,
-            root: root.to_path_buf(),
-            delta,
-            exists: true,
-            marks,
-            remote,
-            create_with_deletion_vectors: false,
-            checkpoint_failure: None,
-        };
-        Ok(Some((table, registry)))
+            .map(Some)
     }
 
     fn name(&self) -> String {
@@ -223,6 +248,22 @@ impl Table {
             table: self.name(),
             source,
         }
+    }
+
+    /// Reads the mark of `producer` (first seen in this run) from the log, see `marks.rs`.
+    pub async fn learn_producer(&mut self, producer: &str) -> Result<(), TableError> {
+        let table = match self.exists {
+            true => Some(self.delta.snapshot().map_err(|e| self.delta_err(e))?),
+            false => None,
+        };
+        let log_store = self.delta.log_store();
+        self.marks
+            .learn(table.map(|s| (s, log_store.as_ref())), producer)
+            .await
+            .map_err(|source| TableError::Mark {
+                table: self.name(),
+                source,
+            })
     }
 
     /// The live data files, with their statistics parsed.

@@ -82,11 +82,18 @@ fn object_schema_without_properties_is_fine_and_about_works() {
         .expect("about");
     let about: serde_json::Value = serde_json::from_slice(&out.stdout).expect("about json");
     assert!(about.to_string().contains("warehouse_path"));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_target-warehouse"))
-        .arg("--version")
-        .output()
-        .expect("version");
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("target-warehouse "));
+    for flag in ["--version", "-V"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_target-warehouse"))
+            .arg(flag)
+            .output()
+            .expect("version");
+        assert!(out.status.success(), "{flag}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            concat!("target-warehouse ", env!("CARGO_PKG_VERSION")),
+            "{flag}"
+        );
+    }
 }
 
 #[test]

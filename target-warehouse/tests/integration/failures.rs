@@ -5,6 +5,9 @@
 //! records its high-water mark covers (the commit rule); no file of ours is left outside the
 //! log. Then the same input again (replays are skipped, as after a tap resumes from the last
 //! state Meltano saved): the tables equal a clean load, row for row.
+//!
+//! Streams a and c are fed by two producers (`_sdc_producer`) whose sequences interleave and
+//! overlap, b by a tap without producers: each table's marks are checked per producer.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -29,14 +32,47 @@ pub struct Rec {
     /// Unique over the input: what identifies the record in a table.
     pub n: i64,
     pub seq: i64,
+    /// `_sdc_producer`: its own sequence space (`None`: the legacy mark).
+    pub producer: Option<&'static str>,
     pub version: Option<i64>,
     pub deleted: bool,
+}
+
+/// The two producers of streams a and c: p1's sequences run from 1001, p2's from 500, so
+/// one mark for both would skip p2's records below p1's latest as replays.
+const P1: &str = "p1";
+const P2: &str = "p2";
+
+/// A table's marks: its legacy `txn` and each producer's.
+#[derive(Debug, Default)]
+pub struct Marks {
+    pub legacy: Option<i64>,
+    pub producers: BTreeMap<&'static str, i64>,
+}
+
+impl Marks {
+    /// Everything committed.
+    fn all() -> Marks {
+        Marks {
+            legacy: Some(i64::MAX),
+            producers: BTreeMap::new(),
+        }
+    }
+
+    /// `r` is at or below its producer's mark (the legacy one for a producer without any).
+    pub fn covers(&self, r: &Rec) -> bool {
+        let own = r.producer.and_then(|p| self.producers.get(p).copied());
+        own.or(self.legacy).is_some_and(|m| r.seq <= m)
+    }
 }
 
 impl Rec {
     fn message(&self, pad: usize) -> Value {
         let mut r =
             json!({"id": self.id, "n": self.n, "pad": "p".repeat(pad), "_sdc_sequence": self.seq});
+        if let Some(p) = self.producer {
+            r["_sdc_producer"] = json!(p);
+        }
         if self.stream == "a" && self.n % 400 >= 150 {
             // A column that appears mid-batch, after the batch's first hand-overs to its file:
             // the file is written in parts, merged at the end.
@@ -88,6 +124,7 @@ impl Input {
                 id: 5000 + k,
                 n: 100_000 + k,
                 seq: 1 + k,
+                producer: None,
                 version: None,
                 deleted: false,
             })
@@ -101,11 +138,23 @@ impl Input {
         let (mut na, mut nb, mut nc) = (0i64, 0i64, 0i64);
         let push = |main: &mut Vec<Rec>, msgs: &mut Vec<Value>, stream, id, version, deleted| {
             let n = main.len() as i64;
+            // A key always comes from one producer, so "the latest row of a key" is the same
+            // in sequence order and in input order.
+            let producer = match stream {
+                "b" => None,
+                _ if id % 2 == 0 => Some(P1),
+                _ => Some(P2),
+            };
             let r = Rec {
                 stream,
                 id,
                 n,
-                seq: 1001 + n,
+                seq: if producer == Some(P2) {
+                    500 + n
+                } else {
+                    1001 + n
+                },
+                producer,
                 version,
                 deleted,
             };
@@ -170,17 +219,16 @@ impl Input {
         json!({"batch_size_rows": 100, "batch_size_bytes": 2 << 20, "hard_delete": self.mode == Mode::HardDelete})
     }
 
-    /// The (id, n) rows a table of `stream` holds when the records up to `mark` are
+    /// The (id, n) rows a table of `stream` holds when the records its `marks` cover are
     /// committed (and older table versions removed, when `activated` with `hard_delete`; without
     /// it their rows stay, marked `_sdc_deleted_at`).
-    pub fn model(&self, stream: &str, mark: Option<i64>, activated: bool) -> Vec<(i64, i64)> {
-        let mark = mark.unwrap_or(i64::MIN);
+    pub fn model(&self, stream: &str, marks: &Marks, activated: bool) -> Vec<(i64, i64)> {
         let removes_old = activated && self.mode == Mode::HardDelete;
         let recs = self
             .seed
             .iter()
             .chain(&self.main)
-            .filter(|r| r.stream == stream && r.seq <= mark)
+            .filter(|r| r.stream == stream && marks.covers(r))
             .filter(|r| !removes_old || r.version.is_none_or(|v| v >= 2));
         let mut rows: Vec<(i64, i64)> = if self.mode == Mode::AppendOnly {
             recs.map(|r| (r.id, r.n)).collect()
@@ -202,11 +250,11 @@ impl Input {
 
 pub const STREAMS: [&str; 3] = ["a", "b", "c"];
 
-/// A table's rows as (id, n), sorted; its mark; whether an ACTIVATE_VERSION was committed.
-pub fn contents(wh: &Path, stream: &str) -> (Vec<(i64, i64)>, Option<i64>, bool) {
+/// A table's rows as (id, n), sorted; its marks; whether an ACTIVATE_VERSION was committed.
+pub fn contents(wh: &Path, stream: &str) -> (Vec<(i64, i64)>, Marks, bool) {
     let root = wh.join(stream);
     if !root.join("_delta_log").exists() {
-        return (Vec::new(), None, false);
+        return (Vec::new(), Marks::default(), false);
     }
     let t = read_table(&root, stream);
     let mut rows: Vec<(i64, i64)> = t
@@ -222,17 +270,26 @@ pub fn contents(wh: &Path, stream: &str) -> (Vec<(i64, i64)>, Option<i64>, bool)
             (p.extension()? == "json").then(|| std::fs::read_to_string(p).ok())?
         })
         .collect();
-    (rows, t.txn, log.contains("\"operation\":\"DELETE\""))
+    let mut marks = Marks {
+        legacy: t.txn,
+        producers: BTreeMap::new(),
+    };
+    for p in [P1, P2] {
+        if let Some(v) = txn_version(&root, &format!("target-warehouse:{stream}:{p}")) {
+            marks.producers.insert(p, v);
+        }
+    }
+    (rows, marks, log.contains("\"operation\":\"DELETE\""))
 }
 
 /// The checks on a warehouse after a run that failed (see the module documentation).
 pub fn check_failed_run(input: &Input, wh: &Path, r: &Run, what: &str) {
     let committed: BTreeMap<&str, _> = STREAMS.iter().map(|s| (*s, contents(wh, s))).collect();
-    for (stream, (rows, mark, activated)) in &committed {
+    for (stream, (rows, marks, activated)) in &committed {
         assert_eq!(
             rows,
-            &input.model(stream, *mark, *activated),
-            "{what}: table {stream} holds exactly the records its mark {mark:?} covers"
+            &input.model(stream, marks, *activated),
+            "{what}: table {stream} holds exactly the records its marks {marks:?} cover"
         );
         assert_eq!(
             unreferenced_files(&wh.join(stream)),
@@ -244,13 +301,14 @@ pub fn check_failed_run(input: &Input, wh: &Path, r: &Run, what: &str) {
     let printed = r.stdout_lines();
     if let Some(last) = printed.last().and_then(|s| s["pos"].as_u64()) {
         for rec in &input.main[..last as usize] {
-            let mark = committed[rec.stream].1;
+            let marks = &committed[rec.stream].1;
             assert!(
-                mark.is_some_and(|m| m >= rec.seq),
-                "{what}: state pos {last} printed, but record {} of {} (seq {}) is above the mark {mark:?}",
+                marks.covers(rec),
+                "{what}: state pos {last} printed, but record {} of {} (seq {}, {:?}) is above the marks {marks:?}",
                 rec.n,
                 rec.stream,
-                rec.seq
+                rec.seq,
+                rec.producer
             );
         }
     }
@@ -308,7 +366,15 @@ fn fault_matrix(mode: Mode) {
     assert!(r.ok(), "clean load: {}", r.stderr());
     let clean: Vec<_> = STREAMS.iter().map(|s| contents(&clean_wh, s).0).collect();
     for (stream, rows) in STREAMS.iter().zip(&clean) {
-        assert_eq!(rows, &input.model(stream, Some(i64::MAX), *stream == "b"));
+        assert_eq!(rows, &input.model(stream, &Marks::all(), *stream == "b"));
+    }
+    for stream in ["a", "c"] {
+        let marks = contents(&clean_wh, stream).1;
+        let (p1, p2) = (marks.producers.get(P1), marks.producers.get(P2));
+        assert!(
+            p1.zip(p2).is_some_and(|(p1, p2)| p1 > p2),
+            "{stream}: one mark per producer: {marks:?}"
+        );
     }
     for step in Step::ALL {
         let what = format!("{mode:?}, {}:{}", step.name(), nth(step));

@@ -36,13 +36,45 @@ pub fn run(warehouse: &Path, config: Value, input: &str) -> Run {
 
 /// [`run`] with environment variables (a failpoint).
 pub fn run_env(warehouse: &Path, config: Value, input: &str, env: &[(&str, &str)]) -> Run {
+    start(warehouse, config, input, env).finish()
+}
+
+/// A run started and not waited for (see [`start`]).
+pub struct Started {
+    child: std::process::Child,
+    writer: std::thread::JoinHandle<()>,
+}
+
+impl Started {
+    /// Waits for the run to end.
+    pub fn finish(self) -> Run {
+        let out = self.child.wait_with_output().expect("wait");
+        let _ = self.writer.join();
+        Run { out }
+    }
+
+    /// Whether the process has ended.
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_some()
+    }
+}
+
+/// Starts the target over `input` with `config` and `env` without waiting for it, so that two
+/// loads can run at once.
+pub fn start(warehouse: &Path, config: Value, input: &str, env: &[(&str, &str)]) -> Started {
     let mut config = config.as_object().cloned().unwrap_or_default();
     config.insert(
         "warehouse_path".into(),
         Value::String(warehouse.display().to_string()),
     );
-    let cfg_path = warehouse.with_extension("config.json");
-    std::fs::write(&cfg_path, serde_json::to_vec(&config).expect("json")).expect("write config");
+    let bytes = serde_json::to_vec(&config).expect("json");
+    // `compact` reads the config the last run was given from here.
+    std::fs::write(warehouse.with_extension("config.json"), &bytes).expect("write config");
+    // Each process reads its own copy: another run started meanwhile rewrites the one above.
+    static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let cfg_path = warehouse.with_extension(format!("config.{n}.json"));
+    std::fs::write(&cfg_path, &bytes).expect("write config");
     let mut child = Command::new(env!("CARGO_BIN_EXE_target-warehouse"))
         .arg("--config")
         .arg(&cfg_path)
@@ -58,9 +90,7 @@ pub fn run_env(warehouse: &Path, config: Value, input: &str, env: &[(&str, &str)
     let writer = std::thread::spawn(move || {
         let _ = stdin.write_all(data.as_bytes());
     });
-    let out = child.wait_with_output().expect("wait");
-    let _ = writer.join();
-    Run { out }
+    Started { child, writer }
 }
 
 /// Starts the target on `config_path` with piped stdin and stdout (stderr dropped), for tests
@@ -109,6 +139,24 @@ pub struct TableRead {
     pub rows: Vec<Map<String, Value>>,
     pub txn: Option<i64>,
     pub version: u64,
+}
+
+/// The `txn` version of `app_id` in the table at `root`.
+pub fn txn_version(root: &Path, app_id: &str) -> Option<i64> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        let url = deltalake::ensure_table_uri(root.to_string_lossy()).expect("url");
+        let table = deltalake::open_table(url).await.expect("open");
+        table
+            .snapshot()
+            .expect("state")
+            .transaction_version(table.log_store().as_ref(), app_id)
+            .await
+            .expect("txn")
+    })
 }
 
 pub fn read_table(root: &Path, stream: &str) -> TableRead {

@@ -1,6 +1,7 @@
 //! Integration tests: the real `target-warehouse` binary fed Singer lines, its tables read back
 //! with deltalake itself (log, files, Parquet) and compared value by value.
 
+mod directories;
 mod disk_full;
 mod errors;
 mod exactly_once;
@@ -8,6 +9,9 @@ mod failures;
 mod harness;
 mod load_methods;
 mod maintenance;
+mod producers;
+mod races;
 mod sdk_streams;
 mod spill;
 mod types;
+mod wide;

@@ -163,7 +163,7 @@ fn a_commit_removing_files_a_concurrent_compaction_merged_is_refused() {
                 usize::MAX,
                 actions,
                 DeltaOperation::Delete { predicate: None },
-                None,
+                &Default::default(),
                 Default::default(),
             )
             .await

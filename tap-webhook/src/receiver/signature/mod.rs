@@ -156,29 +156,7 @@ fn build(c: &SignatureConfig) -> Result<Arc<dyn Verifier>, String> {
 }
 
 #[cfg(test)]
-mod test_support {
-    use crate::receiver::auth::RequestView;
-    use axum::http::HeaderMap;
-
-    pub fn view(h: &HeaderMap, now: i64) -> RequestView<'_> {
-        RequestView {
-            headers: h,
-            query: &[],
-            now,
-        }
-    }
-
-    pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        h
-    }
-}
+mod test_support;
 
 #[cfg(test)]
 mod tests {
