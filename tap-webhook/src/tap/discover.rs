@@ -70,14 +70,19 @@ pub fn rejected_schema() -> Value {
     }})
 }
 
-pub fn discover(settings: &Settings, spool: &SpoolReader) -> Result<Catalog, SpoolError> {
-    let until = spool.high_water_mark()?;
+/// The catalog: each source's fixed fields, and the payload fields and key kinds of up to
+/// [`DISCOVERY_SAMPLE`] of its messages in `spool` (none without a spool yet).
+pub fn discover(settings: &Settings, spool: Option<&SpoolReader>) -> Result<Catalog, SpoolError> {
+    let until = spool.map(SpoolReader::high_water_mark).transpose()?;
     let mut streams = Vec::new();
     for source in settings.sources.values() {
         let mut schema = StreamSchema::new(fixed_fields(source));
         let mut keys_seen = KeyKinds::default();
         let unpacked = source.record_shape == RecordShape::Unpacked;
-        if unpacked || source.primary_key.is_some() {
+        if let (Some(spool), Some(until)) = (
+            spool.filter(|_| unpacked || source.primary_key.is_some()),
+            until,
+        ) {
             let mut seen = 0;
             spool.for_each::<SpoolError>(&source.name, 0, until, |m| {
                 if let Ok(fields) = top_level(&m.body) {
