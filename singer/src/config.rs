@@ -3,6 +3,8 @@
 //! `ENV` reads `<PREFIX>_<SETTING>` variables the way Meltano sets them. Meltano's own
 //! double-underscore variables (`TAP_WEBHOOK__SELECT`) are not settings and are ignored. Values
 //! arrive as text; the settings' JSON Schema says which are numbers, booleans, arrays or objects.
+//! Every layer (file or environment) is then given Meltano's forms of object settings nested
+//! ([`crate::flattened`]: dotted keys, JSON text) before the layers merge.
 
 use jsonschema::error::ValidationErrorKind;
 use serde_json::{Map, Value};
@@ -169,6 +171,10 @@ pub fn load_config_from(
         } else {
             from_file(arg)?
         };
+        let layer = match schema {
+            Some(schema) => crate::flattened::unflatten(layer, schema)?,
+            None => layer,
+        };
         merged.extend(layer);
     }
     Ok(merged)
@@ -212,6 +218,9 @@ fn from_env(
             detail,
         })?;
         out.insert(setting, value);
+    }
+    if let Some(schema) = schema {
+        crate::flattened::redundant_env_leaves(&mut out, schema);
     }
     Ok(out)
 }

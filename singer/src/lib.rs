@@ -32,6 +32,7 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod datetime;
+pub mod flattened;
 pub mod json;
 pub mod message;
 pub mod metrics;

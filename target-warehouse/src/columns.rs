@@ -276,11 +276,12 @@ pub fn declared_type(schema: &Json) -> Option<ColType> {
         Some(())
     };
     let format = obj.get("format").and_then(Json::as_str);
+    let integral = obj.get("multipleOf").and_then(Json::as_f64) == Some(1.0);
     match obj.get("type") {
-        Some(Json::String(t)) => join(json_type(t, format)?)?,
+        Some(Json::String(t)) => join(json_type(t, format, integral)?)?,
         Some(Json::Array(ts)) => {
             for t in ts.iter().filter_map(Json::as_str).filter(|t| *t != "null") {
-                join(json_type(t, format)?)?;
+                join(json_type(t, format, integral)?)?;
             }
         }
         Some(_) => return None,
@@ -303,9 +304,12 @@ fn is_null_schema(s: &Json) -> bool {
     s.get("type").and_then(Json::as_str) == Some("null")
 }
 
-fn json_type(t: &str, format: Option<&str>) -> Option<ColType> {
+/// `integral`: the schema says `multipleOf: 1`, how the tap declares integers beyond 64 bits (a
+/// `number` so that SQL targets make NUMERIC): every value is an integer, up to 38 digits kept.
+fn json_type(t: &str, format: Option<&str>, integral: bool) -> Option<ColType> {
     Some(match t {
         "integer" => ColType::Int64,
+        "number" if integral => ColType::BigInt,
         "number" => ColType::Float64,
         "boolean" => ColType::Boolean,
         "string" => match format {
@@ -523,6 +527,10 @@ mod tests {
         assert_eq!(
             declared_type(&json!({"type": ["null", "integer"]})),
             Some(ColType::Int64)
+        );
+        assert_eq!(
+            declared_type(&json!({"type": ["null", "number"], "multipleOf": 1})),
+            Some(ColType::BigInt)
         );
         assert_eq!(
             declared_type(&json!({"type": ["integer", "number"]})),

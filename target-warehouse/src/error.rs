@@ -43,6 +43,20 @@ pub enum Error {
         stream: String,
         what: &'static str,
     },
+    #[error("line {line}: stream {stream:?}: BATCH file {file}: {detail}")]
+    BadBatchFile {
+        line: u64,
+        stream: String,
+        file: String,
+        detail: String,
+    },
+    /// A row of a BATCH file failed as a RECORD would (`source` names the line and stream).
+    #[error("BATCH file {file}, row {row}: {source}")]
+    InBatch {
+        file: String,
+        row: u64,
+        source: Box<Error>,
+    },
     #[error("line {line}: stream {stream:?}: {source}")]
     Table {
         line: u64,
@@ -79,6 +93,7 @@ impl Error {
     pub fn failed_stream(&self) -> Option<&str> {
         match self {
             Error::Table { stream, .. } => Some(stream),
+            Error::InBatch { source, .. } => source.failed_stream(),
             _ => None,
         }
     }

@@ -19,6 +19,7 @@
 //! ```
 
 pub mod batch;
+pub mod batchfiles;
 pub mod columns;
 pub mod commits;
 pub mod error;

@@ -16,6 +16,7 @@ mod install;
 mod interop;
 mod meltano;
 mod pipeline;
+mod postgres;
 mod readme;
 mod scaleout;
 mod signatures;

@@ -13,6 +13,7 @@ pub mod drain;
 pub mod emission;
 pub mod emitter;
 pub mod inference;
+pub mod key;
 pub mod outcome;
 pub mod prescan;
 pub mod record;

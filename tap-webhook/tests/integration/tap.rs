@@ -54,6 +54,12 @@ async fn runs_chain_by_state_and_replays_are_identical() {
         .map(|r| r["_sdc_sequence"].as_i64().unwrap())
         .collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    // The receipt time and sequence again under names SDK targets do not overwrite.
+    for r in &recs {
+        assert_eq!(r["webhook_sequence"], r["_sdc_sequence"]);
+        assert_eq!(r["webhook_received_at"], r["_sdc_received_at"]);
+        assert!(r["webhook_received_at"].is_string());
+    }
     assert_eq!(recs[2]["nested"], json!({"k": [2]}));
     // SCHEMA comes before the first record, typing payload fields and the _sdc_ ones.
     let schema = first.iter().position(|m| m["type"] == "SCHEMA").unwrap();
@@ -65,6 +71,11 @@ async fn runs_chain_by_state_and_replays_are_identical() {
         json!({"type": ["null", "string"], "format": "date-time"})
     );
     assert_eq!(props["_sdc_sequence"], json!({"type": "integer"}));
+    assert_eq!(props["webhook_sequence"], json!({"type": "integer"}));
+    assert_eq!(
+        props["webhook_received_at"],
+        json!({"type": "string", "format": "date-time"})
+    );
     assert_eq!(
         first[schema]["key_properties"],
         json!(["__sdc_primary_key"])
@@ -109,7 +120,14 @@ async fn runs_chain_by_state_and_replays_are_identical() {
     );
 
     // New deliveries: the third run emits exactly those.
-    post(&server, "data", r#"{"n":5,"new_field":true}"#, None).await;
+    // A payload field named like the tap's own is dropped: the receipt facts cannot be spoofed.
+    post(
+        &server,
+        "data",
+        r#"{"n":5,"new_field":true,"webhook_sequence":"spoofed"}"#,
+        None,
+    )
+    .await;
     post(&server, "data", r#"{"n":6}"#, None).await;
     let third = run_tap(&config, &["--state", &s1]);
     let new: Vec<i64> = records(&third, "data")
@@ -117,6 +135,9 @@ async fn runs_chain_by_state_and_replays_are_identical() {
         .map(|r| r["n"].as_i64().unwrap())
         .collect();
     assert_eq!(new, vec![5, 6]);
+    for r in records(&third, "data") {
+        assert_eq!(r["webhook_sequence"], r["_sdc_sequence"]);
+    }
     let schema = third.iter().find(|m| m["type"] == "SCHEMA").unwrap();
     assert_eq!(
         schema["schema"]["properties"]["new_field"],
@@ -228,6 +249,7 @@ async fn one_delivery_id_one_generated_key_and_keyed_sources() {
         json!({"dedupe_window_seconds": 0, "sources": {
             "gh": {},
             "orders": {"primary_key": "order_id"},
+            "mixed": {"primary_key": "id"},
             "nekt": {"record_shape": "packed"}
         }}),
     );
@@ -237,6 +259,23 @@ async fn one_delivery_id_one_generated_key_and_keyed_sources() {
     post(&server, "gh", r#"{"action":"closed"}"#, Some("d-2")).await;
     post(&server, "orders", r#"{"order_id":7,"total":9.5}"#, None).await;
     post(&server, "orders", r#"{"total":1}"#, None).await;
+    // Values that cannot be keys: each rejected with its reason, none emitted.
+    let too_long = format!(r#"{{"order_id":"{}"}}"#, "x".repeat(1025));
+    let unusable = [
+        (r#"{"order_id":{"obj":2}}"#, "object"),
+        (r#"{"order_id":[1]}"#, "array"),
+        (r#"{"order_id":true}"#, "boolean"),
+        (r#"{"order_id":null}"#, "null"),
+        (r#"{"order_id":5.0}"#, "not an integer"),
+        (r#"{"order_id":123456789012345678901234567890}"#, "64-bit"),
+        (&too_long, "1025 bytes"),
+    ];
+    for (body, _) in &unusable {
+        post(&server, "orders", body, None).await;
+    }
+    post(&server, "orders", r#"{"order_id":8}"#, None).await;
+    post(&server, "mixed", r#"{"id":1}"#, None).await;
+    post(&server, "mixed", r#"{"id":"gid://shopify/Order/1"}"#, None).await;
     post(&server, "nekt", "{\"raw\" :  1}\n", None).await;
     let out = run_tap(&config, &[]);
     let gh = records(&out, "gh");
@@ -245,21 +284,46 @@ async fn one_delivery_id_one_generated_key_and_keyed_sources() {
     assert_ne!(gh[0]["__sdc_primary_key"], gh[2]["__sdc_primary_key"]);
 
     let orders = records(&out, "orders");
-    assert_eq!(orders.len(), 1);
+    assert_eq!(orders.len(), 2);
+    assert_eq!(
+        (&orders[0]["order_id"], &orders[1]["order_id"]),
+        (&json!(7), &json!(8))
+    );
     assert!(orders[0].get("__sdc_primary_key").is_none());
-    let schema = out
-        .iter()
-        .find(|m| m["type"] == "SCHEMA" && m["stream"] == "orders")
-        .unwrap();
+    let schema_of = |stream: &str| {
+        out.iter()
+            .find(|m| m["type"] == "SCHEMA" && m["stream"] == stream)
+            .unwrap()
+            .clone()
+    };
+    let schema = schema_of("orders");
     assert_eq!(schema["key_properties"], json!(["order_id"]));
+    // The key is declared by what was seen: integers only.
+    assert_eq!(
+        schema["schema"]["properties"]["order_id"],
+        json!({"type": "integer"})
+    );
+    assert_eq!(
+        schema_of("mixed")["schema"]["properties"]["id"],
+        json!({"type": ["integer", "string"]})
+    );
+    assert_eq!(records(&out, "mixed").len(), 2);
     let rejected = records(&out, "orders__rejected");
     assert_eq!(
         rejected.len(),
-        1,
-        "a message without its key is not dropped silently"
+        1 + unusable.len(),
+        "a message without a usable key is not dropped silently"
     );
     assert_eq!(rejected[0]["payload"], r#"{"total":1}"#);
     assert!(rejected[0]["reason"].as_str().unwrap().contains("order_id"));
+    for (r, (body, why)) in rejected[1..].iter().zip(&unusable) {
+        assert_eq!(r["payload"], *body);
+        let reason = r["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("order_id") && reason.contains(why),
+            "{reason}"
+        );
+    }
 
     // Records keep the contract in schemas/.
     let schema = |name: &str| -> Value {
@@ -289,6 +353,11 @@ async fn one_delivery_id_one_generated_key_and_keyed_sources() {
         "packed payload is the raw body"
     );
     assert!(nekt[0]["message_id"].is_string() && nekt[0]["webhook_received_at"].is_string());
+    assert_eq!(nekt[0]["webhook_sequence"], nekt[0]["_sdc_sequence"]);
+    assert_eq!(
+        rejected[0]["webhook_sequence"],
+        rejected[0]["_sdc_sequence"]
+    );
     assert!(nekt[0]["headers"].is_object() && nekt[0]["query"].is_object());
 
     // on_missing_key = fail stops the run with a clear error.
@@ -302,7 +371,11 @@ async fn one_delivery_id_one_generated_key_and_keyed_sources() {
         .output()
         .unwrap();
     assert!(!res.status.success());
-    assert!(String::from_utf8_lossy(&res.stderr).contains(r#"lacks primary key "order_id""#));
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        stderr.contains(r#"lacks primary key "order_id": it is missing"#),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -192,3 +192,40 @@ fn a_null_upsert_key_is_refused_clearly_and_earlier_batches_stay() {
     assert!(r.ok(), "{}", r.stderr());
     assert_eq!(read_table(&wh.join("n"), "n").rows.len(), 4);
 }
+
+#[test]
+fn batch_errors_name_the_line_the_file_and_the_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rows.jsonl");
+    std::fs::write(&file, "{\"id\": 1}\n[2]\n").unwrap();
+    let url = format!("file://{}", file.display());
+    let s = schema_msg("s", json!({"id": {"type": "integer"}}), &["id"]);
+    let batch = |manifest: &str| {
+        json!({"type": "BATCH", "stream": "s", "encoding": {"format": "jsonl", "compression": "none"},
+               "manifest": [manifest]})
+    };
+    fails_with(
+        &lines(&[s.clone(), batch(&url)]),
+        &[
+            "BATCH file",
+            &url,
+            "row 2",
+            "line 2",
+            "\"s\"",
+            "not a JSON object",
+        ],
+    );
+    let missing = format!("file://{}", dir.path().join("gone.jsonl").display());
+    fails_with(
+        &lines(&[s.clone(), batch(&missing)]),
+        &["line 2", "\"s\"", "BATCH file", &missing],
+    );
+    fails_with(
+        &lines(&[s, batch("s3://bucket/rows.jsonl")]),
+        &["line 2", "s3://bucket/rows.jsonl", "file://"],
+    );
+    fails_with(
+        &lines(&[batch(&url)]),
+        &["line 1", "RECORD before its SCHEMA"],
+    );
+}

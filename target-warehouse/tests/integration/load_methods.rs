@@ -269,18 +269,19 @@ fn overwrite_replaces_the_table_contents() {
 }
 
 #[test]
-fn activate_version_removes_older_versions() {
+fn activate_version_removes_older_versions_with_hard_delete() {
     let (_d, wh) = warehouse();
     let s = schema_msg("v", json!({"id": {"type": "integer"}}), &[]);
     let rec = |id: i64, v: i64| json!({"type": "RECORD", "stream": "v", "record": {"id": id}, "version": v});
     let av = |v: i64| json!({"type": "ACTIVATE_VERSION", "stream": "v", "version": v});
+    let hard = json!({"hard_delete": true});
     assert!(run(
         &wh,
-        json!({}),
+        hard.clone(),
         &lines(&[s.clone(), av(1), rec(1, 1), rec(2, 1), av(1)])
     )
     .ok());
-    let r = run(&wh, json!({}), &lines(&[s, rec(3, 2), av(2)]));
+    let r = run(&wh, hard, &lines(&[s, rec(3, 2), av(2)]));
     assert!(r.ok(), "{}", r.stderr());
     let ids: Vec<_> = read_table(&wh.join("v"), "v")
         .rows
@@ -288,6 +289,51 @@ fn activate_version_removes_older_versions() {
         .map(|r| r["id"].clone())
         .collect();
     assert_eq!(ids, vec![json!(3)]);
+}
+
+/// Without `hard_delete`, as the SDK targets do: older versions' rows stay, `_sdc_deleted_at`
+/// set once (a second activation keeps the first time), in both table modes.
+#[test]
+fn activate_version_soft_deletes_older_versions_without_hard_delete() {
+    for dvs in [true, false] {
+        let (_d, wh) = warehouse();
+        let s = schema_msg("v", json!({"id": {"type": "integer"}}), &["id"]);
+        let rec = |id: i64, v: i64| json!({"type": "RECORD", "stream": "v", "record": {"id": id}, "version": v});
+        let av = |v: i64| json!({"type": "ACTIVATE_VERSION", "stream": "v", "version": v});
+        let cfg = json!({"deletion_vectors": dvs});
+        let r = run(
+            &wh,
+            cfg.clone(),
+            &lines(&[s.clone(), av(1), rec(1, 1), rec(2, 1), av(1)]),
+        );
+        assert!(r.ok(), "{}", r.stderr());
+        let deleted = |wh: &std::path::Path| -> Vec<(i64, Option<String>)> {
+            let mut rows: Vec<_> = read_table(&wh.join("v"), "v")
+                .rows
+                .iter()
+                .map(|r| {
+                    let at = r
+                        .get("_sdc_deleted_at")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned);
+                    (r.get("id").and_then(|v| v.as_i64()).unwrap(), at)
+                })
+                .collect();
+            rows.sort();
+            rows
+        };
+        assert_eq!(deleted(&wh), vec![(1, None), (2, None)], "dvs {dvs}");
+        let r = run(&wh, cfg.clone(), &lines(&[s.clone(), rec(3, 2), av(2)]));
+        assert!(r.ok(), "{}", r.stderr());
+        let after = deleted(&wh);
+        assert_eq!(after.len(), 3, "dvs {dvs}: rows stay: {after:?}");
+        assert!(after[0].1.is_some() && after[1].1.is_some(), "{after:?}");
+        assert_eq!(after[2], (3, None));
+        // Activated again: nothing changes, the first deletion time stays.
+        let r = run(&wh, cfg, &lines(&[s, av(2)]));
+        assert!(r.ok(), "{}", r.stderr());
+        assert_eq!(deleted(&wh), after, "dvs {dvs}");
+    }
 }
 
 #[test]

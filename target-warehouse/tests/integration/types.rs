@@ -124,6 +124,30 @@ fn huge_integers_are_kept_exactly() {
     );
     assert_eq!(rows[2]["v"].to_string().trim_matches('"'), "-5");
     assert_eq!(rows[2]["i"], json!(huge));
+
+    // Declared the way tap-webhook declares them (a number that is a multiple of 1, so SQL
+    // targets make NUMERIC): the column exists from the SCHEMA on, exact, small ones too.
+    let input = format!(
+        "{}\n{{\"type\":\"RECORD\",\"stream\":\"d\",\"record\":{{\"n\":1,\"v\":7}}}}\n{{\"type\":\"RECORD\",\"stream\":\"d\",\"record\":{{\"n\":2,\"v\":{big}}}}}\n",
+        schema_msg(
+            "d",
+            json!({"n": {"type": "integer"}, "v": {"type": ["null", "number"], "multipleOf": 1}}),
+            &[]
+        )
+    );
+    let r = run(&wh, json!({}), &input);
+    assert!(r.ok(), "{}", r.stderr());
+    let t = read_table(&wh.join("d"), "d");
+    let v = t
+        .schema
+        .field_with_name("v")
+        .unwrap()
+        .data_type()
+        .to_string();
+    assert_eq!(v, "Decimal128(38, 0)");
+    let rows = t.sorted_by("n");
+    assert_eq!(rows[0]["v"].to_string().trim_matches('"'), "7");
+    assert_eq!(rows[1]["v"].to_string().trim_matches('"'), big);
 }
 
 #[test]
