@@ -24,6 +24,7 @@ pub mod commits;
 pub mod error;
 pub mod failpoint;
 pub mod ingest;
+pub mod names;
 pub mod overflow;
 pub mod pump;
 pub mod record;

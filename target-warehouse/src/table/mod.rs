@@ -18,6 +18,7 @@ pub mod orphans;
 pub mod parts;
 pub mod place;
 pub mod read;
+pub mod readers;
 pub mod stats;
 pub mod store;
 pub mod writer;
