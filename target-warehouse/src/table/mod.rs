@@ -12,6 +12,7 @@ pub mod concat;
 pub mod dv;
 pub mod error;
 pub mod files;
+pub mod health;
 pub mod marks;
 pub mod merge;
 pub mod orphans;
@@ -21,6 +22,7 @@ pub mod read;
 pub mod readers;
 pub mod stats;
 pub mod store;
+pub mod vacuum;
 pub mod writer;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
