@@ -16,6 +16,7 @@ mod install;
 mod interop;
 mod meltano;
 mod pipeline;
+mod readers;
 mod readme;
 mod scaleout;
 mod signatures;
