@@ -301,3 +301,91 @@ fn read_version(root: &Path, v: u64) -> usize {
         rows
     })
 }
+
+/// 10,000 tiny commits to one table (written straight into its log after a real first commit,
+/// as 10,000 runs of one record would: a debug build takes ~0.1 s per real commit), then one
+/// real load: it checkpoints, compacts, and the table opens fast; `doctor` calls it healthy;
+/// `vacuum` reclaims what compaction replaced and never what a version of the retention needs.
+#[test]
+fn ten_thousand_small_commits_open_fast_after_upkeep() {
+    const COMMITS: u64 = 10_000;
+    let (_d, wh) = warehouse();
+    let s = schema_msg("t", json!({"id": {"type": "integer"}}), &[]);
+    let one = |seq: i64| {
+        lines(&[
+            s.clone(),
+            record("t", json!({"id": seq, "_sdc_sequence": seq})),
+        ])
+    };
+    let r = run(&wh, json!({"batch_size_rows": 1}), &one(1));
+    assert!(r.ok(), "{}", r.stderr());
+    let table = wh.join("t");
+    let add = first_commit(&table)
+        .into_iter()
+        .find_map(|a| a.get("add").cloned())
+        .expect("the first file");
+    let bytes = std::fs::read(table.join(add["path"].as_str().unwrap())).unwrap();
+    for v in 1..COMMITS {
+        let name = format!("part-00000000-0000-7000-8000-{v:012x}.zstd.parquet");
+        std::fs::write(table.join(&name), &bytes).unwrap();
+        let mut a = add.clone();
+        a["path"] = json!(name);
+        let entry = format!(
+            "{}\n{}\n",
+            json!({"commitInfo": {"operation": "WRITE", "timestamp": 1}}),
+            json!({ "add": a })
+        );
+        std::fs::write(table.join(format!("_delta_log/{v:020}.json")), entry).unwrap();
+    }
+    // Version 10,000 (a real load) checkpoints; compaction merges the small files.
+    let r = run(&wh, json!({"batch_size_rows": 1}), &one(2));
+    assert!(r.ok(), "{}", r.stderr());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let version = rt.block_on(async {
+        let url = deltalake::ensure_table_uri(table.to_string_lossy()).unwrap();
+        deltalake::open_table(url).await.expect("open").version()
+    });
+    eprintln!(
+        "opening the table at version {version:?} after {COMMITS} commits took {:.3} s",
+        started.elapsed().as_secs_f64()
+    );
+    let out = tool(&wh, &["doctor", "--format", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = &report[0];
+    eprintln!(
+        "doctor: {} files, checkpoint {}, {} commits since, {} unreferenced",
+        t["files"], t["last_checkpoint"], t["commits_since_checkpoint"], t["unreferenced_files"]
+    );
+    assert_eq!(t["broken"], json!([]));
+    assert!(t["last_checkpoint"].as_u64().unwrap() >= COMMITS, "{t}");
+    assert!(t["commits_since_checkpoint"].as_u64().unwrap() < 100, "{t}");
+    assert!(
+        t["unreferenced_files"].as_u64().unwrap() >= COMMITS,
+        "compaction replaced them: {t}"
+    );
+    // Inside the retention nothing goes: an old version still reads.
+    let out = tool(&wh, &["vacuum"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("removed 0 files"));
+    assert_eq!(read_version(&table, 5_000), 5_001);
+    let out = tool(&wh, &["vacuum", "--retention-hours", "0", "--force"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let removed = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("  "))
+        .count();
+    assert!(removed as u64 >= COMMITS, "{removed}");
+    assert_eq!(read_table(&table, "t").rows.len() as u64, COMMITS + 1);
+}
