@@ -69,11 +69,9 @@ impl Health {
 
     /// Share of the files below the small-file size, in percent.
     pub fn small_file_percent(&self) -> u64 {
-        if self.files == 0 {
-            0
-        } else {
-            (self.small_files * 100 / self.files) as u64
-        }
+        (self.small_files * 100)
+            .checked_div(self.files)
+            .map_or(0, |p| p as u64)
     }
 }
 
