@@ -61,8 +61,8 @@ pub const READERS: &[Reader] = &[
     },
     Reader {
         name: "polars read_delta",
-        deletion_vectors: DvSupport::No(
-            "reads through deltalake's pyarrow dataset; scan_delta reads them only behind an unstable opt-in (polars PR 26867, 2026-03)",
+        deletion_vectors: DvSupport::Since(
+            "polars 2.1.0 (tested: replaced rows left out); older releases refused them",
         ),
     },
     Reader {
@@ -129,7 +129,7 @@ mod tests {
             opens(reader("deltalake (Python) DeltaTable"), 3, &dv),
             Opens::No(_)
         ));
-        assert!(matches!(opens(reader("polars"), 3, &dv), Opens::No(_)));
+        assert_eq!(opens(reader("polars"), 3, &dv), Opens::Yes);
         assert!(matches!(opens(reader("Trino"), 3, &dv), Opens::Unknown(_)));
         assert!(matches!(
             opens(reader("DuckDB"), 3, &["columnMapping".to_string()]),
