@@ -3,9 +3,9 @@
 # same number of keys (1% of the base) into each and time that run (median of 11 runs, of 3 for
 # copy-on-write, each on a fresh copy of the table; wall time to the millisecond: the upserts
 # with deletion vectors take tens of milliseconds). "recent": keys drawn from the newest base-size range of ids (webhook
-# updates touch recent objects); "random": keys drawn from the whole table. With the default
-# deletion vectors an upsert marks replaced rows in a bitmap per file it touches, so both stay
-# near flat; "random, copy-on-write" (deletion_vectors: false, tables created that way) rewrites
+# updates touch recent objects); "random": keys drawn from the whole table. With the
+# deletion-vector opt-in (tables created with deletion_vectors: true) an upsert marks replaced
+# rows in a bitmap per file it touches, so both stay near flat; "random, copy-on-write" (the default since issue 21, deletion_vectors: false) rewrites
 # every file holding an upserted key and grows with the number of files touched.
 # Usage: bench/upsert.sh [base_rows]   (default 50000)
 set -euo pipefail
@@ -67,7 +67,7 @@ for m in 1 4 16; do
   gen recent "$rows" "$base" 2 > "$work/recent.singer"
   gen random "$rows" "$base" 3 > "$work/random.singer"
   rm -rf "$work/wh-$m" "$work/cow-$m"
-  echo "{\"warehouse_path\":\"$work/wh-$m\"}" > "$work/load.json"
+  echo "{\"warehouse_path\":\"$work/wh-$m\",\"deletion_vectors\":true}" > "$work/load.json"
   echo "{\"warehouse_path\":\"$work/cow-$m\",\"deletion_vectors\":false}" > "$work/cow.json"
   start=$(date +%s.%N)
   "$bin_target" --config "$work/load.json" --input "$work/load.singer" > /dev/null 2> "$work/err" \

@@ -1,5 +1,5 @@
 //! Column types: the lattice a record value is placed in, declared types read from a Singer
-//! SCHEMA, the lossless-coercion rules, and safe column names.
+//! SCHEMA and the lossless-coercion rules (column names: `names.rs`).
 //!
 //! This is the first stage after parsing: every top-level value of a record is classified into a
 //! [`Value`], and each column has one [`ColType`] that never changes once written to a table. A
@@ -7,7 +7,6 @@
 //! kind (`price__string`), see ARCHITECTURE.md "Type conflicts in target-warehouse".
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 
 use serde_json::Value as Json;
 
@@ -330,69 +329,6 @@ pub fn key_type(declared: Option<ColType>) -> Option<ColType> {
     }
 }
 
-/// Longest column name we produce; longer property names are cut and given a hash suffix.
-const MAX_NAME: usize = 120;
-
-/// Turns a property name into a column name every engine accepts without quoting surprises:
-/// ASCII letters, digits and `_`, not starting with a digit. Deterministic.
-pub fn sanitize(property: &str) -> String {
-    let mut out: String = property
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.is_empty() || out.as_bytes()[0].is_ascii_digit() {
-        out.insert(0, '_');
-    }
-    if out.len() > MAX_NAME {
-        // The hash keeps cut names distinct and stable; properties that sanitise alike
-        // ("a b", "a-b") are told apart by the collision suffix of [`NameSet::claim`].
-        out.truncate(MAX_NAME - 9);
-        out.push_str(&format!("_{:08x}", fnv1a(property.as_bytes()) as u32));
-    }
-    out
-}
-
-/// A small stable hash (FNV-1a): names must not change between runs or builds.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-/// Column names in use by one table. Engines (Spark, DuckDB) compare names case-insensitively,
-/// so uniqueness is checked on the lowercase form while the original case is kept.
-#[derive(Debug, Default, Clone)]
-pub struct NameSet {
-    taken: HashSet<String>,
-}
-
-impl NameSet {
-    pub fn insert_existing(&mut self, name: &str) {
-        self.taken.insert(name.to_ascii_lowercase());
-    }
-
-    /// Claims `wanted`, or `wanted__2`, `wanted__3`… when taken.
-    pub fn claim(&mut self, wanted: &str) -> String {
-        let mut candidate = wanted.to_string();
-        let mut n = 2;
-        while self.taken.contains(&candidate.to_ascii_lowercase()) {
-            candidate = format!("{wanted}__{n}");
-            n += 1;
-        }
-        self.taken.insert(candidate.to_ascii_lowercase());
-        candidate
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,20 +501,5 @@ mod tests {
         assert_eq!(declared_type(&json!({})), None);
         assert_eq!(declared_type(&json!(true)), None);
         assert_eq!(key_type(Some(ColType::Timestamp)), Some(ColType::Utf8));
-    }
-
-    #[test]
-    fn names_are_safe_stable_and_unique() {
-        assert_eq!(sanitize("id"), "id");
-        assert_eq!(sanitize("First Name"), "First_Name");
-        assert_eq!(sanitize("1st"), "_1st");
-        assert_eq!(sanitize(""), "_");
-        let long = "x".repeat(300);
-        assert_eq!(sanitize(&long), sanitize(&long));
-        assert!(sanitize(&long).len() <= MAX_NAME);
-        let mut names = NameSet::default();
-        assert_eq!(names.claim("Id"), "Id");
-        assert_eq!(names.claim("id"), "id__2");
-        assert_eq!(names.claim("ID"), "ID__3");
     }
 }

@@ -81,6 +81,11 @@ pub enum Error {
         table: String,
         source: Box<TableError>,
     },
+    #[error("vacuuming {table}: {source}")]
+    Vacuum {
+        table: String,
+        source: Box<TableError>,
+    },
     #[error("reading the warehouse directory: {0}")]
     Warehouse(std::io::Error),
     #[error("starting the async runtime: {0}")]

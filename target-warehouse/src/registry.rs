@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use crate::columns::{sanitize, ColType, NameSet};
+use crate::columns::ColType;
+use crate::names::{sanitize, NameSet};
 
 /// Field metadata key: the record property a column holds.
 pub const META_PROPERTY: &str = "target_warehouse.property";

@@ -154,7 +154,7 @@ fn deletion_vectors_written_by_upserts_are_honoured_by_duckdb_and_deltalake() {
     let target_config = dir.path().join("target.json");
     std::fs::write(
         &target_config,
-        json!({"warehouse_path": dir.path().join("wh")}).to_string(),
+        json!({"warehouse_path": dir.path().join("wh"), "deletion_vectors": true}).to_string(),
     )
     .unwrap();
     let schema = json!({"type": "SCHEMA", "stream": "accounts", "key_properties": ["id"],

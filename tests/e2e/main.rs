@@ -17,6 +17,7 @@ mod interop;
 mod meltano;
 mod pipeline;
 mod postgres;
+mod readers;
 mod readme;
 mod scaleout;
 mod signatures;

@@ -315,6 +315,8 @@ fn two_receivers_sqs_drain_target_delta_on_s3_with_a_claim_check() {
 
     // An upsert on S3 that replaces rows of an earlier run: a deletion vector uploaded beside
     // the files (its staged copy gone), read back by deltalake through the object store.
+    let dv_config = dir.path().join("target-dv.json");
+    write_json(&dv_config, &json!({"deletion_vectors": true})); // the opt-in
     let keyed = |records: &[(i64, &str)]| {
         let mut s = json!({"type": "SCHEMA", "stream": "keyed", "key_properties": ["k"],
             "schema": {"type": "object", "properties": {"k": {"type": "integer"}}}})
@@ -331,6 +333,8 @@ fn two_receivers_sqs_drain_target_delta_on_s3_with_a_claim_check() {
             Command::new(target_bin())
                 .arg("--config")
                 .arg(&target_config)
+                .arg("--config")
+                .arg(&dv_config)
                 .env("TMPDIR", &tmp)
                 .envs(AWS_ENV),
             s.as_bytes(),

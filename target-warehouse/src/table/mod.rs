@@ -12,6 +12,7 @@ pub mod concat;
 pub mod dv;
 pub mod error;
 pub mod files;
+pub mod health;
 pub mod marks;
 pub mod merge;
 pub mod orphans;
@@ -19,8 +20,10 @@ pub mod parts;
 pub mod place;
 pub mod read;
 pub mod stamp;
+pub mod readers;
 pub mod stats;
 pub mod store;
+pub mod vacuum;
 pub mod writer;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

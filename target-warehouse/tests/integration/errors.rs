@@ -102,10 +102,10 @@ fn a_corrupt_deletion_vector_stops_the_upsert_that_reads_it_and_leaves_nothing_b
     let s = id_v_schema("c");
     let mut msgs = vec![s.clone()];
     msgs.extend((0..100).map(|i| record("c", json!({"id": i, "v": "a"}))));
-    assert!(run(&wh, json!({}), &lines(&msgs)).ok());
+    assert!(run(&wh, json!({"deletion_vectors": true}), &lines(&msgs)).ok());
     let r = run(
         &wh,
-        json!({}),
+        json!({"deletion_vectors": true}),
         &lines(&[s.clone(), record("c", json!({"id": 1, "v": "b"}))]),
     );
     assert!(r.ok(), "{}", r.stderr());
@@ -132,7 +132,7 @@ fn a_corrupt_deletion_vector_stops_the_upsert_that_reads_it_and_leaves_nothing_b
 
     let r = run(
         &wh,
-        json!({}),
+        json!({"deletion_vectors": true}),
         &lines(&[
             s,
             record("c", json!({"id": 2, "v": "b"})),

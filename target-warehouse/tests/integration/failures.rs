@@ -216,7 +216,7 @@ impl Input {
     }
 
     pub fn config(&self) -> Value {
-        json!({"batch_size_rows": 100, "batch_size_bytes": 2 << 20, "hard_delete": self.mode == Mode::HardDelete})
+        json!({"batch_size_rows": 100, "batch_size_bytes": 2 << 20, "deletion_vectors": true, "hard_delete": self.mode == Mode::HardDelete})
     }
 
     /// The (id, n) rows a table of `stream` holds when the records its `marks` cover are

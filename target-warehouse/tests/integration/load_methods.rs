@@ -427,7 +427,7 @@ fn upsert_marks_replaced_rows_in_deletion_vectors_and_leaves_the_files_alone() {
     let s = id_v_schema("dv");
     let mut msgs = vec![s.clone()];
     msgs.extend((0..20_000).map(|i| record("dv", json!({"id": 2 * i, "v": format!("v{i}")}))));
-    let r = run(&wh, json!({}), &lines(&msgs));
+    let r = run(&wh, json!({"deletion_vectors": true}), &lines(&msgs));
     assert!(r.ok(), "{}", r.stderr());
     let p = protocol(&wh.join("dv"));
     assert_eq!(
@@ -453,7 +453,7 @@ fn upsert_marks_replaced_rows_in_deletion_vectors_and_leaves_the_files_alone() {
             .iter()
             .map(|&id| record("dv", json!({"id": id, "v": "new"}))),
     );
-    let r = run(&wh, json!({}), &lines(&msgs));
+    let r = run(&wh, json!({"deletion_vectors": true}), &lines(&msgs));
     assert!(r.ok(), "{}", r.stderr());
     assert_eq!(last_commit_actions(&wh.join("dv")), (2, 1));
     let adds = last_commit_adds(&wh.join("dv"));
@@ -485,7 +485,7 @@ fn upsert_marks_replaced_rows_in_deletion_vectors_and_leaves_the_files_alone() {
             .iter()
             .map(|&id| record("dv", json!({"id": id, "v": "newer"}))),
     );
-    let r = run(&wh, json!({}), &lines(&msgs));
+    let r = run(&wh, json!({"deletion_vectors": true}), &lines(&msgs));
     assert!(r.ok(), "{}", r.stderr());
     let adds = last_commit_adds(&wh.join("dv"));
     assert_eq!(
@@ -569,10 +569,10 @@ fn composite_and_string_keys_replace_rows_of_earlier_runs() {
     for region in ["eu", "us"] {
         msgs.extend((0..3).map(|i| record("ck", json!({"region": region, "id": i, "v": "old"}))));
     }
-    assert!(run(&wh, json!({}), &lines(&msgs)).ok());
+    assert!(run(&wh, json!({"deletion_vectors": true}), &lines(&msgs)).ok());
     let r = run(
         &wh,
-        json!({}),
+        json!({"deletion_vectors": true}),
         &lines(&[
             s,
             record("ck", json!({"region": "eu", "id": 1, "v": "new"})),

@@ -7,6 +7,7 @@ mod errors;
 mod exactly_once;
 mod failures;
 mod harness;
+mod health;
 mod load_methods;
 mod maintenance;
 mod producers;
