@@ -22,6 +22,7 @@ pub mod batch;
 pub mod batchfiles;
 pub mod columns;
 pub mod commits;
+pub mod decimal;
 pub mod error;
 pub mod failpoint;
 pub mod ingest;
