@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use serde_json::Value as Json;
 
-use crate::{decimal, timefmt};
+use crate::{decimal, jsontext, timefmt};
 
 /// The physical type of a column. Once a column is in a table its type is fixed forever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -226,7 +226,9 @@ fn to_json_text<'a>(v: &Value<'a>) -> Cow<'a, str> {
         Value::Bool(true) => Cow::Borrowed("true"),
         Value::Bool(false) => Cow::Borrowed("false"),
         Value::Int(i) => Cow::Owned(i.to_string()),
-        Value::BigInt(t) | Value::Float(_, t) | Value::Json(t) => Cow::Borrowed(t),
+        Value::BigInt(t) | Value::Float(_, t) => Cow::Borrowed(t),
+        // Characters, not `\u00fc` escapes: what a reader's LIKE looks for.
+        Value::Json(t) => jsontext::unescape_needless(t),
         Value::Str(s) => Cow::Owned(Json::String(s.to_string()).to_string()),
         Value::Micros(m) => Cow::Owned(format!("\"{}\"", timefmt::format_micros(*m))),
     }

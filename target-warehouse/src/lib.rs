@@ -26,6 +26,7 @@ pub mod decimal;
 pub mod error;
 pub mod failpoint;
 pub mod ingest;
+pub mod jsontext;
 pub mod overflow;
 pub mod pump;
 pub mod record;
