@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use serde_json::Value as Json;
 
-use crate::timefmt;
+use crate::{decimal, jsontext, timefmt};
 
 /// The physical type of a column. Once a column is in a table its type is fixed forever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,9 +24,20 @@ pub enum ColType {
     Utf8,
     /// Utf8 holding valid JSON text (objects, arrays, or any value routed here losslessly).
     Json,
-    /// Decimal128(38, 0): integers beyond i64 that still fit 38 digits.
-    BigInt,
+    /// Decimal128(precision, scale), exact: declared decimals (`multipleOf: 0.01`,
+    /// `format: singer.decimal`), and integers beyond i64 that still fit 38 digits
+    /// ([`BIGINT`], Decimal128(38, 0)).
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
 }
+
+/// The column of integers beyond i64: Decimal128(38, 0).
+pub const BIGINT: ColType = ColType::Decimal {
+    precision: 38,
+    scale: 0,
+};
 
 impl ColType {
     /// The suffix of a sibling column of this type, and the tag stored in field metadata.
@@ -39,10 +50,12 @@ impl ColType {
             ColType::Date => "date",
             ColType::Utf8 => "string",
             ColType::Json => "json",
-            ColType::BigInt => "decimal",
+            ColType::Decimal { .. } => "decimal",
         }
     }
 
+    /// The type a tag names; `decimal` names [`BIGINT`], whose precision and scale the
+    /// registry takes from the field's own data type.
     pub fn from_tag(tag: &str) -> Option<ColType> {
         Some(match tag {
             "int" => ColType::Int64,
@@ -52,7 +65,7 @@ impl ColType {
             "date" => ColType::Date,
             "string" => ColType::Utf8,
             "json" => ColType::Json,
-            "decimal" => ColType::BigInt,
+            "decimal" => BIGINT,
             _ => return None,
         })
     }
@@ -114,7 +127,7 @@ impl Value<'_> {
             Value::Null => return None,
             Value::Bool(_) => ColType::Boolean,
             Value::Int(_) => ColType::Int64,
-            Value::BigInt(t) if digits(t) <= BIGINT_DIGITS => ColType::BigInt,
+            Value::BigInt(t) if digits(t) <= BIGINT_DIGITS => BIGINT,
             Value::BigInt(_) | Value::Json(_) => ColType::Json,
             Value::Float(..) => ColType::Float64,
             Value::Str(_) => ColType::Utf8,
@@ -165,9 +178,15 @@ pub fn coerce<'a>(ty: ColType, v: &Value<'a>) -> Option<Cell<'a>> {
         (ColType::Int64, Value::Float(_, text)) => exact_int(text).map(Cell::Int),
         (ColType::Float64, Value::Float(f, _)) => Some(Cell::Float(*f)),
         (ColType::Float64, Value::Int(i)) => int_to_float(*i).map(Cell::Float),
-        (ColType::BigInt, Value::Int(i)) => Some(Cell::Decimal(i128::from(*i))),
-        (ColType::BigInt, Value::BigInt(t)) if digits(t) <= BIGINT_DIGITS => {
-            t.parse::<i128>().ok().map(Cell::Decimal)
+        (ColType::Decimal { precision, scale }, Value::Int(_) | Value::BigInt(_)) => {
+            decimal::parse(number_text(v)?.as_ref(), precision, scale).map(Cell::Decimal)
+        }
+        // Exactly, from the number's text (or a `singer.decimal` string), never via the f64.
+        (ColType::Decimal { precision, scale }, Value::Float(_, t)) => {
+            decimal::parse(t, precision, scale).map(Cell::Decimal)
+        }
+        (ColType::Decimal { precision, scale }, Value::Str(s)) => {
+            decimal::parse(s, precision, scale).map(Cell::Decimal)
         }
         (ColType::Boolean, Value::Bool(b)) => Some(Cell::Bool(*b)),
         (ColType::Timestamp, Value::Micros(m)) => Some(Cell::Micros(*m)),
@@ -179,6 +198,26 @@ pub fn coerce<'a>(ty: ColType, v: &Value<'a>) -> Option<Cell<'a>> {
     }
 }
 
+/// The text of an integer value, for the exact decimal parse.
+fn number_text<'a>(v: &Value<'a>) -> Option<Cow<'a, str>> {
+    match v {
+        Value::Int(i) => Some(Cow::Owned(i.to_string())),
+        Value::BigInt(t) => Some(Cow::Borrowed(t)),
+        _ => None,
+    }
+}
+
+/// The sibling column type for a value its column `ty` could not take: the value's own type
+/// (decision 0005), except a number refused by a decimal column, which keeps its exact text
+/// in the `__json` sibling (a float sibling would round the digits the decimal was declared
+/// for). `None` for null.
+pub fn sibling_type(ty: ColType, v: &Value<'_>) -> Option<ColType> {
+    match (ty, v) {
+        (ColType::Decimal { .. }, Value::Float(..)) => Some(ColType::Json),
+        _ => v.natural_type(),
+    }
+}
+
 /// JSON text of any value: a Json column accepts everything, because JSON keeps the type.
 fn to_json_text<'a>(v: &Value<'a>) -> Cow<'a, str> {
     match v {
@@ -186,7 +225,9 @@ fn to_json_text<'a>(v: &Value<'a>) -> Cow<'a, str> {
         Value::Bool(true) => Cow::Borrowed("true"),
         Value::Bool(false) => Cow::Borrowed("false"),
         Value::Int(i) => Cow::Owned(i.to_string()),
-        Value::BigInt(t) | Value::Float(_, t) | Value::Json(t) => Cow::Borrowed(t),
+        Value::BigInt(t) | Value::Float(_, t) => Cow::Borrowed(t),
+        // Characters, not `\u00fc` escapes: what a reader's LIKE looks for.
+        Value::Json(t) => jsontext::unescape_needless(t),
         Value::Str(s) => Cow::Owned(Json::String(s.to_string()).to_string()),
         Value::Micros(m) => Cow::Owned(format!("\"{}\"", timefmt::format_micros(*m))),
     }
@@ -257,7 +298,7 @@ pub fn merge(a: ColType, b: ColType) -> Option<ColType> {
     match (a, b) {
         _ if a == b => Some(a),
         (Int64, Float64) | (Float64, Int64) => Some(Float64),
-        (Int64, BigInt) | (BigInt, Int64) => Some(BigInt),
+        (Int64, BIGINT) | (BIGINT, Int64) => Some(BIGINT),
         _ => None,
     }
 }
@@ -275,12 +316,12 @@ pub fn declared_type(schema: &Json) -> Option<ColType> {
         Some(())
     };
     let format = obj.get("format").and_then(Json::as_str);
-    let integral = obj.get("multipleOf").and_then(Json::as_f64) == Some(1.0);
+    let decimal = decimal::declared(obj);
     match obj.get("type") {
-        Some(Json::String(t)) => join(json_type(t, format, integral)?)?,
+        Some(Json::String(t)) => join(json_type(t, format, decimal)?)?,
         Some(Json::Array(ts)) => {
             for t in ts.iter().filter_map(Json::as_str).filter(|t| *t != "null") {
-                join(json_type(t, format, integral)?)?;
+                join(json_type(t, format, decimal)?)?;
             }
         }
         Some(_) => return None,
@@ -303,14 +344,17 @@ fn is_null_schema(s: &Json) -> bool {
     s.get("type").and_then(Json::as_str) == Some("null")
 }
 
-/// `integral`: the schema says `multipleOf: 1`, how the tap declares integers beyond 64 bits (a
-/// `number` so that SQL targets make NUMERIC): every value is an integer, up to 38 digits kept.
-fn json_type(t: &str, format: Option<&str>, integral: bool) -> Option<ColType> {
+/// `decimal`: the precision and scale the schema declares (see `decimal::declared`), for a
+/// `number` (`multipleOf: 0.01`; `multipleOf: 1` is how the tap declares integers beyond 64
+/// bits, so that SQL targets make NUMERIC) or a decimal-formatted `string` (the SDK's
+/// `singer.decimal`).
+fn json_type(t: &str, format: Option<&str>, decimal: Option<(u8, u8)>) -> Option<ColType> {
+    let exact = decimal.map(|(precision, scale)| ColType::Decimal { precision, scale });
     Some(match t {
         "integer" => ColType::Int64,
-        "number" if integral => ColType::BigInt,
-        "number" => ColType::Float64,
+        "number" => exact.unwrap_or(ColType::Float64),
         "boolean" => ColType::Boolean,
+        "string" if decimal::is_format(format) => exact?,
         "string" => match format {
             Some("date-time") => ColType::Timestamp,
             Some("date") => ColType::Date,
@@ -405,19 +449,13 @@ mod tests {
         assert_eq!(coerce(ColType::Utf8, &v("12")), None);
         assert_eq!(coerce(ColType::Boolean, &v(r#""true""#)), None);
         assert_eq!(
-            coerce(
-                ColType::BigInt,
-                &v("-99999999999999999999999999999999999999")
-            ),
+            coerce(BIGINT, &v("-99999999999999999999999999999999999999")),
             Some(Cell::Decimal(
                 -99_999_999_999_999_999_999_999_999_999_999_999_999
             ))
         );
         assert_eq!(
-            coerce(
-                ColType::BigInt,
-                &v("999999999999999999999999999999999999999")
-            ),
+            coerce(BIGINT, &v("999999999999999999999999999999999999999")),
             None
         );
         assert_eq!(
@@ -427,6 +465,21 @@ mod tests {
         assert_eq!(
             coerce(ColType::Json, &v("[1]")),
             Some(Cell::Text(Cow::Borrowed("[1]")))
+        );
+        let cents = ColType::Decimal {
+            precision: 38,
+            scale: 2,
+        };
+        assert_eq!(coerce(cents, &v("0.1")), Some(Cell::Decimal(10)));
+        assert_eq!(coerce(cents, &v("7")), Some(Cell::Decimal(700)));
+        assert_eq!(coerce(cents, &v(r#""-12.34""#)), Some(Cell::Decimal(-1234)));
+        assert_eq!(coerce(cents, &v("0.123")), None);
+        assert_eq!(coerce(cents, &v(r#""a lot""#)), None);
+        assert_eq!(sibling_type(cents, &v("0.123")), Some(ColType::Json));
+        assert_eq!(sibling_type(cents, &v(r#""a lot""#)), Some(ColType::Utf8));
+        assert_eq!(
+            sibling_type(ColType::Int64, &v("0.5")),
+            Some(ColType::Float64)
         );
         assert_eq!(coerce(ColType::Timestamp, &v(r#""not a date""#)), None);
         assert!(coerce(ColType::Timestamp, &v(r#""2024-01-02T03:04:05Z""#)).is_some());
@@ -442,7 +495,7 @@ mod tests {
         assert_eq!(v("null").natural_type(), None);
         assert_eq!(
             v("123456789012345678901234567890").natural_type(),
-            Some(ColType::BigInt)
+            Some(BIGINT)
         );
         let huge = "1".repeat(40);
         assert_eq!(Value::from_raw(&huge).natural_type(), Some(ColType::Json));
@@ -450,12 +503,9 @@ mod tests {
             merge(ColType::Int64, ColType::Float64),
             Some(ColType::Float64)
         );
-        assert_eq!(
-            merge(ColType::BigInt, ColType::Int64),
-            Some(ColType::BigInt)
-        );
+        assert_eq!(merge(BIGINT, ColType::Int64), Some(BIGINT));
         assert_eq!(merge(ColType::Utf8, ColType::Int64), None);
-        assert_eq!(merge(ColType::BigInt, ColType::Float64), None);
+        assert_eq!(merge(BIGINT, ColType::Float64), None);
     }
 
     #[test]
@@ -466,7 +516,7 @@ mod tests {
         );
         assert_eq!(
             declared_type(&json!({"type": ["null", "number"], "multipleOf": 1})),
-            Some(ColType::BigInt)
+            Some(BIGINT)
         );
         assert_eq!(
             declared_type(&json!({"type": ["integer", "number"]})),
@@ -497,6 +547,30 @@ mod tests {
         assert_eq!(
             declared_type(&json!({"anyOf": [{"type": "string"}, {"type": "integer"}]})),
             None
+        );
+        let cents = ColType::Decimal {
+            precision: 38,
+            scale: 2,
+        };
+        assert_eq!(
+            declared_type(&json!({"type": ["number", "null"], "multipleOf": 0.01})),
+            Some(cents)
+        );
+        assert_eq!(
+            declared_type(&json!({"type": ["string", "null"], "format": "singer.decimal"})),
+            Some(ColType::Decimal {
+                precision: 38,
+                scale: crate::decimal::DEFAULT_SCALE
+            })
+        );
+        assert_eq!(
+            declared_type(&json!({"type": "string", "multipleOf": 0.01})),
+            Some(ColType::Utf8),
+            "multipleOf says nothing of a string"
+        );
+        assert_eq!(
+            declared_type(&json!({"type": "number"})),
+            Some(ColType::Float64)
         );
         assert_eq!(declared_type(&json!({})), None);
         assert_eq!(declared_type(&json!(true)), None);

@@ -8,6 +8,7 @@
 //! fails, saying how to install them. None of them passes without testing.
 
 mod cron;
+mod decimals;
 mod deploy;
 mod disk_full;
 mod docs;

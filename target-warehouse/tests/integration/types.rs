@@ -174,6 +174,27 @@ fn a_lone_surrogate_escape_is_kept_as_json_text_and_the_load_goes_on() {
 }
 
 #[test]
+fn nested_json_text_keeps_characters_not_their_escapes() {
+    // Sources (PHP, Python's json.dumps) escape every non-ASCII character; stored as sent,
+    // `LIKE '%ü%'` would find nothing. Escapes JSON needs, and lone surrogates, stay.
+    let (_d, wh) = warehouse();
+    let input = format!(
+        "{}\n{}\n{}\n",
+        schema_msg("j", json!({}), &[]),
+        r#"{"type":"RECORD","stream":"j","record":{"n":1,"addr":{"stra\u00dfe":"M\u00fcller \ud83d\ude00","note":"a\"b\\c\nd\u0001","big":1.50}}}"#,
+        r#"{"type":"RECORD","stream":"j","record":{"n":2,"addr":["caf\u00e9 cut \ud83d"]}}"#,
+    );
+    let r = run(&wh, json!({}), &input);
+    assert!(r.ok(), "{}", r.stderr());
+    let rows = read_table(&wh.join("j"), "j").sorted_by("n");
+    assert_eq!(
+        rows[0]["addr"],
+        json!(r#"{"straße":"Müller 😀","note":"a\"b\\c\nd\u0001","big":1.50}"#)
+    );
+    assert_eq!(rows[1]["addr"], json!(r#"["café cut \ud83d"]"#));
+}
+
+#[test]
 fn property_names_are_sanitised_and_case_collisions_resolved() {
     let (_d, wh) = warehouse();
     let r = run(
