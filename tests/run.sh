@@ -23,6 +23,9 @@ if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev
     || echo "tests/run.sh: could not install postgresql; the target-postgres test will fail" >&2
 fi
 
+# The house rules that are cheap to check: no import circles between source files (issue 25).
+bash scripts/module-graph.sh --cycles
+
 venv="${WEBHOOK_TEST_VENV:-$root/.venv}"
 bash tests/python/setup.sh "$venv" >/dev/null
 export WEBHOOK_TEST_VENV="$venv"

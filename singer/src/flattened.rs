@@ -17,7 +17,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 
 /// Nests dotted keys and parses JSON-text objects in `layer`, guided by the settings' schema.
 pub fn unflatten(
@@ -201,32 +201,6 @@ mod tests {
         // Unknown names stay for the schema check to refuse.
         let got = run(json!({"sourcez.x": 1, "queue.bogus": 2})).unwrap();
         assert_eq!(got, json!({"sourcez": {"x": 1}, "queue": {"bogus": 2}}));
-    }
-
-    #[test]
-    fn config_env_as_meltano_invoke_sets_it_loads_nested() {
-        let env = [
-            (
-                "TAP_WEBHOOK_SOURCES",
-                r#"{"orders.primary_key": "order_id", "orders.api_keys": ["a", "b"], "gh": {}}"#,
-            ),
-            ("TAP_WEBHOOK_SOURCES_GH", "{}"),
-            ("TAP_WEBHOOK_SOURCES_ORDERS_API_KEYS", r#"["a", "b"]"#),
-            ("TAP_WEBHOOK_SOURCES_ORDERS_PRIMARY_KEY", "order_id"),
-            ("TAP_WEBHOOK_QUEUE", r#"{"backend": "spool"}"#),
-            ("TAP_WEBHOOK_QUEUE_BACKEND", "spool"),
-            ("TAP_WEBHOOK__SELECT", r#"["*.*"]"#),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned()));
-        let cfg =
-            crate::config::load_config_from(&["ENV".into()], "TAP_WEBHOOK", Some(&schema()), env)
-                .unwrap();
-        assert_eq!(
-            Value::Object(cfg.clone()),
-            json!({"sources": {"orders": {"primary_key": "order_id", "api_keys": ["a", "b"]},
-                "gh": {}}, "queue": {"backend": "spool"}})
-        );
-        crate::config::validate(&schema(), &cfg).unwrap();
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod about;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod config_error;
 pub mod datetime;
 pub mod flattened;
 pub mod json;

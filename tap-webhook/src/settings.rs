@@ -29,11 +29,9 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_STATE_INTERVAL_RECORDS: u64 = 10_000;
-/// Top-level fields of one message: far above real webhooks (hundreds), far below what makes
-/// one delivery cost seconds (a column each in the target).
-pub const DEFAULT_MAX_FIELDS_PER_MESSAGE: usize = 10_000;
-/// Messages of one array delivery (SendGrid batches up to 1,000 events).
-pub const DEFAULT_MAX_MESSAGES_PER_DELIVERY: usize = 10_000;
+pub use crate::receiver::body::{
+    DEFAULT_MAX_FIELDS_PER_MESSAGE, DEFAULT_MAX_MESSAGES_PER_DELIVERY,
+};
 pub const DEFAULT_SOURCE: &str = "data";
 /// Stitch's limit on primary key names.
 pub const MAX_PRIMARY_KEY_LEN: usize = 50;

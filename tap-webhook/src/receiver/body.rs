@@ -55,11 +55,17 @@ pub struct Bounds {
     pub max_messages: usize,
 }
 
+/// Top-level fields of one message: far above real webhooks (hundreds), far below what makes
+/// one delivery cost seconds (a column each in the target).
+pub const DEFAULT_MAX_FIELDS_PER_MESSAGE: usize = 10_000;
+/// Messages of one array delivery (SendGrid batches up to 1,000 events).
+pub const DEFAULT_MAX_MESSAGES_PER_DELIVERY: usize = 10_000;
+
 impl Default for Bounds {
     fn default() -> Self {
         Bounds {
-            max_fields: crate::settings::DEFAULT_MAX_FIELDS_PER_MESSAGE,
-            max_messages: crate::settings::DEFAULT_MAX_MESSAGES_PER_DELIVERY,
+            max_fields: DEFAULT_MAX_FIELDS_PER_MESSAGE,
+            max_messages: DEFAULT_MAX_MESSAGES_PER_DELIVERY,
         }
     }
 }
