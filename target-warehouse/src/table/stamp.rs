@@ -17,7 +17,7 @@ use roaring::RoaringTreemap;
 use serde_json::Value as Json;
 
 use super::error::TableError;
-use super::merge::Rewrite;
+use super::merge::{picked_rows, Picked, Rewrite};
 use super::{dv, Table};
 use crate::failpoint::{self, Step};
 use crate::registry::Registry;
@@ -73,25 +73,21 @@ fn stamp_into(
         if !candidate(file.stats.as_ref()) {
             continue;
         }
-        let mut hits = RoaringTreemap::new();
-        let mut row = 0u64;
-        for b in table.read_file(&file.path, probe_schema)? {
-            let b = b?;
-            mask.clear();
-            matches(&b, &mut mask);
-            for (i, _) in mask.iter().enumerate().filter(|(_, m)| **m) {
-                hits.insert(row + i as u64);
-            }
-            row += b.num_rows() as u64;
-        }
-        if hits.is_empty() {
+        let Some(Picked {
+            rows: picked,
+            deleted,
+            ..
+        }) = picked_rows(
+            table,
+            &file,
+            probe_schema,
+            &mut matches,
+            &mut mask,
+            &mut dv_files,
+        )?
+        else {
             continue;
-        }
-        let deleted = table.deleted_rows(&file, &mut dv_files)?;
-        let picked = &hits - &deleted;
-        if picked.is_empty() {
-            continue;
-        }
+        };
         out.removed += picked.len() as usize;
         out.actions.push(Action::Remove(file.remove.clone()));
         let mut sink = table.file_sink(schema)?;
