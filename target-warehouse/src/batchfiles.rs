@@ -5,16 +5,32 @@
 //!
 //! Encodings as singer-sdk writes them: `jsonl` (one JSON object a line), `gzip` or not, and
 //! `parquet`. A jsonl file is gunzipped when it starts with gzip's magic bytes, whatever the
-//! message says: singer-sdk 0.53 taps gzip their jsonl files even with `compression: none`. Manifest entries are local `file://` URLs (or plain paths); `s3://` ones are
-//! refused with a clear error for now.
+//! message says: singer-sdk 0.53 taps gzip their jsonl files even with `compression: none`.
+//!
+//! Manifest entries are local `file://` URLs (or plain paths), read in place, or `s3://bucket/key`
+//! objects, copied first to a local staging file through the warehouse's object-store settings
+//! (`table/store.rs`, one place for how a store is reached) and then read by the same code as
+//! a local file, so both have the same bounded memory (a jsonl line, a Parquet row group) and
+//! the same errors. The staging copy is removed once read, whatever the outcome.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use deltalake::arrow::json::LineDelimitedWriter;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use singer::message::BatchMessage;
 
 use crate::error::Error;
+use crate::table::store;
+
+/// How `s3://` manifest entries are reached: the warehouse's storage options and the runtime
+/// that drives the object store from the synchronous message loop.
+pub struct Stores<'a> {
+    pub storage_options: &'a HashMap<String, String>,
+    pub rt: tokio::runtime::Handle,
+}
 
 /// Calls `row(file, row number from 1, record JSON text)` for every row of every file of the
 /// manifest, in order. A file that cannot be read stops with [`Error::BadBatchFile`]; an error
@@ -22,6 +38,7 @@ use crate::error::Error;
 pub fn for_each_row(
     line: u64,
     msg: &BatchMessage,
+    stores: &Stores<'_>,
     mut row: impl FnMut(&str) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let bad = |file: &str, detail: String| Error::BadBatchFile {
@@ -42,7 +59,14 @@ pub fn for_each_row(
         ));
     }
     for url in &msg.manifest {
-        let path = local_path(url).map_err(|d| bad(url, d))?;
+        // Declared before `file` so the staging copy outlives the open file reading it.
+        let staged;
+        let path = if store::is_remote(Path::new(url)) {
+            staged = Staged::fetch(url, stores).map_err(|d| bad(url, d))?;
+            staged.0.clone()
+        } else {
+            local_path(url).map_err(|d| bad(url, d))?
+        };
         let file = std::fs::File::open(path).map_err(|e| bad(url, e.to_string()))?;
         let mut n = 0u64;
         let mut each = |text: &str| -> Result<(), Error> {
@@ -108,9 +132,36 @@ fn local_path(url: &str) -> Result<std::path::PathBuf, String> {
         return Ok(std::path::PathBuf::from(decoded.as_ref()));
     }
     if url.contains("://") {
-        return Err(
-            "only local file:// manifests are read (s3:// and other stores: not yet)".into(),
-        );
+        return Err("only file:// and s3:// manifest entries are read".into());
     }
     Ok(std::path::PathBuf::from(url))
+}
+
+/// A local copy of an object-store manifest entry, removed when dropped.
+struct Staged(PathBuf);
+
+impl Staged {
+    fn fetch(url: &str, stores: &Stores<'_>) -> Result<Staged, String> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = store::staging_dir().map_err(|e| format!("staging directory: {e}"))?;
+        let staged = Staged(dir.join(format!(
+            "batch-{}.part",
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )));
+        let copy = store::download(url, stores.storage_options, &staged.0);
+        // `block_in_place` as in `store::Remote`: correct whether or not this thread is a
+        // runtime worker.
+        tokio::task::block_in_place(|| stores.rt.block_on(copy))?;
+        Ok(staged)
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.0) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(file = %self.0.display(), error = %e, "could not remove a staged BATCH file");
+            }
+        }
+    }
 }

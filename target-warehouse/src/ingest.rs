@@ -213,7 +213,12 @@ impl<'s, W: Write> Ingest<'s, W> {
                         stream: b.stream,
                     });
                 }
-                crate::batchfiles::for_each_row(line_no, &b, |text| {
+                let settings = self.settings;
+                let stores = crate::batchfiles::Stores {
+                    storage_options: &settings.storage_options,
+                    rt: self.rt.handle().clone(),
+                };
+                crate::batchfiles::for_each_row(line_no, &b, &stores, |text| {
                     let fields = crate::record::split_fields(text, self.width).map_err(|e| {
                         Error::BadRecord {
                             line: line_no,

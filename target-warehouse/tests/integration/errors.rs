@@ -221,8 +221,8 @@ fn batch_errors_name_the_line_the_file_and_the_row() {
         &["line 2", "\"s\"", "BATCH file", &missing],
     );
     fails_with(
-        &lines(&[s, batch("s3://bucket/rows.jsonl")]),
-        &["line 2", "s3://bucket/rows.jsonl", "file://"],
+        &lines(&[s, batch("gs://bucket/rows.jsonl")]),
+        &["line 2", "gs://bucket/rows.jsonl", "file://", "s3://"],
     );
     fails_with(
         &lines(&[batch(&url)]),
