@@ -15,6 +15,17 @@ if ! command -v systemd-analyze >/dev/null && command -v apt-get >/dev/null && [
     || echo "tests/run.sh: could not install systemd; the deploy/ tests will fail" >&2
 fi
 
+# The target-postgres test starts a throwaway PostgreSQL cluster (initdb + pg_ctl): install
+# Debian's `postgresql` where no server binaries are found and apt-get can.
+if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+   && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  { apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql; } >/dev/null \
+    || echo "tests/run.sh: could not install postgresql; the target-postgres test will fail" >&2
+fi
+
+# The house rules that are cheap to check: no import circles between source files (issue 25).
+bash scripts/module-graph.sh --cycles
+
 venv="${WEBHOOK_TEST_VENV:-$root/.venv}"
 bash tests/python/setup.sh "$venv" >/dev/null
 export WEBHOOK_TEST_VENV="$venv"

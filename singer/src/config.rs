@@ -3,30 +3,13 @@
 //! `ENV` reads `<PREFIX>_<SETTING>` variables the way Meltano sets them. Meltano's own
 //! double-underscore variables (`TAP_WEBHOOK__SELECT`) are not settings and are ignored. Values
 //! arrive as text; the settings' JSON Schema says which are numbers, booleans, arrays or objects.
+//! Every layer (file or environment) is then given Meltano's forms of object settings nested
+//! ([`crate::flattened`]: dotted keys, JSON text) before the layers merge.
 
 use jsonschema::error::ValidationErrorKind;
 use serde_json::{Map, Value};
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    // `error`, not `source`: the message already formats it, and a source would be printed
-    // again as the next cause.
-    #[error("reading config file {path}: {error}")]
-    Io { path: String, error: std::io::Error },
-    #[error("config file {path} is not valid JSON: {error}")]
-    Parse {
-        path: String,
-        error: serde_json::Error,
-    },
-    #[error("config file {path} must hold a JSON object")]
-    NotAnObject { path: String },
-    #[error("environment variable {var}: {detail}")]
-    Env { var: String, detail: String },
-    #[error("invalid config: setting `{setting}`: {detail}")]
-    Invalid { setting: String, detail: String },
-    #[error("the settings schema itself is invalid: {0}")]
-    Schema(String),
-}
+pub use crate::config_error::ConfigError;
 
 /// Checks a merged config against the settings' JSON Schema; the first error names the setting
 /// (`sources.github.api_keys`) and what is wrong with it: an unknown setting with the known one
@@ -169,6 +152,10 @@ pub fn load_config_from(
         } else {
             from_file(arg)?
         };
+        let layer = match schema {
+            Some(schema) => crate::flattened::unflatten(layer, schema)?,
+            None => layer,
+        };
         merged.extend(layer);
     }
     Ok(merged)
@@ -212,6 +199,9 @@ fn from_env(
             detail,
         })?;
         out.insert(setting, value);
+    }
+    if let Some(schema) = schema {
+        crate::flattened::redundant_env_leaves(&mut out, schema);
     }
     Ok(out)
 }

@@ -9,6 +9,10 @@
 /// Orders the versions of a row (the tap: the spool's sequence, an epoch in microseconds); the
 /// tap's replication key.
 pub const SEQUENCE: &str = "_sdc_sequence";
+/// The producer of a record: one tap-webhook spool (one sequence space), by its stable id. The
+/// target keeps one high-water mark per (stream, producer), so several spools feeding one table
+/// each keep their own.
+pub const PRODUCER: &str = "_sdc_producer";
 /// When the receiver stored the message (RFC 3339, UTC).
 pub const RECEIVED_AT: &str = "_sdc_received_at";
 /// The key generated when a stream has no primary key of its own.

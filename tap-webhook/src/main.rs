@@ -105,14 +105,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.test {
         require_spool(&settings)?;
         let spool = SpoolReader::open(&settings.spool_path)?;
-        tracing::info!(spool = %absolute(&settings.spool_path), high_water_mark = spool.high_water_mark()?, "config and spool are usable");
+        tracing::info!(spool = %absolute(&settings.spool_path), producer = spool.producer(), high_water_mark = spool.high_water_mark()?, "config and spool are usable");
         return Ok(());
     }
     if cli.discover {
-        // Meltano also passes --state with --discover; it has no bearing on discovery.
-        require_spool(&settings)?;
-        let spool = SpoolReader::open(&settings.spool_path)?;
-        let catalog = tap::discover::discover(&settings, &spool)?;
+        // Meltano also passes --state with --discover; it has no bearing on discovery. Meltano
+        // also discovers before `meltano invoke tap-webhook:serve`, which creates the spool: a
+        // missing spool gives the catalog from the settings alone (nothing sampled, nothing
+        // created); the tap run and --test still refuse it.
+        let spool = match require_spool(&settings) {
+            Ok(()) => Some(SpoolReader::open(&settings.spool_path)?),
+            Err(e) => {
+                tracing::warn!("{e:#}; the catalog holds the fixed fields only");
+                None
+            }
+        };
+        let catalog = tap::discover::discover(&settings, spool.as_ref())?;
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, &catalog)?;
         writeln!(out)?;

@@ -29,6 +29,9 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_STATE_INTERVAL_RECORDS: u64 = 10_000;
+pub use crate::receiver::body::{
+    DEFAULT_MAX_FIELDS_PER_MESSAGE, DEFAULT_MAX_MESSAGES_PER_DELIVERY,
+};
 pub const DEFAULT_SOURCE: &str = "data";
 /// Stitch's limit on primary key names.
 pub const MAX_PRIMARY_KEY_LEN: usize = 50;
@@ -39,6 +42,8 @@ pub struct Config {
     pub spool_path: Option<String>,
     pub listen_address: Option<String>,
     pub max_body_bytes: Option<usize>,
+    pub max_fields_per_message: Option<usize>,
+    pub max_messages_per_delivery: Option<usize>,
     pub max_spool_bytes: Option<u64>,
     pub retry_after_seconds: Option<u64>,
     pub max_header_bytes: Option<usize>,
@@ -94,6 +99,8 @@ pub struct Settings {
     pub spool_path: PathBuf,
     pub listen_address: String,
     pub max_body_bytes: usize,
+    /// `max_fields_per_message` and `max_messages_per_delivery`.
+    pub bounds: crate::receiver::body::Bounds,
     pub max_spool_bytes: u64,
     pub retry_after_seconds: u64,
     pub limits: Limits,
@@ -278,6 +285,23 @@ impl Settings {
                 Some(0) => return Err(bad("max_body_bytes", "must be at least 1".into())),
                 v => v.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             },
+            bounds: crate::receiver::body::Bounds {
+                max_fields: match c.max_fields_per_message {
+                    Some(0) => {
+                        return Err(bad("max_fields_per_message", "must be at least 1".into()))
+                    }
+                    v => v.unwrap_or(DEFAULT_MAX_FIELDS_PER_MESSAGE),
+                },
+                max_messages: match c.max_messages_per_delivery {
+                    Some(0) => {
+                        return Err(bad(
+                            "max_messages_per_delivery",
+                            "must be at least 1".into(),
+                        ))
+                    }
+                    v => v.unwrap_or(DEFAULT_MAX_MESSAGES_PER_DELIVERY),
+                },
+            },
             max_spool_bytes: c.max_spool_bytes.unwrap_or(DEFAULT_MAX_SPOOL_BYTES),
             retry_after_seconds: c.retry_after_seconds.unwrap_or(DEFAULT_RETRY_AFTER_SECONDS),
             limits: Limits {
@@ -392,6 +416,8 @@ mod tests {
             "spool_path",
             "listen_address",
             "max_body_bytes",
+            "max_fields_per_message",
+            "max_messages_per_delivery",
             "max_spool_bytes",
             "retry_after_seconds",
             "max_header_bytes",
@@ -410,7 +436,7 @@ mod tests {
         ] {
             assert!(props.contains_key(field), "{field} missing from the schema");
         }
-        assert_eq!(props.len(), 18, "every schema property is a Config field");
+        assert_eq!(props.len(), 20, "every schema property is a Config field");
         let source = schema["properties"]["sources"]["additionalProperties"]["properties"]
             .as_object()
             .unwrap();

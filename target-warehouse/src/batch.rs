@@ -17,7 +17,7 @@ use deltalake::arrow::array::{
 use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
 
-use crate::columns::{coerce, merge, Cell, ColType, Value};
+use crate::columns::{coerce, merge, sibling_type, Cell, ColType, Value};
 use crate::overflow::{Exempt, Overflow, DEFAULT_MAX_COLUMNS, OVERFLOW};
 use crate::registry::{data_type, Registry};
 
@@ -56,8 +56,9 @@ impl Sparse {
             ColType::Utf8 | ColType::Json => {
                 Builder::Text(StringBuilder::with_capacity(rows, bytes))
             }
-            ColType::BigInt => Builder::Dec(
-                Decimal128Builder::with_capacity(rows).with_precision_and_scale(38, 0)?,
+            ColType::Decimal { precision, scale } => Builder::Dec(
+                Decimal128Builder::with_capacity(rows)
+                    .with_precision_and_scale(precision, i8::try_from(scale).unwrap_or(i8::MAX))?,
             ),
         };
         Ok(Sparse { len: 0, b })
@@ -283,8 +284,9 @@ impl StreamBuffer {
         if let Some(cell) = coerce(ty, value) {
             return self.append(base, row, cell);
         }
-        // The value does not fit its column losslessly: it goes to the sibling of its own type.
-        let Some(own) = value.natural_type() else {
+        // The value does not fit its column losslessly: it goes to a sibling, of its own type
+        // as a rule (`sibling_type` says when not).
+        let Some(own) = sibling_type(ty, value) else {
             return Ok(());
         };
         let has_sibling = self

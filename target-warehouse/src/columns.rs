@@ -1,5 +1,5 @@
 //! Column types: the lattice a record value is placed in, declared types read from a Singer
-//! SCHEMA, the lossless-coercion rules, and safe column names.
+//! SCHEMA and the lossless-coercion rules (column names: `names.rs`).
 //!
 //! This is the first stage after parsing: every top-level value of a record is classified into a
 //! [`Value`], and each column has one [`ColType`] that never changes once written to a table. A
@@ -7,11 +7,10 @@
 //! kind (`price__string`), see ARCHITECTURE.md "Type conflicts in target-warehouse".
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 
 use serde_json::Value as Json;
 
-use crate::timefmt;
+use crate::{decimal, jsontext, timefmt};
 
 /// The physical type of a column. Once a column is in a table its type is fixed forever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -25,9 +24,20 @@ pub enum ColType {
     Utf8,
     /// Utf8 holding valid JSON text (objects, arrays, or any value routed here losslessly).
     Json,
-    /// Decimal128(38, 0): integers beyond i64 that still fit 38 digits.
-    BigInt,
+    /// Decimal128(precision, scale), exact: declared decimals (`multipleOf: 0.01`,
+    /// `format: singer.decimal`), and integers beyond i64 that still fit 38 digits
+    /// ([`BIGINT`], Decimal128(38, 0)).
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
 }
+
+/// The column of integers beyond i64: Decimal128(38, 0).
+pub const BIGINT: ColType = ColType::Decimal {
+    precision: 38,
+    scale: 0,
+};
 
 impl ColType {
     /// The suffix of a sibling column of this type, and the tag stored in field metadata.
@@ -40,10 +50,12 @@ impl ColType {
             ColType::Date => "date",
             ColType::Utf8 => "string",
             ColType::Json => "json",
-            ColType::BigInt => "decimal",
+            ColType::Decimal { .. } => "decimal",
         }
     }
 
+    /// The type a tag names; `decimal` names [`BIGINT`], whose precision and scale the
+    /// registry takes from the field's own data type.
     pub fn from_tag(tag: &str) -> Option<ColType> {
         Some(match tag {
             "int" => ColType::Int64,
@@ -53,7 +65,7 @@ impl ColType {
             "date" => ColType::Date,
             "string" => ColType::Utf8,
             "json" => ColType::Json,
-            "decimal" => ColType::BigInt,
+            "decimal" => BIGINT,
             _ => return None,
         })
     }
@@ -115,7 +127,7 @@ impl Value<'_> {
             Value::Null => return None,
             Value::Bool(_) => ColType::Boolean,
             Value::Int(_) => ColType::Int64,
-            Value::BigInt(t) if digits(t) <= BIGINT_DIGITS => ColType::BigInt,
+            Value::BigInt(t) if digits(t) <= BIGINT_DIGITS => BIGINT,
             Value::BigInt(_) | Value::Json(_) => ColType::Json,
             Value::Float(..) => ColType::Float64,
             Value::Str(_) => ColType::Utf8,
@@ -166,9 +178,15 @@ pub fn coerce<'a>(ty: ColType, v: &Value<'a>) -> Option<Cell<'a>> {
         (ColType::Int64, Value::Float(_, text)) => exact_int(text).map(Cell::Int),
         (ColType::Float64, Value::Float(f, _)) => Some(Cell::Float(*f)),
         (ColType::Float64, Value::Int(i)) => int_to_float(*i).map(Cell::Float),
-        (ColType::BigInt, Value::Int(i)) => Some(Cell::Decimal(i128::from(*i))),
-        (ColType::BigInt, Value::BigInt(t)) if digits(t) <= BIGINT_DIGITS => {
-            t.parse::<i128>().ok().map(Cell::Decimal)
+        (ColType::Decimal { precision, scale }, Value::Int(_) | Value::BigInt(_)) => {
+            decimal::parse(number_text(v)?.as_ref(), precision, scale).map(Cell::Decimal)
+        }
+        // Exactly, from the number's text (or a `singer.decimal` string), never via the f64.
+        (ColType::Decimal { precision, scale }, Value::Float(_, t)) => {
+            decimal::parse(t, precision, scale).map(Cell::Decimal)
+        }
+        (ColType::Decimal { precision, scale }, Value::Str(s)) => {
+            decimal::parse(s, precision, scale).map(Cell::Decimal)
         }
         (ColType::Boolean, Value::Bool(b)) => Some(Cell::Bool(*b)),
         (ColType::Timestamp, Value::Micros(m)) => Some(Cell::Micros(*m)),
@@ -180,6 +198,26 @@ pub fn coerce<'a>(ty: ColType, v: &Value<'a>) -> Option<Cell<'a>> {
     }
 }
 
+/// The text of an integer value, for the exact decimal parse.
+fn number_text<'a>(v: &Value<'a>) -> Option<Cow<'a, str>> {
+    match v {
+        Value::Int(i) => Some(Cow::Owned(i.to_string())),
+        Value::BigInt(t) => Some(Cow::Borrowed(t)),
+        _ => None,
+    }
+}
+
+/// The sibling column type for a value its column `ty` could not take: the value's own type
+/// (decision 0005), except a number refused by a decimal column, which keeps its exact text
+/// in the `__json` sibling (a float sibling would round the digits the decimal was declared
+/// for). `None` for null.
+pub fn sibling_type(ty: ColType, v: &Value<'_>) -> Option<ColType> {
+    match (ty, v) {
+        (ColType::Decimal { .. }, Value::Float(..)) => Some(ColType::Json),
+        _ => v.natural_type(),
+    }
+}
+
 /// JSON text of any value: a Json column accepts everything, because JSON keeps the type.
 fn to_json_text<'a>(v: &Value<'a>) -> Cow<'a, str> {
     match v {
@@ -187,7 +225,9 @@ fn to_json_text<'a>(v: &Value<'a>) -> Cow<'a, str> {
         Value::Bool(true) => Cow::Borrowed("true"),
         Value::Bool(false) => Cow::Borrowed("false"),
         Value::Int(i) => Cow::Owned(i.to_string()),
-        Value::BigInt(t) | Value::Float(_, t) | Value::Json(t) => Cow::Borrowed(t),
+        Value::BigInt(t) | Value::Float(_, t) => Cow::Borrowed(t),
+        // Characters, not `\u00fc` escapes: what a reader's LIKE looks for.
+        Value::Json(t) => jsontext::unescape_needless(t),
         Value::Str(s) => Cow::Owned(Json::String(s.to_string()).to_string()),
         Value::Micros(m) => Cow::Owned(format!("\"{}\"", timefmt::format_micros(*m))),
     }
@@ -258,7 +298,7 @@ pub fn merge(a: ColType, b: ColType) -> Option<ColType> {
     match (a, b) {
         _ if a == b => Some(a),
         (Int64, Float64) | (Float64, Int64) => Some(Float64),
-        (Int64, BigInt) | (BigInt, Int64) => Some(BigInt),
+        (Int64, BIGINT) | (BIGINT, Int64) => Some(BIGINT),
         _ => None,
     }
 }
@@ -276,11 +316,12 @@ pub fn declared_type(schema: &Json) -> Option<ColType> {
         Some(())
     };
     let format = obj.get("format").and_then(Json::as_str);
+    let decimal = decimal::declared(obj);
     match obj.get("type") {
-        Some(Json::String(t)) => join(json_type(t, format)?)?,
+        Some(Json::String(t)) => join(json_type(t, format, decimal)?)?,
         Some(Json::Array(ts)) => {
             for t in ts.iter().filter_map(Json::as_str).filter(|t| *t != "null") {
-                join(json_type(t, format)?)?;
+                join(json_type(t, format, decimal)?)?;
             }
         }
         Some(_) => return None,
@@ -303,11 +344,17 @@ fn is_null_schema(s: &Json) -> bool {
     s.get("type").and_then(Json::as_str) == Some("null")
 }
 
-fn json_type(t: &str, format: Option<&str>) -> Option<ColType> {
+/// `decimal`: the precision and scale the schema declares (see `decimal::declared`), for a
+/// `number` (`multipleOf: 0.01`; `multipleOf: 1` is how the tap declares integers beyond 64
+/// bits, so that SQL targets make NUMERIC) or a decimal-formatted `string` (the SDK's
+/// `singer.decimal`).
+fn json_type(t: &str, format: Option<&str>, decimal: Option<(u8, u8)>) -> Option<ColType> {
+    let exact = decimal.map(|(precision, scale)| ColType::Decimal { precision, scale });
     Some(match t {
         "integer" => ColType::Int64,
-        "number" => ColType::Float64,
+        "number" => exact.unwrap_or(ColType::Float64),
         "boolean" => ColType::Boolean,
+        "string" if decimal::is_format(format) => exact?,
         "string" => match format {
             Some("date-time") => ColType::Timestamp,
             Some("date") => ColType::Date,
@@ -323,69 +370,6 @@ pub fn key_type(declared: Option<ColType>) -> Option<ColType> {
     match declared {
         Some(ColType::Timestamp | ColType::Date) => Some(ColType::Utf8),
         other => other,
-    }
-}
-
-/// Longest column name we produce; longer property names are cut and given a hash suffix.
-const MAX_NAME: usize = 120;
-
-/// Turns a property name into a column name every engine accepts without quoting surprises:
-/// ASCII letters, digits and `_`, not starting with a digit. Deterministic.
-pub fn sanitize(property: &str) -> String {
-    let mut out: String = property
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.is_empty() || out.as_bytes()[0].is_ascii_digit() {
-        out.insert(0, '_');
-    }
-    if out.len() > MAX_NAME {
-        // The hash keeps cut names distinct and stable; properties that sanitise alike
-        // ("a b", "a-b") are told apart by the collision suffix of [`NameSet::claim`].
-        out.truncate(MAX_NAME - 9);
-        out.push_str(&format!("_{:08x}", fnv1a(property.as_bytes()) as u32));
-    }
-    out
-}
-
-/// A small stable hash (FNV-1a): names must not change between runs or builds.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-/// Column names in use by one table. Engines (Spark, DuckDB) compare names case-insensitively,
-/// so uniqueness is checked on the lowercase form while the original case is kept.
-#[derive(Debug, Default, Clone)]
-pub struct NameSet {
-    taken: HashSet<String>,
-}
-
-impl NameSet {
-    pub fn insert_existing(&mut self, name: &str) {
-        self.taken.insert(name.to_ascii_lowercase());
-    }
-
-    /// Claims `wanted`, or `wanted__2`, `wanted__3`… when taken.
-    pub fn claim(&mut self, wanted: &str) -> String {
-        let mut candidate = wanted.to_string();
-        let mut n = 2;
-        while self.taken.contains(&candidate.to_ascii_lowercase()) {
-            candidate = format!("{wanted}__{n}");
-            n += 1;
-        }
-        self.taken.insert(candidate.to_ascii_lowercase());
-        candidate
     }
 }
 
@@ -465,19 +449,13 @@ mod tests {
         assert_eq!(coerce(ColType::Utf8, &v("12")), None);
         assert_eq!(coerce(ColType::Boolean, &v(r#""true""#)), None);
         assert_eq!(
-            coerce(
-                ColType::BigInt,
-                &v("-99999999999999999999999999999999999999")
-            ),
+            coerce(BIGINT, &v("-99999999999999999999999999999999999999")),
             Some(Cell::Decimal(
                 -99_999_999_999_999_999_999_999_999_999_999_999_999
             ))
         );
         assert_eq!(
-            coerce(
-                ColType::BigInt,
-                &v("999999999999999999999999999999999999999")
-            ),
+            coerce(BIGINT, &v("999999999999999999999999999999999999999")),
             None
         );
         assert_eq!(
@@ -487,6 +465,21 @@ mod tests {
         assert_eq!(
             coerce(ColType::Json, &v("[1]")),
             Some(Cell::Text(Cow::Borrowed("[1]")))
+        );
+        let cents = ColType::Decimal {
+            precision: 38,
+            scale: 2,
+        };
+        assert_eq!(coerce(cents, &v("0.1")), Some(Cell::Decimal(10)));
+        assert_eq!(coerce(cents, &v("7")), Some(Cell::Decimal(700)));
+        assert_eq!(coerce(cents, &v(r#""-12.34""#)), Some(Cell::Decimal(-1234)));
+        assert_eq!(coerce(cents, &v("0.123")), None);
+        assert_eq!(coerce(cents, &v(r#""a lot""#)), None);
+        assert_eq!(sibling_type(cents, &v("0.123")), Some(ColType::Json));
+        assert_eq!(sibling_type(cents, &v(r#""a lot""#)), Some(ColType::Utf8));
+        assert_eq!(
+            sibling_type(ColType::Int64, &v("0.5")),
+            Some(ColType::Float64)
         );
         assert_eq!(coerce(ColType::Timestamp, &v(r#""not a date""#)), None);
         assert!(coerce(ColType::Timestamp, &v(r#""2024-01-02T03:04:05Z""#)).is_some());
@@ -502,7 +495,7 @@ mod tests {
         assert_eq!(v("null").natural_type(), None);
         assert_eq!(
             v("123456789012345678901234567890").natural_type(),
-            Some(ColType::BigInt)
+            Some(BIGINT)
         );
         let huge = "1".repeat(40);
         assert_eq!(Value::from_raw(&huge).natural_type(), Some(ColType::Json));
@@ -510,12 +503,9 @@ mod tests {
             merge(ColType::Int64, ColType::Float64),
             Some(ColType::Float64)
         );
-        assert_eq!(
-            merge(ColType::BigInt, ColType::Int64),
-            Some(ColType::BigInt)
-        );
+        assert_eq!(merge(BIGINT, ColType::Int64), Some(BIGINT));
         assert_eq!(merge(ColType::Utf8, ColType::Int64), None);
-        assert_eq!(merge(ColType::BigInt, ColType::Float64), None);
+        assert_eq!(merge(BIGINT, ColType::Float64), None);
     }
 
     #[test]
@@ -523,6 +513,10 @@ mod tests {
         assert_eq!(
             declared_type(&json!({"type": ["null", "integer"]})),
             Some(ColType::Int64)
+        );
+        assert_eq!(
+            declared_type(&json!({"type": ["null", "number"], "multipleOf": 1})),
+            Some(BIGINT)
         );
         assert_eq!(
             declared_type(&json!({"type": ["integer", "number"]})),
@@ -554,23 +548,32 @@ mod tests {
             declared_type(&json!({"anyOf": [{"type": "string"}, {"type": "integer"}]})),
             None
         );
+        let cents = ColType::Decimal {
+            precision: 38,
+            scale: 2,
+        };
+        assert_eq!(
+            declared_type(&json!({"type": ["number", "null"], "multipleOf": 0.01})),
+            Some(cents)
+        );
+        assert_eq!(
+            declared_type(&json!({"type": ["string", "null"], "format": "singer.decimal"})),
+            Some(ColType::Decimal {
+                precision: 38,
+                scale: crate::decimal::DEFAULT_SCALE
+            })
+        );
+        assert_eq!(
+            declared_type(&json!({"type": "string", "multipleOf": 0.01})),
+            Some(ColType::Utf8),
+            "multipleOf says nothing of a string"
+        );
+        assert_eq!(
+            declared_type(&json!({"type": "number"})),
+            Some(ColType::Float64)
+        );
         assert_eq!(declared_type(&json!({})), None);
         assert_eq!(declared_type(&json!(true)), None);
         assert_eq!(key_type(Some(ColType::Timestamp)), Some(ColType::Utf8));
-    }
-
-    #[test]
-    fn names_are_safe_stable_and_unique() {
-        assert_eq!(sanitize("id"), "id");
-        assert_eq!(sanitize("First Name"), "First_Name");
-        assert_eq!(sanitize("1st"), "_1st");
-        assert_eq!(sanitize(""), "_");
-        let long = "x".repeat(300);
-        assert_eq!(sanitize(&long), sanitize(&long));
-        assert!(sanitize(&long).len() <= MAX_NAME);
-        let mut names = NameSet::default();
-        assert_eq!(names.claim("Id"), "Id");
-        assert_eq!(names.claim("id"), "id__2");
-        assert_eq!(names.claim("ID"), "ID__3");
     }
 }

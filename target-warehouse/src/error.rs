@@ -43,6 +43,20 @@ pub enum Error {
         stream: String,
         what: &'static str,
     },
+    #[error("line {line}: stream {stream:?}: BATCH file {file}: {detail}")]
+    BadBatchFile {
+        line: u64,
+        stream: String,
+        file: String,
+        detail: String,
+    },
+    /// A row of a BATCH file failed as a RECORD would (`source` names the line and stream).
+    #[error("BATCH file {file}, row {row}: {source}")]
+    InBatch {
+        file: String,
+        row: u64,
+        source: Box<Error>,
+    },
     #[error("line {line}: stream {stream:?}: {source}")]
     Table {
         line: u64,
@@ -67,6 +81,11 @@ pub enum Error {
         table: String,
         source: Box<TableError>,
     },
+    #[error("vacuuming {table}: {source}")]
+    Vacuum {
+        table: String,
+        source: Box<TableError>,
+    },
     #[error("reading the warehouse directory: {0}")]
     Warehouse(std::io::Error),
     #[error("starting the async runtime: {0}")]
@@ -79,6 +98,7 @@ impl Error {
     pub fn failed_stream(&self) -> Option<&str> {
         match self {
             Error::Table { stream, .. } => Some(stream),
+            Error::InBatch { source, .. } => source.failed_stream(),
             _ => None,
         }
     }

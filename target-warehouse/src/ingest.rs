@@ -198,7 +198,7 @@ impl<'s, W: Write> Ingest<'s, W> {
                             stream: a.stream.to_string(),
                         })?;
                 stream
-                    .activate_version(&self.rt, a.version, state)
+                    .activate_version(&self.rt, a.version, self.settings.hard_delete, state)
                     .map_err(|source| Error::Table {
                         line: line_no,
                         stream: a.stream.to_string(),
@@ -206,11 +206,28 @@ impl<'s, W: Write> Ingest<'s, W> {
                     })?;
             }
             Message::Batch(b) => {
-                return Err(Error::Unsupported {
-                    line: line_no,
-                    stream: b.stream,
-                    what: "BATCH messages",
-                })
+                // Each row a RECORD of the stream at this line (replay skips and marks alike).
+                if !self.streams.contains_key(&b.stream) {
+                    return Err(Error::RecordBeforeSchema {
+                        line: line_no,
+                        stream: b.stream,
+                    });
+                }
+                let settings = self.settings;
+                let stores = crate::batchfiles::Stores {
+                    storage_options: &settings.storage_options,
+                    rt: self.rt.handle().clone(),
+                };
+                crate::batchfiles::for_each_row(line_no, &b, &stores, |text| {
+                    let fields = crate::record::split_fields(text, self.width).map_err(|e| {
+                        Error::BadRecord {
+                            line: line_no,
+                            stream: b.stream.clone(),
+                            detail: format!("record is not a JSON object: {e}"),
+                        }
+                    })?;
+                    self.on_fields(line_no, &b.stream, fields, None, None, text.len())
+                })?;
             }
         }
         Ok(())

@@ -19,11 +19,15 @@
 //! ```
 
 pub mod batch;
+pub mod batchfiles;
 pub mod columns;
 pub mod commits;
+pub mod decimal;
 pub mod error;
 pub mod failpoint;
 pub mod ingest;
+pub mod jsontext;
+pub mod names;
 pub mod overflow;
 pub mod pump;
 pub mod record;
@@ -66,12 +70,11 @@ pub fn compact(settings: &Settings) -> Result<Vec<Compaction>, Error> {
 /// A table directory and what `compact` merged there (`None`: nothing).
 pub type Compaction = (std::path::PathBuf, Option<table::compact::Compacted>);
 
-fn compact_tables(settings: &Settings) -> Result<Vec<Compaction>, Error> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(Error::Runtime)?;
+/// The table directories under the warehouse path, sorted (local or `s3://`).
+fn table_dirs(
+    rt: &tokio::runtime::Runtime,
+    settings: &Settings,
+) -> Result<Vec<std::path::PathBuf>, Error> {
     let options = &settings.storage_options;
     let mut dirs: Vec<_> = if table::store::is_remote(&settings.warehouse_path) {
         rt.block_on(table::store::list_tables(&settings.warehouse_path, options))
@@ -98,6 +101,70 @@ fn compact_tables(settings: &Settings) -> Result<Vec<Compaction>, Error> {
             .is_none_or(|n| !table::place::is_reserved(&n.to_string_lossy()))
     });
     dirs.sort();
+    Ok(dirs)
+}
+
+/// A runtime for the maintenance subcommands (one worker: they wait on I/O).
+fn maintenance_runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)
+}
+
+/// `target-warehouse doctor`: the health of every table under the warehouse path. A table
+/// that cannot be opened is reported broken, not an error.
+pub fn doctor(settings: &Settings) -> Result<Vec<table::health::Health>, Error> {
+    let rt = maintenance_runtime()?;
+    let mut out = Vec::new();
+    for dir in table_dirs(&rt, settings)? {
+        let shown = dir.display().to_string();
+        let health = rt.block_on(async {
+            match table::Table::open_dir(&dir, &settings.storage_options).await {
+                Ok(Some((t, _))) => Some(t.health().await),
+                Ok(None) => None,
+                Err(e) => Some(table::health::Health::unreadable(shown, e.to_string())),
+            }
+        });
+        out.extend(health);
+    }
+    Ok(out)
+}
+
+/// `target-warehouse vacuum`: removes (or lists, `dry_run`) every table's unreferenced files
+/// older than `retention_hours`, see `table/vacuum.rs`.
+pub fn vacuum(
+    settings: &Settings,
+    retention_hours: u64,
+    dry_run: bool,
+    force: bool,
+) -> Result<Vec<table::vacuum::Vacuumed>, Error> {
+    let rt = maintenance_runtime()?;
+    let mut out = Vec::new();
+    for dir in table_dirs(&rt, settings)? {
+        let fail = |source| Error::Vacuum {
+            table: dir.display().to_string(),
+            source: Box::new(source),
+        };
+        let Some((mut t, _)) = rt
+            .block_on(table::Table::open_dir(&dir, &settings.storage_options))
+            .map_err(fail)?
+        else {
+            continue;
+        };
+        out.push(
+            rt.block_on(t.vacuum(retention_hours, dry_run, force))
+                .map_err(fail)?,
+        );
+    }
+    Ok(out)
+}
+
+fn compact_tables(settings: &Settings) -> Result<Vec<Compaction>, Error> {
+    let rt = maintenance_runtime()?;
+    let options = &settings.storage_options;
+    let dirs = table_dirs(&rt, settings)?;
     let mut out = Vec::new();
     for dir in dirs {
         let name = dir.display().to_string();

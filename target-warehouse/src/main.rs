@@ -22,7 +22,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 )]
 struct Cli {
     /// Config file (repeatable, later ones win); `ENV` reads TARGET_WAREHOUSE_* variables.
-    #[arg(long = "config", value_name = "FILE")]
+    #[arg(long = "config", value_name = "FILE", global = true)]
     config: Vec<String>,
     /// Read Singer messages from FILE instead of stdin.
     #[arg(long, value_name = "FILE")]
@@ -42,6 +42,32 @@ enum Command {
     /// Merge the small files of every table under warehouse_path, and rewrite files whose
     /// deletion vector deletes half their rows or more (one commit per table).
     Compact,
+    /// Report every table's protocol, which common readers open it, its files, log length
+    /// since the last checkpoint, unreferenced files and high-water marks; exits non-zero when
+    /// a table is broken.
+    Doctor {
+        /// `text` for people, `json` for scripts.
+        #[arg(long = "format", value_enum, default_value_t = ReportFormat::Text)]
+        report: ReportFormat,
+    },
+    /// Remove the files no current table version references, older than the retention (what
+    /// time travel inside the retention needs stays).
+    Vacuum {
+        #[arg(long, default_value_t = target_warehouse::table::vacuum::DEFAULT_RETENTION_HOURS)]
+        retention_hours: u64,
+        /// List what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Allow a retention below the table's delta.deletedFileRetentionDuration.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
 }
 
 /// Our progress at info; the Delta kernel's per-snapshot chatter only when it matters.
@@ -94,6 +120,25 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     let map = singer::config::load_config(&cli.config, "TARGET_WAREHOUSE", Some(&schema))?;
     singer::config::validate(&schema, &map)?;
     let settings = Settings::from_map(map).map_err(anyhow::Error::msg)?;
+    match cli.command {
+        Some(Command::Doctor { report }) => return doctor(&settings, report),
+        Some(Command::Vacuum {
+            retention_hours,
+            dry_run,
+            force,
+        }) => {
+            let mut out = std::io::stdout().lock();
+            for v in target_warehouse::vacuum(&settings, retention_hours, dry_run, force)? {
+                let verb = if v.dry_run { "would remove" } else { "removed" };
+                writeln!(out, "{}: {verb} {} files", v.table, v.files.len())?;
+                for f in &v.files {
+                    writeln!(out, "  {f}")?;
+                }
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
     if let Some(Command::Compact) = cli.command {
         for (dir, merged) in target_warehouse::compact(&settings)? {
             match merged {
@@ -149,6 +194,30 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         "done"
     );
     Ok(())
+}
+
+/// Prints every table's health; an error (exit 1) when one is broken.
+fn doctor(settings: &Settings, format: ReportFormat) -> anyhow::Result<()> {
+    let tables = target_warehouse::doctor(settings)?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        ReportFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&tables)?)?,
+        ReportFormat::Text => {
+            for t in &tables {
+                write!(out, "{}", target_warehouse::table::health::render(t))?;
+            }
+        }
+    }
+    let broken: Vec<_> = tables
+        .iter()
+        .filter(|t| !t.broken.is_empty())
+        .map(|t| t.table.as_str())
+        .collect();
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("broken tables: {}", broken.join(", "))
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use crate::columns::{sanitize, ColType, NameSet};
+use crate::columns::ColType;
+use crate::names::{sanitize, NameSet};
 
 /// Field metadata key: the record property a column holds.
 pub const META_PROPERTY: &str = "target_warehouse.property";
@@ -72,9 +73,12 @@ impl Registry {
                 .get(META_PROPERTY)
                 .cloned()
                 .unwrap_or_else(|| field.name().clone());
-            let ty = match meta.get(META_TYPE).and_then(|t| ColType::from_tag(t)) {
-                Some(t) => t,
-                None => type_of(field.data_type()).ok_or_else(|| {
+            let tagged = meta.get(META_TYPE).and_then(|t| ColType::from_tag(t));
+            let ty = match (tagged, type_of(field.data_type())) {
+                // The tag says decimal; precision and scale are the field's own.
+                (Some(ColType::Decimal { .. }), Some(d @ ColType::Decimal { .. })) => d,
+                (Some(t), _) => t,
+                (None, found) => found.ok_or_else(|| {
                     format!(
                         "column {:?} has type {} which target-warehouse does not write",
                         field.name(),
@@ -178,7 +182,9 @@ pub fn data_type(ty: ColType) -> DataType {
         ColType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         ColType::Date => DataType::Date32,
         ColType::Utf8 | ColType::Json => DataType::Utf8,
-        ColType::BigInt => DataType::Decimal128(38, 0),
+        ColType::Decimal { precision, scale } => {
+            DataType::Decimal128(precision, i8::try_from(scale).unwrap_or(i8::MAX))
+        }
     }
 }
 
@@ -190,7 +196,10 @@ fn type_of(dt: &DataType) -> Option<ColType> {
         DataType::Timestamp(TimeUnit::Microsecond, Some(_)) => ColType::Timestamp,
         DataType::Date32 => ColType::Date,
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => ColType::Utf8,
-        DataType::Decimal128(38, 0) => ColType::BigInt,
+        DataType::Decimal128(precision, scale) => ColType::Decimal {
+            precision: *precision,
+            scale: u8::try_from(*scale).ok()?,
+        },
         _ => return None,
     })
 }

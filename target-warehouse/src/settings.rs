@@ -17,6 +17,10 @@ pub const DEFAULT_BATCH_SIZE_BYTES: u64 = 32 * 1024 * 1024;
 /// Arrow's 32-bit string offsets cap one column of one batch at 2 GiB: stay well below.
 pub const MAX_BATCH_SIZE_BYTES: u64 = 1024 * 1024 * 1024;
 pub const DEFAULT_MAX_BATCH_AGE_SECONDS: u64 = 300;
+/// Deletion vectors are an opt-in: a table with them needs reader version 3, which many readers
+/// (deltalake's `to_pyarrow_table`, older Spark, Trino before 427, Athena…) refuse (issue 21;
+/// see `table::readers`).
+pub const DEFAULT_DELETION_VECTORS: bool = false;
 
 /// How a stream's batches land in its table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -40,7 +44,8 @@ pub struct Config {
     pub load_method: Option<LoadMethod>,
     /// Delete the key of a record carrying `_sdc_deleted_at` instead of storing it.
     pub hard_delete: Option<bool>,
-    /// Upserted tables this target creates get deletion vectors (see `table::dv`).
+    /// Upserted tables this target creates get deletion vectors (see `table::dv`); off by
+    /// default so that every reader opens every table.
     pub deletion_vectors: Option<bool>,
     /// Flush when this many bytes of input JSON are buffered (all streams together).
     pub batch_size_bytes: Option<u64>,
@@ -85,7 +90,7 @@ impl Default for Settings {
             warehouse_path: PathBuf::from(DEFAULT_WAREHOUSE_PATH),
             load_method: None,
             hard_delete: false,
-            deletion_vectors: true,
+            deletion_vectors: DEFAULT_DELETION_VECTORS,
             batch_size_bytes: DEFAULT_BATCH_SIZE_BYTES as usize,
             batch_size_rows: None,
             max_batch_age: Duration::from_secs(DEFAULT_MAX_BATCH_AGE_SECONDS),
@@ -139,7 +144,7 @@ impl Settings {
             ),
             load_method: c.load_method,
             hard_delete: c.hard_delete.unwrap_or(false),
-            deletion_vectors: c.deletion_vectors.unwrap_or(true),
+            deletion_vectors: c.deletion_vectors.unwrap_or(DEFAULT_DELETION_VECTORS),
             batch_size_bytes: batch_size_bytes as usize,
             batch_size_rows: c.batch_size_rows.map(|r| r as usize),
             max_batch_age: Duration::from_secs(
@@ -207,6 +212,14 @@ mod tests {
             json!(MIN_MAX_COLUMNS)
         );
         assert_eq!(s.max_columns, DEFAULT_MAX_COLUMNS);
+        assert_eq!(
+            schema["properties"]["deletion_vectors"]["default"],
+            json!(DEFAULT_DELETION_VECTORS)
+        );
+        assert!(
+            !Settings::default().deletion_vectors,
+            "readable everywhere by default"
+        );
         let few = json!({"max_columns": 15});
         assert!(
             Settings::from_map(few.as_object().cloned().unwrap_or_default())

@@ -108,6 +108,9 @@ pub fn read_table(peers: &BTreeMap<String, String>, table: &Path) -> Value {
 pub struct Receiver {
     child: Child,
     pub base: String,
+    /// Started through a launcher (`meltano invoke`) in its own process group: the whole group
+    /// is stopped, not only the launcher.
+    group: bool,
 }
 
 impl Receiver {
@@ -127,10 +130,21 @@ impl Receiver {
         Receiver::spawn(Command::new(tap_bin()).current_dir(dir), config)
     }
 
+    /// A receiver started by a launcher (`meltano invoke tap-webhook:serve`), in a process
+    /// group of its own; ready once `listening on` reaches its stderr.
+    pub fn start_launched(cmd: &mut Command) -> Receiver {
+        use std::os::unix::process::CommandExt;
+        let mut r = Receiver::spawn_ready(cmd.process_group(0));
+        r.group = true;
+        r
+    }
+
     fn spawn(cmd: &mut Command, config: &Path) -> Receiver {
+        Receiver::spawn_ready(cmd.args(["serve", "--config"]).arg(config))
+    }
+
+    fn spawn_ready(cmd: &mut Command) -> Receiver {
         let mut child = cmd
-            .args(["serve", "--config"])
-            .arg(config)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -149,6 +163,7 @@ impl Receiver {
         Receiver {
             child,
             base: format!("http://{addr}"),
+            group: false,
         }
     }
 
@@ -175,6 +190,11 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
+        if self.group {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.child.id())])
+                .status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -1,5 +1,5 @@
 //! Interop with Python Singer plugins from PyPI, both directions:
-//! tap-webhook → target-duckdb, and tap-jsonl → target-warehouse.
+//! tap-webhook → target-duckdb, tap-jsonl and a singer-sdk tap → target-warehouse.
 
 use std::process::Command;
 
@@ -154,7 +154,7 @@ fn deletion_vectors_written_by_upserts_are_honoured_by_duckdb_and_deltalake() {
     let target_config = dir.path().join("target.json");
     std::fs::write(
         &target_config,
-        json!({"warehouse_path": dir.path().join("wh")}).to_string(),
+        json!({"warehouse_path": dir.path().join("wh"), "deletion_vectors": true}).to_string(),
     )
     .unwrap();
     let schema = json!({"type": "SCHEMA", "stream": "accounts", "key_properties": ["id"],
@@ -245,5 +245,162 @@ fn deletion_vectors_written_by_upserts_are_honoured_by_duckdb_and_deltalake() {
         let id = r["id"].as_i64().unwrap();
         let want = latest.get(&id).map_or_else(|| want(id), |v| v.to_string());
         assert_eq!(r["v"], json!(want), "after the checkpoint: id {id}");
+    }
+}
+
+/// ACTIVATE_VERSION as a singer-sdk tap emits it (tests/python/sdk_tap.py, a FULL_TABLE stream
+/// with `emit_activate_version_messages`), loaded as the SDK's SQL targets load it: without
+/// `hard_delete` the rows of older versions stay with `_sdc_deleted_at` set; with it they go.
+#[test]
+#[ignore = "needs the Python peers (bash tests/run.sh)"]
+fn sdk_activate_version_soft_deletes_unless_hard_delete() {
+    let peers = peers();
+    let dir = tempfile::tempdir().unwrap();
+    // One sync of the SDK tap; its version is the sync's start in seconds.
+    let sync = |rows: Value| -> (String, i64) {
+        let config = dir.path().join("sdk-tap.json");
+        std::fs::write(
+            &config,
+            json!({"rows": rows, "emit_activate_version_messages": true}).to_string(),
+        )
+        .unwrap();
+        let out = run_ok(
+            Command::new(&peers["VENV_PYTHON"])
+                .arg(crate::harness::repo_root().join("tests/python/sdk_tap.py"))
+                .arg("--config")
+                .arg(&config),
+        );
+        let version = out
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|m| m["type"] == "ACTIVATE_VERSION")
+            .and_then(|m| m["version"].as_i64())
+            .expect("the SDK tap emits ACTIVATE_VERSION");
+        (out, version)
+    };
+    let first = sync(json!([{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]));
+    let mut second = sync(json!([{"id": 2, "name": "b2"}, {"id": 3, "name": "c"}]));
+    // Versions are seconds: a second sync in the same second is the same version; sync again.
+    for _ in 0..50 {
+        if second.1 > first.1 {
+            break;
+        }
+        second = sync(json!([{"id": 2, "name": "b2"}, {"id": 3, "name": "c"}]));
+    }
+    assert!(second.1 > first.1, "the second sync has a newer version");
+    for hard in [false, true] {
+        let wh = dir.path().join(format!("wh-{hard}"));
+        let target_config = dir.path().join("target.json");
+        std::fs::write(
+            &target_config,
+            json!({"warehouse_path": wh, "hard_delete": hard}).to_string(),
+        )
+        .unwrap();
+        for (input, _) in [&first, &second] {
+            pipe_into(
+                Command::new(target_bin())
+                    .arg("--config")
+                    .arg(&target_config),
+                input.as_bytes(),
+            );
+        }
+        let table = read_table(&peers, &wh.join("items"));
+        let mut rows: Vec<(i64, String, bool)> = table["duckdb"]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["id"].as_i64().unwrap(),
+                    r["name"].as_str().unwrap().to_owned(),
+                    !r["_sdc_deleted_at"].is_null(),
+                )
+            })
+            .collect();
+        rows.sort();
+        let expected: Vec<(i64, String, bool)> = if hard {
+            vec![(2, "b2".into(), false), (3, "c".into(), false)]
+        } else {
+            vec![
+                (1, "a".into(), true),
+                (2, "b2".into(), false),
+                (3, "c".into(), false),
+            ]
+        };
+        assert_eq!(rows, expected, "hard_delete {hard}");
+    }
+}
+
+/// BATCH messages as a singer-sdk tap writes them (`batch_config`: jsonl + gzip, and parquet)
+/// load the same rows as the same tap's RECORDs.
+#[test]
+#[ignore = "needs the Python peers (bash tests/run.sh)"]
+fn sdk_batch_messages_jsonl_gzip_and_parquet_load_like_records() {
+    let peers = peers();
+    let dir = tempfile::tempdir().unwrap();
+    let rows = json!([{"id": 1, "name": "a"}, {"id": 2, "name": "ü"}, {"id": 3, "name": null}]);
+    let load = |name: &str, batch_config: Option<Value>| -> Vec<Value> {
+        let mut config = json!({"rows": rows});
+        if let Some(b) = batch_config {
+            config["batch_config"] = b;
+        }
+        let config_path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&config_path, config.to_string()).unwrap();
+        let out = run_ok(
+            Command::new(&peers["VENV_PYTHON"])
+                .arg(crate::harness::repo_root().join("tests/python/sdk_tap.py"))
+                .arg("--config")
+                .arg(&config_path),
+        );
+        let kinds: Vec<String> = out
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["type"].to_string())
+            .collect();
+        assert_eq!(
+            kinds.iter().any(|k| k == "\"BATCH\""),
+            name != "records",
+            "{name}: {kinds:?}"
+        );
+        let wh = dir.path().join(format!("wh-{name}"));
+        let target_config = dir.path().join(format!("target-{name}.json"));
+        std::fs::write(&target_config, json!({"warehouse_path": wh}).to_string()).unwrap();
+        pipe_into(
+            Command::new(target_bin())
+                .arg("--config")
+                .arg(&target_config),
+            out.as_bytes(),
+        );
+        let table = read_table(&peers, &wh.join("items"));
+        let mut got: Vec<Value> = table["duckdb"]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| json!([r["id"], r["name"]]))
+            .collect();
+        got.sort_by_key(|v| v[0].as_i64());
+        got
+    };
+    let records = load("records", None);
+    assert_eq!(
+        records,
+        vec![json!([1, "a"]), json!([2, "ü"]), json!([3, null])]
+    );
+    for (name, encoding) in [
+        (
+            "jsonl-gzip",
+            json!({"format": "jsonl", "compression": "gzip"}),
+        ),
+        ("jsonl", json!({"format": "jsonl", "compression": "none"})),
+        (
+            "parquet",
+            json!({"format": "parquet", "compression": "gzip"}),
+        ),
+    ] {
+        let storage = json!({"root": format!("file://{}", dir.path().display()), "prefix": format!("{name}-")});
+        let got = load(
+            name,
+            Some(json!({"encoding": encoding, "storage": storage})),
+        );
+        assert_eq!(got, records, "{name}");
     }
 }

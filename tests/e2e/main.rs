@@ -7,7 +7,9 @@
 //! `tests/run.sh` (hence CI) runs them with `--include-ignored`, and one run without its peers
 //! fails, saying how to install them. None of them passes without testing.
 
+mod batch_s3;
 mod cron;
+mod decimals;
 mod deploy;
 mod disk_full;
 mod docs;
@@ -15,7 +17,10 @@ mod harness;
 mod install;
 mod interop;
 mod meltano;
+mod moto;
 mod pipeline;
+mod postgres;
+mod readers;
 mod readme;
 mod scaleout;
 mod signatures;

@@ -30,23 +30,69 @@ fn meltano(
     )
 }
 
-#[test]
-#[ignore = "needs the Python peers (bash tests/run.sh)"]
-fn meltano_runs_twice_and_state_carries_over() {
-    let peers = peers();
-    let project = tempfile::tempdir().unwrap();
-    let p = project.path();
+/// A temp Meltano project: the repository's meltano.yml with `extra_dev_config` (YAML under
+/// the `dev` environment's tap-webhook config, indented to fit) and the plugins on `bin/`.
+fn project(p: &Path, extra_dev_config: &str) {
     let mut yml = std::fs::read_to_string(repo_root().join("meltano.yml")).unwrap();
     for b in ["tap-webhook", "target-warehouse"] {
         let pip_url = format!("pip_url: ./{b}\n");
         assert!(yml.contains(&pip_url), "meltano.yml has `{pip_url}`");
         yml = yml.replace(&pip_url, &format!("executable: bin/{b}\n"));
     }
+    if !extra_dev_config.is_empty() {
+        let dev = "environments:\n- name: dev\n";
+        assert!(yml.contains(dev), "meltano.yml has a dev environment");
+        let config = format!(
+            "{dev}  config:\n    plugins:\n      extractors:\n      - name: tap-webhook\n        config:\n{extra_dev_config}"
+        );
+        yml = yml.replacen(dev, &config, 1);
+    }
     std::fs::write(p.join("meltano.yml"), yml).unwrap();
     std::fs::create_dir(p.join("bin")).unwrap();
     for b in ["tap-webhook", "target-warehouse"] {
         std::fs::copy(repo_root().join("bin").join(b), p.join("bin").join(b)).unwrap();
     }
+}
+
+#[test]
+#[ignore = "needs the Python peers (bash tests/run.sh)"]
+fn meltano_invoke_serve_takes_sources_written_in_meltano_yml() {
+    let peers = peers();
+    let project_dir = tempfile::tempdir().unwrap();
+    let p = project_dir.path();
+    // Object settings as a user writes them in meltano.yml: Meltano hands them to `serve
+    // --config ENV` as dotted keys plus one variable per leaf.
+    project(
+        p,
+        "          sources:\n            orders:\n              primary_key: order_id\n              api_keys: [key-one-aaaa, key-two-bbbb]\n            gh: {}\n          queue:\n            backend: spool\n",
+    );
+    let receiver = Receiver::start_launched(
+        Command::new(&peers["MELTANO"])
+            .current_dir(p)
+            // info: Meltano passes the plugin's stderr (`listening on …`) on at that level.
+            .args(["--log-level=info", "invoke", "tap-webhook:serve"])
+            .env("WEBHOOK_WAREHOUSE_BIN_DIR", bin_dir())
+            .env("TAP_WEBHOOK_SPOOL_PATH", p.join("spool.sqlite"))
+            .env("TAP_WEBHOOK_LISTEN_ADDRESS", "127.0.0.1:0")
+            .env("MELTANO_SEND_ANONYMOUS_USAGE_STATS", "false")
+            .env("MELTANO_CLI_DISABLE_VERSION_CHECK", "true")
+            .env("NO_COLOR", "1"),
+    );
+    let key = [("x-api-key", "key-two-bbbb")];
+    assert_eq!(receiver.post("orders", r#"{"order_id":1}"#, &key), 200);
+    // The nested settings took effect: the key is required, and only configured sources exist.
+    assert_eq!(receiver.post("orders", r#"{"order_id":2}"#, &[]), 401);
+    assert_eq!(receiver.post("gh", r#"{"a":1}"#, &[]), 200);
+    assert_eq!(receiver.post("data", r#"{"a":1}"#, &[]), 404);
+}
+
+#[test]
+#[ignore = "needs the Python peers (bash tests/run.sh)"]
+fn meltano_runs_twice_and_state_carries_over() {
+    let peers = peers();
+    let project_dir = tempfile::tempdir().unwrap();
+    let p = project_dir.path();
+    project(p, "");
     let config = p.join("receiver.json");
     std::fs::write(
         &config,

@@ -4,78 +4,16 @@
 //! and a drain killed between its spool commit and the SQS delete loses nothing and emits
 //! nothing twice.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::harness::{peers, pipe_into, repo_root, run_ok, tap_bin, target_bin, Receiver};
-
-/// Credentials for moto, given to every process (the binaries read the standard AWS chain).
-const AWS_ENV: [(&str, &str); 5] = [
-    ("AWS_ACCESS_KEY_ID", "testing"),
-    ("AWS_SECRET_ACCESS_KEY", "testing"),
-    ("AWS_REGION", "us-east-1"),
-    ("AWS_EC2_METADATA_DISABLED", "true"),
-    ("AWS_CONFIG_FILE", "/dev/null"),
-];
-
-/// `moto_server` on a free loopback port; killed when dropped.
-struct Moto {
-    child: Child,
-    endpoint: String,
-    python: String,
-}
-
-impl Moto {
-    fn start(peers: &BTreeMap<String, String>) -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(&peers["MOTO_SERVER"])
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting moto_server");
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            python: peers["VENV_PYTHON"].clone(),
-        }
-    }
-
-    /// Runs `tests/python/aws_peer.py ENDPOINT args…`; returns its stdout, trimmed.
-    fn peer(&self, args: &[&str]) -> String {
-        run_ok(
-            Command::new(&self.python)
-                .arg(repo_root().join("tests/python/aws_peer.py"))
-                .arg(&self.endpoint)
-                .args(args)
-                .envs(AWS_ENV),
-        )
-        .trim()
-        .to_owned()
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::harness::{peers, pipe_into, tap_bin, target_bin, Receiver};
+use crate::moto::{Moto, AWS_ENV};
 
 fn write_json(path: &Path, v: &Value) {
     std::fs::write(path, v.to_string()).unwrap();
@@ -315,6 +253,8 @@ fn two_receivers_sqs_drain_target_delta_on_s3_with_a_claim_check() {
 
     // An upsert on S3 that replaces rows of an earlier run: a deletion vector uploaded beside
     // the files (its staged copy gone), read back by deltalake through the object store.
+    let dv_config = dir.path().join("target-dv.json");
+    write_json(&dv_config, &json!({"deletion_vectors": true})); // the opt-in
     let keyed = |records: &[(i64, &str)]| {
         let mut s = json!({"type": "SCHEMA", "stream": "keyed", "key_properties": ["k"],
             "schema": {"type": "object", "properties": {"k": {"type": "integer"}}}})
@@ -331,6 +271,8 @@ fn two_receivers_sqs_drain_target_delta_on_s3_with_a_claim_check() {
             Command::new(target_bin())
                 .arg("--config")
                 .arg(&target_config)
+                .arg("--config")
+                .arg(&dv_config)
                 .env("TMPDIR", &tmp)
                 .envs(AWS_ENV),
             s.as_bytes(),

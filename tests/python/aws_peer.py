@@ -7,6 +7,7 @@
     aws_peer.py ENDPOINT list-keys BUCKET PREFIX                -> JSON list of keys
     aws_peer.py ENDPOINT read-delta S3_URI                      -> JSON {"count", "version", "rows"}
     aws_peer.py ENDPOINT put-if-absent BUCKET KEY               -> "created" or "precondition-failed"
+    aws_peer.py ENDPOINT put-file BUCKET KEY PATH               (uploads a local file)
 
 Credentials come from the environment (AWS_ACCESS_KEY_ID=testing etc.), as for the binaries.
 """
@@ -51,6 +52,10 @@ elif command == "put-if-absent":
     except botocore.exceptions.ClientError as e:
         code = e.response["Error"]["Code"]
         print("precondition-failed" if code in ("PreconditionFailed", "412") else code)
+elif command == "put-file":
+    bucket, key, path = args
+    with open(path, "rb") as f:
+        client("s3").put_object(Bucket=bucket, Key=key, Body=f.read())
 elif command == "read-delta":
     import deltalake
 

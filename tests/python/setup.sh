@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create/refresh the Python test virtualenv (meltano, target-duckdb, tap-jsonl, singer-sdk,
+# Create/refresh the Python test virtualenv (meltano, target-duckdb, target-postgres, tap-jsonl, singer-sdk,
 # duckdb + delta/httpfs extensions, deltalake, moto[server], svix/standardwebhooks/stripe,
 # maturin for the wheels).
 #
@@ -87,7 +87,7 @@ with tempfile.TemporaryDirectory() as d:
 streams = os.path.join(os.path.dirname(singer_sdk.__file__), "testing", "target_test_streams")
 assert glob.glob(f"{streams}/*.singer"), streams
 PY
-  for exe in meltano target-duckdb tap-jsonl moto_server pytest maturin; do
+  for exe in meltano target-duckdb target-postgres tap-jsonl moto_server pytest maturin; do
     [ -x "$VENV/bin/$exe" ] || { log "missing $VENV/bin/$exe"; exit 1; }
   done
 }
@@ -110,6 +110,7 @@ for k, v in [
     ("VENV_PYTHON", f"{venv}/bin/python"),
     ("MELTANO", f"{venv}/bin/meltano"),
     ("TARGET_DUCKDB", f"{venv}/bin/target-duckdb"),
+    ("TARGET_POSTGRES", f"{venv}/bin/target-postgres"),
     ("TAP_JSONL", f"{venv}/bin/tap-jsonl"),
     ("MOTO_SERVER", f"{venv}/bin/moto_server"),
     ("MATURIN", f"{venv}/bin/maturin"),

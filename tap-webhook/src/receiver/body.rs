@@ -29,6 +29,45 @@ pub enum BodyError {
     InvalidJson { offset: usize, detail: String },
     #[error("UNSUPPORTED_JSON_TYPE: {0}")]
     UnsupportedType(String),
+    #[error(
+        "TOO_MANY_FIELDS: {where_} has {count} top-level fields; at most {limit} are accepted \
+         (max_fields_per_message)"
+    )]
+    TooManyFields {
+        where_: &'static str,
+        count: usize,
+        limit: usize,
+    },
+    #[error(
+        "TOO_MANY_MESSAGES: the array has {count} elements; at most {limit} are accepted in one \
+         delivery (max_messages_per_delivery)"
+    )]
+    TooManyMessages { count: usize, limit: usize },
+}
+
+/// What one delivery may hold, so that its cost is bounded however it is shaped: each field
+/// and each message costs work in the receiver, the tap and the target (a column, a row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Top-level fields of one message (`max_fields_per_message`).
+    pub max_fields: usize,
+    /// Messages of one array delivery (`max_messages_per_delivery`).
+    pub max_messages: usize,
+}
+
+/// Top-level fields of one message: far above real webhooks (hundreds), far below what makes
+/// one delivery cost seconds (a column each in the target).
+pub const DEFAULT_MAX_FIELDS_PER_MESSAGE: usize = 10_000;
+/// Messages of one array delivery (SendGrid batches up to 1,000 events).
+pub const DEFAULT_MAX_MESSAGES_PER_DELIVERY: usize = 10_000;
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            max_fields: DEFAULT_MAX_FIELDS_PER_MESSAGE,
+            max_messages: DEFAULT_MAX_MESSAGES_PER_DELIVERY,
+        }
+    }
 }
 
 /// Undoes `Content-Encoding`, refusing output beyond `limit` bytes (gzip bombs stop there).
@@ -72,7 +111,8 @@ pub fn decode_borrowed<'a>(
 
 /// Splits a JSON body into messages: an object is one message (the whole body, byte for byte),
 /// an array is one message per element (each element's exact text). Elements must be objects.
-pub fn split(body: &[u8]) -> Result<Vec<&str>, BodyError> {
+/// Depth and `bounds` are checked first, by one scan of the bytes, before any parse.
+pub fn split<'a>(body: &'a [u8], bounds: &Bounds) -> Result<Vec<&'a str>, BodyError> {
     let text = std::str::from_utf8(body).map_err(|e| BodyError::InvalidJson {
         offset: e.valid_up_to(),
         detail: "invalid UTF-8".into(),
@@ -81,10 +121,32 @@ pub fn split(body: &[u8]) -> Result<Vec<&str>, BodyError> {
     if trimmed.is_empty() {
         return Err(BodyError::Empty);
     }
-    if let Some(offset) = payload::too_deep_at(text, MAX_DEPTH) {
+    let shape = payload::shape(text, MAX_DEPTH);
+    if let Some(offset) = shape.too_deep_at {
         return Err(BodyError::InvalidJson {
             offset,
             detail: format!("nesting deeper than {MAX_DEPTH} levels"),
+        });
+    }
+    let (messages, widest, where_) = match trimmed.as_bytes()[0] {
+        b'[' => (
+            shape.top_items,
+            shape.widest_element,
+            "an element of the array",
+        ),
+        _ => (1, shape.top_items, "the body"),
+    };
+    if messages > bounds.max_messages {
+        return Err(BodyError::TooManyMessages {
+            count: messages,
+            limit: bounds.max_messages,
+        });
+    }
+    if widest > bounds.max_fields {
+        return Err(BodyError::TooManyFields {
+            where_,
+            count: widest,
+            limit: bounds.max_fields,
         });
     }
     // The tap unescapes each message's top-level names; a name serde cannot unescape (a lone
@@ -146,9 +208,17 @@ mod tests {
     #[test]
     fn a_name_the_tap_cannot_unescape_is_invalid_json() {
         let body = br#"{"a\udfffb": 1}"#;
-        assert!(matches!(split(body), Err(BodyError::InvalidJson { .. })));
-        assert!(split(br#"[{"ok": "\udfff"}, {"a\udfff": 2}]"#).is_err());
-        assert_eq!(split(br#"{"caf\u00e9": 1}"#).unwrap().len(), 1);
+        assert!(matches!(
+            split(body, &Bounds::default()),
+            Err(BodyError::InvalidJson { .. })
+        ));
+        assert!(split(br#"[{"ok": "\udfff"}, {"a\udfff": 2}]"#, &Bounds::default()).is_err());
+        assert_eq!(
+            split(br#"{"caf\u00e9": 1}"#, &Bounds::default())
+                .unwrap()
+                .len(),
+            1
+        );
     }
     use std::io::Write;
 
@@ -161,37 +231,49 @@ mod tests {
     #[test]
     fn object_is_kept_byte_for_byte_and_array_split() {
         let body = " {\"b\": 1,  \"a\":[2]}\n";
-        assert_eq!(split(body.as_bytes()).unwrap(), vec![body]);
+        assert_eq!(
+            split(body.as_bytes(), &Bounds::default()).unwrap(),
+            vec![body]
+        );
         let body = br#"[{"x":1} , {"y" : 2}]"#;
-        assert_eq!(split(body).unwrap(), vec![r#"{"x":1}"#, r#"{"y" : 2}"#]);
-        assert_eq!(split(b"[]").unwrap(), Vec::<&str>::new());
+        assert_eq!(
+            split(body, &Bounds::default()).unwrap(),
+            vec![r#"{"x":1}"#, r#"{"y" : 2}"#]
+        );
+        assert_eq!(
+            split(b"[]", &Bounds::default()).unwrap(),
+            Vec::<&str>::new()
+        );
     }
 
     #[test]
     fn bad_bodies_get_specific_errors() {
-        assert_eq!(split(b"  \n").unwrap_err(), BodyError::Empty);
+        assert_eq!(
+            split(b"  \n", &Bounds::default()).unwrap_err(),
+            BodyError::Empty
+        );
         assert!(matches!(
-            split(br#"{"a":1,}"#).unwrap_err(),
+            split(br#"{"a":1,}"#, &Bounds::default()).unwrap_err(),
             BodyError::InvalidJson { offset: 7, .. }
         ));
-        let e = split(b"{\"a\":\n tru}").unwrap_err();
+        let e = split(b"{\"a\":\n tru}", &Bounds::default()).unwrap_err();
         assert!(
             matches!(e, BodyError::InvalidJson { offset: 10, .. }),
             "{e:?}"
         );
         assert!(
-            matches!(split(b"42").unwrap_err(), BodyError::UnsupportedType(m) if m.contains("a number"))
+            matches!(split(b"42", &Bounds::default()).unwrap_err(), BodyError::UnsupportedType(m) if m.contains("a number"))
         );
         assert!(
-            matches!(split(br#"[{"a":1}, "x"]"#).unwrap_err(), BodyError::UnsupportedType(m) if m.contains("element 1 is a string"))
+            matches!(split(br#"[{"a":1}, "x"]"#, &Bounds::default()).unwrap_err(), BodyError::UnsupportedType(m) if m.contains("element 1 is a string"))
         );
         assert!(matches!(
-            split(b"{\"a\":\"\xff\"}").unwrap_err(),
+            split(b"{\"a\":\"\xff\"}", &Bounds::default()).unwrap_err(),
             BodyError::InvalidJson { offset: 6, .. }
         ));
         let deep = "[".repeat(200) + &"]".repeat(200);
         assert!(matches!(
-            split(deep.as_bytes()).unwrap_err(),
+            split(deep.as_bytes(), &Bounds::default()).unwrap_err(),
             BodyError::InvalidJson { offset: 128, .. }
         ));
         let ok = format!(
@@ -200,10 +282,51 @@ mod tests {
             "]".repeat(120)
         );
         assert_eq!(
-            split(ok.as_bytes()).unwrap().len(),
+            split(ok.as_bytes(), &Bounds::default()).unwrap().len(),
             1,
             "brackets in strings do not count: {ok}"
         );
+    }
+
+    #[test]
+    fn too_many_fields_or_messages_are_refused_before_any_parse() {
+        let bounds = Bounds {
+            max_fields: 3,
+            max_messages: 2,
+        };
+        let ok = br#"{"a":1,"b":{"x":1,"y":2,"z":3,"w":4},"c":"d,e,f,g"}"#;
+        assert_eq!(split(ok, &bounds).unwrap().len(), 1);
+        assert_eq!(
+            split(br#"{"a":1,"b":2,"c":3,"d":4}"#, &bounds).unwrap_err(),
+            BodyError::TooManyFields {
+                where_: "the body",
+                count: 4,
+                limit: 3
+            }
+        );
+        assert_eq!(
+            split(br#"[{"a":1},{"a":1,"b":2,"c":3}]"#, &bounds)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            split(br#"[{"a":1},{"a":1,"b":2,"c":3,"d":4}]"#, &bounds).unwrap_err(),
+            BodyError::TooManyFields {
+                where_: "an element of the array",
+                count: 4,
+                limit: 3
+            }
+        );
+        assert_eq!(
+            split(b"[{},{},{}]", &bounds).unwrap_err(),
+            BodyError::TooManyMessages { count: 3, limit: 2 }
+        );
+        // Counted before the parse: a body past a bound is refused for that, even if invalid.
+        assert!(matches!(
+            split(b"[{},{},{},", &bounds).unwrap_err(),
+            BodyError::TooManyMessages { .. }
+        ));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::spool::writer::SpoolStats;
+use crate::spool::watch::SpoolStats;
 
 #[derive(Default)]
 pub struct Metrics {

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod body;
 pub mod capture;
+pub mod delivery;
 pub mod metrics;
 pub mod reply;
 pub mod signature;
@@ -85,6 +86,10 @@ pub struct AppState {
     pub store: Store,
     pub metrics: metrics::Metrics,
     pub max_body_bytes: usize,
+    /// `max_fields_per_message`, `max_messages_per_delivery`.
+    pub bounds: body::Bounds,
+    /// Large bodies whose pipeline may run at once ([`delivery`]).
+    pub body_slots: Arc<Semaphore>,
     pub max_spool_bytes: u64,
     pub retry_after_seconds: u64,
     pub limits: Limits,
@@ -101,6 +106,8 @@ impl AppState {
                 .collect(),
             store,
             max_body_bytes: settings.max_body_bytes,
+            bounds: settings.bounds,
+            body_slots: delivery::body_slots(),
             max_spool_bytes: settings.max_spool_bytes,
             retry_after_seconds: settings.retry_after_seconds,
             limits: settings.limits,
@@ -328,16 +335,11 @@ async fn receive(
     for v in &rt.verifiers {
         v.verify_request(&view)?;
     }
-    if state.store.is_full(state.max_spool_bytes) {
-        return Err(ReceiveError::SpoolFull {
-            retry_after_seconds: state.retry_after_seconds,
-        });
-    }
+    state
+        .store
+        .check(state.max_spool_bytes, state.retry_after_seconds)?;
 
-    let payload_query;
-    let raw;
-    let decoded;
-    let texts: Vec<&str> = if method == Method::GET {
+    let texts: Vec<String> = if method == Method::GET {
         // valmi style: the query parameters are the payload (credentials left out).
         let mut obj = capture::query_object(&query, &[]);
         if let Some(map) = obj.as_object_mut() {
@@ -345,23 +347,24 @@ async fn receive(
                 map.remove(secret);
             }
         }
-        payload_query = obj.to_string();
-        vec![payload_query.as_str()]
+        vec![obj.to_string()]
     } else {
-        raw = tokio::time::timeout(
+        let raw = tokio::time::timeout(
             state.limits.body_read_timeout,
             read_body(body, headers, state.max_body_bytes),
         )
         .await
         .map_err(|_| ReceiveError::Body(body::BodyError::ReadTimeout))??;
-        for v in &rt.verifiers {
-            v.verify_body(&view, &raw)?;
-        }
-        let encoding = headers
-            .get(header::CONTENT_ENCODING)
-            .and_then(|v| v.to_str().ok());
-        decoded = body::decode_borrowed(&raw, encoding, state.max_body_bytes)?;
-        body::split(&decoded)?
+        let body = delivery::Body {
+            raw,
+            headers,
+            query: &query,
+            now: view.now,
+            verifiers: &rt.verifiers,
+            max_body_bytes: state.max_body_bytes,
+            bounds: state.bounds,
+        };
+        body.messages(&state.body_slots).await?
     };
 
     let delivery_id = capture::delivery_id(headers, rt.source.delivery_id_header.as_deref());
@@ -380,7 +383,7 @@ async fn receive(
             part: u32::try_from(part).unwrap_or(u32::MAX),
             headers: headers_json.clone(),
             query: query_json.clone(),
-            body: text.to_owned(),
+            body: text,
         })
         .collect();
     let outcome = if messages.is_empty() {

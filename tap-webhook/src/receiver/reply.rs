@@ -57,6 +57,8 @@ impl ReceiveError {
                 BodyError::InvalidGzip(_) => "INVALID_GZIP",
                 BodyError::InvalidJson { .. } => "INVALID_JSON",
                 BodyError::UnsupportedType(_) => "UNSUPPORTED_JSON_TYPE",
+                BodyError::TooManyFields { .. } => "TOO_MANY_FIELDS",
+                BodyError::TooManyMessages { .. } => "TOO_MANY_MESSAGES",
             },
             ReceiveError::SpoolFull { .. } => "SPOOL_FULL",
             ReceiveError::SpoolUnavailable => "SPOOL_UNAVAILABLE",
@@ -70,7 +72,13 @@ impl ReceiveError {
                 StatusCode::METHOD_NOT_ALLOWED
             }
             ReceiveError::Auth(_) => StatusCode::UNAUTHORIZED,
-            ReceiveError::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            // Too many fields or messages is too large a delivery, by another measure than bytes:
+            // 413, like the byte limit (a sender splits it; a retry as is cannot succeed).
+            ReceiveError::Body(
+                BodyError::TooLarge { .. }
+                | BodyError::TooManyFields { .. }
+                | BodyError::TooManyMessages { .. },
+            ) => StatusCode::PAYLOAD_TOO_LARGE,
             ReceiveError::Body(BodyError::ReadTimeout) => StatusCode::REQUEST_TIMEOUT,
             ReceiveError::Body(BodyError::UnsupportedEncoding(_)) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE

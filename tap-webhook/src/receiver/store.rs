@@ -4,7 +4,7 @@
 
 use crate::queue::sender::QueueSender;
 use crate::queue::QueueError;
-use crate::spool::writer::SpoolStats;
+use crate::spool::watch::SpoolStats;
 use crate::spool::writer::{SpoolWriter, WriteOutcome};
 use crate::spool::NewMessage;
 
@@ -19,7 +19,7 @@ pub enum Store {
 }
 
 impl Store {
-    /// The spool's size and depth, refreshed by its writer; `None` for the queue, which has no
+    /// The spool's size and depth, refreshed by its watch; `None` for the queue, which has no
     /// size limit of ours.
     pub fn spool_stats(&self) -> Option<&SpoolStats> {
         match self {
@@ -28,13 +28,23 @@ impl Store {
         }
     }
 
-    /// True when the spool holds more than `max_bytes` or its disk has too little room left
-    /// to prune it (a queue is never full).
-    pub fn is_full(&self, max_bytes: u64) -> bool {
-        match self {
-            Store::Spool(w) => w.is_full(max_bytes),
-            Store::Queue(_) => false,
+    /// Whether a delivery may be stored now: not when the spool has failed for good (removed,
+    /// replaced, corrupt: 503 `SPOOL_UNAVAILABLE` until restart), holds more than `max_bytes`
+    /// or has too little room left on its disk to be pruned (503 `SPOOL_FULL`, which clears
+    /// once the tap prunes). A queue is never full.
+    pub fn check(&self, max_bytes: u64, retry_after_seconds: u64) -> Result<(), ReceiveError> {
+        let Store::Spool(w) = self else {
+            return Ok(());
+        };
+        if w.stats.failure().is_some() {
+            return Err(ReceiveError::SpoolUnavailable);
         }
+        if w.is_full(max_bytes) {
+            return Err(ReceiveError::SpoolFull {
+                retry_after_seconds,
+            });
+        }
+        Ok(())
     }
 
     /// Stores one delivery's messages durably; returns once the store acknowledged them. A

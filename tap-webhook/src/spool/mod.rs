@@ -11,6 +11,7 @@
 
 pub mod reader;
 pub mod room;
+pub mod watch;
 pub mod writer;
 
 use std::path::Path;
@@ -114,6 +115,21 @@ pub enum SpoolError {
     Commit(String),
     #[error("the spool writer has stopped")]
     WriterGone,
+    #[error(
+        "spool {path} is corrupt; SQLite says: {detail}. Stop every process using it and keep a \
+         copy of the file: it holds the messages not yet loaded downstream. `sqlite3 {path} \
+         .recover | sqlite3 recovered.sqlite` saves what can still be read; then point \
+         spool_path at the recovered file (or at a new one) and start again"
+    )]
+    Corrupt { path: String, detail: String },
+}
+
+/// True when SQLite's error says the database file itself is damaged (or not a database).
+pub fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ffi::ErrorCode::DatabaseCorrupt | rusqlite::ffi::ErrorCode::NotADatabase)
+    )
 }
 
 const SCHEMA: &str = "
@@ -136,6 +152,12 @@ CREATE TABLE IF NOT EXISTS deliveries (
     message_ids  TEXT    NOT NULL,
     PRIMARY KEY (source, delivery_id)
 ) WITHOUT ROWID;
+-- The spool's own facts: `producer_id`, a UUIDv7 made when the spool is first opened, names its
+-- sequence space in every record (`_sdc_producer`) and in the tap's STATE.
+CREATE TABLE IF NOT EXISTS meta (
+    key          TEXT    PRIMARY KEY,
+    value        TEXT    NOT NULL
+);
 -- Ids of messages drained from a queue, kept after the messages themselves are pruned: SQS may
 -- redeliver a message whose delete failed long after it was emitted and pruned from `messages`.
 CREATE TABLE IF NOT EXISTS drained_ids (
@@ -148,11 +170,45 @@ CREATE TABLE IF NOT EXISTS drained_ids (
 /// (14 days at most), so a redelivery or a redrive from the dead-letter queue is always known.
 pub const DRAINED_ID_RETENTION: Duration = Duration::from_secs(15 * 24 * 3600);
 
+/// Opens the spool as [`open`] does, then checks it (`PRAGMA quick_check`): `serve`, the tap
+/// and `--test` refuse a damaged spool at start with what SQLite found and what to do, instead
+/// of acknowledging deliveries into it or failing mid-run on the page a message lies in.
+pub fn open_checked(path: &Path) -> Result<Connection, SpoolError> {
+    let conn = open(path)?;
+    let corrupt = |detail: String| SpoolError::Corrupt {
+        path: path.display().to_string(),
+        detail,
+    };
+    let found: Vec<String> = conn
+        .prepare("PRAGMA quick_check(5)")
+        .and_then(|mut st| {
+            st.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .map_err(|e| match is_corruption(&e) {
+            true => corrupt(e.to_string()),
+            false => SpoolError::Sqlite {
+                path: path.display().to_string(),
+                source: e,
+            },
+        })?;
+    if found != ["ok"] {
+        return Err(corrupt(format!("quick_check: {}", found.join("; "))));
+    }
+    Ok(conn)
+}
+
 /// Opens (creating if needed) the spool database with the settings every connection needs.
 pub fn open(path: &Path) -> Result<Connection, SpoolError> {
-    let err = |source| SpoolError::Sqlite {
-        path: path.display().to_string(),
-        source,
+    let err = |source: rusqlite::Error| match is_corruption(&source) {
+        true => SpoolError::Corrupt {
+            path: path.display().to_string(),
+            detail: source.to_string(),
+        },
+        false => SpoolError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        },
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         // A missing directory shows up as SQLite's "unable to open"; create it instead.
@@ -167,6 +223,35 @@ pub fn open(path: &Path) -> Result<Connection, SpoolError> {
         .map_err(err)?;
     conn.execute_batch(SCHEMA).map_err(err)?;
     Ok(conn)
+}
+
+/// The spool's producer id, made on the first open by `serve` or the tap of a spool that has
+/// none (new, or created before producer ids): inserted if absent and read back inside one
+/// write transaction, so two processes opening it at once agree on one id.
+pub fn producer_id(conn: &Connection) -> rusqlite::Result<String> {
+    let read = || {
+        conn.prepare_cached("SELECT value FROM meta WHERE key = 'producer_id'")?
+            .query_row([], |r| r.get::<_, String>(0))
+            .optional()
+    };
+    if let Some(id) = read()? {
+        return Ok(id);
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let made = conn
+        .execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('producer_id', ?1)",
+            [uuid::Uuid::now_v7().to_string()],
+        )
+        .and_then(|_| read())
+        .and_then(|id| {
+            conn.execute_batch("COMMIT")?;
+            Ok(id)
+        });
+    if made.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    made?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
 /// The highest sequence ever assigned (0 for a new spool): `sqlite_sequence` keeps it even
@@ -198,4 +283,29 @@ pub fn expire_drained_ids(conn: &Connection) -> rusqlite::Result<usize> {
 /// A duration in microseconds, saturating.
 pub fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spool_without_a_producer_id_gets_one_and_concurrent_opens_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.sqlite");
+        // A spool as created before producer ids: no `meta` table.
+        open(&path)
+            .unwrap()
+            .execute_batch("DROP TABLE meta")
+            .unwrap();
+        let ids: Vec<String> = std::thread::scope(|s| {
+            let opens: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| producer_id(&open(&path).unwrap()).unwrap()))
+                .collect();
+            opens.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
+        assert_eq!(producer_id(&open(&path).unwrap()).unwrap(), ids[0]);
+        assert_eq!(uuid::Uuid::parse_str(&ids[0]).unwrap().get_version_num(), 7);
+    }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, Row};
 
-use super::{last_seq, micros, open, MessageRef, SpoolError, StoredMessage};
+use super::{last_seq, micros, open_checked, producer_id, MessageRef, SpoolError, StoredMessage};
 
 /// Bytes of the spool file a reader maps into memory (SQLite caps it at its compile-time limit).
 const READ_MMAP_BYTES: i64 = 1 << 30;
@@ -19,6 +19,8 @@ const READ_MMAP_BYTES: i64 = 1 << 30;
 pub struct SpoolReader {
     conn: Connection,
     path: PathBuf,
+    /// The spool's producer id ([`super::producer_id`]).
+    producer: String,
     /// Scan messages by sequence and filter the source, instead of walking the
     /// (source, seq) index and seeking each row in the table: cheaper when (nearly) every
     /// message is of the source read, as in a spool of one source.
@@ -26,8 +28,9 @@ pub struct SpoolReader {
 }
 
 impl SpoolReader {
+    /// Opens the spool for a run, checked ([`super::open_checked`]).
     pub fn open(path: &Path) -> Result<SpoolReader, SpoolError> {
-        let conn = open(path)?;
+        let conn = open_checked(path)?;
         // A run reads every pending page once or twice (schema prescan): mapping the file saves
         // a read() and a copy per page. Only reads use the map; writes (pruning) stay write().
         conn.pragma_update(None, "mmap_size", READ_MMAP_BYTES)
@@ -35,9 +38,14 @@ impl SpoolReader {
                 path: path.display().to_string(),
                 source,
             })?;
+        let producer = producer_id(&conn).map_err(|source| SpoolError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        })?;
         Ok(SpoolReader {
             conn,
             path: path.to_path_buf(),
+            producer,
             scan_by_seq: false,
         })
     }
@@ -65,6 +73,11 @@ impl SpoolReader {
             path: self.path.display().to_string(),
             source,
         }
+    }
+
+    /// The spool's producer id: its sequence space's name in records and STATE.
+    pub fn producer(&self) -> &str {
+        &self.producer
     }
 
     /// The highest sequence ever assigned (0 for a new spool).

@@ -6,20 +6,21 @@
 //! request.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{expire_deliveries, last_seq, micros, open, room, NewMessage, SpoolError};
+use super::watch::{self, SpoolStats};
+use super::{
+    expire_deliveries, last_seq, micros, open_checked, producer_id, room, NewMessage, SpoolError,
+};
 
 /// Most requests in one transaction; bounds the latency of the first one in a batch.
 const MAX_BATCH_REQUESTS: usize = 1024;
-/// How often the spool's size and depth are re-read for /metrics and SPOOL_FULL.
-const STATS_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What the spool did with one request.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -34,13 +35,6 @@ pub struct WriteOutcome {
 struct WriteRequest {
     messages: Vec<NewMessage>,
     reply: oneshot::Sender<Result<WriteOutcome, String>>,
-}
-
-/// Spool size and depth, refreshed by the writer; read by /metrics and the SPOOL_FULL check.
-#[derive(Debug, Default)]
-pub struct SpoolStats {
-    pub bytes: AtomicU64,
-    pub depth: AtomicU64,
 }
 
 /// Handle to the writer thread; cheap to clone into request handlers.
@@ -64,14 +58,20 @@ impl WriterThread {
 }
 
 impl SpoolWriter {
-    /// Opens the spool and starts its writer thread.
+    /// Opens the spool and starts its writer thread and its watch ([`watch`]).
     pub fn start(
         path: &Path,
         dedupe_window: Duration,
     ) -> Result<(SpoolWriter, WriterThread), SpoolError> {
-        let conn = open(path)?;
+        let conn = open_checked(path)?;
+        // Made now if the spool has none, so the id exists from the spool's first write.
+        let producer = producer_id(&conn).map_err(|source| SpoolError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        })?;
+        tracing::debug!(producer, "spool producer id");
         let stats = Arc::new(SpoolStats::default());
-        refresh_stats(&conn, &stats);
+        watch::start(path, &stats)?;
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH_REQUESTS);
         let path = path.to_path_buf();
         let thread_stats = stats.clone();
@@ -114,7 +114,6 @@ fn run(
     dedupe_window: Duration,
 ) {
     let window_us = micros(dedupe_window);
-    let mut last_stats = Instant::now();
     let mut batches: u64 = 0;
     let mut requests: u64 = 0;
     while let Some(first) = rx.blocking_recv() {
@@ -126,6 +125,14 @@ fn run(
             }
         }
         requests += batch.len() as u64;
+        // Checked again here, not only by the receiver: a request queued before the watch
+        // saw the file removed must not be written into the unlinked file and answered 200.
+        if let Some(reason) = stats.failure() {
+            for req in batch {
+                let _ = req.reply.send(Err(reason.to_owned()));
+            }
+            continue;
+        }
         let result = in_write_transaction(&conn, |tx, last| {
             batch
                 .iter()
@@ -140,6 +147,9 @@ fn run(
             }
             Err(e) => {
                 tracing::error!(spool = %path.display(), error = %e, "spool commit failed");
+                if watch::is_fatal(&e) {
+                    stats.fail(format!("spool {}: {e}", path.display()));
+                }
                 for req in batch {
                     let _ = req.reply.send(Err(format!("{}: {e}", path.display())));
                 }
@@ -150,10 +160,6 @@ fn run(
             if let Err(e) = expire_deliveries(&conn, dedupe_window) {
                 tracing::warn!(error = %e, "pruning expired delivery ids failed");
             }
-        }
-        if last_stats.elapsed() >= STATS_INTERVAL {
-            refresh_stats(&conn, &stats);
-            last_stats = Instant::now();
         }
     }
     tracing::info!(
@@ -318,23 +324,4 @@ fn write_request(
         ])?;
     }
     Ok(outcome)
-}
-
-/// Live bytes (pages in use) and message count.
-fn refresh_stats(conn: &Connection, stats: &SpoolStats) {
-    let pragma = |name: &str| -> u64 {
-        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
-            .map(|v| u64::try_from(v).unwrap_or(0))
-            .unwrap_or(0)
-    };
-    let used = pragma("page_count").saturating_sub(pragma("freelist_count"));
-    stats
-        .bytes
-        .store(used.saturating_mul(pragma("page_size")), Ordering::Relaxed);
-    let depth: i64 = conn
-        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
-        .unwrap_or(0);
-    stats
-        .depth
-        .store(u64::try_from(depth).unwrap_or(0), Ordering::Relaxed);
 }

@@ -6,6 +6,8 @@ use singer::catalog::{Catalog, CatalogEntry, MetadataEntry};
 use singer::sdc;
 
 use super::inference::StreamSchema;
+use super::key::{self, KeyKinds};
+use super::record::{WEBHOOK_RECEIVED_AT, WEBHOOK_SEQUENCE};
 use crate::payload::top_level;
 use crate::settings::{RecordShape, Settings, Source};
 use crate::spool::reader::SpoolReader;
@@ -18,8 +20,15 @@ const DISCOVERY_SAMPLE: usize = 1000;
 pub fn fixed_fields(source: &Source) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert(sdc::SEQUENCE.into(), json!({"type": "integer"}));
+    // Never null for this tap: the target keeps one high-water mark per producer.
+    m.insert(sdc::PRODUCER.into(), json!({"type": ["string"]}));
     m.insert(
         sdc::RECEIVED_AT.into(),
+        json!({"type": "string", "format": "date-time"}),
+    );
+    m.insert(WEBHOOK_SEQUENCE.into(), json!({"type": "integer"}));
+    m.insert(
+        WEBHOOK_RECEIVED_AT.into(),
         json!({"type": "string", "format": "date-time"}),
     );
     if source.primary_key.is_none() {
@@ -28,19 +37,13 @@ pub fn fixed_fields(source: &Source) -> Map<String, Value> {
     if source.record_shape == RecordShape::Packed {
         m.insert("message_id".into(), json!({"type": "string"}));
         m.insert("payload".into(), json!({"type": "string"}));
-        m.insert(
-            "webhook_received_at".into(),
-            json!({"type": "string", "format": "date-time"}),
-        );
         m.insert("headers".into(), json!({"type": "object"}));
         m.insert("query".into(), json!({"type": "object"}));
     }
     if let Some(pk) = &source.primary_key {
-        // The key is required: a message without it goes to the rejected stream.
-        m.insert(
-            pk.clone(),
-            json!({"type": ["string", "integer", "number", "boolean"]}),
-        );
+        // The key is required: a message without a usable one goes to the rejected stream.
+        // Its type follows the kinds of key seen (`key::declare`); none yet: either.
+        m.insert(pk.clone(), KeyKinds::default().to_schema());
     }
     m
 }
@@ -52,7 +55,7 @@ pub fn key_properties(source: &Source) -> Vec<String> {
         .unwrap_or_else(|| sdc::PRIMARY_KEY.to_owned())]
 }
 
-/// The stream of messages refused for lacking their primary key.
+/// The stream of messages refused for lacking a usable primary key.
 pub fn rejected_stream(source: &Source) -> String {
     format!("{}__rejected", source.name)
 }
@@ -61,22 +64,38 @@ pub fn rejected_schema() -> Value {
     json!({"type": "object", "properties": {
         "message_id": {"type": "string"},
         sdc::SEQUENCE: {"type": "integer"},
+        sdc::PRODUCER: {"type": ["string"]},
         sdc::RECEIVED_AT: {"type": "string", "format": "date-time"},
+        WEBHOOK_SEQUENCE: {"type": "integer"},
+        WEBHOOK_RECEIVED_AT: {"type": "string", "format": "date-time"},
         "reason": {"type": "string"},
         "payload": {"type": "string"}
     }})
 }
 
-pub fn discover(settings: &Settings, spool: &SpoolReader) -> Result<Catalog, SpoolError> {
-    let until = spool.high_water_mark()?;
+/// The catalog: each source's fixed fields, and the payload fields and key kinds of up to
+/// [`DISCOVERY_SAMPLE`] of its messages in `spool` (none without a spool yet).
+pub fn discover(settings: &Settings, spool: Option<&SpoolReader>) -> Result<Catalog, SpoolError> {
+    let until = spool.map(SpoolReader::high_water_mark).transpose()?;
     let mut streams = Vec::new();
     for source in settings.sources.values() {
         let mut schema = StreamSchema::new(fixed_fields(source));
-        if source.record_shape == RecordShape::Unpacked {
+        let mut keys_seen = KeyKinds::default();
+        let unpacked = source.record_shape == RecordShape::Unpacked;
+        if let (Some(spool), Some(until)) = (
+            spool.filter(|_| unpacked || source.primary_key.is_some()),
+            until,
+        ) {
             let mut seen = 0;
             spool.for_each::<SpoolError>(&source.name, 0, until, |m| {
                 if let Ok(fields) = top_level(&m.body) {
-                    for f in fields {
+                    if let Some(pk) = &source.primary_key {
+                        let value = fields.iter().find(|f| f.key == *pk).map(|f| f.value);
+                        if let Ok(kind) = key::check(value) {
+                            keys_seen.add(kind);
+                        }
+                    }
+                    for f in fields.iter().filter(|_| unpacked) {
                         schema.observe_text(&f.key, f.value);
                     }
                 }
@@ -84,7 +103,10 @@ pub fn discover(settings: &Settings, spool: &SpoolReader) -> Result<Catalog, Spo
                 Ok(seen < DISCOVERY_SAMPLE)
             })?;
         }
-        let schema = schema.to_json_schema();
+        let mut schema = schema.to_json_schema();
+        if let Some(pk) = &source.primary_key {
+            key::declare(&mut schema, pk, keys_seen);
+        }
         let keys = key_properties(source);
         let mut metadata = vec![MetadataEntry {
             breadcrumb: vec![],

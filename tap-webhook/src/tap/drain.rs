@@ -73,7 +73,7 @@ pub fn drain(settings: &Settings, q: &QueueSettings) -> Result<DrainSummary, Dra
         .enable_all()
         .build()
         .map_err(DrainError::Runtime)?;
-    let conn = spool::open(&settings.spool_path)?;
+    let conn = spool::open_checked(&settings.spool_path)?;
     let (client, s3, queue_url) = rt.block_on(async {
         let sdk = sqs::sdk_config(q).await;
         let client = aws_sdk_sqs::Client::new(&sdk);

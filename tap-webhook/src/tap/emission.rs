@@ -22,6 +22,8 @@ pub struct Emission<'s, W: Write> {
     pub w: MessageWriter<BufWriter<W>>,
     /// Each stream's bookmark: the sequence of its last record written.
     pub marks: BTreeMap<String, i64>,
+    /// The spool's producer id, written in every STATE.
+    producer: &'s str,
     emitted_total: u64,
     since_state: u64,
     progress: singer::metrics::Progress,
@@ -29,11 +31,17 @@ pub struct Emission<'s, W: Write> {
 }
 
 impl<'s, W: Write> Emission<'s, W> {
-    pub fn new(settings: &'s Settings, out: W, marks: BTreeMap<String, i64>) -> Self {
+    pub fn new(
+        settings: &'s Settings,
+        out: W,
+        marks: BTreeMap<String, i64>,
+        producer: &'s str,
+    ) -> Self {
         Emission {
             settings,
             w: MessageWriter::new(BufWriter::with_capacity(1 << 20, out)),
             marks,
+            producer,
             emitted_total: 0,
             since_state: 0,
             progress: singer::metrics::Progress::new("tap"),
@@ -70,7 +78,8 @@ impl<'s, W: Write> Emission<'s, W> {
     }
 
     fn write_state(&mut self) -> Result<(), TapError> {
-        self.w.write_state(&state_value(&self.marks))?;
+        self.w
+            .write_state(&state_value(&self.marks, self.producer))?;
         self.w.flush()?;
         self.since_state = 0;
         Ok(())
@@ -102,7 +111,8 @@ impl<'s, W: Write> Emission<'s, W> {
     /// The final STATE: every stream's bookmark, even untouched ones, so none is lost.
     pub fn finish(mut self) -> Result<(), TapError> {
         if !self.marks.is_empty() {
-            self.w.write_state(&state_value(&self.marks))?;
+            self.w
+                .write_state(&state_value(&self.marks, self.producer))?;
         }
         self.w.flush()?;
         Ok(())

@@ -3,8 +3,8 @@
 //!
 //! A SCHEMA goes out before the stream's first record and again whenever a record brings a new
 //! field or type (after a prescan, the first SCHEMA already holds the whole run's). A message
-//! without its primary key goes to `<stream>__rejected` (or fails the run, `on_missing_key:
-//! fail`); a payload that is not a JSON object goes there too.
+//! whose primary key is missing or cannot be a key ([`key`]) goes to `<stream>__rejected` (or
+//! fails the run, `on_missing_key: fail`); a payload that is not a JSON object goes there too.
 
 use std::io::Write;
 
@@ -16,16 +16,21 @@ use singer::writer::MessageWriter;
 
 use super::discover;
 use super::inference::{FieldMap, StreamSchema};
+use super::key::{self, KeyKinds};
 use super::outcome::{Summary, TapError};
-use super::record::start_record;
+use super::record::{start_record, WEBHOOK_RECEIVED_AT, WEBHOOK_SEQUENCE};
 use crate::payload::top_level;
 use crate::settings::{OnMissingKey, RecordShape, Source};
 use crate::spool::MessageRef;
 
 pub struct StreamEmitter<'a> {
     source: &'a Source,
+    /// The spool's producer id, on every record.
+    producer: &'a str,
     entry: Option<&'a CatalogEntry>,
     schema: StreamSchema,
+    /// The kinds of primary key value emitted (or prescanned): the key property's type.
+    key_kinds: KeyKinds,
     schema_sent: bool,
     rejected_schema_sent: bool,
     line: String,
@@ -39,11 +44,13 @@ pub struct StreamEmitter<'a> {
 }
 
 impl<'a> StreamEmitter<'a> {
-    pub fn new(source: &'a Source, entry: Option<&'a CatalogEntry>) -> Self {
+    pub fn new(source: &'a Source, entry: Option<&'a CatalogEntry>, producer: &'a str) -> Self {
         StreamEmitter {
             source,
+            producer,
             entry,
             schema: StreamSchema::new(discover::fixed_fields(source)),
+            key_kinds: KeyKinds::default(),
             schema_sent: false,
             rejected_schema_sent: false,
             line: String::with_capacity(4096),
@@ -79,6 +86,12 @@ impl<'a> StreamEmitter<'a> {
     /// is not a JSON object is skipped: its emission sends it to the rejected stream.
     pub fn prescan(&mut self, body: &str) {
         if let Ok(fields) = top_level(body) {
+            if let Some(pk) = self.source.primary_key.as_deref() {
+                // A key that cannot be one is rejected at emission: it types nothing.
+                if let Ok(kind) = key::check(fields.iter().find(|f| f.key == pk).map(|f| f.value)) {
+                    self.key_kinds.add(kind);
+                }
+            }
             for f in &fields {
                 if !is_reserved(&f.key) && self.selected(&f.key) {
                     self.schema.observe_hashed(f.hash, &f.key, f.value);
@@ -108,29 +121,33 @@ impl<'a> StreamEmitter<'a> {
             }
         };
         let pk = self.source.primary_key.as_deref();
+        let mut changed = !self.schema_sent;
         if let Some(key) = pk {
-            let present = fields.iter().any(|f| f.key == key && f.value != "null");
-            if !present {
-                if self.source.on_missing_key == OnMissingKey::Fail {
+            match key::check(fields.iter().find(|f| f.key == key).map(|f| f.value)) {
+                Ok(kind) => changed |= self.key_kinds.add(kind),
+                Err(reason) if self.source.on_missing_key == OnMissingKey::Fail => {
                     return Err(TapError::MissingKey {
                         stream: self.source.name.clone(),
                         message_id: m.id.to_owned(),
                         seq: m.seq,
                         key: key.to_owned(),
+                        reason,
                     });
                 }
-                return self.reject(
-                    w,
-                    m,
-                    &format!("primary key {key:?} is missing or null"),
-                    summary,
-                );
+                Err(reason) => {
+                    return self.reject(w, m, &format!("primary key {key:?} {reason}"), summary);
+                }
             }
         }
-        let mut changed = !self.schema_sent;
         self.received_at.clear();
         singer::datetime::push_micros(&mut self.received_at, m.received_at_us);
-        start_record(&mut self.line, m, &self.received_at, pk.is_none());
+        start_record(
+            &mut self.line,
+            m,
+            self.producer,
+            &self.received_at,
+            pk.is_none(),
+        );
         match self.source.record_shape {
             RecordShape::Unpacked => {
                 for f in &fields {
@@ -149,7 +166,6 @@ impl<'a> StreamEmitter<'a> {
             RecordShape::Packed => {
                 push_str_field(&mut self.line, "message_id", m.id);
                 push_str_field(&mut self.line, "payload", m.body);
-                push_str_field(&mut self.line, "webhook_received_at", &self.received_at);
                 for (name, json) in [("headers", m.headers), ("query", m.query)] {
                     if self.selected(name) {
                         push_key(&mut self.line, name);
@@ -176,6 +192,9 @@ impl<'a> StreamEmitter<'a> {
     /// Writes the stream's SCHEMA: every field and type seen so far (selected by the catalog).
     fn write_schema<W: Write>(&mut self, w: &mut MessageWriter<W>) -> Result<(), TapError> {
         let mut schema = self.schema.to_json_schema();
+        if let Some(pk) = self.source.primary_key.as_deref() {
+            key::declare(&mut schema, pk, self.key_kinds);
+        }
         if let (Some(entry), Some(props)) = (self.entry, schema["properties"].as_object_mut()) {
             props.retain(|k, _| entry.is_field_selected(k));
         }
@@ -210,7 +229,10 @@ impl<'a> StreamEmitter<'a> {
         let record = json!({
             "message_id": m.id,
             sdc::SEQUENCE: m.seq,
+            sdc::PRODUCER: self.producer,
             sdc::RECEIVED_AT: received_at,
+            WEBHOOK_SEQUENCE: m.seq,
+            WEBHOOK_RECEIVED_AT: received_at,
             "reason": reason,
             "payload": m.body,
         });
@@ -228,5 +250,13 @@ impl<'a> StreamEmitter<'a> {
 
 /// Payload fields that would collide with the ones the tap sets are dropped from the payload.
 fn is_reserved(field: &str) -> bool {
-    matches!(field, sdc::SEQUENCE | sdc::RECEIVED_AT | sdc::PRIMARY_KEY)
+    matches!(
+        field,
+        sdc::SEQUENCE
+            | sdc::PRODUCER
+            | sdc::RECEIVED_AT
+            | sdc::PRIMARY_KEY
+            | WEBHOOK_SEQUENCE
+            | WEBHOOK_RECEIVED_AT
+    )
 }

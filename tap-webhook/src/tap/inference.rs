@@ -12,23 +12,29 @@ use serde_json::{json, Map, Value};
 
 use crate::payload::field_hash;
 
+/// A set of JSON types, as bits.
+pub type Bits = u16;
+
 /// JSON types seen for one field, as bits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TypeSet(u8);
+pub struct TypeSet(Bits);
 
 impl TypeSet {
-    pub const NULL: u8 = 1;
-    pub const BOOLEAN: u8 = 2;
-    pub const INTEGER: u8 = 4;
-    pub const NUMBER: u8 = 8;
+    pub const NULL: Bits = 1;
+    pub const BOOLEAN: Bits = 2;
+    /// An integer that fits a signed 64-bit integer.
+    pub const INTEGER: Bits = 4;
+    pub const NUMBER: Bits = 8;
     /// A string in RFC 3339 date-time form.
-    pub const DATE_TIME: u8 = 16;
+    pub const DATE_TIME: Bits = 16;
     /// Any other string.
-    pub const STRING: u8 = 32;
-    pub const OBJECT: u8 = 64;
-    pub const ARRAY: u8 = 128;
+    pub const STRING: Bits = 32;
+    pub const OBJECT: Bits = 64;
+    pub const ARRAY: Bits = 128;
+    /// An integer beyond 64 bits.
+    pub const BIG_INTEGER: Bits = 256;
 
-    pub fn has(self, bits: u8) -> bool {
+    pub fn has(self, bits: Bits) -> bool {
         self.0 & bits != 0
     }
 
@@ -39,7 +45,7 @@ impl TypeSet {
         if self.has(Self::BOOLEAN) {
             types.push("boolean");
         }
-        if self.has(Self::NUMBER) {
+        if self.has(Self::NUMBER | Self::BIG_INTEGER) {
             types.push("number");
         } else if self.has(Self::INTEGER) {
             types.push("integer");
@@ -60,30 +66,37 @@ impl TypeSet {
         if self.has(Self::ARRAY) {
             schema["items"] = json!({});
         }
+        if self.has(Self::BIG_INTEGER) && !self.has(Self::NUMBER) {
+            // Integers only, some beyond 64 bits: SDK targets make `integer` BIGINT whatever
+            // its `minimum`/`maximum` (target-postgres 0.7), which refuses them, and `number`
+            // NUMERIC, which keeps them exactly; `multipleOf: 1` still says integers (our
+            // target: Decimal128(38, 0)).
+            schema["multipleOf"] = json!(1);
+        }
         schema
     }
 }
 
 /// Classifies one raw JSON value by its first bytes, parsing only strings (for date-time).
-pub fn classify(raw: &RawValue) -> u8 {
+pub fn classify(raw: &RawValue) -> Bits {
     classify_text(raw.get())
 }
 
 /// The bits [`classify_text`] may return for a value starting with this byte: a field whose
 /// set already holds all of them cannot change, so its value need not be classified.
-fn possible(first: Option<&u8>) -> u8 {
+fn possible(first: Option<&u8>) -> Bits {
     match first {
         Some(b'n') => TypeSet::NULL,
         Some(b't' | b'f') => TypeSet::BOOLEAN,
         Some(b'{') => TypeSet::OBJECT,
         Some(b'[') => TypeSet::ARRAY,
         Some(b'"') => TypeSet::DATE_TIME | TypeSet::STRING,
-        _ => TypeSet::INTEGER | TypeSet::NUMBER,
+        _ => TypeSet::INTEGER | TypeSet::NUMBER | TypeSet::BIG_INTEGER,
     }
 }
 
 /// [`classify`] over a raw JSON value's text.
-pub fn classify_text(text: &str) -> u8 {
+pub fn classify_text(text: &str) -> Bits {
     match text.as_bytes().first() {
         Some(b'n') => TypeSet::NULL,
         Some(b't' | b'f') => TypeSet::BOOLEAN,
@@ -99,7 +112,9 @@ pub fn classify_text(text: &str) -> u8 {
             }
         }
         _ if text.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) => TypeSet::NUMBER,
-        _ => TypeSet::INTEGER,
+        // 18 characters (`-` and 17 digits, or 18 digits) always fit: parse only longer ones.
+        _ if text.len() <= 18 || text.parse::<i64>().is_ok() => TypeSet::INTEGER,
+        _ => TypeSet::BIG_INTEGER,
     }
 }
 
@@ -199,7 +214,7 @@ impl StreamSchema {
     }
 
     /// Records a field's value type; returns true when the schema changed.
-    pub fn observe(&mut self, field: &str, bits: u8) -> bool {
+    pub fn observe(&mut self, field: &str, bits: Bits) -> bool {
         self.merge(field_hash(field), field, bits, || bits)
     }
 
@@ -218,7 +233,13 @@ impl StreamSchema {
 
     /// Adds `bits()` to the field's set unless every bit it could give (`could_be`) is already
     /// there; returns true when the set changed. Fixed fields are looked up only on a miss.
-    fn merge(&mut self, hash: u64, field: &str, could_be: u8, bits: impl FnOnce() -> u8) -> bool {
+    fn merge(
+        &mut self,
+        hash: u64,
+        field: &str,
+        could_be: Bits,
+        bits: impl FnOnce() -> Bits,
+    ) -> bool {
         match self.fields.find(hash, field) {
             Ok(e) => {
                 let set = &mut self.fields.entries[e].2;
@@ -271,7 +292,11 @@ mod tests {
             ("null", TypeSet::NULL),
             ("true", TypeSet::BOOLEAN),
             ("12", TypeSet::INTEGER),
-            ("123456789012345678901234567890", TypeSet::INTEGER),
+            ("123456789012345678", TypeSet::INTEGER),
+            ("-9223372036854775808", TypeSet::INTEGER),
+            ("9223372036854775807", TypeSet::INTEGER),
+            ("9223372036854775808", TypeSet::BIG_INTEGER),
+            ("123456789012345678901234567890", TypeSet::BIG_INTEGER),
             ("-1.5e3", TypeSet::NUMBER),
             ("\"2024-05-01T12:00:00Z\"", TypeSet::DATE_TIME),
             ("\"2024-05-01T12:00:00.123+02:00\"", TypeSet::DATE_TIME),
@@ -321,6 +346,18 @@ mod tests {
         assert_eq!(
             v["properties"]["t"],
             json!({"type": ["null", "string"], "format": "date-time"})
+        );
+        // Integers beyond 64 bits: a number SQL targets keep exactly, still integers.
+        assert!(s.observe("big", TypeSet::INTEGER));
+        assert!(s.observe_text("big", "123456789012345678901234567890"));
+        assert_eq!(
+            s.to_json_schema()["properties"]["big"],
+            json!({"type": ["null", "number"], "multipleOf": 1})
+        );
+        assert!(s.observe("big", TypeSet::NUMBER));
+        assert_eq!(
+            s.to_json_schema()["properties"]["big"],
+            json!({"type": ["null", "number"]})
         );
         assert!(s.observe("t", TypeSet::STRING));
         assert_eq!(

@@ -13,6 +13,7 @@ pub mod drain;
 pub mod emission;
 pub mod emitter;
 pub mod inference;
+pub mod key;
 pub mod outcome;
 pub mod prescan;
 pub mod record;
@@ -40,7 +41,8 @@ pub fn run(
     // One source: its messages are (nearly) all the spool holds, so a scan in sequence order
     // beats walking the source's index and seeking every row.
     spool.scan_by_seq(settings.sources.len() == 1);
-    let marks = state::bookmarks(state)?;
+    // Bookmarks of another spool's state are not ours: nothing is pruned on them.
+    let marks = state::own_bookmarks(state, spool.producer())?;
     let mut summary = Summary::default();
     for source in settings.sources.values() {
         if let Some(&mark) = marks.get(&source.name) {
@@ -52,7 +54,7 @@ pub fn run(
         }
     }
     let until = spool.high_water_mark()?;
-    let mut run = Emission::new(settings, out, marks);
+    let mut run = Emission::new(settings, out, marks, spool.producer());
     for source in settings.sources.values() {
         let entry = match catalog {
             Some(c) => match c.entry(&source.name) {
@@ -62,7 +64,7 @@ pub fn run(
             None => None,
         };
         let after = run.marks.get(&source.name).copied().unwrap_or(0);
-        let mut emitter = StreamEmitter::new(source, entry);
+        let mut emitter = StreamEmitter::new(source, entry, spool.producer());
         if settings.schema_prescan && source.record_shape == RecordShape::Unpacked {
             prescan::prescan(&spool, &mut emitter, after, until)?;
         }

@@ -10,12 +10,14 @@ pub enum TapError {
     Spool(#[from] SpoolError),
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
-    #[error("stream {stream}: message {message_id} (sequence {seq}) lacks primary key {key:?} and on_missing_key is \"fail\"")]
+    #[error("stream {stream}: message {message_id} (sequence {seq}) lacks primary key {key:?}: it {reason}, and on_missing_key is \"fail\"")]
     MissingKey {
         stream: String,
         message_id: String,
         seq: i64,
         key: String,
+        /// Why the value cannot be a key (`tap::key::check`).
+        reason: String,
     },
     #[error("state: {0}")]
     State(String),

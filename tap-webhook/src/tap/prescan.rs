@@ -67,7 +67,7 @@ mod tests {
         let settings = Settings::from_map(serde_json::Map::new()).unwrap();
         let source = &settings.sources["data"];
         let spool = SpoolReader::open(&path).unwrap();
-        let mut emitter = StreamEmitter::new(source, None);
+        let mut emitter = StreamEmitter::new(source, None, "p");
         prescan(&spool, &mut emitter, 0, 3_000).unwrap();
         let schema = emitter.schema().to_json_schema();
         let props = &schema["properties"];
@@ -82,7 +82,7 @@ mod tests {
             assert!(props.get(field).is_some(), "{field} missing from {props}");
         }
         // Only the run's range is read.
-        let mut first = StreamEmitter::new(source, None);
+        let mut first = StreamEmitter::new(source, None, "p");
         prescan(&spool, &mut first, 0, 999).unwrap();
         let schema = first.schema().to_json_schema();
         assert_eq!(

@@ -1,5 +1,5 @@
-//! A record's identity: the `_sdc_` fields every record starts with, and the generated primary
-//! key. Both come from the stored message alone, so a message emitted twice yields the same
+//! A record's identity: the `_sdc_` fields every record starts with, their copies under the
+//! `webhook_` names, and the generated primary key. Both come from the stored message alone, so a message emitted twice yields the same
 //! record (the payload's fields are spliced after them by the emitter, values as stored).
 
 use std::borrow::Cow;
@@ -9,6 +9,13 @@ use singer::json::{push_key, push_str_field};
 use singer::sdc;
 
 use crate::spool::MessageRef;
+
+/// The receipt time again, under a name no target rewrites: SDK targets stamp their own
+/// `_sdc_received_at` and `_sdc_sequence` over ours (BRIEF §3), so "latest version per key"
+/// needs copies they keep (Nekt's `webhook_received_at` is the precedent).
+pub const WEBHOOK_RECEIVED_AT: &str = "webhook_received_at";
+/// `_sdc_sequence` again, under a name no target rewrites.
+pub const WEBHOOK_SEQUENCE: &str = "webhook_sequence";
 
 /// Namespace for generated primary keys (UUIDv5): fixed forever, since keys must be stable.
 const KEY_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6a1c_4c8e_0f1d_4e0a_9b7e_5d3c_2a10_f00d);
@@ -25,11 +32,13 @@ pub fn generated_key<'a>(m: &MessageRef<'a>) -> Cow<'a, str> {
     }
 }
 
-/// Starts a record with the `_sdc_` fields every shape carries; `received_at` is the message's
-/// receipt time as [`singer::datetime::push_micros`] writes it.
+/// Starts a record with the fields every shape carries: the sequence and the producer (the
+/// spool) whose sequence it is, the receipt time, the same under `webhook_` names, the generated
+/// key; `received_at` is the message's receipt time as [`singer::datetime::push_micros`] writes it.
 pub fn start_record(
     out: &mut String,
     m: &MessageRef<'_>,
+    producer: &str,
     received_at: &str,
     with_generated_key: bool,
 ) {
@@ -37,7 +46,11 @@ pub fn start_record(
     out.push('{');
     push_key(out, sdc::SEQUENCE);
     let _ = write!(out, "{}", m.seq);
+    push_str_field(out, sdc::PRODUCER, producer);
     push_str_field(out, sdc::RECEIVED_AT, received_at);
+    push_key(out, WEBHOOK_SEQUENCE);
+    let _ = write!(out, "{}", m.seq);
+    push_str_field(out, WEBHOOK_RECEIVED_AT, received_at);
     if with_generated_key {
         push_str_field(out, sdc::PRIMARY_KEY, &generated_key(m));
     }

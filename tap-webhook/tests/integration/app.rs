@@ -36,6 +36,8 @@ const CODES: &[&str] = &[
     "INVALID_GZIP",
     "INVALID_JSON",
     "UNSUPPORTED_JSON_TYPE",
+    "TOO_MANY_FIELDS",
+    "TOO_MANY_MESSAGES",
     "SPOOL_FULL",
     "SPOOL_UNAVAILABLE",
 ];
@@ -124,7 +126,10 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_reply_code_with_its_status_and_nothing_refused_is_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let app = start(dir.path(), json!({}));
+    let app = start(
+        dir.path(),
+        json!({"max_fields_per_message": 5, "max_messages_per_delivery": 5}),
+    );
     let failing_body = Body::from_stream(tokio_stream::iter(vec![
         Ok(Bytes::from_static(b"{\"a\":")),
         Err(std::io::Error::other("connection reset")),
@@ -262,6 +267,27 @@ async fn every_reply_code_with_its_status_and_nothing_refused_is_stored() {
             post("/webhooks/data", r#"[{"a":1}, 2]"#),
             400,
             "UNSUPPORTED_JSON_TYPE",
+        ),
+        (
+            "six fields",
+            post("/webhooks/data", r#"{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6}"#),
+            413,
+            "TOO_MANY_FIELDS",
+        ),
+        (
+            "an element of six fields",
+            post(
+                "/webhooks/data",
+                r#"[{"a":1},{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6}]"#,
+            ),
+            413,
+            "TOO_MANY_FIELDS",
+        ),
+        (
+            "six messages",
+            post("/webhooks/data", "[{},{},{},{},{},{}]"),
+            413,
+            "TOO_MANY_MESSAGES",
         ),
     ];
     let mut seen = BTreeSet::new();

@@ -49,7 +49,7 @@ async fn the_same_state_file_serves_the_first_and_every_later_run() {
 
     // No spool yet: refused (naming it), and not created.
     let spool = dir.path().join("spool.sqlite");
-    for extra in [&[][..], &["--discover"], &["--test"]] {
+    for extra in [&[][..], &["--test"]] {
         std::fs::write(&state, "").unwrap();
         let mut args = extra.to_vec();
         if extra.is_empty() {
@@ -63,6 +63,19 @@ async fn the_same_state_file_serves_the_first_and_every_later_run() {
         );
         assert!(!spool.exists(), "{args:?} created the spool");
     }
+    // Discovery (Meltano runs it before `meltano invoke tap-webhook:serve` creates the spool):
+    // the settings' catalog, a warning naming the spool, and still no spool.
+    let out = tap(&config, &["--discover"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let catalog: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(catalog["streams"][0]["tap_stream_id"], "data");
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains(&format!("spool {} does not exist", spool.display())));
+    assert!(!spool.exists(), "--discover created the spool");
     // A state file that does not exist: refused with the hint for a first run.
     let e = the_error(&tap(&config, &["--state", "nope.json"]));
     assert!(e.contains("touch nope.json"), "{e}");

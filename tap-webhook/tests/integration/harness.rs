@@ -4,6 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -13,6 +14,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tap-webhook");
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// Every line the server wrote on stderr after "listening on".
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 /// Writes `config` (plus a spool path and port 0) into `dir` and returns the config file.
@@ -47,10 +50,17 @@ impl Server {
             }
         };
         // Keep draining stderr so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
         Server {
             child,
             base: format!("http://{addr}"),
+            log,
         }
     }
 

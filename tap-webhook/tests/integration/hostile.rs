@@ -163,3 +163,89 @@ fn hostile_input_matrix_leaves_the_server_up_and_stores_nothing() {
         assert_eq!(spool.count(source).unwrap(), 0, "{source}: nothing stored");
     }
 }
+
+/// Sends a whole request and reads the whole answer; its status and body.
+fn exchange_full(addr: &str, request: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(600))).unwrap();
+    s.write_all(request).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r[..3].parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+#[test]
+fn wide_and_long_bodies_are_refused_with_their_codes_while_healthz_stays_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&write_config(dir.path(), json!({})));
+    let addr = addr(&server);
+    // Issue 20's two bodies: one object of 250k top-level names (~4.5 MB), one array of
+    // 2M empty objects (~6 MB).
+    let wide = format!(
+        "{{{}}}",
+        (0..250_000)
+            .map(|i| format!("\"field_{i:06}\":{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let long = format!("[{}{{}}]", "{},".repeat(2_000_000 - 1));
+    assert!(wide.len() > 4_500_000 && long.len() > 6_000_000);
+    let close = "Connection: close\r\n";
+    let hostile = [
+        (
+            post("/webhooks/data", close, wide.as_bytes()),
+            "TOO_MANY_FIELDS",
+        ),
+        (
+            post("/webhooks/data", close, long.as_bytes()),
+            "TOO_MANY_MESSAGES",
+        ),
+    ];
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let mut slowest = Duration::ZERO;
+    let mut polls = 0;
+    std::thread::scope(|s| {
+        let posts: Vec<_> = hostile
+            .iter()
+            .map(|(request, code)| {
+                let (addr, done) = (&addr, &done);
+                s.spawn(move || {
+                    let answer = exchange_full(addr, request);
+                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    (answer, *code)
+                })
+            })
+            .collect();
+        // /healthz over its own connection each time, until both posts are answered (and at
+        // least a few times while they are in flight).
+        while done.load(std::sync::atomic::Ordering::SeqCst) < 2 || polls < 5 {
+            let at = std::time::Instant::now();
+            let (status, _) = exchange_full(
+                &addr,
+                b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            );
+            assert_eq!(status, 200);
+            slowest = slowest.max(at.elapsed());
+            polls += 1;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for p in posts {
+            let ((status, text), code) = p.join().unwrap();
+            assert_eq!(status, 413, "{code}: {text}");
+            assert!(text.contains(&format!("\"{code}: ")), "{code}: {text}");
+        }
+    });
+    eprintln!("/healthz polled {polls} times during the hostile posts, slowest {slowest:?}");
+    // A liveness bound, generous on purpose: the posts' work must never hold up the workers.
+    assert!(
+        slowest < Duration::from_secs(2),
+        "slowest /healthz: {slowest:?}"
+    );
+    let spool = SpoolReader::open(&dir.path().join("spool.sqlite")).unwrap();
+    assert_eq!(spool.count("data").unwrap(), 0, "nothing stored");
+}

@@ -6,4 +6,5 @@ mod cli;
 mod harness;
 mod hostile;
 mod receiver;
+mod spool_health;
 mod tap;

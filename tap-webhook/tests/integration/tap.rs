@@ -2,7 +2,11 @@
 
 use serde_json::{json, Value};
 
-use crate::harness::{client, last_state, records, run_tap, write_config, Server};
+use std::process::Command;
+
+use tap_webhook::spool::reader::SpoolReader;
+
+use crate::harness::{client, last_state, records, run_tap, write_config, Server, BIN};
 
 async fn post(server: &Server, source: &str, body: &str, delivery: Option<&str>) {
     let mut req = client()
@@ -50,6 +54,12 @@ async fn runs_chain_by_state_and_replays_are_identical() {
         .map(|r| r["_sdc_sequence"].as_i64().unwrap())
         .collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    // The receipt time and sequence again under names SDK targets do not overwrite.
+    for r in &recs {
+        assert_eq!(r["webhook_sequence"], r["_sdc_sequence"]);
+        assert_eq!(r["webhook_received_at"], r["_sdc_received_at"]);
+        assert!(r["webhook_received_at"].is_string());
+    }
     assert_eq!(recs[2]["nested"], json!({"k": [2]}));
     // SCHEMA comes before the first record, typing payload fields and the _sdc_ ones.
     let schema = first.iter().position(|m| m["type"] == "SCHEMA").unwrap();
@@ -61,6 +71,11 @@ async fn runs_chain_by_state_and_replays_are_identical() {
         json!({"type": ["null", "string"], "format": "date-time"})
     );
     assert_eq!(props["_sdc_sequence"], json!({"type": "integer"}));
+    assert_eq!(props["webhook_sequence"], json!({"type": "integer"}));
+    assert_eq!(
+        props["webhook_received_at"],
+        json!({"type": "string", "format": "date-time"})
+    );
     assert_eq!(
         first[schema]["key_properties"],
         json!(["__sdc_primary_key"])
@@ -105,7 +120,14 @@ async fn runs_chain_by_state_and_replays_are_identical() {
     );
 
     // New deliveries: the third run emits exactly those.
-    post(&server, "data", r#"{"n":5,"new_field":true}"#, None).await;
+    // A payload field named like the tap's own is dropped: the receipt facts cannot be spoofed.
+    post(
+        &server,
+        "data",
+        r#"{"n":5,"new_field":true,"webhook_sequence":"spoofed"}"#,
+        None,
+    )
+    .await;
     post(&server, "data", r#"{"n":6}"#, None).await;
     let third = run_tap(&config, &["--state", &s1]);
     let new: Vec<i64> = records(&third, "data")
@@ -113,6 +135,9 @@ async fn runs_chain_by_state_and_replays_are_identical() {
         .map(|r| r["n"].as_i64().unwrap())
         .collect();
     assert_eq!(new, vec![5, 6]);
+    for r in records(&third, "data") {
+        assert_eq!(r["webhook_sequence"], r["_sdc_sequence"]);
+    }
     let schema = third.iter().find(|m| m["type"] == "SCHEMA").unwrap();
     assert_eq!(
         schema["schema"]["properties"]["new_field"],
@@ -139,6 +164,82 @@ async fn retention_keeps_committed_messages_for_replay() {
     assert_eq!(records(&replay, "data"), records(&first, "data"));
 }
 
+/// A spool of `n` messages through a real receiver; its config.
+async fn spool_of(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
+    let config = write_config(dir, json!({}));
+    let server = Server::start(&config);
+    for i in 0..n {
+        post(&server, "data", &format!(r#"{{"i":{i}}}"#), None).await;
+    }
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_and_states_name_their_spool_and_another_spools_state_prunes_nothing() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = spool_of(a_dir.path(), 3).await;
+    let b = spool_of(b_dir.path(), 2).await;
+
+    // Every record and the STATE carry the spool's producer id, the same on every run; the
+    // SCHEMA declares it a string.
+    let first = run_tap(&a, &[]);
+    let state_a = last_state(&first).unwrap();
+    let producer_a = state_a["producer"].as_str().unwrap().to_owned();
+    assert_eq!(
+        uuid::Uuid::parse_str(&producer_a)
+            .unwrap()
+            .get_version_num(),
+        7
+    );
+    let recs = records(&first, "data");
+    assert_eq!(recs.len(), 3);
+    assert!(recs
+        .iter()
+        .all(|r| r["_sdc_producer"] == producer_a.as_str()));
+    let schema = first.iter().find(|m| m["type"] == "SCHEMA").unwrap();
+    assert_eq!(
+        schema["schema"]["properties"]["_sdc_producer"],
+        json!({"type": ["string"]})
+    );
+    assert_eq!(last_state(&run_tap(&a, &[])).unwrap(), state_a, "stable");
+    let state_b = last_state(&run_tap(&b, &[])).unwrap();
+    assert_ne!(state_b["producer"], state_a["producer"]);
+
+    // B's state handed to A: B's bookmarks say nothing of A's sequences. Everything A holds is
+    // emitted, nothing is pruned, and the state printed is A's.
+    let foreign = write_state(a_dir.path(), &state_b);
+    let out = Command::new(BIN)
+        .args(["--config", a.to_str().unwrap(), "--state", &foreign])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("WARN")
+            && stderr.contains(&producer_a)
+            && stderr.contains(state_b["producer"].as_str().unwrap()),
+        "a warning naming both producers: {stderr}"
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records(&lines, "data"), recs);
+    assert_eq!(last_state(&lines).unwrap(), state_a);
+    let spool = SpoolReader::open(&a_dir.path().join("spool.sqlite")).unwrap();
+    assert_eq!(spool.count("data").unwrap(), 3, "nothing pruned");
+    assert_eq!(spool.producer(), producer_a);
+
+    // A's own state prunes what it covers; one without a producer (written before producer
+    // ids) is taken as A's too.
+    let mut legacy = state_a.clone();
+    legacy.as_object_mut().unwrap().remove("producer");
+    let legacy = write_state(a_dir.path(), &legacy);
+    assert!(records(&run_tap(&a, &["--state", &legacy]), "data").is_empty());
+    assert_eq!(spool.count("data").unwrap(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_delivery_id_one_generated_key_and_keyed_sources() {
     let dir = tempfile::tempdir().unwrap();
@@ -148,6 +249,7 @@ async fn one_delivery_id_one_generated_key_and_keyed_sources() {
         json!({"dedupe_window_seconds": 0, "sources": {
             "gh": {},
             "orders": {"primary_key": "order_id"},
+            "mixed": {"primary_key": "id"},
             "nekt": {"record_shape": "packed"}
         }}),
     );
@@ -157,6 +259,23 @@ async fn one_delivery_id_one_generated_key_and_keyed_sources() {
     post(&server, "gh", r#"{"action":"closed"}"#, Some("d-2")).await;
     post(&server, "orders", r#"{"order_id":7,"total":9.5}"#, None).await;
     post(&server, "orders", r#"{"total":1}"#, None).await;
+    // Values that cannot be keys: each rejected with its reason, none emitted.
+    let too_long = format!(r#"{{"order_id":"{}"}}"#, "x".repeat(1025));
+    let unusable = [
+        (r#"{"order_id":{"obj":2}}"#, "object"),
+        (r#"{"order_id":[1]}"#, "array"),
+        (r#"{"order_id":true}"#, "boolean"),
+        (r#"{"order_id":null}"#, "null"),
+        (r#"{"order_id":5.0}"#, "not an integer"),
+        (r#"{"order_id":123456789012345678901234567890}"#, "64-bit"),
+        (&too_long, "1025 bytes"),
+    ];
+    for (body, _) in &unusable {
+        post(&server, "orders", body, None).await;
+    }
+    post(&server, "orders", r#"{"order_id":8}"#, None).await;
+    post(&server, "mixed", r#"{"id":1}"#, None).await;
+    post(&server, "mixed", r#"{"id":"gid://shopify/Order/1"}"#, None).await;
     post(&server, "nekt", "{\"raw\" :  1}\n", None).await;
     let out = run_tap(&config, &[]);
     let gh = records(&out, "gh");
@@ -165,21 +284,46 @@ async fn one_delivery_id_one_generated_key_and_keyed_sources() {
     assert_ne!(gh[0]["__sdc_primary_key"], gh[2]["__sdc_primary_key"]);
 
     let orders = records(&out, "orders");
-    assert_eq!(orders.len(), 1);
+    assert_eq!(orders.len(), 2);
+    assert_eq!(
+        (&orders[0]["order_id"], &orders[1]["order_id"]),
+        (&json!(7), &json!(8))
+    );
     assert!(orders[0].get("__sdc_primary_key").is_none());
-    let schema = out
-        .iter()
-        .find(|m| m["type"] == "SCHEMA" && m["stream"] == "orders")
-        .unwrap();
+    let schema_of = |stream: &str| {
+        out.iter()
+            .find(|m| m["type"] == "SCHEMA" && m["stream"] == stream)
+            .unwrap()
+            .clone()
+    };
+    let schema = schema_of("orders");
     assert_eq!(schema["key_properties"], json!(["order_id"]));
+    // The key is declared by what was seen: integers only.
+    assert_eq!(
+        schema["schema"]["properties"]["order_id"],
+        json!({"type": "integer"})
+    );
+    assert_eq!(
+        schema_of("mixed")["schema"]["properties"]["id"],
+        json!({"type": ["integer", "string"]})
+    );
+    assert_eq!(records(&out, "mixed").len(), 2);
     let rejected = records(&out, "orders__rejected");
     assert_eq!(
         rejected.len(),
-        1,
-        "a message without its key is not dropped silently"
+        1 + unusable.len(),
+        "a message without a usable key is not dropped silently"
     );
     assert_eq!(rejected[0]["payload"], r#"{"total":1}"#);
     assert!(rejected[0]["reason"].as_str().unwrap().contains("order_id"));
+    for (r, (body, why)) in rejected[1..].iter().zip(&unusable) {
+        assert_eq!(r["payload"], *body);
+        let reason = r["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("order_id") && reason.contains(why),
+            "{reason}"
+        );
+    }
 
     // Records keep the contract in schemas/.
     let schema = |name: &str| -> Value {
@@ -209,6 +353,11 @@ async fn one_delivery_id_one_generated_key_and_keyed_sources() {
         "packed payload is the raw body"
     );
     assert!(nekt[0]["message_id"].is_string() && nekt[0]["webhook_received_at"].is_string());
+    assert_eq!(nekt[0]["webhook_sequence"], nekt[0]["_sdc_sequence"]);
+    assert_eq!(
+        rejected[0]["webhook_sequence"],
+        rejected[0]["_sdc_sequence"]
+    );
     assert!(nekt[0]["headers"].is_object() && nekt[0]["query"].is_object());
 
     // on_missing_key = fail stops the run with a clear error.
@@ -222,7 +371,11 @@ async fn one_delivery_id_one_generated_key_and_keyed_sources() {
         .output()
         .unwrap();
     assert!(!res.status.success());
-    assert!(String::from_utf8_lossy(&res.stderr).contains(r#"lacks primary key "order_id""#));
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        stderr.contains(r#"lacks primary key "order_id": it is missing"#),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! The one Delta commit of a batch: its `add`/`remove` actions, a `metaData` action when
 //! columns were added, and the stream's `txn` high-water mark, atomically; then the log entry
-//! made durable, and a checkpoint every [`CHECKPOINT_INTERVAL`] versions. Also the check that
+//! made durable, and a checkpoint every [`CHECKPOINT_INTERVAL`] versions (then the log entries
+//! past `delta.logRetentionDuration` are removed). Also the check that
 //! refuses a commit removing a file another writer's compaction replaced meanwhile.
 
 use std::collections::HashSet;
@@ -137,9 +138,17 @@ impl Table {
                     table: self.name(),
                     source,
                 }),
-                Ok(()) => deltalake::checkpoints::create_checkpoint(&self.delta, None)
-                    .await
-                    .map_err(|e| self.delta_err(e)),
+                Ok(()) => {
+                    match deltalake::checkpoints::create_checkpoint(&self.delta, None).await {
+                        // Log entries older than `delta.logRetentionDuration` (30 days unless set)
+                        // and before the checkpoint are no longer needed to open the table.
+                        Ok(()) => deltalake::checkpoints::cleanup_metadata(&self.delta, None)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| self.delta_err(e)),
+                        Err(e) => Err(self.delta_err(e)),
+                    }
+                }
             };
             if let Err(e) = done {
                 tracing::warn!(table = %self.name(), version, error = %e, "checkpoint failed");

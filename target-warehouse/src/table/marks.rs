@@ -32,7 +32,7 @@ use deltalake::table::state::DeltaTableState;
 use deltalake::DeltaTableError;
 
 /// The record property naming a record's producer (one spool: one sequence space).
-pub const PRODUCER: &str = "_sdc_producer";
+pub use singer::sdc::PRODUCER;
 
 /// Distinct producers one stream may see in one run: each costs a read of the log and a `txn`
 /// in every commit holding its records, and a producer names a spool, not a record.

@@ -278,31 +278,26 @@ fn rewrite_into(
     let mut vectors = dv::DvFile::default();
     let mut dv_files = dv::Cache::default();
     let mut marked = Vec::new();
+    let mut mask = Vec::new();
     for file in table.files()? {
         if !candidate(file.stats.as_ref()) {
             continue;
         }
-        let mut hits = RoaringTreemap::new();
-        let mut row = 0u64;
-        let mut mask = Vec::new();
-        for b in table.read_file(&file.path, probe_schema)? {
-            let b = b?;
-            mask.clear();
-            matches(&b, &mut mask);
-            for (i, _) in mask.iter().enumerate().filter(|(_, m)| **m) {
-                hits.insert(row + i as u64);
-            }
-            row += b.num_rows() as u64;
-        }
-        if hits.is_empty() {
+        let Some(Picked {
+            rows: newly,
+            deleted,
+            count: row,
+        }) = picked_rows(
+            table,
+            &file,
+            probe_schema,
+            &mut matches,
+            &mut mask,
+            &mut dv_files,
+        )?
+        else {
             continue;
-        }
-        // A row its vector already deletes is gone: it neither matches nor stays.
-        let deleted = table.deleted_rows(&file, &mut dv_files)?;
-        let newly = &hits - &deleted;
-        if newly.is_empty() {
-            continue;
-        }
+        };
         out.removed += newly.len() as usize;
         out.actions.push(Action::Remove(file.remove.clone()));
         let all = &deleted | &newly;
@@ -344,6 +339,47 @@ fn rewrite_into(
         }
     }
     Ok(())
+}
+
+/// The rows of one data file a rewrite takes: those `matches` picks that its deletion vector does
+/// not already delete (a deleted row neither matches nor stays), the rows it deletes, and the
+/// file's physical row count. `None` when nothing is picked. The first step of every rewrite:
+/// upserts and deletes here, ACTIVATE_VERSION's stamps (`stamp.rs`).
+pub(super) struct Picked {
+    pub rows: RoaringTreemap,
+    pub deleted: RoaringTreemap,
+    pub count: u64,
+}
+
+pub(super) fn picked_rows(
+    table: &Table,
+    file: &FileInfo,
+    probe_schema: &deltalake::arrow::datatypes::SchemaRef,
+    matches: &mut impl FnMut(&RecordBatch, &mut Vec<bool>),
+    mask: &mut Vec<bool>,
+    dv_files: &mut dv::Cache,
+) -> Result<Option<Picked>, TableError> {
+    let mut hits = RoaringTreemap::new();
+    let mut count = 0u64;
+    for b in table.read_file(&file.path, probe_schema)? {
+        let b = b?;
+        mask.clear();
+        matches(&b, mask);
+        for (i, _) in mask.iter().enumerate().filter(|(_, m)| **m) {
+            hits.insert(count + i as u64);
+        }
+        count += b.num_rows() as u64;
+    }
+    if hits.is_empty() {
+        return Ok(None);
+    }
+    let deleted = table.deleted_rows(file, dv_files)?;
+    let rows = &hits - &deleted;
+    Ok((!rows.is_empty()).then_some(Picked {
+        rows,
+        deleted,
+        count,
+    }))
 }
 
 /// The `add` of a file whose deletion vector changed: same data, same statistics, except that

@@ -12,14 +12,18 @@ pub mod concat;
 pub mod dv;
 pub mod error;
 pub mod files;
+pub mod health;
 pub mod marks;
 pub mod merge;
 pub mod orphans;
 pub mod parts;
 pub mod place;
 pub mod read;
+pub mod readers;
+pub mod stamp;
 pub mod stats;
 pub mod store;
+pub mod vacuum;
 pub mod writer;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::TableError;
 use super::store;
-use crate::columns::sanitize;
+use crate::names::sanitize;
 
 /// Directory names a table never gets (compared without case: a case-insensitive file system
 /// holds one of them under any spelling).

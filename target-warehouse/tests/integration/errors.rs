@@ -102,10 +102,10 @@ fn a_corrupt_deletion_vector_stops_the_upsert_that_reads_it_and_leaves_nothing_b
     let s = id_v_schema("c");
     let mut msgs = vec![s.clone()];
     msgs.extend((0..100).map(|i| record("c", json!({"id": i, "v": "a"}))));
-    assert!(run(&wh, json!({}), &lines(&msgs)).ok());
+    assert!(run(&wh, json!({"deletion_vectors": true}), &lines(&msgs)).ok());
     let r = run(
         &wh,
-        json!({}),
+        json!({"deletion_vectors": true}),
         &lines(&[s.clone(), record("c", json!({"id": 1, "v": "b"}))]),
     );
     assert!(r.ok(), "{}", r.stderr());
@@ -132,7 +132,7 @@ fn a_corrupt_deletion_vector_stops_the_upsert_that_reads_it_and_leaves_nothing_b
 
     let r = run(
         &wh,
-        json!({}),
+        json!({"deletion_vectors": true}),
         &lines(&[
             s,
             record("c", json!({"id": 2, "v": "b"})),
@@ -191,4 +191,41 @@ fn a_null_upsert_key_is_refused_clearly_and_earlier_batches_stay() {
     let r = run(&wh, json!({"load_method": "append-only"}), &input);
     assert!(r.ok(), "{}", r.stderr());
     assert_eq!(read_table(&wh.join("n"), "n").rows.len(), 4);
+}
+
+#[test]
+fn batch_errors_name_the_line_the_file_and_the_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rows.jsonl");
+    std::fs::write(&file, "{\"id\": 1}\n[2]\n").unwrap();
+    let url = format!("file://{}", file.display());
+    let s = schema_msg("s", json!({"id": {"type": "integer"}}), &["id"]);
+    let batch = |manifest: &str| {
+        json!({"type": "BATCH", "stream": "s", "encoding": {"format": "jsonl", "compression": "none"},
+               "manifest": [manifest]})
+    };
+    fails_with(
+        &lines(&[s.clone(), batch(&url)]),
+        &[
+            "BATCH file",
+            &url,
+            "row 2",
+            "line 2",
+            "\"s\"",
+            "not a JSON object",
+        ],
+    );
+    let missing = format!("file://{}", dir.path().join("gone.jsonl").display());
+    fails_with(
+        &lines(&[s.clone(), batch(&missing)]),
+        &["line 2", "\"s\"", "BATCH file", &missing],
+    );
+    fails_with(
+        &lines(&[s, batch("gs://bucket/rows.jsonl")]),
+        &["line 2", "gs://bucket/rows.jsonl", "file://", "s3://"],
+    );
+    fails_with(
+        &lines(&[batch(&url)]),
+        &["line 1", "RECORD before its SCHEMA"],
+    );
 }

@@ -216,18 +216,20 @@ impl Input {
     }
 
     pub fn config(&self) -> Value {
-        json!({"batch_size_rows": 100, "batch_size_bytes": 2 << 20, "hard_delete": self.mode == Mode::HardDelete})
+        json!({"batch_size_rows": 100, "batch_size_bytes": 2 << 20, "deletion_vectors": true, "hard_delete": self.mode == Mode::HardDelete})
     }
 
     /// The (id, n) rows a table of `stream` holds when the records its `marks` cover are
-    /// committed (and older table versions removed, when `activated`).
+    /// committed (and older table versions removed, when `activated` with `hard_delete`; without
+    /// it their rows stay, marked `_sdc_deleted_at`).
     pub fn model(&self, stream: &str, marks: &Marks, activated: bool) -> Vec<(i64, i64)> {
+        let removes_old = activated && self.mode == Mode::HardDelete;
         let recs = self
             .seed
             .iter()
             .chain(&self.main)
             .filter(|r| r.stream == stream && marks.covers(r))
-            .filter(|r| !activated || r.version.is_none_or(|v| v >= 2));
+            .filter(|r| !removes_old || r.version.is_none_or(|v| v >= 2));
         let mut rows: Vec<(i64, i64)> = if self.mode == Mode::AppendOnly {
             recs.map(|r| (r.id, r.n)).collect()
         } else {

@@ -1,12 +1,14 @@
 //! Integration tests: the real `target-warehouse` binary fed Singer lines, its tables read back
 //! with deltalake itself (log, files, Parquet) and compared value by value.
 
+mod deletion_vectors;
 mod directories;
 mod disk_full;
 mod errors;
 mod exactly_once;
 mod failures;
 mod harness;
+mod health;
 mod load_methods;
 mod maintenance;
 mod producers;

@@ -57,7 +57,7 @@ fn compact_rewrites_a_file_whose_vector_deletes_most_of_its_rows() {
     // deletes removed: compaction rewrites it without them.
     let (_d, wh) = warehouse();
     let s = id_v_schema("p");
-    let cfg = json!({"hard_delete": true});
+    let cfg = json!({"hard_delete": true, "deletion_vectors": true});
     let mut msgs = vec![s.clone()];
     msgs.extend((0..1000).map(|i| record("p", json!({"id": i, "v": format!("v{i}")}))));
     assert!(run(&wh, cfg.clone(), &lines(&msgs)).ok());

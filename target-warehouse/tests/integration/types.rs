@@ -124,6 +124,30 @@ fn huge_integers_are_kept_exactly() {
     );
     assert_eq!(rows[2]["v"].to_string().trim_matches('"'), "-5");
     assert_eq!(rows[2]["i"], json!(huge));
+
+    // Declared the way tap-webhook declares them (a number that is a multiple of 1, so SQL
+    // targets make NUMERIC): the column exists from the SCHEMA on, exact, small ones too.
+    let input = format!(
+        "{}\n{{\"type\":\"RECORD\",\"stream\":\"d\",\"record\":{{\"n\":1,\"v\":7}}}}\n{{\"type\":\"RECORD\",\"stream\":\"d\",\"record\":{{\"n\":2,\"v\":{big}}}}}\n",
+        schema_msg(
+            "d",
+            json!({"n": {"type": "integer"}, "v": {"type": ["null", "number"], "multipleOf": 1}}),
+            &[]
+        )
+    );
+    let r = run(&wh, json!({}), &input);
+    assert!(r.ok(), "{}", r.stderr());
+    let t = read_table(&wh.join("d"), "d");
+    let v = t
+        .schema
+        .field_with_name("v")
+        .unwrap()
+        .data_type()
+        .to_string();
+    assert_eq!(v, "Decimal128(38, 0)");
+    let rows = t.sorted_by("n");
+    assert_eq!(rows[0]["v"].to_string().trim_matches('"'), "7");
+    assert_eq!(rows[1]["v"].to_string().trim_matches('"'), big);
 }
 
 #[test]
@@ -147,6 +171,27 @@ fn a_lone_surrogate_escape_is_kept_as_json_text_and_the_load_goes_on() {
     assert_eq!(rows[1].get("text"), None);
     assert_eq!(rows[1]["text__json"], json!(r#""cut \ud83d""#));
     assert_eq!(rows[2]["text"], json!("pair \u{1f600}"));
+}
+
+#[test]
+fn nested_json_text_keeps_characters_not_their_escapes() {
+    // Sources (PHP, Python's json.dumps) escape every non-ASCII character; stored as sent,
+    // `LIKE '%ü%'` would find nothing. Escapes JSON needs, and lone surrogates, stay.
+    let (_d, wh) = warehouse();
+    let input = format!(
+        "{}\n{}\n{}\n",
+        schema_msg("j", json!({}), &[]),
+        r#"{"type":"RECORD","stream":"j","record":{"n":1,"addr":{"stra\u00dfe":"M\u00fcller \ud83d\ude00","note":"a\"b\\c\nd\u0001","big":1.50}}}"#,
+        r#"{"type":"RECORD","stream":"j","record":{"n":2,"addr":["caf\u00e9 cut \ud83d"]}}"#,
+    );
+    let r = run(&wh, json!({}), &input);
+    assert!(r.ok(), "{}", r.stderr());
+    let rows = read_table(&wh.join("j"), "j").sorted_by("n");
+    assert_eq!(
+        rows[0]["addr"],
+        json!(r#"{"straße":"Müller 😀","note":"a\"b\\c\nd\u0001","big":1.50}"#)
+    );
+    assert_eq!(rows[1]["addr"], json!(r#"["café cut \ud83d"]"#));
 }
 
 #[test]

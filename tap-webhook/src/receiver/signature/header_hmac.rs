@@ -210,5 +210,16 @@ mod tests {
             v.verify_body(&view(&h, 1000), b"{}"),
             Err(AuthError::MissingSignature(_))
         ));
+        // A hostile timestamp at the ends of i64: out of tolerance, not an overflow.
+        for (ts, now) in [("-9223372036854775808", 1000), ("9223372036854775807", -1)] {
+            let h = headers(&[("x-sig", &format!("v0={sig}")), ("x-ts", ts)]);
+            assert!(
+                matches!(
+                    v.verify_body(&view(&h, now), b"{}"),
+                    Err(AuthError::TimestampOutOfTolerance(_))
+                ),
+                "{ts}"
+            );
+        }
     }
 }

@@ -49,13 +49,18 @@ pub fn check_timestamp(ts: &str, now: i64, tolerance: i64) -> Result<i64, AuthEr
     let t: i64 = ts.trim().parse().map_err(|_| {
         AuthError::InvalidSignature(format!("timestamp {ts:?} is not Unix seconds"))
     })?;
-    if (now - t).abs() > tolerance {
-        return Err(AuthError::TimestampOutOfTolerance(format!(
+    // Checked: a hostile header such as i64::MIN overflows `now - t` (and `abs` of i64::MIN),
+    // which would panic in a debug build and wrap to "in tolerance" in a release one.
+    match now.checked_sub(t).and_then(i64::checked_abs) {
+        Some(skew) if skew <= tolerance => Ok(t),
+        Some(_) => Err(AuthError::TimestampOutOfTolerance(format!(
             "timestamp is {}s from now; at most {tolerance}s is accepted",
             now - t
-        )));
+        ))),
+        None => Err(AuthError::TimestampOutOfTolerance(format!(
+            "timestamp {t} is too far from now; at most {tolerance}s is accepted"
+        ))),
     }
-    Ok(t)
 }
 
 /// Accepts when any given signature equals any expected one (one per secret), comparing every

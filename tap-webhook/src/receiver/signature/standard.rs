@@ -125,4 +125,28 @@ mod tests {
             Err(AuthError::MissingSignature(_))
         ));
     }
+
+    #[test]
+    fn a_timestamp_at_the_ends_of_i64_is_out_of_tolerance_not_a_panic() {
+        let v =
+            StandardWebhooks::new(&["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".into()], 300).unwrap();
+        for (ts, now) in [
+            ("-9223372036854775808", 1649367553),
+            ("9223372036854775807", -1),
+            ("-9223372036854775807", 1649367553),
+        ] {
+            let h = headers(&[
+                ("webhook-id", "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk"),
+                ("webhook-timestamp", ts),
+                ("webhook-signature", SW_SIG),
+            ]);
+            assert!(
+                matches!(
+                    v.verify_body(&view(&h, now), SW_BODY),
+                    Err(AuthError::TimestampOutOfTolerance(_))
+                ),
+                "{ts}"
+            );
+        }
+    }
 }

@@ -81,4 +81,25 @@ mod tests {
             Err(AuthError::InvalidSignature(_))
         ));
     }
+    #[test]
+    fn a_timestamp_at_the_ends_of_i64_is_out_of_tolerance_not_a_panic() {
+        let v = Stripe {
+            secrets: vec!["whsec_test_secret".into()],
+            tolerance: 300,
+        };
+        let body = br#"{"id":"evt_test_webhook","object":"event"}"#;
+        for (t, now) in [
+            ("-9223372036854775808", 1700000000),
+            ("9223372036854775807", -1),
+        ] {
+            let h = headers(&[("stripe-signature", &format!("t={t},v1=00ff"))]);
+            assert!(
+                matches!(
+                    v.verify_body(&view(&h, now), body),
+                    Err(AuthError::TimestampOutOfTolerance(_))
+                ),
+                "{t}"
+            );
+        }
+    }
 }
