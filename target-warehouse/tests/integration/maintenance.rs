@@ -269,3 +269,46 @@ fn files_no_commit_references_are_removed_when_older_than_the_run_by_an_hour() {
     let t = read_table(&table, "o");
     assert_eq!(t.rows.len(), 3);
 }
+
+#[test]
+fn a_compaction_racing_an_append_is_retried_and_keeps_the_appended_rows() {
+    // A compaction read the table, then another load appended a file before the compaction
+    // committed. The compaction's commit (`dataChange: false`, removing only files it merged)
+    // must land after the append instead of failing, and the appended rows must stay.
+    use std::collections::HashSet;
+    use target_warehouse::table::compact::compact;
+    use target_warehouse::table::Table;
+
+    let (_d, wh) = warehouse();
+    let s = schema_msg("c", json!({"id": {"type": "integer"}}), &["id"]);
+    let load = |i: i64| {
+        let r = run(
+            &wh,
+            json!({}),
+            &lines(&[s.clone(), record("c", json!({"id": i}))]),
+        );
+        assert!(r.ok(), "{}", r.stderr());
+    };
+    load(0);
+    load(1);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let compacted = rt.block_on(async {
+        let (mut table, mut reg) = Table::open(&wh, "c", &mut HashSet::new(), &Default::default())
+            .await
+            .expect("open");
+        assert_eq!(table.files().expect("files").len(), 2);
+        // The other load commits version 2 while this handle still sees version 1.
+        load(2);
+        compact(&mut table, &mut reg)
+            .await
+            .expect("a compaction racing an append is retried, not failed")
+            .expect("two small files merged")
+    });
+    assert_eq!(compacted.version, 3, "committed after the append");
+    let t = read_table(&wh.join("c"), "c");
+    let mut ids: Vec<i64> = t.rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, vec![0, 1, 2]);
+    // The merged file and the appended one.
+    assert_eq!(t.file_schemas.len(), 2);
+}
