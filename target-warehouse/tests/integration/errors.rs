@@ -229,3 +229,20 @@ fn batch_errors_name_the_line_the_file_and_the_row() {
         &["line 1", "RECORD before its SCHEMA"],
     );
 }
+
+#[test]
+fn both_version_flags_print_the_version() {
+    // A newcomer types `target-warehouse -V` as they type `tap-webhook -V` (it was refused).
+    for flag in ["-V", "--version"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_target-warehouse"))
+            .arg(flag)
+            .output()
+            .expect("run target-warehouse");
+        assert!(out.status.success(), "{flag}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("target-warehouse {}", env!("CARGO_PKG_VERSION")),
+            "{flag}"
+        );
+    }
+}
