@@ -140,10 +140,7 @@ impl Table {
         root: &Path,
         storage_options: &HashMap<String, String>,
     ) -> Result<(DeltaTable, bool), TableError> {
-        let dir = root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let dir = dir_name(root);
         let err = |source| TableError::Delta {
             table: dir.clone(),
             source,
@@ -174,10 +171,7 @@ impl Table {
         root: PathBuf,
         delta: DeltaTable,
     ) -> Result<(Table, Registry), TableError> {
-        let dir = root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let dir = dir_name(&root);
         let err = |source| TableError::Delta {
             table: dir.clone(),
             source,
@@ -240,10 +234,7 @@ impl Table {
     }
 
     fn name(&self) -> String {
-        self.root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
+        dir_name(&self.root)
     }
 
     fn delta_err(&self, source: DeltaTableError) -> TableError {
@@ -514,4 +505,11 @@ pub fn append_operation() -> DeltaOperation {
         partition_by: None,
         predicate: None,
     }
+}
+
+/// The last component of a table's root: how errors name the table's directory.
+fn dir_name(root: &Path) -> String {
+    root.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
