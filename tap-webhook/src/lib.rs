@@ -12,8 +12,10 @@
 //! - [`spool`]: the durable queue between the two;
 //! - [`queue`]: the scale-out alternative: receivers send to SQS, the tap drains it;
 //! - [`tap`]: discovery, draining from a bookmark, schema inference, state;
+//! - [`admin`]: `serve`'s status page on its own address;
 //! - [`ops`]: `deliveries`, `status`, `urls`: what the spool holds and refused, for operators.
 
+pub mod admin;
 pub mod ops;
 pub mod payload;
 pub mod queue;

@@ -322,6 +322,20 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                     }
                 )
             })?;
+        // The admin page's address too, before the spool: a bad one fails the start cleanly.
+        let admin_listener = match &settings.admin {
+            Some(a) => Some(
+                tokio::net::TcpListener::bind(&a.listen_address)
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot listen on {} (setting admin_listen_address): {e}",
+                            a.listen_address
+                        )
+                    })?,
+            ),
+            None => None,
+        };
         let (store, writer_thread) = match &settings.queue {
             // Scale-out: a stateless receiver, no spool file.
             Some(q) => (Store::Queue(QueueSender::connect(q).await?), None),
@@ -343,7 +357,40 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         }
         log_sources(&settings, addr);
         let state = Arc::new(AppState::new(&settings, store));
-        receiver::serve(listener, state, shutdown_signal()).await?;
+        // One signal stops both listeners.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let admin = match (admin_listener, &settings.admin) {
+            (Some(l), Some(a)) => {
+                tracing::info!(
+                    tokens = a.tokens.len(),
+                    "admin status page on http://{}/admin",
+                    l.local_addr()?
+                );
+                let admin_state = Arc::new(tap_webhook::admin::AdminState {
+                    spool_path: settings.spool_path.clone(),
+                    sources: settings.sources.keys().cloned().collect(),
+                    max_spool_bytes: settings.max_spool_bytes,
+                    tokens: a.tokens.clone(),
+                });
+                Some(tokio::spawn(tap_webhook::admin::serve(
+                    l,
+                    admin_state,
+                    stopped(stop_rx.clone()),
+                )))
+            }
+            _ => None,
+        };
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        receiver::serve(listener, state, stopped(stop_rx)).await?;
+        if let Some(admin) = admin {
+            admin.await??;
+        }
         // All handlers (and their spool handles) are gone: the writer drains and stops.
         if let Some(thread) = writer_thread {
             thread.join();

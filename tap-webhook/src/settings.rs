@@ -308,7 +308,7 @@ impl Settings {
             })
             .transpose()
         };
-        Ok(Settings {
+        let settings = Settings {
             spool_path: PathBuf::from(c.spool_path.unwrap_or_else(|| DEFAULT_SPOOL_PATH.into())),
             listen_address: c
                 .listen_address
@@ -429,7 +429,15 @@ impl Settings {
             sources,
             queue: crate::queue::QueueSettings::from_config(c.queue)
                 .map_err(|detail| bad("queue", detail))?,
-        })
+        };
+        if settings.queue.is_some() && settings.admin.is_some() {
+            return Err(bad(
+                "admin_listen_address",
+                "the admin page shows the embedded spool; with `queue` (SQS) the receiver has none"
+                    .into(),
+            ));
+        }
+        Ok(settings)
     }
 }
 
