@@ -79,10 +79,10 @@ pub fn overview(conn: &Connection, state: &AdminState) -> Result<String, String>
     let pct = used as f64 * 100.0 / state.max_spool_bytes.max(1) as f64;
     let _ = write!(
         b,
-        "<h2>Spool</h2><p>{} bytes of {} (max_spool_bytes): {:.1}%</p>\
+        "<h2>Spool</h2><p>{:.1} MiB of {:.1} MiB (max_spool_bytes): {:.1}%</p>\
          <div class=\"meter\"><div style=\"width:{:.1}%\"></div></div>",
-        used,
-        state.max_spool_bytes,
+        used as f64 / 1048576.0,
+        state.max_spool_bytes as f64 / 1048576.0,
         pct,
         pct.min(100.0)
     );
@@ -99,13 +99,13 @@ pub fn overview(conn: &Connection, state: &AdminState) -> Result<String, String>
         rows.push(vec![
             esc(name),
             c.held.to_string(),
-            c.waiting_bytes.to_string(),
-            c.newest_us.map_or("-".into(), show_time),
             if refused.is_empty() {
                 "-".into()
             } else {
                 refused.join(" ")
             },
+            c.newest_us.map_or("-".into(), show_time),
+            c.waiting_bytes.to_string(),
         ]);
     }
     b.push_str("<h2>Sources</h2>");
@@ -114,9 +114,9 @@ pub fn overview(conn: &Connection, state: &AdminState) -> Result<String, String>
         &[
             "source",
             "messages",
-            "bytes",
-            "last delivery",
             "refused (last hour)",
+            "last delivery",
+            "bytes",
         ],
         &rows,
     );
@@ -133,12 +133,11 @@ pub fn overview(conn: &Connection, state: &AdminState) -> Result<String, String>
         .iter()
         .map(|m| {
             vec![
-                show_time(m.received_at_us),
                 esc(&m.source),
                 format!(
                     "<a href=\"/admin/delivery/{}\">{}</a>",
                     seg(&m.id),
-                    esc(&m.id)
+                    show_time(m.received_at_us)
                 ),
                 esc(m.delivery_id.as_deref().unwrap_or("-")),
                 m.bytes.to_string(),
@@ -147,7 +146,7 @@ pub fn overview(conn: &Connection, state: &AdminState) -> Result<String, String>
         .collect();
     table(
         &mut b,
-        &["received", "source", "message", "delivery id", "bytes"],
+        &["source", "received", "delivery id", "bytes"],
         &rows,
     );
     let refused = ledger::list(
@@ -163,14 +162,14 @@ pub fn overview(conn: &Connection, state: &AdminState) -> Result<String, String>
         .iter()
         .map(|r| {
             vec![
-                show_time(r.at_us),
-                esc(&r.source),
                 format!(
                     "<a href=\"/admin/refused/{}\">{} <span class=\"code\">{}</span></a>",
                     r.id,
                     r.status,
                     esc(&r.code)
                 ),
+                esc(&r.source),
+                show_time(r.at_us),
                 esc(r.remote.as_deref().unwrap_or("-")),
                 esc(&r.reason),
             ]
@@ -178,7 +177,7 @@ pub fn overview(conn: &Connection, state: &AdminState) -> Result<String, String>
         .collect();
     table(
         &mut b,
-        &["at", "source", "status", "remote", "reason"],
+        &["status", "source", "at", "remote", "reason"],
         &rows,
     );
     Ok(frame("tap-webhook status", &b))
