@@ -161,7 +161,12 @@ async fn overview(
     headers: HeaderMap,
 ) -> Response {
     match authorize(&state, &headers, q.as_deref()) {
-        Ok(cookie) => render(state, cookie, |c, s| page::overview(c, s).map(Some)).await,
+        Ok(cookie) => {
+            render(state, cookie, |c, s| {
+                page::overview(c, &s.sources, s.max_spool_bytes).map(Some)
+            })
+            .await
+        }
         Err(r) => r,
     }
 }

@@ -6,7 +6,6 @@ use std::fmt::Write;
 
 use rusqlite::Connection;
 
-use super::AdminState;
 use crate::ops::deliveries::pretty;
 use crate::ops::show_time;
 use crate::spool::browse::{self, MessageFilter};
@@ -72,24 +71,28 @@ fn table(out: &mut String, head: &[&str], rows: &[Vec<String>]) {
 
 /// Sources with their counts and last delivery, spool depth against its limit, the last
 /// deliveries accepted and refused.
-pub fn overview(conn: &Connection, state: &AdminState) -> Result<String, String> {
+pub fn overview(
+    conn: &Connection,
+    sources: &[String],
+    max_spool_bytes: u64,
+) -> Result<String, String> {
     let e = |e: rusqlite::Error| e.to_string();
     let mut b = String::from("<h1>tap-webhook</h1>");
     let used = browse::bytes_in_use(conn).map_err(e)?;
-    let pct = used as f64 * 100.0 / state.max_spool_bytes.max(1) as f64;
+    let pct = used as f64 * 100.0 / max_spool_bytes.max(1) as f64;
     let _ = write!(
         b,
         "<h2>Spool</h2><p>{:.1} MiB of {:.1} MiB (max_spool_bytes): {:.1}%</p>\
          <div class=\"meter\"><div style=\"width:{:.1}%\"></div></div>",
         used as f64 / 1048576.0,
-        state.max_spool_bytes as f64 / 1048576.0,
+        max_spool_bytes as f64 / 1048576.0,
         pct,
         pct.min(100.0)
     );
     let hour_ago = singer::clock::now_micros() - 3_600_000_000;
     let refused_hour = ledger::counts_since(conn, hour_ago).map_err(e)?;
     let mut rows = Vec::new();
-    for name in &state.sources {
+    for name in sources {
         let c = browse::source_counts(conn, name, 0).map_err(e)?;
         let refused: Vec<String> = refused_hour
             .iter()

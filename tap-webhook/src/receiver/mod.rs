@@ -139,7 +139,7 @@ async fn not_found(State(state): State<Arc<AppState>>, request: Request) -> Resp
         .filter(|p| p.starts_with("/webhooks/") && p.len() > "/webhooks/".len())
         .map(str::to_owned);
     let err = ReceiveError::NotFound { path, hint };
-    refusal::record(
+    refused(
         &state,
         "-",
         request.headers(),
@@ -157,7 +157,7 @@ async fn method_not_allowed(State(state): State<Arc<AppState>>, request: Request
         method: request.method().to_string(),
         path: request.uri().path().to_owned(),
     };
-    refusal::record(
+    refused(
         &state,
         "-",
         request.headers(),
@@ -265,7 +265,7 @@ async fn receive_post(
     )
     .await;
     if let Err(e) = &result {
-        refusal::record(&state, &source, &parts.headers, &parts.extensions, e, seen);
+        refused(&state, &source, &parts.headers, &parts.extensions, e, seen);
     }
     respond(&state, &source, result)
 }
@@ -289,7 +289,7 @@ async fn receive_get(
     )
     .await;
     if let Err(e) = &result {
-        refusal::record(&state, &source, &parts.headers, &parts.extensions, e, seen);
+        refused(&state, &source, &parts.headers, &parts.extensions, e, seen);
     }
     respond(&state, &source, result)
 }
@@ -331,6 +331,30 @@ fn respond(state: &AppState, source: &str, result: Result<Accepted, ReceiveError
             e.into_response()
         }
     }
+}
+
+/// Hands a refusal to the ledger ([`refusal`]), with the source's delivery id header.
+fn refused(
+    state: &AppState,
+    source: &str,
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+    err: &ReceiveError,
+    seen: Seen,
+) {
+    let id_header = state
+        .sources
+        .get(source)
+        .and_then(|s| s.source.delivery_id_header.as_deref());
+    refusal::record(
+        &state.store,
+        id_header,
+        source,
+        headers,
+        extensions,
+        err,
+        seen,
+    );
 }
 
 /// `{"data":{...},"success":true}`.

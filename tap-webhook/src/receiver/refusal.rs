@@ -12,8 +12,9 @@ use std::net::SocketAddr;
 use axum::body::Bytes;
 use axum::http::{header, Extensions, HeaderMap};
 
+use super::capture;
 use super::reply::ReceiveError;
-use super::{capture, AppState};
+use super::store::Store;
 use crate::spool::ledger::{self, Refusal};
 
 /// The connection's peer, put in each request's extensions by `serve`'s accept loop. Proxy
@@ -38,23 +39,21 @@ impl Seen {
     }
 }
 
-/// Queues the refusal of one request for the ledger (nothing with the SQS backend).
+/// Queues the refusal of one request for the ledger (nothing with the SQS backend);
+/// `delivery_id_header` is the source's configured one, if any.
 pub fn record(
-    state: &AppState,
+    store: &Store,
+    delivery_id_header: Option<&str>,
     source: &str,
     headers: &HeaderMap,
     extensions: &Extensions,
     err: &ReceiveError,
     seen: Seen,
 ) {
-    if !state.store.keeps_ledger() {
+    if !store.keeps_ledger() {
         return;
     }
     let code = err.code();
-    let configured = state
-        .sources
-        .get(source)
-        .and_then(|s| s.source.delivery_id_header.as_deref());
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -70,11 +69,11 @@ pub fn record(
         user_agent: headers
             .get(header::USER_AGENT)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
-        delivery_id: capture::delivery_id(headers, configured),
+        delivery_id: capture::delivery_id(headers, delivery_id_header),
         body: seen
             .head
             .filter(|_| ledger::keeps_body(code))
             .map(|b| ledger::body_excerpt(&b)),
     };
-    state.store.refused(r);
+    store.refused(r);
 }
