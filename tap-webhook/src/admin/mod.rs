@@ -85,21 +85,27 @@ fn given_token(headers: &HeaderMap, query: Option<&str>) -> Option<(String, bool
         .map(|t| (t, false))
 }
 
-/// `Ok(Some(cookie))` when the token came in the query; `Err` is the 401 page.
-fn authorize(
-    state: &AdminState,
-    headers: &HeaderMap,
-    query: Option<&str>,
-) -> Result<Option<String>, Response> {
+/// Whether a request may read the page.
+enum Access {
+    /// With the cookie to set when the token came in the query.
+    Allowed(Option<String>),
+    Denied,
+}
+
+fn authorize(state: &AdminState, headers: &HeaderMap, query: Option<&str>) -> Access {
     if state.tokens.is_empty() {
-        return Ok(None);
+        return Access::Allowed(None);
     }
     match given_token(headers, query) {
-        Some((t, from_query)) if matches_any(t.as_bytes(), &state.tokens) => {
-            Ok(from_query.then(|| format!("{COOKIE}={t}; HttpOnly; SameSite=Strict; Path=/admin")))
-        }
-        _ => Err(html(StatusCode::UNAUTHORIZED, page::unauthorized(), None)),
+        Some((t, from_query)) if matches_any(t.as_bytes(), &state.tokens) => Access::Allowed(
+            from_query.then(|| format!("{COOKIE}={t}; HttpOnly; SameSite=Strict; Path=/admin")),
+        ),
+        _ => Access::Denied,
     }
+}
+
+fn denied() -> Response {
+    html(StatusCode::UNAUTHORIZED, page::unauthorized(), None)
 }
 
 /// An HTML response with the headers that keep it inert: no script runs (CSP), nothing is
@@ -161,13 +167,13 @@ async fn overview(
     headers: HeaderMap,
 ) -> Response {
     match authorize(&state, &headers, q.as_deref()) {
-        Ok(cookie) => {
+        Access::Allowed(cookie) => {
             render(state, cookie, |c, s| {
                 page::overview(c, &s.sources, s.max_spool_bytes).map(Some)
             })
             .await
         }
-        Err(r) => r,
+        Access::Denied => denied(),
     }
 }
 
@@ -178,8 +184,8 @@ async fn delivery(
     headers: HeaderMap,
 ) -> Response {
     match authorize(&state, &headers, q.as_deref()) {
-        Ok(cookie) => render(state, cookie, move |c, _| page::delivery(c, &id)).await,
-        Err(r) => r,
+        Access::Allowed(cookie) => render(state, cookie, move |c, _| page::delivery(c, &id)).await,
+        Access::Denied => denied(),
     }
 }
 
@@ -190,7 +196,7 @@ async fn refused(
     headers: HeaderMap,
 ) -> Response {
     match authorize(&state, &headers, q.as_deref()) {
-        Ok(cookie) => render(state, cookie, move |c, _| page::refused(c, id)).await,
-        Err(r) => r,
+        Access::Allowed(cookie) => render(state, cookie, move |c, _| page::refused(c, id)).await,
+        Access::Denied => denied(),
     }
 }

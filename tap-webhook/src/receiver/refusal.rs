@@ -5,7 +5,8 @@
 //! Kept: the source from the path, status, code, the reply's reason, size, the peer address,
 //! the user agent and the delivery id. Never a credential: no other header, no query string
 //! (URL tokens live there), and the body only when it is the problem (`INVALID_JSON`,
-//! `UNSUPPORTED_JSON_TYPE`), cut to 4 KiB.
+//! `UNSUPPORTED_JSON_TYPE`), cut to 4 KiB. `SPOOL_FULL` / `SPOOL_UNAVAILABLE` are not recorded:
+//! the spool that refuses to store is not written to.
 
 use std::net::SocketAddr;
 
@@ -50,7 +51,14 @@ pub fn record(
     err: &ReceiveError,
     seen: Seen,
 ) {
-    if !store.keeps_ledger() {
+    // A spool refusing to store (full, or failed) is not written to for its own refusals:
+    // those rows would take the room a prune needs. `/metrics` and the log still count them.
+    if !store.keeps_ledger()
+        || matches!(
+            err,
+            ReceiveError::SpoolFull { .. } | ReceiveError::SpoolUnavailable
+        )
+    {
         return;
     }
     let code = err.code();

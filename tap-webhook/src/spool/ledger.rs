@@ -25,8 +25,9 @@ pub const MAX_BODY_BYTES: usize = 4096;
 const MAX_TEXT_CHARS: usize = 512;
 /// Refusals waiting for the writer; beyond, they are counted and dropped.
 pub const QUEUE_CAPACITY: usize = 8192;
-/// Most refusals the writer takes in one transaction.
-pub const MAX_PER_TRANSACTION: usize = 2048;
+/// Most refusals the writer takes in one transaction: all a full queue holds, so none is left
+/// behind without a wake-up (one pushed after the writer started taking sends its own).
+pub const MAX_PER_TRANSACTION: usize = QUEUE_CAPACITY;
 
 /// How much the ledger keeps (settings `refused_ledger_max_rows`, `_max_age_hours`).
 #[derive(Debug, Clone, Copy, PartialEq)]

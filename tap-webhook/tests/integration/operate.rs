@@ -678,3 +678,29 @@ fn serve_refuses_an_open_admin_address_without_tokens() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("admin_tokens") && e.contains("loopback"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_is_not_written_with_its_own_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), json!({"max_spool_bytes": 1}));
+    let server = Server::start(&cfg);
+    let http = client();
+    let r = http
+        .post(server.url("/webhooks/data"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    // Refused before the spool is asked (no key): recorded, after the 503 in the queue.
+    let r = http
+        .post(server.url("/webhooks/keyed"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let rows = refused_rows(&cfg, 1);
+    let codes: Vec<&str> = rows.iter().map(|r| r["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["MISSING_CREDENTIALS"]);
+}
