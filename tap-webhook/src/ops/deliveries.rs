@@ -9,7 +9,7 @@ use super::{cell, parse_time, show_time, write_jsonl, write_table, Format, OpsEr
 use crate::settings::Settings;
 use crate::spool::browse::{self, FieldEquals, MessageFilter};
 use crate::spool::ledger::{self, RefusedFilter};
-use crate::spool::{open_checked, StoredMessage};
+use crate::spool::{open, StoredMessage};
 
 /// What the user asked, as typed (validated by [`run`]).
 #[derive(Debug, Clone, Default)]
@@ -39,7 +39,8 @@ pub fn run(settings: &Settings, args: &Args, out: &mut impl Write) -> Result<(),
         .map(|t| parse_time("--until", t, now))
         .transpose()?;
     let format = Format::or_by_terminal(args.format);
-    let conn = open_checked(&settings.spool_path)?;
+    // Not `open_checked`: a read-only look need not read the whole file first (`quick_check`).
+    let conn = open(&settings.spool_path)?;
     if args.refused {
         if args.where_.is_some() {
             return Err(OpsError::Arg(

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::{show_time, OpsError};
 use crate::settings::Settings;
 use crate::spool::browse::{self, SourceCounts};
-use crate::spool::{ledger, open_checked, producer_id};
+use crate::spool::{ledger, open, producer_id};
 use crate::tap::state;
 
 /// The report, as `--format json` prints it.
@@ -41,7 +41,8 @@ pub struct SourceStatus {
 
 /// Gathers the status; `state` is the tap's state file's value, when given.
 pub fn gather(settings: &Settings, state_value: Option<&Value>) -> Result<Status, OpsError> {
-    let conn = open_checked(&settings.spool_path)?;
+    // Not `open_checked`: a read-only look need not read the whole file first (`quick_check`).
+    let conn = open(&settings.spool_path)?;
     let producer = producer_id(&conn)?;
     let marks = state::own_bookmarks(state_value, &producer)
         .map_err(|e| OpsError::Arg(format!("--state: {e}")))?;

@@ -81,13 +81,18 @@ pub struct MessageRow {
 
 /// Messages matching `f`, newest first (by sequence).
 pub fn list(conn: &Connection, f: &MessageFilter) -> rusqlite::Result<Vec<MessageRow>> {
-    let mut st = conn.prepare(
-        "SELECT seq, id, source, received_at, delivery_id, part, length(CAST(body AS BLOB)), body
+    // The body is read only to filter on it; without `--where` SQLite stops at the limit.
+    let (body, limit) = match &f.field {
+        Some(_) => ("body", String::new()),
+        None => ("NULL", format!(" LIMIT {}", f.limit.min(i64::MAX as u64))),
+    };
+    let mut st = conn.prepare(&format!(
+        "SELECT seq, id, source, received_at, delivery_id, part, octet_length(body), {body}
          FROM messages
          WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR received_at >= ?2)
            AND (?3 IS NULL OR received_at <= ?3) AND (?4 IS NULL OR delivery_id = ?4)
-         ORDER BY seq DESC",
-    )?;
+         ORDER BY seq DESC{limit}"
+    ))?;
     let mut rows = st.query(params![f.source, f.since_us, f.until_us, f.delivery_id])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
@@ -163,7 +168,7 @@ pub fn source_counts(
         })?;
     let (waiting, waiting_bytes) = conn
         .prepare_cached(
-            "SELECT count(*), coalesce(sum(length(CAST(body AS BLOB))), 0) FROM messages
+            "SELECT count(*), coalesce(sum(octet_length(body)), 0) FROM messages
              WHERE source = ?1 AND seq > ?2",
         )?
         .query_row(params![source, after], |r| {
