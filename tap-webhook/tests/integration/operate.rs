@@ -9,13 +9,12 @@ use serde_json::{json, Value};
 
 use crate::harness::{client, run_tap, write_config, Server, BIN};
 
-const API_KEY: &str = "api-key-secret-0001";
-const URL_TOKEN: &str = "url-token-secret-0002";
-const GH_SECRET: &str = "It's a Secret to Everybody";
-const ADMIN_TOKEN: &str = "admin-token-secret-0003";
+pub(crate) const API_KEY: &str = "api-key-secret-0001";
+pub(crate) const URL_TOKEN: &str = "url-token-secret-0002";
+pub(crate) const GH_SECRET: &str = "It's a Secret to Everybody";
 
 /// Runs `tap-webhook ARGS --config CONFIG`; asserts success; stdout.
-fn cli(config: &Path, args: &[&str]) -> String {
+pub(crate) fn cli(config: &Path, args: &[&str]) -> String {
     let out = Command::new(BIN)
         .args(args)
         .arg("--config")
@@ -31,7 +30,7 @@ fn cli(config: &Path, args: &[&str]) -> String {
 }
 
 /// Runs it expecting failure; stderr.
-fn cli_err(config: &Path, args: &[&str]) -> String {
+pub(crate) fn cli_err(config: &Path, args: &[&str]) -> String {
     let out = Command::new(BIN)
         .args(args)
         .arg("--config")
@@ -42,13 +41,13 @@ fn cli_err(config: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stderr).unwrap()
 }
 
-fn jsonl(text: &str) -> Vec<Value> {
+pub(crate) fn jsonl(text: &str) -> Vec<Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
 }
 
-fn config(dir: &Path, extra: Value) -> std::path::PathBuf {
+pub(crate) fn config(dir: &Path, extra: Value) -> std::path::PathBuf {
     let mut c = json!({
         "sources": {
             "keyed": {"api_keys": [API_KEY], "api_key_header": "X-Api-Key",
@@ -65,7 +64,7 @@ fn config(dir: &Path, extra: Value) -> std::path::PathBuf {
 }
 
 /// Every file of the spool (database, WAL) as bytes.
-fn spool_bytes(dir: &Path) -> Vec<u8> {
+pub(crate) fn spool_bytes(dir: &Path) -> Vec<u8> {
     let mut all = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let p = entry.unwrap().path();
@@ -80,13 +79,13 @@ fn spool_bytes(dir: &Path) -> Vec<u8> {
     all
 }
 
-fn contains(hay: &[u8], needle: &str) -> bool {
+pub(crate) fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 /// Waits until the ledger lists `n` refusals (it is written by the writer thread after the
 /// reply): polls the command, the signal being the rows themselves.
-fn refused_rows(config: &Path, n: usize) -> Vec<Value> {
+pub(crate) fn refused_rows(config: &Path, n: usize) -> Vec<Value> {
     for _ in 0..200 {
         let rows = jsonl(&cli(
             config,
@@ -461,246 +460,4 @@ async fn a_replay_emits_the_window_as_the_first_run_did_and_prunes_nothing() {
         records(&run_tap(&cfg, &["--state", state_file.to_str().unwrap()])),
         firsts
     );
-}
-
-#[test]
-fn a_spool_from_before_the_ledger_opens_and_records_refusals() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), json!({}));
-    let spool = dir.path().join("spool.sqlite");
-    {
-        // The previous schema: no `refused` table, one message already stored.
-        let conn = tap_webhook::spool::open(&spool).unwrap();
-        conn.execute_batch(
-            "DROP TABLE refused;
-             INSERT INTO messages (seq, id, source, received_at, part, headers, query, body)
-             VALUES (5, 'old-1', 'data', 5, 0, '{}', '{}', '{\"old\":true}');",
-        )
-        .unwrap();
-    }
-    let server = Server::start(&cfg);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let status = rt.block_on(async {
-        client()
-            .post(server.url("/webhooks/data"))
-            .body("[1]")
-            .send()
-            .await
-            .unwrap()
-            .status()
-    });
-    assert_eq!(status, 400);
-    let rows = refused_rows(&cfg, 1);
-    assert_eq!(rows[0]["code"], "UNSUPPORTED_JSON_TYPE");
-    assert_eq!(rows[0]["body"], "[1]");
-    let old = jsonl(&cli(&cfg, &["deliveries"]));
-    assert_eq!(old[0]["id"], "old-1");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_flood_of_refusals_stays_bounded_and_accepted_posts_all_land() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), json!({"refused_ledger_max_rows": 100}));
-    let server = Server::start(&cfg);
-    let http = client();
-    let mut tasks = Vec::new();
-    // Below the server's connection cap (it closes connections beyond it).
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
-    for i in 0..1_500 {
-        let http = http.clone();
-        let slots = slots.clone();
-        let (url, body) = match i % 5 {
-            0 => (server.url("/webhooks/data"), format!(r#"{{"i":{i}}}"#)),
-            _ => (server.url("/webhooks/data"), "{not json".repeat(200)),
-        };
-        tasks.push(tokio::spawn(async move {
-            let _slot = slots.acquire().await.unwrap();
-            http.post(url)
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }));
-    }
-    let mut ok = 0;
-    for t in tasks {
-        match t.await.unwrap() {
-            200 => ok += 1,
-            400 => {}
-            s => panic!("unexpected status {s}"),
-        }
-    }
-    assert_eq!(ok, 300);
-    assert_eq!(
-        jsonl(&cli(&cfg, &["deliveries", "--limit", "10000"])).len(),
-        300
-    );
-    // One more refusal after the flood, once its row is listed, the table was trimmed in
-    // that transaction or an earlier one: at most the bound plus one trimming interval.
-    let rows = refused_rows(&cfg, 100);
-    let conn = tap_webhook::spool::open(&dir.path().join("spool.sqlite")).unwrap();
-    let n: i64 = conn
-        .query_row("SELECT count(*) FROM refused", [], |r| r.get(0))
-        .unwrap();
-    assert!(n <= 100 + 256, "{n} rows");
-    assert!(rows
-        .iter()
-        .all(|r| r["body"].as_str().unwrap().len() <= 4096));
-    let metrics = http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("webhook_refusals_unrecorded_total"),
-        "{metrics}"
-    );
-    drop(server);
-    // Restarted, the writer trims at open: the bound holds exactly.
-    let server = Server::start(&cfg);
-    let n: i64 = conn
-        .query_row("SELECT count(*) FROM refused", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(n, 100);
-    drop(server);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_admin_page_needs_its_token_escapes_bodies_and_is_not_on_the_webhook_port() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        dir.path(),
-        json!({"admin_listen_address": "127.0.0.1:0", "admin_tokens": [ADMIN_TOKEN]}),
-    );
-    let server = Server::start(&cfg);
-    let admin = admin_base(&server);
-    let http = client();
-    let r = http
-        .post(server.url("/webhooks/data"))
-        .body(r#"{"x":"<script>alert(1)</script>"}"#);
-    let id = r.send().await.unwrap().json::<Value>().await.unwrap()["data"]["message_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    for path in [
-        "/admin",
-        "/admin/",
-        &format!("/admin/delivery/{id}"),
-        "/admin/refused/1",
-    ] {
-        let s = http.get(server.url(path)).send().await.unwrap().status();
-        assert_eq!(s, 404, "{path} on the webhook port");
-    }
-    let s = http
-        .get(format!("{admin}/admin"))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(s, 401);
-    let s = http
-        .get(format!("{admin}/admin?token=wrong-token-xxxxxxxx"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(s.status(), 401);
-    let page = http
-        .get(format!("{admin}/admin/delivery/{id}"))
-        .bearer_auth(ADMIN_TOKEN);
-    let page = page.send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    assert!(page.headers()["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .contains("default-src 'none'"));
-    let html = page.text().await.unwrap();
-    assert!(
-        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
-        "{html}"
-    );
-    assert!(!html.contains("<script>"), "{html}");
-    let with_query = http
-        .get(format!("{admin}/admin?token={ADMIN_TOKEN}"))
-        .send()
-        .await
-        .unwrap();
-    let cookie = with_query.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(cookie.contains("HttpOnly"), "{cookie}");
-    let html = with_query.text().await.unwrap();
-    assert!(
-        html.contains(&format!("/admin/delivery/{id}")) && html.contains(">data<"),
-        "{html}"
-    );
-    let by_cookie = http
-        .get(format!("{admin}/admin"))
-        .header("Cookie", cookie.split(';').next().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(by_cookie.status(), 200);
-    // The admin token is never in the spool.
-    assert!(!contains(&spool_bytes(dir.path()), ADMIN_TOKEN));
-}
-
-/// The admin page's base URL, from the server's log line.
-pub fn admin_base(server: &Server) -> String {
-    for _ in 0..200 {
-        let found = server.log.lock().unwrap().iter().find_map(|l| {
-            let rest = l.split("admin status page on ").nth(1)?;
-            Some(rest.split("/admin").next()?.to_owned())
-        });
-        if let Some(base) = found {
-            return base;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    panic!("no admin address in the server's log");
-}
-
-#[test]
-fn serve_refuses_an_open_admin_address_without_tokens() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), json!({"admin_listen_address": "0.0.0.0:0"}));
-    let out = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let e = String::from_utf8_lossy(&out.stderr);
-    assert!(e.contains("admin_tokens") && e.contains("loopback"), "{e}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_spool_is_not_written_with_its_own_refusals() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), json!({"max_spool_bytes": 1}));
-    let server = Server::start(&cfg);
-    let http = client();
-    let r = http
-        .post(server.url("/webhooks/data"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 503);
-    // Refused before the spool is asked (no key): recorded, after the 503 in the queue.
-    let r = http
-        .post(server.url("/webhooks/keyed"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let rows = refused_rows(&cfg, 1);
-    let codes: Vec<&str> = rows.iter().map(|r| r["code"].as_str().unwrap()).collect();
-    assert_eq!(codes, ["MISSING_CREDENTIALS"]);
 }
