@@ -23,6 +23,13 @@ if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev
     || echo "tests/run.sh: could not install postgresql; the target-postgres test will fail" >&2
 fi
 
+# The admin page is checked in a real browser: headless Chromium (Debian's `chromium`), installed
+# where missing and apt-get can.
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; } >/dev/null \
+    || echo "tests/run.sh: could not install chromium; the admin page's browser test will fail" >&2
+fi
+
 # The house rules that are cheap to check: no import circles between source files (issue 25).
 bash scripts/module-graph.sh --cycles
 

@@ -11,8 +11,12 @@
 //! - [`payload`]: the top level of a webhook payload, split without parsing below it;
 //! - [`spool`]: the durable queue between the two;
 //! - [`queue`]: the scale-out alternative: receivers send to SQS, the tap drains it;
-//! - [`tap`]: discovery, draining from a bookmark, schema inference, state.
+//! - [`tap`]: discovery, draining from a bookmark, schema inference, state;
+//! - [`admin`]: `serve`'s status page on its own address;
+//! - [`ops`]: `deliveries`, `status`, `urls`: what the spool holds and refused, for operators.
 
+pub mod admin;
+pub mod ops;
 pub mod payload;
 pub mod queue;
 pub mod receiver;

@@ -16,7 +16,7 @@ use tap_webhook::receiver::{self, AppState};
 use tap_webhook::settings::{self, Settings};
 use tap_webhook::spool::reader::SpoolReader;
 use tap_webhook::spool::writer::SpoolWriter;
-use tap_webhook::tap;
+use tap_webhook::{ops, tap};
 
 /// jemalloc rather than glibc's malloc: a delivery's buffers are allocated on a tokio worker
 /// and freed on the spool's writer thread, which glibc pays for in arena locking and chunk
@@ -54,12 +54,86 @@ struct Cli {
     /// Check the config and the spool, then exit.
     #[arg(long)]
     test: bool,
+    /// Replay: emit what the spool still holds received at or after this time (RFC 3339, a
+    /// date, or an age such as 2h), with the same `_sdc_sequence` and keys as the first time;
+    /// ignores --state, prunes nothing, writes no STATE.
+    #[arg(long, conflicts_with_all = ["state", "discover", "test"])]
+    replay_since: Option<String>,
+    /// End of the replay's window (included); default: now.
+    #[arg(long, requires = "replay_since")]
+    replay_until: Option<String>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP receiver.
     Serve,
+    /// List the deliveries the spool holds, newest first; show one; list refused requests.
+    Deliveries(DeliveriesCli),
+    /// Per source: messages waiting, oldest and newest, bytes, refusals of the last hour.
+    Status {
+        /// The tap's state file: count what waits after its bookmarks (else everything held).
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: StatusFormat,
+    },
+    /// Each source's webhook URL, how it authenticates and what it verifies.
+    Urls {
+        /// The address providers reach (default: http://<listen_address>).
+        #[arg(long)]
+        base_url: Option<String>,
+        #[arg(long, value_enum)]
+        format: Option<ListFormat>,
+    },
+}
+
+#[derive(clap::Args)]
+struct DeliveriesCli {
+    #[arg(long)]
+    source: Option<String>,
+    /// RFC 3339, a date, or an age such as 2h, 30m, 7d.
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long)]
+    until: Option<String>,
+    #[arg(long)]
+    delivery_id: Option<String>,
+    /// FIELD=VALUE or /json/pointer=VALUE (VALUE as JSON when it parses, else text).
+    #[arg(long = "where")]
+    where_: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    limit: u64,
+    /// A message id or sequence (with --refused: a ledger id): headers as stored, body.
+    #[arg(long)]
+    show: Option<String>,
+    /// The ledger of refused requests instead of the stored messages.
+    #[arg(long)]
+    refused: bool,
+    /// Default: a table on a terminal, JSON lines when piped.
+    #[arg(long, value_enum)]
+    format: Option<ListFormat>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ListFormat {
+    Table,
+    Jsonl,
+}
+
+impl From<ListFormat> for ops::Format {
+    fn from(f: ListFormat) -> ops::Format {
+        match f {
+            ListFormat::Table => ops::Format::Table,
+            ListFormat::Jsonl => ops::Format::Jsonl,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum StatusFormat {
+    Text,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -100,6 +174,46 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = load_settings(&cli.config)?;
     match cli.command {
         Some(Command::Serve) => return serve(settings),
+        Some(Command::Deliveries(d)) => {
+            require_spool(&settings)?;
+            let args = ops::deliveries::Args {
+                source: d.source,
+                since: d.since,
+                until: d.until,
+                delivery_id: d.delivery_id,
+                where_: d.where_,
+                limit: d.limit,
+                show: d.show,
+                refused: d.refused,
+                format: d.format.map(Into::into),
+            };
+            return Ok(ops::deliveries::run(
+                &settings,
+                &args,
+                &mut std::io::stdout().lock(),
+            )?);
+        }
+        Some(Command::Status { state, format }) => {
+            require_spool(&settings)?;
+            let state = read_state(state.as_deref())?;
+            let status = ops::status::gather(&settings, state.as_ref())?;
+            let mut out = std::io::stdout().lock();
+            match format {
+                StatusFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&status)?)?,
+                StatusFormat::Text => ops::status::write_text(&mut out, &status)?,
+            }
+            return Ok(());
+        }
+        Some(Command::Urls { base_url, format }) => {
+            let base = base_url.unwrap_or_else(|| format!("http://{}", settings.listen_address));
+            let format = ops::Format::or_by_terminal(format.map(Into::into));
+            return Ok(ops::urls::run(
+                &settings,
+                &base,
+                format,
+                &mut std::io::stdout().lock(),
+            )?);
+        }
         None => {}
     }
     if cli.test {
@@ -131,21 +245,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .or(cli.properties)
         .map(|p| Catalog::load(&p))
         .transpose()?;
-    let state = match &cli.state {
-        Some(path) => {
-            let file = singer::state_file::read(Path::new(path))?;
-            if file.values > 1 {
-                tracing::info!(
-                    state_file = %path,
-                    states = file.values,
-                    "the state file holds several states (a target's whole output); using the last"
-                );
-            }
-            file.state
-        }
-        None => None,
-    };
+    let state = read_state(cli.state.as_deref())?;
     require_spool(&settings)?;
+    if let Some(since) = &cli.replay_since {
+        let now = singer::clock::now_micros();
+        let since = ops::parse_time("--replay-since", since, now)?;
+        let until = match &cli.replay_until {
+            Some(t) => ops::parse_time("--replay-until", t, now)?,
+            None => now,
+        };
+        if until < since {
+            anyhow::bail!("--replay-until is before --replay-since: the window is empty");
+        }
+        tracing::info!(spool = %absolute(&settings.spool_path), since = %singer::datetime::format_micros(since), until = %singer::datetime::format_micros(until), "replaying a receipt window (no bookmark, no prune, no STATE)");
+        let summary = tap::replay(
+            &settings,
+            catalog.as_ref(),
+            since,
+            until,
+            std::io::stdout().lock(),
+        )?;
+        let total: u64 = summary.records.values().sum();
+        tracing::info!(records = total, "replay finished");
+        return Ok(());
+    }
     tracing::info!(spool = %absolute(&settings.spool_path), "draining the spool");
     if let Some(q) = &settings.queue {
         // Scale-out: first move what the receivers queued into the local spool, durably.
@@ -199,12 +322,29 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                     }
                 )
             })?;
+        // The admin page's address too, before the spool: a bad one fails the start cleanly.
+        let admin_listener = match &settings.admin {
+            Some(a) => Some(
+                tokio::net::TcpListener::bind(&a.listen_address)
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot listen on {} (setting admin_listen_address): {e}",
+                            a.listen_address
+                        )
+                    })?,
+            ),
+            None => None,
+        };
         let (store, writer_thread) = match &settings.queue {
             // Scale-out: a stateless receiver, no spool file.
             Some(q) => (Store::Queue(QueueSender::connect(q).await?), None),
             None => {
-                let (writer, thread) =
-                    SpoolWriter::start(&settings.spool_path, settings.dedupe_window)?;
+                let (writer, thread) = SpoolWriter::start(
+                    &settings.spool_path,
+                    settings.dedupe_window,
+                    settings.ledger,
+                )?;
                 (Store::Spool(writer), Some(thread))
             }
         };
@@ -217,7 +357,40 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         }
         log_sources(&settings, addr);
         let state = Arc::new(AppState::new(&settings, store));
-        receiver::serve(listener, state, shutdown_signal()).await?;
+        // One signal stops both listeners.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let admin = match (admin_listener, &settings.admin) {
+            (Some(l), Some(a)) => {
+                tracing::info!(
+                    tokens = a.tokens.len(),
+                    "admin status page on http://{}/admin",
+                    l.local_addr()?
+                );
+                let admin_state = Arc::new(tap_webhook::admin::AdminState {
+                    spool_path: settings.spool_path.clone(),
+                    sources: settings.sources.keys().cloned().collect(),
+                    max_spool_bytes: settings.max_spool_bytes,
+                    tokens: a.tokens.clone(),
+                });
+                Some(tokio::spawn(tap_webhook::admin::serve(
+                    l,
+                    admin_state,
+                    stopped(stop_rx.clone()),
+                )))
+            }
+            _ => None,
+        };
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        receiver::serve(listener, state, stopped(stop_rx)).await?;
+        if let Some(admin) = admin {
+            admin.await??;
+        }
         // All handlers (and their spool handles) are gone: the writer drains and stops.
         if let Some(thread) = writer_thread {
             thread.join();
@@ -225,6 +398,20 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         tracing::info!("stopped");
         anyhow::Ok(())
     })
+}
+
+/// The state file's last state, if a file is given.
+fn read_state(path: Option<&str>) -> anyhow::Result<Option<serde_json::Value>> {
+    let Some(path) = path else { return Ok(None) };
+    let file = singer::state_file::read(Path::new(path))?;
+    if file.values > 1 {
+        tracing::info!(
+            state_file = %path,
+            states = file.values,
+            "the state file holds several states (a target's whole output); using the last"
+        );
+    }
+    Ok(file.state)
 }
 
 /// The spool must already exist outside `serve`, with the embedded spool: the tap, `--discover`
@@ -258,21 +445,7 @@ fn log_sources(settings: &Settings, addr: std::net::SocketAddr) {
         tracing::warn!("no sources configured: every delivery will get 404 UNKNOWN_SOURCE");
     }
     for source in settings.sources.values() {
-        let mut auth = Vec::new();
-        if !source.api_keys.is_empty() {
-            auth.push(format!("API key in header {}", source.api_key_header));
-        }
-        if !source.url_tokens.is_empty() {
-            auth.push(format!("URL token in ?{}=", source.token_param));
-        }
-        if let Some(sig) = &source.signature {
-            auth.push(format!("{:?} signature", sig.scheme()).to_lowercase());
-        }
-        let auth = if auth.is_empty() {
-            "none".to_owned()
-        } else {
-            auth.join(" and ")
-        };
+        let (auth, verifies) = ops::urls::describe(source);
         let methods = if source.allow_get {
             "POST, GET"
         } else {
@@ -283,6 +456,7 @@ fn log_sources(settings: &Settings, addr: std::net::SocketAddr) {
             url = %format!("http://{addr}/webhooks/{}", source.name),
             methods,
             auth = %auth,
+            verifies = %verifies,
             "source"
         );
     }

@@ -29,6 +29,11 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_STATE_INTERVAL_RECORDS: u64 = 10_000;
+pub const DEFAULT_REFUSED_LEDGER_MAX_ROWS: u64 = 10_000;
+/// A week: long enough to answer "why the 401s since last Tuesday?".
+pub const DEFAULT_REFUSED_LEDGER_MAX_AGE: Duration = Duration::from_secs(168 * 3600);
+/// Admin tokens are typed by no one: long enough that guessing is hopeless.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 pub use crate::receiver::body::{
     DEFAULT_MAX_FIELDS_PER_MESSAGE, DEFAULT_MAX_MESSAGES_PER_DELIVERY,
 };
@@ -52,6 +57,10 @@ pub struct Config {
     pub body_read_timeout_seconds: Option<f64>,
     pub max_connections: Option<usize>,
     pub dedupe_window_seconds: Option<u64>,
+    pub refused_ledger_max_rows: Option<u64>,
+    pub refused_ledger_max_age_hours: Option<f64>,
+    pub admin_listen_address: Option<String>,
+    pub admin_tokens: Option<Vec<String>>,
     pub state_interval_records: Option<u64>,
     pub schema_prescan: Option<bool>,
     pub retention_hours: Option<f64>,
@@ -105,6 +114,10 @@ pub struct Settings {
     pub retry_after_seconds: u64,
     pub limits: Limits,
     pub dedupe_window: Duration,
+    /// The refused-deliveries ledger's bounds (`spool::ledger`).
+    pub ledger: crate::spool::ledger::LedgerLimits,
+    /// The admin status page's address and tokens; `None`: no admin page.
+    pub admin: Option<Admin>,
     pub state_interval_records: u64,
     /// Type every field of the run before the first SCHEMA (two passes over the spool).
     pub schema_prescan: bool,
@@ -115,6 +128,25 @@ pub struct Settings {
     pub sources: BTreeMap<String, Source>,
     /// The SQS backend; `None`: the embedded spool.
     pub queue: Option<crate::queue::QueueSettings>,
+}
+
+/// Where `serve`'s admin status page listens, and who may read it.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub listen_address: String,
+    /// Empty only on a loopback address.
+    pub tokens: Vec<String>,
+}
+
+/// True when `address` (`host:port`) names only this machine: `127.0.0.0/8`, `::1` or
+/// `localhost`. Anything else may be reached from elsewhere and needs admin tokens.
+pub fn is_loopback(address: &str) -> bool {
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Connection-level defences of the receiver.
@@ -276,7 +308,7 @@ impl Settings {
             })
             .transpose()
         };
-        Ok(Settings {
+        let settings = Settings {
             spool_path: PathBuf::from(c.spool_path.unwrap_or_else(|| DEFAULT_SPOOL_PATH.into())),
             listen_address: c
                 .listen_address
@@ -337,6 +369,54 @@ impl Settings {
                 c.dedupe_window_seconds
                     .unwrap_or(DEFAULT_DEDUPE_WINDOW_SECONDS),
             ),
+            ledger: crate::spool::ledger::LedgerLimits {
+                max_rows: c
+                    .refused_ledger_max_rows
+                    .unwrap_or(DEFAULT_REFUSED_LEDGER_MAX_ROWS),
+                max_age: match c.refused_ledger_max_age_hours {
+                    Some(h) if !(h.is_finite() && h > 0.0 && h < 1e7) => {
+                        return Err(bad(
+                            "refused_ledger_max_age_hours",
+                            format!("{h} is not a positive number of hours"),
+                        ))
+                    }
+                    Some(h) => Duration::from_secs_f64(h * 3600.0),
+                    None => DEFAULT_REFUSED_LEDGER_MAX_AGE,
+                },
+            },
+            admin: match c.admin_listen_address {
+                None if c.admin_tokens.is_some() => {
+                    return Err(bad(
+                        "admin_tokens",
+                        "given without admin_listen_address, which turns the admin page on".into(),
+                    ))
+                }
+                None => None,
+                Some(addr) => {
+                    let tokens = c.admin_tokens.unwrap_or_default();
+                    if tokens.iter().any(|t| t.len() < MIN_ADMIN_TOKEN_LEN) {
+                        return Err(bad(
+                            "admin_tokens",
+                            format!(
+                                "every token must be at least {MIN_ADMIN_TOKEN_LEN} characters"
+                            ),
+                        ));
+                    }
+                    if tokens.is_empty() && !is_loopback(&addr) {
+                        return Err(bad(
+                            "admin_tokens",
+                            format!(
+                                "required: admin_listen_address {addr} is not a loopback address, \
+                                 so anyone who can reach it would read the deliveries"
+                            ),
+                        ));
+                    }
+                    Some(Admin {
+                        listen_address: addr,
+                        tokens,
+                    })
+                }
+            },
             state_interval_records: match c.state_interval_records {
                 Some(0) => return Err(bad("state_interval_records", "must be at least 1".into())),
                 v => v.unwrap_or(DEFAULT_STATE_INTERVAL_RECORDS),
@@ -349,7 +429,15 @@ impl Settings {
             sources,
             queue: crate::queue::QueueSettings::from_config(c.queue)
                 .map_err(|detail| bad("queue", detail))?,
-        })
+        };
+        if settings.queue.is_some() && settings.admin.is_some() {
+            return Err(bad(
+                "admin_listen_address",
+                "the admin page shows the embedded spool; with `queue` (SQS) the receiver has none"
+                    .into(),
+            ));
+        }
+        Ok(settings)
     }
 }
 
@@ -385,6 +473,41 @@ mod tests {
         assert!(e.to_string().contains("spool_pth"), "{e}");
         let e = settings(json!({"sources": {"d": {"record_shape": "flat"}}})).unwrap_err();
         assert!(e.to_string().contains("flat"), "{e}");
+    }
+
+    #[test]
+    fn the_admin_page_needs_tokens_off_loopback() {
+        let e = settings(json!({"admin_listen_address": "0.0.0.0:9090"})).unwrap_err();
+        assert!(
+            e.to_string().contains("admin_tokens") && e.to_string().contains("loopback"),
+            "{e}"
+        );
+        let e =
+            settings(json!({"admin_listen_address": "0.0.0.0:9090", "admin_tokens": ["short"]}))
+                .unwrap_err();
+        assert!(e.to_string().contains("16 characters"), "{e}");
+        let e = settings(json!({"admin_tokens": ["0123456789abcdef"]})).unwrap_err();
+        assert!(e.to_string().contains("admin_listen_address"), "{e}");
+        for local in [
+            "127.0.0.1:0",
+            "[::1]:9090",
+            "localhost:9090",
+            "127.1.2.3:80",
+        ] {
+            let s = settings(json!({"admin_listen_address": local})).unwrap();
+            assert!(s.admin.unwrap().tokens.is_empty(), "{local}");
+        }
+        for open in ["0.0.0.0:1", "[::]:1", "10.0.0.1:80", "example.com:80"] {
+            assert!(!is_loopback(open), "{open}");
+        }
+        let s = settings(json!({})).unwrap();
+        assert!(s.admin.is_none());
+        assert_eq!(s.ledger.max_rows, DEFAULT_REFUSED_LEDGER_MAX_ROWS);
+        let e = settings(json!({"refused_ledger_max_age_hours": 0})).unwrap_err();
+        assert!(
+            e.to_string().contains("refused_ledger_max_age_hours"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -426,6 +549,10 @@ mod tests {
             "body_read_timeout_seconds",
             "max_connections",
             "dedupe_window_seconds",
+            "refused_ledger_max_rows",
+            "refused_ledger_max_age_hours",
+            "admin_listen_address",
+            "admin_tokens",
             "state_interval_records",
             "schema_prescan",
             "retention_hours",
@@ -436,7 +563,7 @@ mod tests {
         ] {
             assert!(props.contains_key(field), "{field} missing from the schema");
         }
-        assert_eq!(props.len(), 20, "every schema property is a Config field");
+        assert_eq!(props.len(), 24, "every schema property is a Config field");
         let source = schema["properties"]["sources"]["additionalProperties"]["properties"]
             .as_object()
             .unwrap();

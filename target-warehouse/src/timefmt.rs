@@ -5,98 +5,12 @@
 //! Used by the column coercions (a `date-time` string into a timestamp column only when the
 //! instant survives exactly) and by the Delta file statistics.
 
-use singer::datetime::{civil_from_days, days_from_civil};
+use singer::datetime::civil_from_days;
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`: the one RFC 3339 formatter both programs use.
 pub use singer::datetime::format_micros;
-
-const MICROS_PER_SEC: i64 = 1_000_000;
-
-fn num(b: &[u8]) -> Option<u32> {
-    let mut n = 0u32;
-    for &c in b {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        n = n * 10 + u32::from(c - b'0');
-    }
-    Some(n)
-}
-
-fn date_part(b: &[u8]) -> Option<i64> {
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let y = i64::from(num(&b[0..4])?);
-    let m = u8::try_from(num(&b[5..7])?).ok()?;
-    let d = u8::try_from(num(&b[8..10])?).ok()?;
-    if y == 0 {
-        return None;
-    }
-    days_from_civil(y, m, d)
-}
-
-/// `YYYY-MM-DD` exactly.
-pub fn parse_date(s: &str) -> Option<i32> {
-    date_part(s.as_bytes()).and_then(|d| i32::try_from(d).ok())
-}
-
-/// RFC 3339 (`T` or space separator, `Z`, `±HH:MM`, `±HHMM`, or no offset meaning UTC) to
-/// microseconds. Refuses anything it cannot keep exactly: sub-microsecond digits, leap seconds.
-pub fn parse_timestamp(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 19 || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    let days = date_part(&b[..10])?;
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (h, mi, sec) = (num(&b[11..13])?, num(&b[14..16])?, num(&b[17..19])?);
-    if h > 23 || mi > 59 || sec > 59 {
-        return None;
-    }
-    let mut rest = &b[19..];
-    let mut micros: i64 = 0;
-    if let Some((&b'.', frac)) = rest.split_first() {
-        let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
-        if n == 0 {
-            return None;
-        }
-        let (digits, tail) = frac.split_at(n);
-        for (i, &c) in digits.iter().enumerate() {
-            let d = i64::from(c - b'0');
-            if i < 6 {
-                micros += d * 10_i64.pow(5 - i as u32);
-            } else if d != 0 {
-                return None; // nanoseconds would be lost
-            }
-        }
-        rest = tail;
-    }
-    let offset_secs: i64 = match rest {
-        [] | [b'Z'] | [b'z'] => 0,
-        [sign @ (b'+' | b'-'), hh @ ..] => {
-            let (oh, om) = match hh {
-                [a, b, b':', c, d] | [a, b, c, d] => (num(&[*a, *b])?, num(&[*c, *d])?),
-                [a, b] => (num(&[*a, *b])?, 0),
-                _ => return None,
-            };
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            let o = i64::from(oh * 3600 + om * 60);
-            if *sign == b'-' {
-                -o
-            } else {
-                o
-            }
-        }
-        _ => return None,
-    };
-    let secs = days * 86_400 + i64::from(h * 3600 + mi * 60 + sec) - offset_secs;
-    secs.checked_mul(MICROS_PER_SEC)?.checked_add(micros)
-}
+/// RFC 3339 and `YYYY-MM-DD` parsing, shared with the tap's `--since` / `--replay-since`.
+pub use singer::datetime::{parse_date, parse_timestamp};
 
 /// Millisecond-precision text for Delta statistics (the precision Spark writes and reads);
 /// `round_up` makes a maximum never smaller than the true one.

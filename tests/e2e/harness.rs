@@ -143,6 +143,37 @@ impl Receiver {
         Receiver::spawn_ready(cmd.args(["serve", "--config"]).arg(config))
     }
 
+    /// A receiver with its admin page on: the receiver and the admin page's base URL (from the
+    /// log line naming it, which follows `listening on`).
+    pub fn start_with_admin(cmd: &mut Command) -> (Receiver, String) {
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let (mut addr, mut admin) = (None, None);
+        while addr.is_none() || admin.is_none() {
+            let line = lines
+                .next()
+                .expect("receiver exited before listening")
+                .unwrap();
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                addr = rest.split_whitespace().next().map(str::to_owned);
+            }
+            if let Some(rest) = line.split("admin status page on ").nth(1) {
+                admin = rest.split("/admin").next().map(str::to_owned);
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        let r = Receiver {
+            child,
+            base: format!("http://{}", addr.unwrap_or_default()),
+            group: false,
+        };
+        (r, admin.unwrap_or_default())
+    }
+
     fn spawn_ready(cmd: &mut Command) -> Receiver {
         let mut child = cmd
             .stdout(Stdio::null())

@@ -18,6 +18,7 @@ mod install;
 mod interop;
 mod meltano;
 mod moto;
+mod operate;
 mod pipeline;
 mod postgres;
 mod readers;

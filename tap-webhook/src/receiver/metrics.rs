@@ -45,7 +45,7 @@ impl Metrics {
     }
 
     /// The counters as Prometheus text; the spool gauges read 0 without a spool (SQS backend).
-    pub fn render(&self, spool: Option<&SpoolStats>) -> String {
+    pub fn render(&self, spool: Option<&SpoolStats>, refusals_unrecorded: u64) -> String {
         let gauge =
             |g: fn(&SpoolStats) -> &AtomicU64| spool.map_or(0, |s| g(s).load(Ordering::Relaxed));
         let mut s = String::new();
@@ -86,6 +86,12 @@ impl Metrics {
                 "Body bytes stored, after decompression.",
                 "counter",
                 self.bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "webhook_refusals_unrecorded_total",
+                "Refused requests the ledger had no room to queue (counted, not recorded).",
+                "counter",
+                refusals_unrecorded,
             ),
             (
                 "webhook_spool_messages",

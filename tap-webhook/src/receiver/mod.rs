@@ -10,6 +10,7 @@ pub mod body;
 pub mod capture;
 pub mod delivery;
 pub mod metrics;
+pub mod refusal;
 pub mod reply;
 pub mod signature;
 pub mod store;
@@ -36,6 +37,7 @@ use tokio::sync::Semaphore;
 use crate::settings::{Limits, Settings, Source};
 use crate::spool::NewMessage;
 use auth::{ApiKey, RequestView, UrlToken, Verifier};
+use refusal::{Peer, Seen};
 use reply::ReceiveError;
 use store::Store;
 
@@ -130,26 +132,39 @@ pub fn app(state: Arc<AppState>) -> Router {
 /// Any path no route serves: the JSON error shape, not an empty 404. A trailing slash is not
 /// taken as the path without it: one URL per source keeps logs, metrics and proxy rules
 /// (`location /webhooks/`) unambiguous, and the reply names the URL to configure instead.
-async fn not_found(State(state): State<Arc<AppState>>, uri: axum::http::Uri) -> Response {
-    let path = uri.path().to_owned();
+async fn not_found(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
     let hint = path
         .strip_suffix('/')
         .filter(|p| p.starts_with("/webhooks/") && p.len() > "/webhooks/".len())
         .map(str::to_owned);
-    respond(&state, "-", Err(ReceiveError::NotFound { path, hint }))
+    let err = ReceiveError::NotFound { path, hint };
+    refused(
+        &state,
+        "-",
+        request.headers(),
+        request.extensions(),
+        &err,
+        Seen::default(),
+    );
+    respond(&state, "-", Err(err))
 }
 
 /// A route that exists, asked with a method it does not serve (PUT on a webhook URL, POST on
 /// `/healthz`): 405 in the JSON error shape; the router adds the `Allow` header.
-async fn method_not_allowed(
-    State(state): State<Arc<AppState>>,
-    method: Method,
-    uri: axum::http::Uri,
-) -> Response {
+async fn method_not_allowed(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let err = ReceiveError::MethodNotAllowed {
-        method: method.to_string(),
-        path: uri.path().to_owned(),
+        method: request.method().to_string(),
+        path: request.uri().path().to_owned(),
     };
+    refused(
+        &state,
+        "-",
+        request.headers(),
+        request.extensions(),
+        &err,
+        Seen::default(),
+    );
     respond(&state, "-", Err(err))
 }
 
@@ -196,7 +211,13 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service.clone()));
+        // The peer rides in each request's extensions, for the ledger of refusals.
+        let svc = service.clone();
+        let with_peer = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+            req.extensions_mut().insert(Peer(peer));
+            hyper::service::Service::call(&svc, req)
+        });
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), with_peer));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -217,7 +238,9 @@ pub async fn serve(
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(state.store.spool_stats()),
+        state
+            .metrics
+            .render(state.store.spool_stats(), state.store.refusals_unrecorded()),
     )
         .into_response()
 }
@@ -230,7 +253,20 @@ async fn receive_post(
 ) -> Response {
     // The request itself rather than a `HeaderMap` extractor, which clones every header.
     let (parts, body) = request.into_parts();
-    let result = receive(&state, Method::POST, &source, query, &parts.headers, body).await;
+    let mut seen = Seen::default();
+    let result = receive(
+        &state,
+        Method::POST,
+        &source,
+        query,
+        &parts.headers,
+        body,
+        &mut seen,
+    )
+    .await;
+    if let Err(e) = &result {
+        refused(&state, &source, &parts.headers, &parts.extensions, e, seen);
+    }
     respond(&state, &source, result)
 }
 
@@ -238,9 +274,23 @@ async fn receive_get(
     State(state): State<Arc<AppState>>,
     Path(source): Path<String>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    request: Request,
 ) -> Response {
-    let result = receive(&state, Method::GET, &source, query, &headers, Body::empty()).await;
+    let (parts, _) = request.into_parts();
+    let mut seen = Seen::default();
+    let result = receive(
+        &state,
+        Method::GET,
+        &source,
+        query,
+        &parts.headers,
+        Body::empty(),
+        &mut seen,
+    )
+    .await;
+    if let Err(e) = &result {
+        refused(&state, &source, &parts.headers, &parts.extensions, e, seen);
+    }
     respond(&state, &source, result)
 }
 
@@ -283,6 +333,30 @@ fn respond(state: &AppState, source: &str, result: Result<Accepted, ReceiveError
     }
 }
 
+/// Hands a refusal to the ledger ([`refusal`]), with the source's delivery id header.
+fn refused(
+    state: &AppState,
+    source: &str,
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+    err: &ReceiveError,
+    seen: Seen,
+) {
+    let id_header = state
+        .sources
+        .get(source)
+        .and_then(|s| s.source.delivery_id_header.as_deref());
+    refusal::record(
+        &state.store,
+        id_header,
+        source,
+        headers,
+        extensions,
+        err,
+        seen,
+    );
+}
+
 /// `{"data":{...},"success":true}`.
 #[derive(Serialize)]
 struct Reply {
@@ -317,6 +391,7 @@ async fn receive(
     raw_query: Option<String>,
     headers: &HeaderMap,
     body: Body,
+    seen: &mut Seen,
 ) -> Result<Accepted, ReceiveError> {
     let received_at_us = singer::clock::now_micros();
     let rt = state
@@ -355,6 +430,7 @@ async fn receive(
         )
         .await
         .map_err(|_| ReceiveError::Body(body::BodyError::ReadTimeout))??;
+        seen.body(&raw);
         let body = delivery::Body {
             raw,
             headers,

@@ -47,6 +47,29 @@ impl Store {
         Ok(())
     }
 
+    /// True when refusals are recorded: the spool with its ledger on (never with SQS, which
+    /// has no spool of the receiver's).
+    pub fn keeps_ledger(&self) -> bool {
+        matches!(self, Store::Spool(w) if w.ledger.is_some())
+    }
+
+    /// Hands a refusal to the spool's ledger, never waiting ([`SpoolWriter::refused`]).
+    pub fn refused(&self, r: crate::spool::ledger::Refusal) {
+        if let Store::Spool(w) = self {
+            w.refused(r);
+        }
+    }
+
+    /// Refusals the ledger could not take (its queue was full).
+    pub fn refusals_unrecorded(&self) -> u64 {
+        match self {
+            Store::Spool(w) => w.ledger.as_ref().map_or(0, |q| {
+                q.unrecorded.load(std::sync::atomic::Ordering::Relaxed)
+            }),
+            Store::Queue(_) => 0,
+        }
+    }
+
     /// Stores one delivery's messages durably; returns once the store acknowledged them. A
     /// failure is logged here and answered 503 (the provider retries), except a delivery too
     /// large for SQS without a claim-check bucket: 413.

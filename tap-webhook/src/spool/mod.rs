@@ -9,6 +9,8 @@
 //! Each message keeps what a later stage may need: its sequence (`seq`, the `_sdc_sequence`), a
 //! time-ordered id, the receipt time, the source, the provider's delivery id, and the raw body.
 
+pub mod browse;
+pub mod ledger;
 pub mod reader;
 pub mod room;
 pub mod watch;
@@ -164,6 +166,22 @@ CREATE TABLE IF NOT EXISTS drained_ids (
     id           TEXT    PRIMARY KEY,
     drained_at   INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- Refused requests (`ledger`), bounded by count and age. A spool from before the ledger gets
+-- the table when first opened by this version: every table here is created if missing.
+CREATE TABLE IF NOT EXISTS refused (
+    id           INTEGER PRIMARY KEY,
+    at           INTEGER NOT NULL,
+    source       TEXT    NOT NULL,
+    status       INTEGER NOT NULL,
+    code         TEXT    NOT NULL,
+    reason       TEXT    NOT NULL,
+    size         INTEGER,
+    remote       TEXT,
+    user_agent   TEXT,
+    delivery_id  TEXT,
+    body         TEXT
+);
+CREATE INDEX IF NOT EXISTS refused_by_time ON refused (at);
 ";
 
 /// How long the drain remembers a drained message id: longer than SQS keeps any message

@@ -25,6 +25,9 @@ pub struct SpoolReader {
     /// (source, seq) index and seeking each row in the table: cheaper when (nearly) every
     /// message is of the source read, as in a spool of one source.
     scan_by_seq: bool,
+    /// A replay's receipt window (microseconds, both ends included): only messages received
+    /// in it are read.
+    window: Option<(i64, i64)>,
 }
 
 impl SpoolReader {
@@ -47,6 +50,7 @@ impl SpoolReader {
             path: path.to_path_buf(),
             producer,
             scan_by_seq: false,
+            window: None,
         })
     }
 
@@ -56,15 +60,25 @@ impl SpoolReader {
         self.scan_by_seq = yes;
     }
 
+    /// Reads only messages received in `[since_us, until_us]` (a replay, `--replay-since`).
+    pub fn receipt_window(&mut self, since_us: i64, until_us: i64) {
+        self.window = Some((since_us, until_us));
+    }
+
     fn range_query(&self, columns: &str) -> String {
         let source = if self.scan_by_seq {
             "+source"
         } else {
             "source"
         };
+        // Numbers, so written into the statement rather than bound.
+        let window = self
+            .window
+            .map(|(a, b)| format!(" AND received_at >= {a} AND received_at <= {b}"))
+            .unwrap_or_default();
         format!(
             "SELECT {columns} FROM messages
-             WHERE {source} = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq"
+             WHERE {source} = ?1 AND seq > ?2 AND seq <= ?3{window} ORDER BY seq"
         )
     }
 

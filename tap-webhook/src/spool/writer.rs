@@ -4,6 +4,9 @@
 //! waiting, writes them in one transaction, and answers each only after the commit's fsync.
 //! While one fsync runs the next batch gathers, so durability costs one fsync per batch, not per
 //! request.
+//!
+//! The same thread records refused requests ([`ledger`]): queued apart from the deliveries, they
+//! ride in the next delivery transaction, or in one of their own when none is waiting.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -14,6 +17,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
+use super::ledger::{self, LedgerLimits, LedgerQueue, Refusal};
 use super::watch::{self, SpoolStats};
 use super::{
     expire_deliveries, last_seq, micros, open_checked, producer_id, room, NewMessage, SpoolError,
@@ -37,10 +41,19 @@ struct WriteRequest {
     reply: oneshot::Sender<Result<WriteOutcome, String>>,
 }
 
+/// What the writer thread is woken for.
+enum Job {
+    Write(WriteRequest),
+    /// Refusals are queued for the ledger.
+    Ledger,
+}
+
 /// Handle to the writer thread; cheap to clone into request handlers.
 #[derive(Clone)]
 pub struct SpoolWriter {
-    tx: mpsc::Sender<WriteRequest>,
+    tx: mpsc::Sender<Job>,
+    /// Refused requests on their way to the ledger; `None` with the ledger off.
+    pub ledger: Option<Arc<LedgerQueue>>,
     pub stats: Arc<SpoolStats>,
     /// The spool file, whose disk's room [`Self::is_full`] asks about.
     path: PathBuf,
@@ -62,6 +75,7 @@ impl SpoolWriter {
     pub fn start(
         path: &Path,
         dedupe_window: Duration,
+        limits: LedgerLimits,
     ) -> Result<(SpoolWriter, WriterThread), SpoolError> {
         let conn = open_checked(path)?;
         // Made now if the spool has none, so the id exists from the spool's first write.
@@ -76,11 +90,40 @@ impl SpoolWriter {
         let path = path.to_path_buf();
         let thread_stats = stats.clone();
         let thread_path = path.clone();
+        let (ledger, refusals) = match limits.max_rows {
+            0 => (None, None),
+            _ => {
+                let (q, rx) = LedgerQueue::new();
+                (Some(Arc::new(q)), Some(rx))
+            }
+        };
+        if ledger.is_some() {
+            if let Err(e) = ledger::trim(&conn, limits) {
+                tracing::warn!(error = %e, "trimming the refused-deliveries ledger failed");
+            }
+        }
+        let thread_ledger = ledger.clone();
         let handle = std::thread::Builder::new()
             .name("spool-writer".into())
-            .spawn(move || run(conn, thread_path, rx, thread_stats, dedupe_window))
+            .spawn(move || {
+                let ledger = thread_ledger.zip(refusals).map(|(queue, rx)| LedgerSide {
+                    queue,
+                    rx,
+                    limits,
+                    since_trim: 0,
+                });
+                run(conn, thread_path, rx, ledger, thread_stats, dedupe_window)
+            })
             .map_err(|e| SpoolError::Commit(format!("starting the writer thread: {e}")))?;
-        Ok((SpoolWriter { tx, stats, path }, WriterThread { handle }))
+        Ok((
+            SpoolWriter {
+                tx,
+                ledger,
+                stats,
+                path,
+            },
+            WriterThread { handle },
+        ))
     }
 
     /// True when deliveries must be refused: more than `max_bytes` in use, or too little room
@@ -95,7 +138,7 @@ impl SpoolWriter {
     pub async fn write(&self, messages: Vec<NewMessage>) -> Result<WriteOutcome, SpoolError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(WriteRequest { messages, reply })
+            .send(Job::Write(WriteRequest { messages, reply }))
             .await
             .map_err(|_| SpoolError::WriterGone)?;
         match rx.await {
@@ -104,12 +147,66 @@ impl SpoolWriter {
             Err(_) => Err(SpoolError::WriterGone),
         }
     }
+
+    /// Hands a refused request to the ledger without waiting: queued for the writer thread,
+    /// which is woken if idle; counted as unrecorded when the queue is full.
+    pub fn refused(&self, r: Refusal) {
+        let Some(q) = &self.ledger else { return };
+        if q.record(r) && !q.wake_pending.swap(true, Ordering::AcqRel) {
+            // One wake-up at a time; a full channel means the writer is busy and will see
+            // the refusals after its current batch anyway.
+            if self.tx.try_send(Job::Ledger).is_err() {
+                q.wake_pending.store(false, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// The writer's end of the ledger.
+struct LedgerSide {
+    queue: Arc<LedgerQueue>,
+    rx: std::sync::mpsc::Receiver<Refusal>,
+    limits: LedgerLimits,
+    /// Refusals inserted since the table was last trimmed.
+    since_trim: usize,
+}
+
+/// Trim the ledger after this many inserts (and after every transaction of its own).
+const TRIM_EVERY: usize = 256;
+
+impl LedgerSide {
+    fn take(&mut self) -> Vec<Refusal> {
+        self.queue.wake_pending.store(false, Ordering::Release);
+        self.rx
+            .try_iter()
+            .take(ledger::MAX_PER_TRANSACTION)
+            .collect()
+    }
+
+    /// Inserts inside the caller's transaction; a failure is logged, never fails the caller's
+    /// deliveries. Trims when due.
+    fn insert(&mut self, conn: &Connection, refusals: &[Refusal], trim_now: bool) {
+        if refusals.is_empty() && !trim_now {
+            return;
+        }
+        if let Err(e) = ledger::insert(conn, refusals) {
+            tracing::warn!(error = %e, "recording refused requests failed");
+        }
+        self.since_trim += refusals.len();
+        if trim_now || self.since_trim >= TRIM_EVERY {
+            self.since_trim = 0;
+            if let Err(e) = ledger::trim(conn, self.limits) {
+                tracing::warn!(error = %e, "trimming the refused-deliveries ledger failed");
+            }
+        }
+    }
 }
 
 fn run(
     conn: Connection,
     path: PathBuf,
-    mut rx: mpsc::Receiver<WriteRequest>,
+    mut rx: mpsc::Receiver<Job>,
+    mut ledger: Option<LedgerSide>,
     stats: Arc<SpoolStats>,
     dedupe_window: Duration,
 ) {
@@ -117,12 +214,31 @@ fn run(
     let mut batches: u64 = 0;
     let mut requests: u64 = 0;
     while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH_REQUESTS {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
+        let mut batch = Vec::new();
+        let mut job = Some(first);
+        while let Some(j) = job.take() {
+            if let Job::Write(r) = j {
+                batch.push(r);
             }
+            if batch.len() < MAX_BATCH_REQUESTS {
+                job = rx.try_recv().ok();
+            }
+        }
+        let refusals = ledger.as_mut().map(LedgerSide::take).unwrap_or_default();
+        if batch.is_empty() {
+            // Only refusals: a transaction of their own (the spool is idle).
+            if let (Some(l), false) = (ledger.as_mut(), refusals.is_empty()) {
+                if stats.failure().is_none() {
+                    let r = in_write_transaction(&conn, |tx, _| {
+                        l.insert(tx, &refusals, true);
+                        Ok(())
+                    });
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "recording refused requests failed");
+                    }
+                }
+            }
+            continue;
         }
         requests += batch.len() as u64;
         // Checked again here, not only by the receiver: a request queued before the watch
@@ -134,10 +250,14 @@ fn run(
             continue;
         }
         let result = in_write_transaction(&conn, |tx, last| {
-            batch
+            let outcomes = batch
                 .iter()
                 .map(|req| write_request(tx, &req.messages, None, window_us, last))
-                .collect::<rusqlite::Result<Vec<_>>>()
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            if let Some(l) = ledger.as_mut() {
+                l.insert(tx, &refusals, false);
+            }
+            Ok(outcomes)
         });
         match result {
             Ok(outcomes) => {

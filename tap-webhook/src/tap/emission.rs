@@ -28,6 +28,10 @@ pub struct Emission<'s, W: Write> {
     since_state: u64,
     progress: singer::metrics::Progress,
     started: Instant,
+    /// False in a replay: its records cover a window, not everything up to a bookmark, so no
+    /// STATE may claim they do (a replay's state handed to a regular run would prune messages
+    /// before the window that the regular target has not committed).
+    states: bool,
 }
 
 impl<'s, W: Write> Emission<'s, W> {
@@ -46,7 +50,14 @@ impl<'s, W: Write> Emission<'s, W> {
             since_state: 0,
             progress: singer::metrics::Progress::new("tap"),
             started: Instant::now(),
+            states: true,
         }
+    }
+
+    /// A run that writes no STATE (a replay).
+    pub fn without_states(mut self) -> Self {
+        self.states = false;
+        self
     }
 
     /// True once `max_records` or `max_seconds` says the run must stop before the next record.
@@ -71,7 +82,7 @@ impl<'s, W: Write> Emission<'s, W> {
         }
         self.emitted_total += 1;
         self.since_state += 1;
-        if self.since_state >= self.settings.state_interval_records {
+        if self.states && self.since_state >= self.settings.state_interval_records {
             self.write_state()?;
         }
         Ok(())
@@ -110,7 +121,7 @@ impl<'s, W: Write> Emission<'s, W> {
 
     /// The final STATE: every stream's bookmark, even untouched ones, so none is lost.
     pub fn finish(mut self) -> Result<(), TapError> {
-        if !self.marks.is_empty() {
+        if self.states && !self.marks.is_empty() {
             self.w
                 .write_state(&state_value(&self.marks, self.producer))?;
         }

@@ -37,14 +37,40 @@ pub fn run(
     state: Option<&Value>,
     out: impl Write,
 ) -> Result<Summary, TapError> {
+    run_with(settings, catalog, state, None, out)
+}
+
+/// Replays what the spool still holds of a receipt window `[since_us, until_us]`: the same
+/// records as their first emission (`_sdc_sequence`, keys, `time_extracted` all come from the
+/// stored message), ignoring any bookmark, pruning nothing, writing no STATE.
+pub fn replay(
+    settings: &Settings,
+    catalog: Option<&Catalog>,
+    since_us: i64,
+    until_us: i64,
+    out: impl Write,
+) -> Result<Summary, TapError> {
+    run_with(settings, catalog, None, Some((since_us, until_us)), out)
+}
+
+fn run_with(
+    settings: &Settings,
+    catalog: Option<&Catalog>,
+    state: Option<&Value>,
+    window: Option<(i64, i64)>,
+    out: impl Write,
+) -> Result<Summary, TapError> {
     let mut spool = SpoolReader::open(&settings.spool_path)?;
     // One source: its messages are (nearly) all the spool holds, so a scan in sequence order
     // beats walking the source's index and seeking every row.
     spool.scan_by_seq(settings.sources.len() == 1);
+    if let Some((since, until)) = window {
+        spool.receipt_window(since, until);
+    }
     // Bookmarks of another spool's state are not ours: nothing is pruned on them.
     let marks = state::own_bookmarks(state, spool.producer())?;
     let mut summary = Summary::default();
-    for source in settings.sources.values() {
+    for source in settings.sources.values().filter(|_| window.is_none()) {
         if let Some(&mark) = marks.get(&source.name) {
             let n = spool.prune(&source.name, mark, settings.retention)?;
             if n > 0 {
@@ -55,6 +81,9 @@ pub fn run(
     }
     let until = spool.high_water_mark()?;
     let mut run = Emission::new(settings, out, marks, spool.producer());
+    if window.is_some() {
+        run = run.without_states();
+    }
     for source in settings.sources.values() {
         let entry = match catalog {
             Some(c) => match c.entry(&source.name) {

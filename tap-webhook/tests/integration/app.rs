@@ -101,8 +101,12 @@ fn settings(dir: &Path, extra: Value) -> Settings {
 /// The app on a fresh spool (its writer thread runs until the state is dropped).
 fn start(dir: &Path, extra: Value) -> Router {
     let settings = settings(dir, extra);
-    let (writer, _thread) =
-        SpoolWriter::start(&settings.spool_path, settings.dedupe_window).unwrap();
+    let (writer, _thread) = SpoolWriter::start(
+        &settings.spool_path,
+        settings.dedupe_window,
+        settings.ledger,
+    )
+    .unwrap();
     app(Arc::new(AppState::new(&settings, Store::Spool(writer))))
 }
 

@@ -1,10 +1,13 @@
 //! Integration tests of tap-webhook: the receiver's routes called directly (`app`), the real
 //! binary over a real socket, crash safety under SIGKILL, and the tap's runs chained by state.
 
+mod admin;
 mod app;
 mod cli;
 mod harness;
 mod hostile;
+mod ledger;
+mod operate;
 mod receiver;
 mod spool_health;
 mod tap;
