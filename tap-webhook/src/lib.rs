@@ -8,11 +8,13 @@
 //!
 //! - [`settings`]: the config file, validated once;
 //! - [`receiver`]: the axum app, authentication, body pipeline, replies, metrics;
+//! - [`operation`]: per-record operations (upsert, insert, delete) read from the payload;
 //! - [`payload`]: the top level of a webhook payload, split without parsing below it;
 //! - [`spool`]: the durable queue between the two;
 //! - [`queue`]: the scale-out alternative: receivers send to SQS, the tap drains it;
 //! - [`tap`]: discovery, draining from a bookmark, schema inference, state.
 
+pub mod operation;
 pub mod payload;
 pub mod queue;
 pub mod receiver;
