@@ -5,6 +5,7 @@ mod app;
 mod cli;
 mod harness;
 mod hostile;
+mod operations;
 mod receiver;
 mod spool_health;
 mod tap;
