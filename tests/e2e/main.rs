@@ -24,3 +24,4 @@ mod readers;
 mod readme;
 mod scaleout;
 mod signatures;
+mod valmi;
