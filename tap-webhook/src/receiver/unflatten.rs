@@ -10,11 +10,17 @@
 //! each `__` (`a__b__c` becomes `{"a": {"b": {"c": …}}}`).
 //!
 //! Nothing is lost: a name that cannot be nested (its object's name is also a plain parameter,
-//! or a part would be empty) stays a top-level field as it came. Values stay strings, as every
+//! a part would be empty, or it nests deeper than [`MAX_DEPTH`]) stays a top-level field as it
+//! came. Values stay strings, as every
 //! query parameter is.
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
+
+/// The deepest nesting a name makes; deeper names stay flat. A request head of 64 KiB holds a
+/// name of 20,000 `__`: nested that deep, the payload would overflow the stack of whatever
+/// serialises it, and no JSON body may nest past 128 anyway.
+pub const MAX_DEPTH: usize = 32;
 
 /// The `unflatten_query` setting as written: `true`/`false`, or the names of the objects.
 #[derive(Debug, Deserialize, Clone)]
@@ -60,7 +66,8 @@ impl Unflatten {
                 vec![&name[..object.len()], &name[object.len() + 1..]]
             }
         };
-        (parts.len() > 1 && parts.iter().all(|p| !p.is_empty())).then_some(parts)
+        (parts.len() > 1 && parts.len() <= MAX_DEPTH && parts.iter().all(|p| !p.is_empty()))
+            .then_some(parts)
     }
 
     /// Nests `flat`'s fields (a JSON object of parameters). Plain names are placed first, so
@@ -166,6 +173,14 @@ mod tests {
             apply(&u, json!({"a__b": "1", "a__b__c": "2"})),
             json!({"a": {"b": "1"}, "a__b__c": "2"})
         );
+        // A name nesting deeper than MAX_DEPTH stays flat (a hostile GET cannot build a
+        // payload too deep to serialise or parse).
+        let deep = vec!["x"; 20_000].join("__");
+        let ok = vec!["x"; MAX_DEPTH].join("__");
+        let got = apply(&u, json!({deep.clone(): "1", ok.clone(): "2"}));
+        assert_eq!(got[&deep], "1");
+        let path = format!("/{}", vec!["x"; MAX_DEPTH].join("/"));
+        assert_eq!(got.pointer(&path), Some(&json!("2")));
         // Repeated parameters (arrays) nest like any value.
         assert_eq!(
             apply(&u, json!({"a__b": ["1", "2"]})),

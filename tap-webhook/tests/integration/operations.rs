@@ -152,3 +152,23 @@ fn bad_operation_settings_name_the_setting() {
         assert!(err.contains("sources.s.operation"), "{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_get_name_cannot_nest_the_payload_past_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        json!({"sources": {"g": {"allow_get": true, "unflatten_query": true}}}),
+    );
+    let server = Server::start(&config);
+    // 10,000 levels in a 30 KB name: kept flat, stored, emitted; the server stays up.
+    let deep = vec!["x"; 10_000].join("__");
+    get(&server, "g", &format!("{deep}=1&a__b=2")).await;
+    let health = client().get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let out = run_tap(&config, &[]);
+    let recs = records(&out, "g");
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0][deep.as_str()], "1");
+    assert_eq!(recs[0]["a"], json!({"b": "2"}));
+}
