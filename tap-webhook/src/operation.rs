@@ -206,7 +206,11 @@ impl Operation {
         if let Some(op) = self.exact.get(&text) {
             return Ok(*op);
         }
-        if let Some((_, op)) = self.suffixes.iter().find(|(s, _)| text.ends_with(s.as_str())) {
+        if let Some((_, op)) = self
+            .suffixes
+            .iter()
+            .find(|(s, _)| text.ends_with(s.as_str()))
+        {
             return Ok(*op);
         }
         let mut shown: String = text.chars().take(64).collect();
@@ -260,12 +264,17 @@ mod tests {
     #[test]
     fn the_valmi_preset_reads_the_sync_op_by_pointer_or_query() {
         let post = op(serde_json::json!({"preset": "valmi"}));
-        let body = |o: &str| format!(r#"{{"_valmi_meta":{{"_valmi_sync_op":"{o}","_valmi_row_num":3}},"id":1}}"#);
+        let body = |o: &str| {
+            format!(r#"{{"_valmi_meta":{{"_valmi_sync_op":"{o}","_valmi_row_num":3}},"id":1}}"#)
+        };
         assert_eq!(resolve(&post, &body("upsert"), "{}"), Ok(Op::Upsert));
         assert_eq!(resolve(&post, &body("delete"), "{}"), Ok(Op::Delete));
         assert_eq!(resolve(&post, &body("create"), "{}"), Ok(Op::Insert));
         let e = resolve(&post, &body("explode"), "{}").unwrap_err();
-        assert!(e.contains("\"explode\"") && e.contains("/_valmi_meta/_valmi_sync_op"), "{e}");
+        assert!(
+            e.contains("\"explode\"") && e.contains("/_valmi_meta/_valmi_sync_op"),
+            "{e}"
+        );
         let e = resolve(&post, r#"{"id":1}"#, "{}").unwrap_err();
         assert!(e.contains("missing"), "{e}");
         let get = op(serde_json::json!({"preset": "valmi", "field": "_valmi_meta__valmi_sync_op"}));
@@ -274,29 +283,49 @@ mod tests {
             Ok(Op::Delete)
         );
         // A repeated parameter is an array: refused, not guessed.
-        let e = resolve(&get, "{}", r#"{"_valmi_meta__valmi_sync_op":["delete","upsert"]}"#)
-            .unwrap_err();
+        let e = resolve(
+            &get,
+            "{}",
+            r#"{"_valmi_meta__valmi_sync_op":["delete","upsert"]}"#,
+        )
+        .unwrap_err();
         assert!(e.contains("array"), "{e}");
     }
 
     #[test]
     fn values_defaults_and_suffix_patterns() {
-        let o = op(serde_json::json!({"field": "/deleted", "values": {"true": "delete", "false": "upsert"}, "default": "upsert"}));
+        let o = op(
+            serde_json::json!({"field": "/deleted", "values": {"true": "delete", "false": "upsert"}, "default": "upsert"}),
+        );
         assert_eq!(resolve(&o, r#"{"deleted":true}"#, "{}"), Ok(Op::Delete));
         assert_eq!(resolve(&o, r#"{"deleted":false}"#, "{}"), Ok(Op::Upsert));
         assert_eq!(resolve(&o, r#"{"deleted":null}"#, "{}"), Ok(Op::Upsert));
         assert_eq!(resolve(&o, r#"{"x":1}"#, "{}"), Ok(Op::Upsert));
-        let stripe = op(serde_json::json!({"field": "/type", "values": {"*.deleted": "delete", "*.created": "insert", "*": "upsert"}}));
-        assert_eq!(resolve(&stripe, r#"{"type":"customer.deleted"}"#, "{}"), Ok(Op::Delete));
-        assert_eq!(resolve(&stripe, r#"{"type":"customer.created"}"#, "{}"), Ok(Op::Insert));
-        assert_eq!(resolve(&stripe, r#"{"type":"customer.updated"}"#, "{}"), Ok(Op::Upsert));
+        let stripe = op(
+            serde_json::json!({"field": "/type", "values": {"*.deleted": "delete", "*.created": "insert", "*": "upsert"}}),
+        );
+        assert_eq!(
+            resolve(&stripe, r#"{"type":"customer.deleted"}"#, "{}"),
+            Ok(Op::Delete)
+        );
+        assert_eq!(
+            resolve(&stripe, r#"{"type":"customer.created"}"#, "{}"),
+            Ok(Op::Insert)
+        );
+        assert_eq!(
+            resolve(&stripe, r#"{"type":"customer.updated"}"#, "{}"),
+            Ok(Op::Upsert)
+        );
         let cdc = op(serde_json::json!({"preset": "debezium", "values": {"t": "delete"}}));
         assert_eq!(resolve(&cdc, r#"{"op":"c"}"#, "{}"), Ok(Op::Insert));
         assert_eq!(resolve(&cdc, r#"{"op":"t"}"#, "{}"), Ok(Op::Delete));
         let e = resolve(&cdc, r#"{"op":{"x":1}}"#, "{}").unwrap_err();
         assert!(e.contains("object"), "{e}");
         let slash = op(serde_json::json!({"field": "/a~1b/c~0d", "values": {"x": "delete"}}));
-        assert_eq!(resolve(&slash, r#"{"a/b":{"c~d":"x"}}"#, "{}"), Ok(Op::Delete));
+        assert_eq!(
+            resolve(&slash, r#"{"a/b":{"c~d":"x"}}"#, "{}"),
+            Ok(Op::Delete)
+        );
     }
 
     #[test]
@@ -307,7 +336,9 @@ mod tests {
         assert!(build(serde_json::json!({"preset": "stitch"})).contains("unknown preset"));
         assert!(build(serde_json::json!({"values": {"a": "delete"}})).contains("field"));
         assert!(build(serde_json::json!({"field": "/op"})).contains("no value"));
-        assert!(build(serde_json::json!({"field": "", "values": {"a": "delete"}})).contains("empty"));
+        assert!(
+            build(serde_json::json!({"field": "", "values": {"a": "delete"}})).contains("empty")
+        );
         assert!(serde_json::from_value::<OperationConfig>(
             serde_json::json!({"field": "/op", "values": {"a": "remove"}})
         )

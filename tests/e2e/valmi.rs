@@ -135,7 +135,10 @@ impl Setup {
             &peers(),
             &self.dir.path().join(wh).join(source(mode, method)),
         );
-        assert_eq!(t["duckdb"]["count"], t["deltalake"]["count"], "{mode} {method}");
+        assert_eq!(
+            t["duckdb"]["count"], t["deltalake"]["count"],
+            "{mode} {method}"
+        );
         let text = |v: &Value| match v {
             Value::String(s) => s.clone(),
             other => other.to_string(),
@@ -163,7 +166,11 @@ impl Setup {
     /// [`Self::rows`] by POST, asserted equal to the GET table's.
     fn same_by_post_and_get(&self, wh: &str, mode: &str) -> Vec<[String; 6]> {
         let post = self.rows(wh, mode, "post");
-        assert_eq!(post, self.rows(wh, mode, "get"), "{mode}: POST and GET tables differ");
+        assert_eq!(
+            post,
+            self.rows(wh, mode, "get"),
+            "{mode}: POST and GET tables differ"
+        );
         post
     }
 }
@@ -194,7 +201,10 @@ fn valmis_five_modes_by_post_and_get_land_as_the_sender_asked() {
     let got = s.same_by_post_and_get("wh", "upsert");
     assert_eq!(
         brief(&got),
-        [row(1, "Anna", "upsert", false), row(2, "Bob", "upsert", false)]
+        [
+            row(1, "Anna", "upsert", false),
+            row(2, "Bob", "upsert", false)
+        ]
     );
     assert_eq!(got[0][2], "anna@example.org");
 
@@ -203,12 +213,20 @@ fn valmis_five_modes_by_post_and_get_land_as_the_sender_asked() {
     // source's rows. Source {1,2,3}, then {1 changed, 3, 4}.
     s.sync(
         "mirror",
-        &[cb("upsert", 1, "Ann"), cb("upsert", 2, "Bob"), cb("upsert", 3, "Cy")],
+        &[
+            cb("upsert", 1, "Ann"),
+            cb("upsert", 2, "Bob"),
+            cb("upsert", 3, "Cy"),
+        ],
     );
     s.drain("mirror", "wh", mirror.clone());
     s.sync(
         "mirror",
-        &[cb("upsert", 1, "Anne"), cb("delete", 2, "Bob"), cb("upsert", 4, "Dee")],
+        &[
+            cb("upsert", 1, "Anne"),
+            cb("delete", 2, "Bob"),
+            cb("upsert", 4, "Dee"),
+        ],
     );
     s.drain("mirror", "wh", mirror.clone());
     assert_eq!(
@@ -223,7 +241,11 @@ fn valmis_five_modes_by_post_and_get_land_as_the_sender_asked() {
     // Append: every callback is a row, the same customer twice included.
     s.sync(
         "append",
-        &[cb("append", 1, "Ann"), cb("append", 1, "Ann"), cb("append", 2, "Bob")],
+        &[
+            cb("append", 1, "Ann"),
+            cb("append", 1, "Ann"),
+            cb("append", 2, "Bob"),
+        ],
     );
     s.drain("append", "wh", json!({}));
     assert_eq!(
@@ -240,7 +262,11 @@ fn valmis_five_modes_by_post_and_get_land_as_the_sender_asked() {
     let create = json!({"load_method": "insert"});
     s.sync(
         "create",
-        &[cb("create", 1, "Ann"), cb("create", 2, "Bob"), cb("create", 1, "Zed")],
+        &[
+            cb("create", 1, "Ann"),
+            cb("create", 2, "Bob"),
+            cb("create", 1, "Zed"),
+        ],
     );
     s.drain("create", "wh", create.clone());
     s.sync("create", &[cb("create", 2, "Yan"), cb("create", 3, "Cy")]);
@@ -258,7 +284,11 @@ fn valmis_five_modes_by_post_and_get_land_as_the_sender_asked() {
     // without, the same deliveries leave them marked with `_sdc_deleted_at`.
     s.sync(
         "delete",
-        &[cb("upsert", 1, "Ann"), cb("upsert", 2, "Bob"), cb("upsert", 3, "Cy")],
+        &[
+            cb("upsert", 1, "Ann"),
+            cb("upsert", 2, "Bob"),
+            cb("upsert", 3, "Cy"),
+        ],
     );
     s.drain("delete", "wh", mirror.clone());
     s.drain("delete", "marked", upsert.clone());

@@ -161,7 +161,10 @@ mod tests {
         );
         // `a` is a plain parameter: `a__b` cannot go inside it and stays as it came, whatever
         // the order; empty parts do not nest.
-        for v in [json!({"a__b": "1", "a": "p"}), json!({"a": "p", "a__b": "1"})] {
+        for v in [
+            json!({"a__b": "1", "a": "p"}),
+            json!({"a": "p", "a__b": "1"}),
+        ] {
             assert_eq!(apply(&u, v), json!({"a": "p", "a__b": "1"}));
         }
         assert_eq!(

@@ -142,7 +142,12 @@ impl<'a> StreamEmitter<'a> {
                 }
             }
         }
-        let op = match self.source.operation.as_ref().map(|o| o.resolve(&fields, m.query)) {
+        let op = match self
+            .source
+            .operation
+            .as_ref()
+            .map(|o| o.resolve(&fields, m.query))
+        {
             None => None,
             Some(Ok(op)) => Some(op),
             Some(Err(reason)) => {

@@ -67,18 +67,34 @@ async fn valmi_operations_by_post_and_get_become_sdc_operation_and_deleted_at() 
          &my_first_name=Ann&_sync_mode=mirror",
     )
     .await;
-    post(&server, "plain", json!({"_sdc_deleted_at": "2024-01-01T00:00:00Z", "x": 1})).await;
+    post(
+        &server,
+        "plain",
+        json!({"_sdc_deleted_at": "2024-01-01T00:00:00Z", "x": 1}),
+    )
+    .await;
 
     let out = run_tap(&config, &[]);
     let recs = records(&out, "post");
     assert_eq!(recs.len(), 4, "{recs:?}");
     let ops: Vec<&Value> = recs.iter().map(|r| &r["_sdc_operation"]).collect();
-    assert_eq!(ops, [&json!("upsert"), &json!("delete"), &json!("insert"), &json!("upsert")]);
+    assert_eq!(
+        ops,
+        [
+            &json!("upsert"),
+            &json!("delete"),
+            &json!("insert"),
+            &json!("upsert")
+        ]
+    );
     assert!(recs[0].get("_sdc_deleted_at").is_none(), "{}", recs[0]);
     // A delete carries its receipt time, so a replay emits the same record.
     assert_eq!(recs[1]["_sdc_deleted_at"], recs[1]["_sdc_received_at"]);
     assert!(recs[3].get("_sdc_deleted_at").is_none(), "{}", recs[3]);
-    assert_eq!(recs[1]["_valmi_meta"], json!({"_valmi_sync_op": "delete", "_valmi_row_num": 2}));
+    assert_eq!(
+        recs[1]["_valmi_meta"],
+        json!({"_valmi_sync_op": "delete", "_valmi_row_num": 2})
+    );
     let rejected = records(&out, "post__rejected");
     assert_eq!(rejected.len(), 2);
     let reason = rejected[0]["reason"].as_str().unwrap();

@@ -357,8 +357,12 @@ pub fn existing_keys(
         table: table.stream.clone(),
         source,
     };
-    let probe_schema =
-        &std::sync::Arc::new(registry.arrow_schema().project(columns).map_err(arrow_err)?);
+    let probe_schema = &std::sync::Arc::new(
+        registry
+            .arrow_schema()
+            .project(columns)
+            .map_err(arrow_err)?,
+    );
     let mut dv_files = dv::Cache::default();
     let mut found = KeySet::default();
     let mut buf = Vec::new();

@@ -374,7 +374,10 @@ fn reached(mode: Mode, step: Step) -> bool {
     !matches!(
         (mode, step),
         (Mode::AppendOnly, Step::DvWrite)
-            | (Mode::Upsert | Mode::HardDelete | Mode::Insert, Step::PartMerge)
+            | (
+                Mode::Upsert | Mode::HardDelete | Mode::Insert,
+                Step::PartMerge
+            )
     )
 }
 

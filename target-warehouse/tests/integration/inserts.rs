@@ -21,7 +21,10 @@ fn rows(wh: &std::path::Path, stream: &str) -> Vec<(i64, String)> {
 }
 
 fn rec(id: i64, v: &str, seq: i64) -> Value {
-    record("t", json!({"id": id, "v": v, "_sdc_sequence": seq, "_sdc_producer": "p"}))
+    record(
+        "t",
+        json!({"id": id, "v": v, "_sdc_sequence": seq, "_sdc_producer": "p"}),
+    )
 }
 
 fn del(id: i64, seq: i64) -> Value {
@@ -103,7 +106,12 @@ fn deletes_apply_in_insert_mode_and_a_deleted_key_can_be_created_again() {
         let r = run(
             &wh,
             hard.clone(),
-            &lines(&[id_v_schema("t"), rec(1, "a", 1), rec(2, "b", 2), rec(3, "c", 3)]),
+            &lines(&[
+                id_v_schema("t"),
+                rec(1, "a", 1),
+                rec(2, "b", 2),
+                rec(3, "c", 3),
+            ]),
         );
         assert!(r.ok(), "{}", r.stderr());
         // Delete 1 then create it again in one batch; delete 2; a create of 3 is skipped.
@@ -126,7 +134,11 @@ fn deletes_apply_in_insert_mode_and_a_deleted_key_can_be_created_again() {
         );
         // The deleted key 2 is new again in a later run (a row a deletion vector deletes is
         // not there).
-        let r = run(&wh, hard, &lines(&[id_v_schema("t"), rec(2, "b again", 20)]));
+        let r = run(
+            &wh,
+            hard,
+            &lines(&[id_v_schema("t"), rec(2, "b again", 20)]),
+        );
         assert!(r.ok(), "{}", r.stderr());
         assert_eq!(
             rows(&wh, "t"),
@@ -163,7 +175,11 @@ fn a_null_key_stops_an_insert_load_with_its_line() {
     let r = run(
         &wh,
         json!({"load_method": "insert"}),
-        &lines(&[id_v_schema("t"), rec(1, "a", 1), record("t", json!({"id": null, "v": "x"}))]),
+        &lines(&[
+            id_v_schema("t"),
+            rec(1, "a", 1),
+            record("t", json!({"id": null, "v": "x"})),
+        ]),
     );
     assert!(!r.ok());
     assert!(r.stderr().contains("line 3"), "{}", r.stderr());
