@@ -149,7 +149,7 @@ impl Operation {
             }
         }
         // The longest matching suffix wins (`*` alone is a catch-all).
-        suffixes.sort_by(|a: &(String, Op), b| b.0.len().cmp(&a.0.len()));
+        suffixes.sort_by_key(|s: &(String, Op)| std::cmp::Reverse(s.0.len()));
         if exact.is_empty() && suffixes.is_empty() {
             return Err("`values` maps no value to an operation".into());
         }
