@@ -178,18 +178,29 @@ fn an_insert_racing_another_load_of_new_keys_is_refused_and_its_rerun_skips_the_
     assert!(rb.ok(), "{}", rb.stderr());
     std::fs::write(&go, "").expect("release");
     let ra = held.finish();
-    assert!(!ra.ok(), "A's insert never read B's rows: it must not commit");
+    assert!(
+        !ra.ok(),
+        "A's insert never read B's rows: it must not commit"
+    );
     assert!(ra.stderr().contains("concurrent"), "{}", ra.stderr());
     assert_eq!(ra.stdout_lines(), Vec::<Value>::new());
     assert_eq!(unreferenced_files(&wh.join("r")), Vec::<String>::new());
     let again = run(&wh, config, &a);
     assert!(again.ok(), "{}", again.stderr());
-    assert!(again.stderr().contains("inserts_skipped=50"), "{}", again.stderr());
+    assert!(
+        again.stderr().contains("inserts_skipped=50"),
+        "{}",
+        again.stderr()
+    );
     let mut want: Vec<(String, i64)> = (0..10)
         .chain(100..150)
         .map(|id| ("pa".to_string(), id))
         .chain((150..250).map(|id| ("pb".to_string(), id)))
         .collect();
     want.sort();
-    assert_eq!(rows(&wh), want, "every key once, B's where it inserted first");
+    assert_eq!(
+        rows(&wh),
+        want,
+        "every key once, B's where it inserted first"
+    );
 }
