@@ -116,7 +116,8 @@ fn kind_of(prop: &Value) -> String {
             .filter_map(Value::as_str)
             .filter(|t| *t != "null")
             .collect::<Vec<_>>()
-            .join("|"),
+            // Not `|`: the kind lands in a Markdown table cell.
+            .join(" or "),
         _ => "any".to_owned(),
     }
 }

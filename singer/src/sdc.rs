@@ -29,3 +29,7 @@ pub const BATCHED_AT: &str = "_sdc_batched_at";
 pub const SYNC_STARTED_AT: &str = "_sdc_sync_started_at";
 /// The prefix every SDK metadata column name starts with.
 pub const PREFIX: &str = "_sdc_";
+/// The operation the sender asked for a record (`upsert`, `insert` or `delete`), set by the tap
+/// on the records of a source with an `operation` setting; the row keeps it, so every row says
+/// what was asked (a delete also carries [`DELETED_AT`]).
+pub const OPERATION: &str = "_sdc_operation";

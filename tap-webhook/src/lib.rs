@@ -8,6 +8,7 @@
 //!
 //! - [`settings`]: the config file, validated once;
 //! - [`receiver`]: the axum app, authentication, body pipeline, replies, metrics;
+//! - [`operation`]: per-record operations (upsert, insert, delete) read from the payload;
 //! - [`payload`]: the top level of a webhook payload, split without parsing below it;
 //! - [`spool`]: the durable queue between the two;
 //! - [`queue`]: the scale-out alternative: receivers send to SQS, the tap drains it;
@@ -16,6 +17,7 @@
 //! - [`ops`]: `deliveries`, `status`, `urls`: what the spool holds and refused, for operators.
 
 pub mod admin;
+pub mod operation;
 pub mod ops;
 pub mod payload;
 pub mod queue;

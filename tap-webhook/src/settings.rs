@@ -84,6 +84,8 @@ pub struct SourceConfig {
     pub delivery_id_header: Option<String>,
     pub capture_headers: Option<Vec<String>>,
     pub signature: Option<SignatureConfig>,
+    pub operation: Option<crate::operation::OperationConfig>,
+    pub unflatten_query: Option<crate::receiver::unflatten::UnflattenConfig>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -187,6 +189,11 @@ pub struct Source {
     pub capture_headers: Vec<String>,
     /// The source's signature verifier, built from its setting (so known to work).
     pub signature: Option<Signature>,
+    /// Where each message says whether it upserts, inserts or deletes its row; `None`: the
+    /// records carry no `_sdc_operation`.
+    pub operation: Option<crate::operation::Operation>,
+    /// How a GET delivery's query parameters are nested back into the sender's payload.
+    pub unflatten_query: Option<crate::receiver::unflatten::Unflatten>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -267,6 +274,14 @@ impl Settings {
                 .map(Signature::build)
                 .transpose()
                 .map_err(|detail| bad(&setting("signature"), detail))?;
+            let operation = s
+                .operation
+                .as_ref()
+                .map(crate::operation::Operation::build)
+                .transpose()
+                .map_err(|detail| bad(&setting("operation"), detail))?;
+            let unflatten_query = crate::receiver::unflatten::Unflatten::build(s.unflatten_query)
+                .map_err(|detail| bad(&setting("unflatten_query"), detail))?;
             let api_key_header = s.api_key_header.unwrap_or_else(|| "x-api-key".into());
             if axum::http::HeaderName::from_bytes(api_key_header.as_bytes()).is_err() {
                 return Err(bad(
@@ -294,6 +309,8 @@ impl Settings {
                         .map(|h| h.to_ascii_lowercase())
                         .collect(),
                     signature,
+                    operation,
+                    unflatten_query,
                 },
             );
         }
@@ -567,6 +584,6 @@ mod tests {
         let source = schema["properties"]["sources"]["additionalProperties"]["properties"]
             .as_object()
             .unwrap();
-        assert_eq!(source.len(), 11);
+        assert_eq!(source.len(), 13);
     }
 }

@@ -31,6 +31,9 @@ pub struct Summary {
     pub records: u64,
     pub skipped: u64,
     pub rows_written: u64,
+    /// Records `load_method: insert` did not write because their key was in the table (or
+    /// earlier in the batch): valmi's Create of a row that exists is no error.
+    pub inserts_skipped: u64,
     pub commits: u64,
     pub states: u64,
     /// Batches cut at the end of the input while an earlier batch's file was still being
@@ -479,6 +482,7 @@ impl<'s, W: Write> Ingest<'s, W> {
             return Ok(false);
         };
         self.summary.rows_written += done.rows as u64;
+        self.summary.inserts_skipped += done.skipped as u64;
         self.summary.commits += 1;
         if let Some((what, source)) = done.maintenance {
             // Reported when the load ends: the batch is committed, the data safe.

@@ -177,6 +177,14 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         summary.rows_written.into(),
         serde_json::json!({}),
     );
+    if summary.inserts_skipped > 0 {
+        singer::metrics::emit_metric(
+            "counter",
+            "inserts_skipped",
+            summary.inserts_skipped.into(),
+            serde_json::json!({}),
+        );
+    }
     singer::metrics::emit_metric(
         "timer",
         "load_duration",
@@ -188,6 +196,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         records = summary.records,
         skipped = summary.skipped,
         rows_written = summary.rows_written,
+        inserts_skipped = summary.inserts_skipped,
         commits = summary.commits,
         states = summary.states,
         overlapped_cuts = summary.overlapped_cuts,

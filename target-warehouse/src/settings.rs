@@ -31,6 +31,18 @@ pub enum LoadMethod {
     Upsert,
     #[serde(rename = "overwrite")]
     Overwrite,
+    /// A key new to the table is inserted; a record of a key already there is skipped
+    /// (valmi's Create; see `stream/insert.rs`).
+    #[serde(rename = "insert")]
+    Insert,
+}
+
+impl LoadMethod {
+    /// Whether a batch is applied by key against the table's rows (upsert, insert): it is cut
+    /// whole and reads the table before its commit.
+    pub fn by_key(self) -> bool {
+        matches!(self, LoadMethod::Upsert | LoadMethod::Insert)
+    }
 }
 
 /// The config file(s) as written by the user or Meltano.
@@ -39,7 +51,7 @@ pub enum LoadMethod {
 pub struct Config {
     /// Directory holding one Delta table per stream.
     pub warehouse_path: Option<String>,
-    /// `append-only`, `upsert` or `overwrite`; unset: upsert when a stream has real key
+    /// `append-only`, `upsert`, `insert` or `overwrite`; unset: upsert when a stream has real key
     /// properties (Stitch's rule), append-only otherwise.
     pub load_method: Option<LoadMethod>,
     /// Delete the key of a record carrying `_sdc_deleted_at` instead of storing it.

@@ -200,11 +200,20 @@ impl Receiver {
 
     /// POSTs a body with raw HTTP/1.1 over a socket; returns the status.
     pub fn post(&self, source: &str, body: &str, headers: &[(&str, &str)]) -> u16 {
+        self.request("POST", &format!("/webhooks/{source}"), body, headers)
+    }
+
+    /// GETs `/webhooks/<source>?<query>` (the query already encoded); returns the status.
+    pub fn get(&self, source: &str, query: &str) -> u16 {
+        self.request("GET", &format!("/webhooks/{source}?{query}"), "", &[])
+    }
+
+    fn request(&self, method: &str, target: &str, body: &str, headers: &[(&str, &str)]) -> u16 {
         let addr = self.base.trim_start_matches("http://");
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let mut req = format!(
-            "POST /webhooks/{source} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n",
+            "{method} {target} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n",
             body.len()
         );
         for (k, v) in headers {

@@ -25,3 +25,4 @@ mod readers;
 mod readme;
 mod scaleout;
 mod signatures;
+mod valmi;

@@ -14,6 +14,7 @@ pub mod refusal;
 pub mod reply;
 pub mod signature;
 pub mod store;
+pub mod unflatten;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -417,9 +418,13 @@ async fn receive(
     let texts: Vec<String> = if method == Method::GET {
         // valmi style: the query parameters are the payload (credentials left out).
         let mut obj = capture::query_object(&query, &[]);
-        if let Some(map) = obj.as_object_mut() {
+        if let serde_json::Value::Object(map) = &mut obj {
             for secret in &rt.secret_params {
                 map.remove(secret);
+            }
+            // The sender's nested payload again, when it flattened one (`unflatten_query`).
+            if let Some(u) = &rt.source.unflatten_query {
+                *map = u.apply(std::mem::take(map));
             }
         }
         vec![obj.to_string()]

@@ -34,6 +34,16 @@ pub fn fixed_fields(source: &Source) -> Map<String, Value> {
     if source.primary_key.is_none() {
         m.insert(sdc::PRIMARY_KEY.into(), json!({"type": "string"}));
     }
+    if source.operation.is_some() {
+        m.insert(
+            sdc::OPERATION.into(),
+            json!({"type": "string", "enum": ["upsert", "insert", "delete"]}),
+        );
+        m.insert(
+            sdc::DELETED_AT.into(),
+            json!({"type": ["null", "string"], "format": "date-time"}),
+        );
+    }
     if source.record_shape == RecordShape::Packed {
         m.insert("message_id".into(), json!({"type": "string"}));
         m.insert("payload".into(), json!({"type": "string"}));

@@ -4,7 +4,8 @@
 //! A SCHEMA goes out before the stream's first record and again whenever a record brings a new
 //! field or type (after a prescan, the first SCHEMA already holds the whole run's). A message
 //! whose primary key is missing or cannot be a key ([`key`]) goes to `<stream>__rejected` (or
-//! fails the run, `on_missing_key: fail`); a payload that is not a JSON object goes there too.
+//! fails the run, `on_missing_key: fail`); a payload that is not a JSON object goes there too,
+//! and so does one whose operation (`operation` setting, [`crate::operation`]) is unknown.
 
 use std::io::Write;
 
@@ -19,6 +20,7 @@ use super::inference::{FieldMap, StreamSchema};
 use super::key::{self, KeyKinds};
 use super::outcome::{Summary, TapError};
 use super::record::{start_record, WEBHOOK_RECEIVED_AT, WEBHOOK_SEQUENCE};
+use crate::operation::Op;
 use crate::payload::top_level;
 use crate::settings::{OnMissingKey, RecordShape, Source};
 use crate::spool::MessageRef;
@@ -92,8 +94,9 @@ impl<'a> StreamEmitter<'a> {
                     self.key_kinds.add(kind);
                 }
             }
+            let with_operation = self.source.operation.is_some();
             for f in &fields {
-                if !is_reserved(&f.key) && self.selected(&f.key) {
+                if !is_reserved(&f.key, with_operation) && self.selected(&f.key) {
                     self.schema.observe_hashed(f.hash, &f.key, f.value);
                 }
             }
@@ -139,6 +142,18 @@ impl<'a> StreamEmitter<'a> {
                 }
             }
         }
+        let op = match self
+            .source
+            .operation
+            .as_ref()
+            .map(|o| o.resolve(&fields, m.query))
+        {
+            None => None,
+            Some(Ok(op)) => Some(op),
+            Some(Err(reason)) => {
+                return self.reject(w, m, &format!("operation {reason}"), summary);
+            }
+        };
         self.received_at.clear();
         singer::datetime::push_micros(&mut self.received_at, m.received_at_us);
         start_record(
@@ -148,10 +163,19 @@ impl<'a> StreamEmitter<'a> {
             &self.received_at,
             pk.is_none(),
         );
+        if let Some(op) = op {
+            // The Singer way: a delete carries `_sdc_deleted_at` (its receipt time, so a
+            // replay is identical); every record says what the sender asked.
+            push_str_field(&mut self.line, sdc::OPERATION, op.as_str());
+            if op == Op::Delete {
+                push_str_field(&mut self.line, sdc::DELETED_AT, &self.received_at);
+            }
+        }
+        let reserved = |k: &str| is_reserved(k, op.is_some());
         match self.source.record_shape {
             RecordShape::Unpacked => {
                 for f in &fields {
-                    if is_reserved(&f.key) || !self.selected(&f.key) {
+                    if reserved(&f.key) || !self.selected(&f.key) {
                         continue;
                     }
                     // After the prescan the schema holds every field and type of the run:
@@ -248,8 +272,9 @@ impl<'a> StreamEmitter<'a> {
     }
 }
 
-/// Payload fields that would collide with the ones the tap sets are dropped from the payload.
-fn is_reserved(field: &str) -> bool {
+/// Payload fields that would collide with the ones the tap sets are dropped from the payload
+/// (`_sdc_operation` and `_sdc_deleted_at` when the source's `operation` sets them).
+fn is_reserved(field: &str, with_operation: bool) -> bool {
     matches!(
         field,
         sdc::SEQUENCE
@@ -258,5 +283,5 @@ fn is_reserved(field: &str) -> bool {
             | sdc::PRIMARY_KEY
             | WEBHOOK_SEQUENCE
             | WEBHOOK_RECEIVED_AT
-    )
+    ) || (with_operation && matches!(field, sdc::OPERATION | sdc::DELETED_AT))
 }

@@ -8,6 +8,7 @@ mod harness;
 mod hostile;
 mod ledger;
 mod operate;
+mod operations;
 mod receiver;
 mod spool_health;
 mod tap;

@@ -12,7 +12,7 @@ use deltalake::kernel::Action;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use serde_json::{json, Map, Value as Json};
 
-use super::{upsert, Stream};
+use super::{insert, upsert, Stream};
 use crate::registry::Registry;
 use crate::sdc::{now_micros, BATCHED_AT};
 use crate::settings::{LoadMethod, Settings};
@@ -20,7 +20,7 @@ use crate::table::compact::{self, AUTO_COMPACT_FILES};
 use crate::table::error::TableError;
 use crate::table::marks::BatchMarks;
 use crate::table::writer::{ClosedFile, FileWriter};
-use crate::table::{append_operation, Table};
+use crate::table::{append_operation, merge_operation, Table};
 
 /// A stream's batch on its way to the table: the rewrites (upserts) are done, its data file is
 /// being written on its own thread, and [`Stream::complete`] commits it. Encoding the Parquet
@@ -40,6 +40,8 @@ pub struct Flushing {
     buffered_total: u64,
     rows: usize,
     replaced: usize,
+    /// Insert: records not written because their key was in the table or the batch already.
+    skipped: usize,
     file: Option<ClosedFile>,
     /// Files the upsert wrote besides the data file (rewritten files, a deletion vector file).
     new_files: Vec<String>,
@@ -50,6 +52,8 @@ pub struct Flushing {
 pub struct Completed {
     pub stream: String,
     pub rows: usize,
+    /// Insert: records skipped because their key was there.
+    pub skipped: usize,
     pub maintenance: Option<(Maintenance, TableError)>,
 }
 
@@ -162,7 +166,30 @@ impl Stream {
         let keyed = !self.keys.is_empty();
         let mut actions: Vec<Action> = Vec::new();
         let mut new_files = Vec::new();
+        let mut skipped = 0;
         let (to_write, operation, replaced) = match self.method {
+            LoadMethod::Insert if keyed => {
+                let ins = insert::insert_new_keys(
+                    &self.table,
+                    &self.buf.registry,
+                    &self.keys,
+                    &batch,
+                    &seqs,
+                    &deleted,
+                    settings.hard_delete,
+                )?;
+                actions.extend(ins.rewrite.actions);
+                new_files = ins.rewrite.new_files;
+                skipped = ins.skipped;
+                (
+                    filter_record_batch(&batch, &ins.mask)
+                        .map_err(arrow_err)
+                        .inspect_err(|_| discard_new(&self.table, &new_files))?,
+                    // Read the table like an upsert: the same conflict check (see below).
+                    merge_operation(),
+                    ins.rewrite.removed,
+                )
+            }
             LoadMethod::Upsert if keyed => {
                 let deletes = if settings.hard_delete {
                     deleted.as_slice()
@@ -183,18 +210,11 @@ impl Stream {
                 // of its keys), so deltalake refuses it when another load's commit since that
                 // read added or removed rows: the rows it added would not be replaced, a key
                 // would be in the table twice (issue 20). The keys are in the commit info.
-                let op = DeltaOperation::Merge {
-                    predicate: None,
-                    merge_predicate: None,
-                    matched_predicates: Vec::new(),
-                    not_matched_predicates: Vec::new(),
-                    not_matched_by_source_predicates: Vec::new(),
-                };
                 (
                     filter_record_batch(&batch, &mask)
                         .map_err(arrow_err)
                         .inspect_err(|_| discard_new(&self.table, &new_files))?,
-                    op,
+                    merge_operation(),
                     rewrite.removed,
                 )
             }
@@ -217,8 +237,8 @@ impl Stream {
                 )
             }
             _ => {
-                if self.method == LoadMethod::Upsert {
-                    tracing::warn!(stream = %self.name, "upsert without key properties: appending");
+                if self.method.by_key() {
+                    tracing::warn!(stream = %self.name, method = ?self.method, "no key properties: appending");
                 }
                 (batch, append_operation(), 0)
             }
@@ -235,6 +255,10 @@ impl Stream {
         let mut ours = json!({"stream": self.name, "rowsReceived": received, "rowsWritten": rows, "rowsReplaced": replaced});
         if self.method == LoadMethod::Upsert && keyed {
             ours["upsertKeys"] = json!(self.keys);
+        }
+        if self.method == LoadMethod::Insert && keyed {
+            ours["insertKeys"] = json!(self.keys);
+            ours["rowsSkipped"] = json!(skipped);
         }
         info.insert("targetWarehouse".into(), ours);
         if let Some(state) = state {
@@ -253,6 +277,7 @@ impl Stream {
             buffered_total: self.buffered_total,
             rows,
             replaced,
+            skipped,
             file,
             new_files,
         })
@@ -277,6 +302,7 @@ impl Stream {
             buffered_total,
             rows,
             replaced,
+            skipped,
             file,
             new_files,
             ..
@@ -303,7 +329,7 @@ impl Stream {
             &marks,
             info,
         ))?;
-        tracing::info!(stream = %self.name, version, rows, replaced, "committed");
+        tracing::info!(stream = %self.name, version, rows, replaced, skipped, "committed");
         self.committed_total = buffered_total;
         let maintenance = self
             .table
@@ -316,6 +342,7 @@ impl Stream {
         Ok(Completed {
             stream: self.name.clone(),
             rows,
+            skipped,
             maintenance,
         })
     }

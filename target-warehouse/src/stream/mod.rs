@@ -4,11 +4,13 @@
 //!
 //! A stream owns its data; the message loop (`ingest.rs`) decides when to cut a batch, the
 //! commit queue (`commits.rs`) when to commit it. Loading a record is here; cutting and
-//! committing a batch in [`flush`]; an upsert's choice of rows in [`upsert`]; ACTIVATE_VERSION
+//! committing a batch in [`flush`]; an upsert's choice of rows in [`upsert`], an insert's in
+//! [`insert`]; ACTIVATE_VERSION
 //! in [`activate`].
 
 pub mod activate;
 pub mod flush;
+pub mod insert;
 pub mod upsert;
 
 use std::borrow::Cow;
@@ -128,9 +130,9 @@ impl Stream {
     }
 
     /// Whether buffered rows may go to the data file before the batch ends: not for an
-    /// upsert, which picks each key's latest row over the whole batch.
+    /// upsert or insert, which pick each key's row over the whole batch.
     pub fn streams_to_file(&self) -> bool {
-        self.method != LoadMethod::Upsert || self.keys.is_empty()
+        !self.method.by_key() || self.keys.is_empty()
     }
 
     /// Whether the next batch is only appended: it reads nothing of its table, so it need not
@@ -165,7 +167,7 @@ impl Stream {
         // Only tables whose rows get replaced need deletion vectors; the others stay readable
         // by readers without them. Decided when this run creates the table.
         self.table.create_with_deletion_vectors =
-            settings.deletion_vectors && method == LoadMethod::Upsert && !self.keys.is_empty();
+            settings.deletion_vectors && method.by_key() && !self.keys.is_empty();
         // The metadata columns first: a record field of the same name (a webhook body is
         // anyone's JSON, and the tap declares its fields) must not decide their types, or the
         // target's own values no longer fit them; such a field's values go to siblings.
@@ -211,8 +213,9 @@ impl Stream {
             stream: stream_name.to_string(),
             detail,
         };
-        // An upsert merges by key: records whose key is null would collapse into one row.
-        let upsert = self.method == LoadMethod::Upsert;
+        // An upsert or insert merges by key: records whose key is null would collapse into
+        // one row.
+        let upsert = self.method.by_key();
         for key in &self.keys {
             match fields.iter().find(|(k, _)| k.as_ref() == key.as_str()) {
                 None => {

@@ -27,16 +27,7 @@ pub fn replace_by_key(
     let cols = key_columns(registry, keys);
     let (mask, batch_keys) = latest_per_key(batch, &cols, seqs, deletes);
     let probe = KeyProbe::new(batch, &cols);
-    // The rewrite hands over batches of the key columns only, in this order.
-    let needed: Vec<usize> = cols.iter().flatten().copied().collect();
-    let mut at = 0;
-    let local: Vec<Vec<usize>> = cols
-        .iter()
-        .map(|p| {
-            at += p.len();
-            (at - p.len()..at).collect()
-        })
-        .collect();
+    let (needed, local) = probe_columns(&cols);
     // One integer column holding every key of the batch (the usual case): the tables' keys
     // are compared as integers, without encoding each row's key (the scan of every candidate
     // file's keys is what grows with the table).
@@ -69,4 +60,20 @@ pub fn replace_by_key(
         },
     )?;
     Ok((mask, rewrite))
+}
+
+/// The registry columns a table read needs for keys `cols` (each key property's columns, in
+/// order), and where each property's columns sit among them: reads hand over batches of the key
+/// columns only.
+pub(super) fn probe_columns(cols: &[Vec<usize>]) -> (Vec<usize>, Vec<Vec<usize>>) {
+    let needed: Vec<usize> = cols.iter().flatten().copied().collect();
+    let mut at = 0;
+    let local = cols
+        .iter()
+        .map(|p| {
+            at += p.len();
+            (at - p.len()..at).collect()
+        })
+        .collect();
+    (needed, local)
 }

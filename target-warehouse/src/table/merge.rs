@@ -341,6 +341,58 @@ fn rewrite_into(
     Ok(())
 }
 
+/// Which of `wanted` (keys encoded as [`encode_key`] does, over `local`: the positions of each
+/// key property's columns in `columns`) a live row of the table holds; a row its file's
+/// deletion vector deletes is not live. Only the key columns of the files `candidate` lets
+/// through (by their statistics) are read. An insert's first step: a key found is skipped.
+pub fn existing_keys(
+    table: &Table,
+    registry: &Registry,
+    columns: &[usize],
+    local: &[Vec<usize>],
+    candidate: impl Fn(Option<&Json>) -> bool,
+    wanted: &KeySet,
+) -> Result<KeySet, TableError> {
+    let arrow_err = |source| TableError::Arrow {
+        table: table.stream.clone(),
+        source,
+    };
+    let probe_schema = &std::sync::Arc::new(
+        registry
+            .arrow_schema()
+            .project(columns)
+            .map_err(arrow_err)?,
+    );
+    let mut dv_files = dv::Cache::default();
+    let mut found = KeySet::default();
+    let mut buf = Vec::new();
+    for file in table.files()? {
+        if found.len() == wanted.len() {
+            break;
+        }
+        if !candidate(file.stats.as_ref()) {
+            continue;
+        }
+        let deleted = table.deleted_rows(&file, &mut dv_files)?;
+        let mut at = 0u64;
+        for b in table.read_file(&file.path, probe_schema)? {
+            let b = b?;
+            for r in 0..b.num_rows() {
+                if deleted.contains(at + r as u64) {
+                    continue;
+                }
+                buf.clear();
+                encode_key(&b, local, r, &mut buf);
+                if wanted.contains(&buf) && !found.contains(&buf) {
+                    found.insert(buf.clone());
+                }
+            }
+            at += b.num_rows() as u64;
+        }
+    }
+    Ok(found)
+}
+
 /// The rows of one data file a rewrite takes: those `matches` picks that its deletion vector does
 /// not already delete (a deleted row neither matches nor stays), the rows it deletes, and the
 /// file's physical row count. `None` when nothing is picked. The first step of every rewrite:

@@ -498,6 +498,19 @@ fn arrow_schema_of(schema: &StructType) -> Result<Schema, String> {
     Ok(Schema::new(fields))
 }
 
+/// The Delta operation recorded for a batch applied by key (upsert, insert). No predicate: the
+/// batch read every file that could hold one of its keys, so deltalake's conflict check refuses
+/// it when another load's commit since that read added or removed rows (issue 20).
+pub fn merge_operation() -> DeltaOperation {
+    DeltaOperation::Merge {
+        predicate: None,
+        merge_predicate: None,
+        matched_predicates: Vec::new(),
+        not_matched_predicates: Vec::new(),
+        not_matched_by_source_predicates: Vec::new(),
+    }
+}
+
 /// The Delta operation recorded for a plain append.
 pub fn append_operation() -> DeltaOperation {
     DeltaOperation::Write {

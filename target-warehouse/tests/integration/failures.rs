@@ -1,6 +1,6 @@
 //! Failures, injected (issue 20): a write, fsync, upload or commit that fails at EVERY step of a
-//! multi-stream, multi-batch load (`TARGET_WAREHOUSE_FAILPOINT`), for append-only, upsert and
-//! hard-delete loads. After each failed run: it exits non-zero with the injected error; no
+//! multi-stream, multi-batch load (`TARGET_WAREHOUSE_FAILPOINT`), for append-only, upsert,
+//! hard-delete and insert (with hard deletes) loads. After each failed run: it exits non-zero with the injected error; no
 //! STATE it printed covers a record that is not committed; each table holds exactly the
 //! records its high-water mark covers (the commit rule); no file of ours is left outside the
 //! log. Then the same input again (replays are skipped, as after a tap resumes from the last
@@ -22,6 +22,9 @@ pub enum Mode {
     AppendOnly,
     Upsert,
     HardDelete,
+    /// `load_method: insert` with `hard_delete`: a key's first record lands, later ones are
+    /// skipped until a delete removes it.
+    Insert,
 }
 
 /// A record of the input, as the model of the tables sees it.
@@ -117,7 +120,7 @@ impl Input {
                 keys,
             )
         };
-        let hard = mode == Mode::HardDelete;
+        let hard = matches!(mode, Mode::HardDelete | Mode::Insert);
         let seed: Vec<Rec> = (0..SEED_ROWS)
             .map(|k| Rec {
                 stream: "c",
@@ -211,19 +214,27 @@ impl Input {
         }
     }
 
+    fn hard(&self) -> bool {
+        matches!(self.mode, Mode::HardDelete | Mode::Insert)
+    }
+
     pub fn seed_config(&self) -> Value {
-        json!({"batch_size_rows": 1, "deletion_vectors": false, "hard_delete": self.mode == Mode::HardDelete})
+        json!({"batch_size_rows": 1, "deletion_vectors": false, "hard_delete": self.hard()})
     }
 
     pub fn config(&self) -> Value {
-        json!({"batch_size_rows": 100, "batch_size_bytes": 2 << 20, "deletion_vectors": true, "hard_delete": self.mode == Mode::HardDelete})
+        let mut c = json!({"batch_size_rows": 100, "batch_size_bytes": 2 << 20, "deletion_vectors": true, "hard_delete": self.hard()});
+        if self.mode == Mode::Insert {
+            c["load_method"] = json!("insert");
+        }
+        c
     }
 
     /// The (id, n) rows a table of `stream` holds when the records its `marks` cover are
     /// committed (and older table versions removed, when `activated` with `hard_delete`; without
     /// it their rows stay, marked `_sdc_deleted_at`).
     pub fn model(&self, stream: &str, marks: &Marks, activated: bool) -> Vec<(i64, i64)> {
-        let removes_old = activated && self.mode == Mode::HardDelete;
+        let removes_old = activated && self.hard();
         let recs = self
             .seed
             .iter()
@@ -232,6 +243,18 @@ impl Input {
             .filter(|r| !removes_old || r.version.is_none_or(|v| v >= 2));
         let mut rows: Vec<(i64, i64)> = if self.mode == Mode::AppendOnly {
             recs.map(|r| (r.id, r.n)).collect()
+        } else if self.mode == Mode::Insert {
+            // In sequence order: a key's first record lands, later ones are skipped while it
+            // is there, a delete removes it.
+            let mut held: BTreeMap<i64, &Rec> = BTreeMap::new();
+            for r in recs {
+                if r.deleted {
+                    held.remove(&r.id);
+                } else {
+                    held.entry(r.id).or_insert(r);
+                }
+            }
+            held.values().map(|r| (r.id, r.n)).collect()
         } else {
             let mut latest: BTreeMap<i64, &Rec> = BTreeMap::new();
             for r in recs {
@@ -350,7 +373,11 @@ fn nth(step: Step) -> u32 {
 fn reached(mode: Mode, step: Step) -> bool {
     !matches!(
         (mode, step),
-        (Mode::AppendOnly, Step::DvWrite) | (Mode::Upsert | Mode::HardDelete, Step::PartMerge)
+        (Mode::AppendOnly, Step::DvWrite)
+            | (
+                Mode::Upsert | Mode::HardDelete | Mode::Insert,
+                Step::PartMerge
+            )
     )
 }
 
@@ -431,6 +458,11 @@ fn every_step_failing_in_an_upsert_load_then_a_rerun_equals_a_clean_load() {
 #[test]
 fn every_step_failing_in_a_hard_delete_load_then_a_rerun_equals_a_clean_load() {
     fault_matrix(Mode::HardDelete);
+}
+
+#[test]
+fn every_step_failing_in_an_insert_load_then_a_rerun_equals_a_clean_load() {
+    fault_matrix(Mode::Insert);
 }
 
 #[test]

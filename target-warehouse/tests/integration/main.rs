@@ -9,6 +9,7 @@ mod exactly_once;
 mod failures;
 mod harness;
 mod health;
+mod inserts;
 mod load_methods;
 mod maintenance;
 mod producers;

@@ -162,3 +162,45 @@ fn an_upsert_racing_another_load_of_new_keys_is_refused_and_its_rerun_loads_ever
     want.sort();
     assert_eq!(rows(&wh), want, "every key once, A's rows last");
 }
+
+#[test]
+fn an_insert_racing_another_load_of_new_keys_is_refused_and_its_rerun_skips_the_keys_it_lost() {
+    // As above with `load_method: insert`: A found keys 150..200 absent before B inserted
+    // them; committed, they would be in the table twice. Refused; its rerun finds B's rows
+    // and skips those keys (the first insert of a key wins).
+    let config = json!({"load_method": "insert"});
+    let (d, wh) = warehouse();
+    let r = run(&wh, config.clone(), &input(&["id"], 0..10, "pa", 1));
+    assert!(r.ok(), "{}", r.stderr());
+    let a = input(&["id"], 100..200, "pa", 11);
+    let (held, go) = start_held(&wh, d.path(), config.clone(), &a, 1);
+    let rb = run(&wh, config.clone(), &input(&["id"], 150..250, "pb", 1));
+    assert!(rb.ok(), "{}", rb.stderr());
+    std::fs::write(&go, "").expect("release");
+    let ra = held.finish();
+    assert!(
+        !ra.ok(),
+        "A's insert never read B's rows: it must not commit"
+    );
+    assert!(ra.stderr().contains("concurrent"), "{}", ra.stderr());
+    assert_eq!(ra.stdout_lines(), Vec::<Value>::new());
+    assert_eq!(unreferenced_files(&wh.join("r")), Vec::<String>::new());
+    let again = run(&wh, config, &a);
+    assert!(again.ok(), "{}", again.stderr());
+    assert!(
+        again.stderr().contains("inserts_skipped=50"),
+        "{}",
+        again.stderr()
+    );
+    let mut want: Vec<(String, i64)> = (0..10)
+        .chain(100..150)
+        .map(|id| ("pa".to_string(), id))
+        .chain((150..250).map(|id| ("pb".to_string(), id)))
+        .collect();
+    want.sort();
+    assert_eq!(
+        rows(&wh),
+        want,
+        "every key once, B's where it inserted first"
+    );
+}
