@@ -58,7 +58,11 @@ pub fn parse_time(flag: &str, text: &str, now_us: i64) -> Result<i64, OpsError> 
     };
     if let Some(unit) = unit {
         if let Ok(n) = t[..t.len() - 1].parse::<u32>() {
-            return Ok(now_us - i64::from(n) * unit * 1_000_000);
+            // Checked: `4294967295w` is past what a timestamp holds, an error and not a wrap.
+            return i64::from(n)
+                .checked_mul(unit * 1_000_000)
+                .and_then(|age| now_us.checked_sub(age))
+                .ok_or_else(|| OpsError::Arg(format!("{flag} {text:?}: too far back")));
         }
     }
     singer::datetime::parse_timestamp(t)
@@ -166,6 +170,11 @@ mod tests {
             parse_time("--until", "1970-01-02", now).unwrap(),
             86_400_000_000
         );
+        // Ages past what a timestamp holds are refused, not wrapped (found by attack: a panic).
+        for far in ["4294967295w", "200000000d"] {
+            let e = parse_time("--since", far, now).unwrap_err().to_string();
+            assert!(e.contains("--since") && e.contains("too far back"), "{e}");
+        }
         for bad in ["yesterday", "2h30m", "-2h", "2023-13-01", ""] {
             let e = parse_time("--since", bad, now).unwrap_err().to_string();
             assert!(

@@ -461,3 +461,32 @@ async fn a_replay_emits_the_window_as_the_first_run_did_and_prunes_nothing() {
         firsts
     );
 }
+
+/// Found by attack: `max_records` (or `max_seconds`) cut a replay short with exit 0 and no
+/// STATE to continue from, so "reload last Tuesday" silently gave back part of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_is_not_cut_short_by_the_run_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), json!({"max_records": 2}));
+    let server = Server::start(&cfg);
+    let http = client();
+    for i in 0..5 {
+        let r = http
+            .post(server.url("/webhooks/data"))
+            .body(format!(r#"{{"i":{i}}}"#))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // The budget still bounds a regular run.
+    let regular = run_tap(&cfg, &[]);
+    assert_eq!(regular.iter().filter(|l| l["type"] == "RECORD").count(), 2);
+    let replay = run_tap(&cfg, &["--replay-since", "1h"]);
+    let got: Vec<i64> = replay
+        .iter()
+        .filter(|l| l["type"] == "RECORD")
+        .map(|l| l["record"]["i"].as_i64().unwrap())
+        .collect();
+    assert_eq!(got, [0, 1, 2, 3, 4], "the whole window, budget or not");
+}
