@@ -189,14 +189,19 @@ async fn delivery(
     }
 }
 
+/// The id is parsed after the token check: a `Path<i64>` extractor answered a bad id before
+/// it, with axum's plain-text rejection echoing the path to anyone.
 async fn refused(
     State(state): State<Arc<AdminState>>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     match authorize(&state, &headers, q.as_deref()) {
-        Access::Allowed(cookie) => render(state, cookie, move |c, _| page::refused(c, id)).await,
+        Access::Allowed(cookie) => match id.parse::<i64>() {
+            Ok(id) => render(state, cookie, move |c, _| page::refused(c, id)).await,
+            Err(_) => html(StatusCode::NOT_FOUND, page::not_found(), cookie),
+        },
         Access::Denied => denied(),
     }
 }
