@@ -346,9 +346,16 @@ fn refused(
         .sources
         .get(source)
         .and_then(|s| s.source.delivery_id_header.as_deref());
+    let credentials: Vec<&str> = state
+        .sources
+        .values()
+        .flat_map(|s| s.source.url_tokens.iter().chain(&s.source.api_keys))
+        .map(String::as_str)
+        .collect();
     refusal::record(
         &state.store,
         id_header,
+        &credentials,
         source,
         headers,
         extensions,

@@ -41,10 +41,13 @@ impl Seen {
 }
 
 /// Queues the refusal of one request for the ledger (nothing with the SQS backend);
-/// `delivery_id_header` is the source's configured one, if any.
+/// `delivery_id_header` is the source's configured one, if any; `credentials` are every
+/// source's URL tokens and API keys, redacted from the path's texts (a URL pasted with its
+/// `?` encoded, `/webhooks/tok%3Ftoken=…`, names a source holding the token).
 pub fn record(
     store: &Store,
     delivery_id_header: Option<&str>,
+    credentials: &[&str],
     source: &str,
     headers: &HeaderMap,
     extensions: &Extensions,
@@ -68,10 +71,10 @@ pub fn record(
     let r = Refusal {
         id: 0,
         at_us: singer::clock::now_micros(),
-        source: source.to_owned(),
+        source: redact(source, credentials),
         status: err.status().as_u16(),
         code: code.to_owned(),
-        reason: err.to_string(),
+        reason: redact(&err.to_string(), credentials),
         size: seen.size.or(declared),
         remote: extensions.get::<Peer>().map(|p| p.0.to_string()),
         user_agent: headers
@@ -84,4 +87,12 @@ pub fn record(
             .map(|b| ledger::body_excerpt(&b)),
     };
     store.refused(r);
+}
+
+/// `text` with every credential in it replaced by `[REDACTED]`.
+fn redact(text: &str, credentials: &[&str]) -> String {
+    credentials
+        .iter()
+        .filter(|c| !c.is_empty())
+        .fold(text.to_owned(), |t, c| t.replace(c, capture::REDACTED))
 }
