@@ -56,13 +56,24 @@ pub fn parse_time(flag: &str, text: &str, now_us: i64) -> Result<i64, OpsError> 
         Some('w') => Some(7 * 86_400),
         _ => None,
     };
-    if let Some(unit) = unit {
-        if let Ok(n) = t[..t.len() - 1].parse::<u32>() {
+    let digits = &t[..t.len().saturating_sub(1)];
+    if let Some(unit) = unit.filter(|_| digits.bytes().all(|b| b.is_ascii_digit())) {
+        if let Ok(n) = digits.parse::<u32>() {
             // Checked: `4294967295w` is past what a timestamp holds, an error and not a wrap.
             return i64::from(n)
                 .checked_mul(unit * 1_000_000)
                 .and_then(|age| now_us.checked_sub(age))
                 .ok_or_else(|| OpsError::Arg(format!("{flag} {text:?}: too far back")));
+        }
+    }
+    // A time of day without a zone is refused rather than taken as UTC: an operator's local
+    // `09:00` read as UTC replays the wrong hours without a word.
+    if let Some((date, time)) = t.split_once(['T', 't', ' ']) {
+        let zoned = time.ends_with(['Z', 'z']) || time.contains(['+', '-']);
+        if !zoned && singer::datetime::parse_date(date).is_some() {
+            return Err(OpsError::Arg(format!(
+                "{flag} {text:?}: give the time zone (Z for UTC, or an offset such as +01:00)"
+            )));
         }
     }
     singer::datetime::parse_timestamp(t)
@@ -175,7 +186,12 @@ mod tests {
             let e = parse_time("--since", far, now).unwrap_err().to_string();
             assert!(e.contains("--since") && e.contains("too far back"), "{e}");
         }
-        for bad in ["yesterday", "2h30m", "-2h", "2023-13-01", ""] {
+        // Found by attack: a time without a zone was taken as UTC, `+5m` as five minutes ago.
+        for zoneless in ["2023-11-14T22:13:20", "2023-11-14 22:13:20"] {
+            let e = parse_time("--since", zoneless, now).unwrap_err().to_string();
+            assert!(e.contains("time zone"), "{e}");
+        }
+        for bad in ["yesterday", "2h30m", "-2h", "+5m", "2023-13-01", ""] {
             let e = parse_time("--since", bad, now).unwrap_err().to_string();
             assert!(
                 e.contains("--since") && e.contains("RFC 3339"),
