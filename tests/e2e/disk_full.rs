@@ -307,9 +307,9 @@ fn a_flood_of_refusals_on_a_full_spool_leaves_the_prune_its_room() {
         let records = stdout.matches(r#""type":"RECORD""#).count();
         let state = stdout
             .lines()
+            .rev()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|m| m["type"] == "STATE")
-            .last()
+            .find(|m| m["type"] == "STATE")
             .map(|m| m["value"].clone());
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         (out.status.success(), stderr, records, state)

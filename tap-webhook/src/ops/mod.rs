@@ -188,7 +188,9 @@ mod tests {
         }
         // Found by attack: a time without a zone was taken as UTC, `+5m` as five minutes ago.
         for zoneless in ["2023-11-14T22:13:20", "2023-11-14 22:13:20"] {
-            let e = parse_time("--since", zoneless, now).unwrap_err().to_string();
+            let e = parse_time("--since", zoneless, now)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("time zone"), "{e}");
         }
         for bad in ["yesterday", "2h30m", "-2h", "+5m", "2023-13-01", ""] {

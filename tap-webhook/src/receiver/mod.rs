@@ -352,16 +352,11 @@ fn refused(
         .flat_map(|s| s.source.url_tokens.iter().chain(&s.source.api_keys))
         .map(String::as_str)
         .collect();
-    refusal::record(
-        &state.store,
-        id_header,
-        &credentials,
-        source,
-        headers,
-        extensions,
-        err,
-        seen,
-    );
+    let known = refusal::Known {
+        delivery_id_header: id_header,
+        credentials: &credentials,
+    };
+    refusal::record(&state.store, &known, source, headers, extensions, err, seen);
 }
 
 /// `{"data":{...},"success":true}`.

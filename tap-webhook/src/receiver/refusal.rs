@@ -40,14 +40,20 @@ impl Seen {
     }
 }
 
-/// Queues the refusal of one request for the ledger (nothing with the SQS backend);
-/// `delivery_id_header` is the source's configured one, if any; `credentials` are every
-/// source's URL tokens and API keys, redacted from the path's texts (a URL pasted with its
-/// `?` encoded, `/webhooks/tok%3Ftoken=…`, names a source holding the token).
+/// What the settings tell the refusal hook.
+pub struct Known<'a> {
+    /// The source's configured delivery id header, if any.
+    pub delivery_id_header: Option<&'a str>,
+    /// Every source's URL tokens and API keys, redacted from the texts that come from the path
+    /// (a URL pasted with its `?` encoded, `/webhooks/tok%3Ftoken=…`, names a "source" holding
+    /// the token).
+    pub credentials: &'a [&'a str],
+}
+
+/// Queues the refusal of one request for the ledger (nothing with the SQS backend).
 pub fn record(
     store: &Store,
-    delivery_id_header: Option<&str>,
-    credentials: &[&str],
+    known: &Known<'_>,
     source: &str,
     headers: &HeaderMap,
     extensions: &Extensions,
@@ -71,16 +77,16 @@ pub fn record(
     let r = Refusal {
         id: 0,
         at_us: singer::clock::now_micros(),
-        source: redact(source, credentials),
+        source: redact(source, known.credentials),
         status: err.status().as_u16(),
         code: code.to_owned(),
-        reason: redact(&err.to_string(), credentials),
+        reason: redact(&err.to_string(), known.credentials),
         size: seen.size.or(declared),
         remote: extensions.get::<Peer>().map(|p| p.0.to_string()),
         user_agent: headers
             .get(header::USER_AGENT)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
-        delivery_id: capture::delivery_id(headers, delivery_id_header),
+        delivery_id: capture::delivery_id(headers, known.delivery_id_header),
         body: seen
             .head
             .filter(|_| ledger::keeps_body(code))
