@@ -64,8 +64,11 @@ fn given_token(headers: &HeaderMap, query: Option<&str>) -> Option<(String, bool
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
-        if let Some(t) = v.strip_prefix("Bearer ") {
-            return Some((t.trim().to_owned(), false));
+        // The scheme's name is case-insensitive (RFC 9110 §11.1): `bearer x` is a bearer token.
+        if v.get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("bearer "))
+        {
+            return Some((v[7..].trim().to_owned(), false));
         }
     }
     if let Some((_, t)) = parse_query(query).into_iter().find(|(k, _)| k == "token") {
