@@ -507,3 +507,23 @@ async fn a_replay_is_not_cut_short_by_the_run_budget() {
         .collect();
     assert_eq!(got, [0, 1, 2, 3, 4], "the whole window, budget or not");
 }
+
+/// Found by attack: a body holding a C1 control (U+009B, a terminal's CSI) reached the terminal
+/// raw through `deliveries --show` (JSON escapes only C0 controls).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_does_not_let_a_body_drive_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), json!({}));
+    let server = Server::start(&cfg);
+    let r = client()
+        .post(server.url("/webhooks/data"))
+        .body(r#"{"x":"a\u009b31mRED\u001b[0m"}"#)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    let id = v["data"]["message_id"].as_str().unwrap();
+    let shown = cli(&cfg, &["deliveries", "--show", id, "--format", "table"]);
+    assert!(!shown.contains(['\u{9b}', '\u{1b}']), "{shown:?}");
+    assert!(shown.contains("RED"), "{shown}");
+}
