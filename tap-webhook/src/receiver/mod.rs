@@ -347,15 +347,17 @@ fn refused(
         .sources
         .get(source)
         .and_then(|s| s.source.delivery_id_header.as_deref());
-    refusal::record(
-        &state.store,
-        id_header,
-        source,
-        headers,
-        extensions,
-        err,
-        seen,
-    );
+    let credentials: Vec<&str> = state
+        .sources
+        .values()
+        .flat_map(|s| s.source.url_tokens.iter().chain(&s.source.api_keys))
+        .map(String::as_str)
+        .collect();
+    let known = refusal::Known {
+        delivery_id_header: id_header,
+        credentials: &credentials,
+    };
+    refusal::record(&state.store, &known, source, headers, extensions, err, seen);
 }
 
 /// `{"data":{...},"success":true}`.
