@@ -426,7 +426,11 @@ async fn receive(
             }
             // The sender's nested payload again, when it flattened one (`unflatten_query`).
             if let Some(u) = &rt.source.unflatten_query {
-                *map = u.apply(std::mem::take(map));
+                // Never into a field the tap sets: it would be dropped as forged, or pass for
+                // the tap's own (`_sdc_deleted_at`, which `hard_delete` acts on).
+                *map = u.apply(std::mem::take(map), |name| {
+                    crate::tap::record::is_reserved(name, true)
+                });
             }
         }
         vec![obj.to_string()]
