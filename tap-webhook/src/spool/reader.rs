@@ -85,6 +85,15 @@ impl SpoolReader {
         last_seq(&self.conn).map_err(|e| self.err(e))
     }
 
+    /// SQLite's `data_version`: changes whenever another connection (the receiver, a drain)
+    /// commits to the spool, never for this reader's own writes. One cheap read of a counter
+    /// in shared memory, no I/O: what a following run polls.
+    pub fn data_version(&self) -> Result<i64, SpoolError> {
+        self.conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
     /// Deletes a source's messages with `seq <= bookmark` received before the retention cutoff.
     /// Returns how many were deleted.
     pub fn prune(

@@ -1,5 +1,6 @@
 //! A run's output and where it stands: the writer, the bookmarks, the budget (`max_records`,
-//! `max_seconds`) and when the next STATE is due.
+//! `max_seconds`, a stop signal) and when the next STATE is due (`state_interval_records`,
+//! `state_interval_seconds`).
 //!
 //! The durability chain's second link lives here: a stream's bookmark moves to a record's
 //! sequence only after that record is written, and a STATE is written from the bookmarks, so a
@@ -7,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use singer::writer::MessageWriter;
@@ -28,6 +30,10 @@ pub struct Emission<'s, W: Write> {
     since_state: u64,
     progress: singer::metrics::Progress,
     started: Instant,
+    /// When the last STATE was written (or the run started).
+    last_state: Instant,
+    /// Set by SIGTERM/SIGINT in a following run: stop before the next record.
+    stop: Option<&'s AtomicBool>,
 }
 
 impl<'s, W: Write> Emission<'s, W> {
@@ -46,12 +52,27 @@ impl<'s, W: Write> Emission<'s, W> {
             since_state: 0,
             progress: singer::metrics::Progress::new("tap"),
             started: Instant::now(),
+            last_state: Instant::now(),
+            stop: None,
         }
     }
 
-    /// True once `max_records` or `max_seconds` says the run must stop before the next record.
-    fn out_of_budget(&self) -> bool {
-        self.settings
+    /// The run also stops (between two records, with its final STATE) once `stop` is set.
+    pub fn stop_on(&mut self, stop: &'s AtomicBool) {
+        self.stop = Some(stop);
+    }
+
+    /// True once a stop was asked for.
+    pub fn stopped(&self) -> bool {
+        self.stop.is_some_and(|s| s.load(Ordering::Relaxed))
+    }
+
+    /// True once `max_records`, `max_seconds` or a stop signal says the run must stop before
+    /// the next record.
+    pub fn out_of_budget(&self) -> bool {
+        self.stopped()
+            || self
+                .settings
             .max_records
             .is_some_and(|max| self.emitted_total >= max)
             || self
@@ -73,7 +94,28 @@ impl<'s, W: Write> Emission<'s, W> {
         self.since_state += 1;
         if self.since_state >= self.settings.state_interval_records {
             self.write_state()?;
+        } else {
+            self.state_if_due()?;
         }
+        Ok(())
+    }
+
+    /// Writes a STATE when records were written since the last one and
+    /// `state_interval_seconds` has passed.
+    pub fn state_if_due(&mut self) -> Result<(), TapError> {
+        let due = self
+            .settings
+            .state_interval()
+            .is_some_and(|i| self.last_state.elapsed() >= i);
+        if self.since_state > 0 && due {
+            self.write_state()?;
+        }
+        Ok(())
+    }
+
+    /// Hands every record written so far to the reader (a following run, after each wake).
+    pub fn flush(&mut self) -> Result<(), TapError> {
+        self.w.flush()?;
         Ok(())
     }
 
@@ -82,6 +124,7 @@ impl<'s, W: Write> Emission<'s, W> {
             .write_state(&state_value(&self.marks, self.producer))?;
         self.w.flush()?;
         self.since_state = 0;
+        self.last_state = Instant::now();
         Ok(())
     }
 

@@ -4,7 +4,8 @@
 //! note the spool's high-water mark; then per selected stream type the run's messages
 //! ([`prescan`]) and emit every message after its bookmark up to that mark, in sequence order
 //! ([`emitter`]: schema, selection, keys, record shape), with a STATE every N records and at the
-//! end ([`emission`]). STATE always follows the records it covers, and every identity field
+//! end ([`emission`]); a following run then keeps emitting what arrives ([`follow`]).
+//! STATE always follows the records it covers, and every identity field
 //! comes from the stored message ([`record`]), so a replay from an older state emits identical
 //! records. What a run did, or why it stopped: [`outcome`].
 
@@ -12,6 +13,7 @@ pub mod discover;
 pub mod drain;
 pub mod emission;
 pub mod emitter;
+pub mod follow;
 pub mod inference;
 pub mod key;
 pub mod outcome;
@@ -20,6 +22,7 @@ pub mod record;
 pub mod state;
 
 use std::io::Write;
+use std::sync::atomic::AtomicBool;
 
 use serde_json::Value;
 
@@ -30,12 +33,25 @@ use emitter::StreamEmitter;
 pub use outcome::{Summary, TapError};
 use singer::catalog::Catalog;
 
-/// Runs the tap: emits what is pending and returns what it did.
+/// Runs the tap: emits what is pending (and, with `follow`, what arrives until a budget ends
+/// the run) and returns what it did.
 pub fn run(
     settings: &Settings,
     catalog: Option<&Catalog>,
     state: Option<&Value>,
     out: impl Write,
+) -> Result<Summary, TapError> {
+    run_until(settings, catalog, state, out, &AtomicBool::new(false))
+}
+
+/// [`run`], also stopping (between two records, with the final STATE) once `stop` is set: what
+/// a SIGTERM or SIGINT does to a following run.
+pub fn run_until(
+    settings: &Settings,
+    catalog: Option<&Catalog>,
+    state: Option<&Value>,
+    out: impl Write,
+    stop: &AtomicBool,
 ) -> Result<Summary, TapError> {
     let mut spool = SpoolReader::open(&settings.spool_path)?;
     // One source: its messages are (nearly) all the spool holds, so a scan in sequence order
@@ -55,6 +71,8 @@ pub fn run(
     }
     let until = spool.high_water_mark()?;
     let mut run = Emission::new(settings, out, marks, spool.producer());
+    run.stop_on(stop);
+    let mut emitters = Vec::with_capacity(settings.sources.len());
     for source in settings.sources.values() {
         let entry = match catalog {
             Some(c) => match c.entry(&source.name) {
@@ -68,10 +86,16 @@ pub fn run(
         if settings.schema_prescan && source.record_shape == RecordShape::Unpacked {
             prescan::prescan(&spool, &mut emitter, after, until)?;
         }
-        if run.stream(&spool, &mut emitter, &mut summary, after, until)? {
+        let stopped = run.stream(&spool, &mut emitter, &mut summary, after, until)?;
+        emitters.push(emitter);
+        if stopped {
             summary.truncated = true;
             break;
         }
+    }
+    if settings.follow && !summary.truncated {
+        let ended = follow::follow(&spool, &mut run, &mut emitters, &mut summary, until)?;
+        tracing::info!(?ended, "stopped following the spool");
     }
     run.finish()?;
     Ok(summary)
