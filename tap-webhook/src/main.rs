@@ -160,7 +160,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut drain_failed = None;
     if settings.follow {
-        stop_on_signal(stop.clone())?;
+        // SIGTERM / SIGINT: the run ends between two records with its final STATE, exit 0.
+        let flag = stop.clone();
+        singer::signals::on_stop_signal(move |name| {
+            tracing::info!("{name}: ending the run with a final STATE");
+            flag.store(true, Ordering::Relaxed);
+        })
+        .context("installing the SIGTERM/SIGINT handlers")?;
         if let Some(q) = &settings.queue {
             // Continuous long polls: each drain's spool commit wakes the follower.
             drain_failed = Some(drain_forever(settings.clone(), q.clone(), stop.clone()));
@@ -305,36 +311,6 @@ fn log_sources(settings: &Settings, addr: std::net::SocketAddr) {
             "source"
         );
     }
-}
-
-/// A following run: SIGTERM and SIGINT set `stop` (the run then ends between two records with
-/// its final STATE, exit 0) instead of killing the process. The handlers are in place when this
-/// returns.
-fn stop_on_signal(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the signal handler")?;
-    let (mut term, mut int) = rt
-        .block_on(async {
-            Ok::<_, std::io::Error>((
-                signal(SignalKind::terminate())?,
-                signal(SignalKind::interrupt())?,
-            ))
-        })
-        .context("installing the SIGTERM/SIGINT handlers")?;
-    std::thread::spawn(move || {
-        rt.block_on(async {
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = int.recv() => {},
-            }
-        });
-        tracing::info!("stop signal: ending the run with a final STATE");
-        stop.store(true, Ordering::Relaxed);
-    });
-    Ok(())
 }
 
 /// A following run on the SQS backend: drains the queue into the spool, round after round

@@ -1,6 +1,7 @@
 //! `tap-webhook --follow | target-warehouse` under a steady stream of deliveries: SIGKILLed
-//! mid-stream and restarted with the last state it printed, then stopped by SIGTERM, it ends
-//! with every acknowledged delivery in the table exactly once (read by DuckDB and deltalake).
+//! mid-stream and restarted with the last state it printed, then stopped by SIGTERM (both
+//! processes, as a service manager does), it ends with every acknowledged delivery in the table
+//! exactly once (read by DuckDB and deltalake).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -154,10 +155,11 @@ fn a_follow_pipeline_killed_mid_stream_and_restarted_from_its_state_loads_each_d
         second.wait_for_state("covering the last delivery", |s| {
             s.last().is_some_and(|l| bookmark(l) >= mark)
         });
-        // SIGTERM ends the following run with a final STATE and exit 0; the target then ends
-        // at its end of input, also with 0.
+        // SIGTERM to both, as a stopping service sends it: the following run ends with a final
+        // STATE and exit 0; the target goes on to its end of input, commits, exits 0.
         let mut second = second;
-        run_ok(Command::new("kill").args(["-TERM", &second.tap.id().to_string()]));
+        let pids = [second.target.id(), second.tap.id()].map(|p| p.to_string());
+        run_ok(Command::new("kill").arg("-TERM").args(pids));
         let tap_status = second.tap.wait().unwrap();
         let target_status = second.target.wait().unwrap();
         assert!(tap_status.success(), "tap after SIGTERM: {tap_status}");
