@@ -40,8 +40,8 @@ pub mod message;
 pub mod metrics;
 pub mod reader;
 pub mod report;
+pub mod sdc;
 #[cfg(feature = "signals")]
 pub mod signals;
-pub mod sdc;
 pub mod state_file;
 pub mod writer;

@@ -212,7 +212,10 @@ mod tests {
         for age in [json!(0), json!(0.01), json!(-1)] {
             let m = json!({ "max_batch_age_seconds": age });
             let e = Settings::from_map(m.as_object().cloned().unwrap_or_default()).unwrap_err();
-            assert!(e.contains("max_batch_age_seconds must be at least 0.1"), "{e}");
+            assert!(
+                e.contains("max_batch_age_seconds must be at least 0.1"),
+                "{e}"
+            );
         }
         assert_eq!(
             settings_schema()["properties"]["max_batch_age_seconds"]["minimum"],

@@ -168,8 +168,16 @@ fn the_follow_unit_loads_deliveries_as_they_arrive_and_keeps_its_state_when_stop
         root: dir.path().to_path_buf(),
     };
     let unit = service_section("webhook-warehouse-follow.service");
-    assert_eq!(unit["Restart"], ["always"], "a run ending at max_seconds restarts");
-    assert_eq!(unit["KillMode"], ["control-group"], "stop signals every process");
+    assert_eq!(
+        unit["Restart"],
+        ["always"],
+        "a run ending at max_seconds restarts"
+    );
+    assert_eq!(
+        unit["KillMode"],
+        ["control-group"],
+        "stop signals every process"
+    );
     let state_dir = service_dirs(
         &paths,
         json!({"spool_path": "spool.sqlite", "listen_address": "127.0.0.1:0"}),

@@ -49,7 +49,11 @@ impl Pipeline {
                 theirs.lock().unwrap().push(line);
             }
         });
-        Pipeline { tap, target, states }
+        Pipeline {
+            tap,
+            target,
+            states,
+        }
     }
 
     fn states(&self) -> Vec<String> {
@@ -60,7 +64,11 @@ impl Pipeline {
     fn wait_for_state(&self, what: &str, ok: impl Fn(&[String]) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(120);
         while !ok(&self.states()) {
-            assert!(Instant::now() < deadline, "no state {what}: {:?}", self.states());
+            assert!(
+                Instant::now() < deadline,
+                "no state {what}: {:?}",
+                self.states()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -175,7 +183,11 @@ fn a_follow_pipeline_killed_mid_stream_and_restarted_from_its_state_loads_each_d
         .iter()
         .map(|r| r["i"].as_u64().unwrap())
         .collect();
-    assert_eq!(seen.len() as u64, posted, "one row per acknowledged delivery");
+    assert_eq!(
+        seen.len() as u64,
+        posted,
+        "one row per acknowledged delivery"
+    );
     seen.sort_unstable();
     seen.dedup();
     assert_eq!(seen, (1..=posted).collect::<Vec<_>>(), "each delivery once");

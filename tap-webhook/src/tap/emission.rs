@@ -73,8 +73,8 @@ impl<'s, W: Write> Emission<'s, W> {
         self.stopped()
             || self
                 .settings
-            .max_records
-            .is_some_and(|max| self.emitted_total >= max)
+                .max_records
+                .is_some_and(|max| self.emitted_total >= max)
             || self
                 .settings
                 .max_duration

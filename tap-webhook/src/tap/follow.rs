@@ -151,7 +151,10 @@ mod tests {
             if seqs(&lines).contains(&seq) {
                 return lines;
             }
-            assert!(Instant::now() < deadline, "seq {seq} never emitted: {lines:?}");
+            assert!(
+                Instant::now() < deadline,
+                "seq {seq} never emitted: {lines:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -191,7 +194,10 @@ mod tests {
             if l.last().is_some_and(|l| l["type"] == "STATE") {
                 break;
             }
-            assert!(Instant::now() < deadline, "no STATE after the records: {l:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no STATE after the records: {l:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         stop.store(true, Ordering::Relaxed);
@@ -209,15 +215,17 @@ mod tests {
             .rev()
             .find(|l| l["type"] == "SCHEMA")
             .unwrap();
-        assert!(schema["schema"]["properties"].get("late").is_some(), "{schema}");
+        assert!(
+            schema["schema"]["properties"].get("late").is_some(),
+            "{schema}"
+        );
         // Every STATE covers exactly the records before it; the last one all seven.
         let mut last = 0;
         for l in &all {
             match l["type"].as_str().unwrap() {
                 "RECORD" => last = l["record"]["_sdc_sequence"].as_i64().unwrap(),
                 "STATE" => assert_eq!(
-                    l["value"]["bookmarks"]["data"]["replication_key_value"],
-                    last,
+                    l["value"]["bookmarks"]["data"]["replication_key_value"], last,
                     "{l}"
                 ),
                 _ => {}
