@@ -25,6 +25,9 @@ pub struct SpoolReader {
     /// (source, seq) index and seeking each row in the table: cheaper when (nearly) every
     /// message is of the source read, as in a spool of one source.
     scan_by_seq: bool,
+    /// Device and inode of the file opened, to notice it removed or replaced under a long
+    /// (following) run.
+    identity: Option<(u64, u64)>,
 }
 
 impl SpoolReader {
@@ -47,6 +50,7 @@ impl SpoolReader {
             path: path.to_path_buf(),
             producer,
             scan_by_seq: false,
+            identity: super::watch::identity(path).ok(),
         })
     }
 
@@ -83,6 +87,18 @@ impl SpoolReader {
     /// The highest sequence ever assigned (0 for a new spool).
     pub fn high_water_mark(&self) -> Result<i64, SpoolError> {
         last_seq(&self.conn).map_err(|e| self.err(e))
+    }
+
+    /// Fails when the file at the spool's path is no longer the one this reader opened
+    /// (removed, or replaced by a restore or a cleanup): a following run would otherwise wait
+    /// on a file nothing writes any more.
+    pub fn still_at_path(&self) -> Result<(), SpoolError> {
+        match super::watch::identity(&self.path) {
+            Ok(now) if Some(now) == self.identity => Ok(()),
+            _ => Err(SpoolError::Replaced {
+                path: self.path.display().to_string(),
+            }),
+        }
     }
 
     /// SQLite's `data_version`: changes whenever another connection (the receiver, a drain)

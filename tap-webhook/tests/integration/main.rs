@@ -3,6 +3,7 @@
 
 mod app;
 mod cli;
+mod follow;
 mod harness;
 mod hostile;
 mod receiver;
