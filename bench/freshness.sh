@@ -93,7 +93,8 @@ rep = json.load(open(sys.argv[5]))
 doc = json.load(open(sys.argv[6]))[0]
 acked = load["messages_acked"]
 print(f"freshness at {rate}/s for {seconds} s (max_batch_age_seconds {age}): "
-      f"{load['deliveries_acked']} deliveries ({acked} messages) acked, {rep['rows']} rows loaded "
+      f"{load['deliveries_acked']} deliveries ({acked} messages) acked "
+      f"({load['deliveries_acked_per_second']:.0f} deliveries/s achieved), {rep['rows']} rows loaded "
       f"({rep['uids_distinct']} distinct uids)")
 print(f"receipt -> visible: p50 {rep['p50_s']:.3f} s, p99 {rep['p99_s']:.3f} s, max {rep['max_s']:.3f} s")
 print(f"table: {rep['data_commits']} data commits, {rep['versions']} versions, {doc['files']} files "
@@ -102,7 +103,8 @@ print(f"table: {rep['data_commits']} data commits, {rep['versions']} versions, {
 exact = rep["rows"] == acked and rep["uids_distinct"] == acked
 if not exact:
     print("NOT EXACTLY ONCE: rows or distinct uids differ from the messages acked", file=sys.stderr)
-print(f"RESULT rate={rate} seconds={seconds} batch_age={age} deliveries={load['deliveries_acked']} "
+print(f"RESULT rate={rate} achieved={load['deliveries_acked_per_second']:.0f} seconds={seconds} "
+      f"batch_age={age} deliveries={load['deliveries_acked']} "
       f"messages={acked} rows={rep['rows']} exactly_once={int(exact)} p50_s={rep['p50_s']:.3f} "
       f"p99_s={rep['p99_s']:.3f} max_s={rep['max_s']:.3f} commits={rep['data_commits']} "
       f"versions={rep['versions']} files={doc['files']} since_checkpoint={doc['commits_since_checkpoint']} "

@@ -144,8 +144,9 @@ def main():
 
     for d in sorted(steps.get("freshness", []), key=lambda d: num(d, "rate") or 0):
         rate = d.get("rate")
-        figures.append(("freshness", f"{rate} deliveries/s for {d.get('seconds')} s, `--follow`, batch age "
-                        f"{d.get('batch_age')} s: receipt → visible p50 / p99 / max s",
+        figures.append(("freshness", f"{rate} deliveries/s asked ({d.get('achieved')} achieved) for "
+                        f"{d.get('seconds')} s, `--follow`, batch age {d.get('batch_age')} s: "
+                        f"receipt → visible p50 / p99 / max s",
                         f"{d.get('p50_s')} / {d.get('p99_s')} / {d.get('max_s')}"))
         figures.append(("freshness", f"{rate}/s: messages acked, rows, exactly once; commits, files, "
                         f"commits since checkpoint, table opened in s (doctor)",
@@ -154,9 +155,10 @@ def main():
         goals.append((f"every acked delivery loaded once at {rate}/s", f"{d.get('rows')} of {d.get('messages')}",
                       d.get("exactly_once") == "1"))
         if rate == "2000":
-            p99 = num(d, "p99_s")
-            goals.append(("p99 receipt → visible ≤ 3 s at 2,000/s", fmt(p99, "{:.2f} s"),
-                          p99 is not None and p99 <= 3))
+            # Met only if the poster sustained the rate (within 5%) too.
+            p99, achieved = num(d, "p99_s"), num(d, "achieved")
+            goals.append(("p99 receipt → visible ≤ 3 s at 2,000/s", f"{fmt(p99, '{:.2f} s')} at {fmt(achieved)}/s",
+                          p99 is not None and p99 <= 3 and (achieved or 0) >= 1900))
 
     w = max(len(f[1]) for f in figures)
     print()
