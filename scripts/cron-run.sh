@@ -9,7 +9,9 @@
 #
 # Environment: TAP_CONFIG (default tap.json), TARGET_CONFIG (default target.json),
 #              STATE_FILE (default state/state.json), TAP_WEBHOOK and TARGET_WAREHOUSE (the
-#              binaries; default this checkout's bin/ wrappers, which run its newest build).
+#              binaries; default this checkout's bin/ wrappers, which run its newest build),
+#              TAP_FOLLOW=1 (a following run: `tap-webhook --follow`, until its max_seconds or
+#              a stop signal; deploy/webhook-warehouse-follow.service starts it again).
 # deploy/webhook-warehouse-drain.{service,timer} run it under systemd instead of cron.
 #
 # Relative paths (the configs, the state file, a spool_path or warehouse_path inside the
@@ -42,9 +44,15 @@ fi
 
 tap_args=(--config "$tap_config")
 [ -s "$state_file" ] && tap_args+=(--state "$state_file")
+[ "${TAP_FOLLOW:-}" = 1 ] && tap_args+=(--follow)
 out=$(mktemp "$state_file.out.XXXXXX")
 trap 'rm -f "$out"' EXIT
 
+# A stop (systemctl stop, Ctrl-C) reaches the tap and the target too: a following tap ends with
+# a final STATE, the target at its end of input, both with 0. This script waits for them and
+# keeps the state (a trap runs once the pipe is done; without one the signal would end the
+# script first).
+trap ':' TERM INT
 if "$tap" "${tap_args[@]}" | "$target" --config "$target_config" > "$out"; then
   if [ -s "$out" ]; then
     tail -n 1 "$out" > "$state_file.new"

@@ -13,6 +13,7 @@
 //! - [`about`]: `--about` in text, JSON and Markdown from one JSON Schema of the settings;
 //! - [`state_file`]: reading `--state` (the last of the target's state lines);
 //! - [`report`]: a failure printed as one line, each cause once;
+//! - [`signals`]: SIGTERM / SIGINT as a request to stop cleanly (feature `signals`);
 //! - [`sdc`]: the `_sdc_*` metadata column names;
 //! - [`datetime`]: calendar dates and RFC 3339 text of epoch microseconds;
 //! - [`clock`]: the wall clock in epoch units;
@@ -40,5 +41,7 @@ pub mod metrics;
 pub mod reader;
 pub mod report;
 pub mod sdc;
+#[cfg(feature = "signals")]
+pub mod signals;
 pub mod state_file;
 pub mod writer;

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -62,6 +63,10 @@ struct Cli {
     /// End of the replay's window (included); default: now.
     #[arg(long, requires = "replay_since")]
     replay_until: Option<String>,
+    /// Keep running after the backlog, emitting each new message as it is stored (the
+    /// `follow` setting); SIGTERM / SIGINT or `max_seconds` end it with a final STATE.
+    #[arg(long)]
+    follow: bool,
 }
 
 #[derive(Subcommand)]
@@ -171,7 +176,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", render(&tap_webhook::about(), cli.format));
         return Ok(());
     }
-    let settings = load_settings(&cli.config)?;
+    let mut settings = load_settings(&cli.config)?;
+    settings.follow |= cli.follow;
     match cli.command {
         Some(Command::Serve) => return serve(settings),
         Some(Command::Deliveries(d)) => {
@@ -274,12 +280,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         // Scale-out: first move what the receivers queued into the local spool, durably.
         tap::drain::drain(&settings, q)?;
     }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut drain_failed = None;
+    if settings.follow {
+        // SIGTERM / SIGINT: the run ends between two records with its final STATE, exit 0.
+        let flag = stop.clone();
+        singer::signals::on_stop_signal(move |name| {
+            tracing::info!("{name}: ending the run with a final STATE");
+            flag.store(true, Ordering::Relaxed);
+        })
+        .context("installing the SIGTERM/SIGINT handlers")?;
+        if let Some(q) = &settings.queue {
+            // Continuous long polls: each drain's spool commit wakes the follower.
+            drain_failed = Some(drain_forever(settings.clone(), q.clone(), stop.clone()));
+        }
+    }
     let started = std::time::Instant::now();
-    let summary = tap::run(
+    let summary = tap::run_until(
         &settings,
         catalog.as_ref(),
         state.as_ref(),
         std::io::stdout().lock(),
+        &stop,
     )?;
     let total: u64 = summary.records.values().sum();
     for (stream, n) in &summary.records {
@@ -298,6 +320,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         seconds = started.elapsed().as_secs_f64(),
         "tap run finished"
     );
+    if let Some(e) = drain_failed.as_ref().and_then(|f| f.get()) {
+        anyhow::bail!("{e}");
+    }
     Ok(())
 }
 
@@ -460,6 +485,38 @@ fn log_sources(settings: &Settings, addr: std::net::SocketAddr) {
             "source"
         );
     }
+}
+
+/// A following run on the SQS backend: drains the queue into the spool, round after round
+/// (each a long poll), until the run stops. A drain that fails stops the run (with its final
+/// STATE) and the error is the run's, rather than following a spool nothing feeds any more.
+/// The process may end in the middle of a drain: a crash the drain survives (`tap::drain`).
+fn drain_forever(
+    settings: Settings,
+    q: tap_webhook::queue::QueueSettings,
+    stop: Arc<AtomicBool>,
+) -> Arc<std::sync::OnceLock<String>> {
+    let failed = Arc::new(std::sync::OnceLock::new());
+    let failure = failed.clone();
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            match tap::drain::drain(&settings, &q) {
+                // Without a long poll an empty queue would be asked again at once.
+                Ok(d) if d.received == 0 && q.wait_time_seconds == 0 => {
+                    std::thread::sleep(tap::follow::FALLBACK)
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = failure.set(format!(
+                        "draining the queue while following: {}",
+                        singer::report::chain(&e)
+                    ));
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    failed
 }
 
 async fn shutdown_signal() {

@@ -34,6 +34,9 @@ pub const DEFAULT_REFUSED_LEDGER_MAX_ROWS: u64 = 10_000;
 pub const DEFAULT_REFUSED_LEDGER_MAX_AGE: Duration = Duration::from_secs(168 * 3600);
 /// Admin tokens are typed by no one: long enough that guessing is hopeless.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+/// A following run's STATE cadence unless `state_interval_seconds` says otherwise: the
+/// target prints a state only once it has one, so this bounds how stale a restart's state is.
+pub const DEFAULT_FOLLOW_STATE_INTERVAL: Duration = Duration::from_secs(1);
 pub use crate::receiver::body::{
     DEFAULT_MAX_FIELDS_PER_MESSAGE, DEFAULT_MAX_MESSAGES_PER_DELIVERY,
 };
@@ -66,6 +69,8 @@ pub struct Config {
     pub retention_hours: Option<f64>,
     pub max_records: Option<u64>,
     pub max_seconds: Option<f64>,
+    pub follow: Option<bool>,
+    pub state_interval_seconds: Option<f64>,
     pub sources: Option<BTreeMap<String, SourceConfig>>,
     pub queue: Option<crate::queue::QueueConfig>,
 }
@@ -126,6 +131,12 @@ pub struct Settings {
     pub retention: Duration,
     pub max_records: Option<u64>,
     pub max_duration: Option<Duration>,
+    /// Keep running after the backlog and emit each message once its spool commit is visible
+    /// (`tap::follow`); `--follow` sets it too.
+    pub follow: bool,
+    /// A STATE at least this often while records flow (`state_interval_seconds`); see
+    /// [`Settings::state_interval`] for the default.
+    pub state_interval_seconds: Option<Duration>,
     /// By name; also the Singer stream names.
     pub sources: BTreeMap<String, Source>,
     /// The SQS backend; `None`: the embedded spool.
@@ -219,6 +230,13 @@ pub fn schema() -> Value {
 }
 
 impl Settings {
+    /// How often a STATE is due while records flow: `state_interval_seconds`, else every
+    /// second when following, else only by `state_interval_records`.
+    pub fn state_interval(&self) -> Option<Duration> {
+        self.state_interval_seconds
+            .or(self.follow.then_some(DEFAULT_FOLLOW_STATE_INTERVAL))
+    }
+
     pub fn from_map(map: Map<String, Value>) -> Result<Settings, SettingsError> {
         let config: Config = serde_json::from_value(Value::Object(map))
             .map_err(|e| SettingsError::Shape(e.to_string()))?;
@@ -443,6 +461,11 @@ impl Settings {
                 .unwrap_or_default(),
             max_records: c.max_records,
             max_duration: positive("max_seconds", c.max_seconds)?,
+            follow: c.follow.unwrap_or(false),
+            state_interval_seconds: positive_timeout(
+                "state_interval_seconds",
+                c.state_interval_seconds,
+            )?,
             sources,
             queue: crate::queue::QueueSettings::from_config(c.queue)
                 .map_err(|detail| bad("queue", detail))?,
@@ -575,12 +598,14 @@ mod tests {
             "retention_hours",
             "max_records",
             "max_seconds",
+            "follow",
+            "state_interval_seconds",
             "sources",
             "queue",
         ] {
             assert!(props.contains_key(field), "{field} missing from the schema");
         }
-        assert_eq!(props.len(), 24, "every schema property is a Config field");
+        assert_eq!(props.len(), 26, "every schema property is a Config field");
         let source = schema["properties"]["sources"]["additionalProperties"]["properties"]
             .as_object()
             .unwrap();

@@ -121,8 +121,14 @@ pub fn doctor(settings: &Settings) -> Result<Vec<table::health::Health>, Error> 
     for dir in table_dirs(&rt, settings)? {
         let shown = dir.display().to_string();
         let health = rt.block_on(async {
+            let started = std::time::Instant::now();
             match table::Table::open_dir(&dir, &settings.storage_options).await {
-                Ok(Some((t, _))) => Some(t.health().await),
+                Ok(Some((t, _))) => {
+                    let open_seconds = started.elapsed().as_secs_f64();
+                    let mut h = t.health().await;
+                    h.open_seconds = Some(open_seconds);
+                    Some(h)
+                }
                 Ok(None) => None,
                 Err(e) => Some(table::health::Health::unreadable(shown, e.to_string())),
             }

@@ -150,6 +150,13 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    // A signal (a stopping service, Ctrl-C) reaches the tap beside it too: the load goes on to
+    // the end of the input, which a following tap closes right after its final STATE, and
+    // commits what it holds. A second signal exits at once.
+    singer::signals::on_stop_signal(|name| {
+        tracing::info!("{name}: finishing at the end of the input (a second signal exits now)");
+    })
+    .context("installing the SIGTERM/SIGINT handlers")?;
     let started = std::time::Instant::now();
     let stdout = std::io::stdout().lock();
     let summary = match &cli.input {

@@ -63,8 +63,10 @@ pub struct Config {
     pub batch_size_bytes: Option<u64>,
     /// Optional extra flush trigger per stream, in rows.
     pub batch_size_rows: Option<u64>,
-    /// Flush a stream whose oldest buffered row is this old when the next message arrives.
-    pub max_batch_age_seconds: Option<u64>,
+    /// Flush a stream whose oldest buffered row is this old (also while no line arrives).
+    /// Fractions are for a continuous stream (`tap-webhook --follow`): `0.5` commits twice a
+    /// second.
+    pub max_batch_age_seconds: Option<f64>,
     /// Add `_sdc_extracted_at`, `_sdc_received_at`, `_sdc_batched_at`, `_sdc_deleted_at`,
     /// `_sdc_table_version` when the record lacks them.
     pub add_record_metadata: Option<bool>,
@@ -159,10 +161,7 @@ impl Settings {
             deletion_vectors: c.deletion_vectors.unwrap_or(DEFAULT_DELETION_VECTORS),
             batch_size_bytes: batch_size_bytes as usize,
             batch_size_rows: c.batch_size_rows.map(|r| r as usize),
-            max_batch_age: Duration::from_secs(
-                c.max_batch_age_seconds
-                    .unwrap_or(DEFAULT_MAX_BATCH_AGE_SECONDS),
-            ),
+            max_batch_age: max_batch_age(c.max_batch_age_seconds)?,
             add_record_metadata: c.add_record_metadata.unwrap_or(true),
             max_columns: usize::try_from(max_columns).unwrap_or(usize::MAX),
             storage_options: crate::table::store::storage_options(
@@ -173,6 +172,23 @@ impl Settings {
             ),
         })
     }
+}
+
+/// Smallest `max_batch_age_seconds`: below it a continuous stream would commit (and grow the
+/// Delta log) faster than a reader could use the rows.
+pub const MIN_MAX_BATCH_AGE_SECONDS: f64 = 0.1;
+
+fn max_batch_age(seconds: Option<f64>) -> Result<Duration, String> {
+    let Some(s) = seconds else {
+        return Ok(Duration::from_secs(DEFAULT_MAX_BATCH_AGE_SECONDS));
+    };
+    if !s.is_finite() || s < MIN_MAX_BATCH_AGE_SECONDS {
+        return Err(format!(
+            "max_batch_age_seconds must be at least {MIN_MAX_BATCH_AGE_SECONDS} (got {s})"
+        ));
+    }
+    Duration::try_from_secs_f64(s)
+        .map_err(|e| format!("max_batch_age_seconds {s} is not a duration: {e}"))
 }
 
 /// JSON Schema of the config (`schemas/target-warehouse.config.schema.json`), the single
@@ -198,6 +214,24 @@ mod tests {
         assert_eq!(
             (s.load_method, s.batch_size_bytes),
             (Some(LoadMethod::AppendOnly), 10)
+        );
+        // A fraction for a continuous stream; an integer from an older config still reads.
+        for (age, want) in [(json!(0.5), 500), (json!(300), 300_000)] {
+            let m = json!({ "max_batch_age_seconds": age });
+            let s = Settings::from_map(m.as_object().cloned().unwrap_or_default()).expect("valid");
+            assert_eq!(s.max_batch_age.as_millis(), want);
+        }
+        for age in [json!(0), json!(0.01), json!(-1)] {
+            let m = json!({ "max_batch_age_seconds": age });
+            let e = Settings::from_map(m.as_object().cloned().unwrap_or_default()).unwrap_err();
+            assert!(
+                e.contains("max_batch_age_seconds must be at least 0.1"),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            settings_schema()["properties"]["max_batch_age_seconds"]["minimum"],
+            json!(MIN_MAX_BATCH_AGE_SECONDS)
         );
         let bad = json!({"load_methd": "upsert"});
         assert!(Settings::from_map(bad.as_object().cloned().unwrap_or_default()).is_err());

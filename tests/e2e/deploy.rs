@@ -1,6 +1,7 @@
 //! `deploy/`: the systemd units pass `systemd-analyze verify` and its security review, and they
-//! run as written: the receiver's `ExecStart`, then the drain's `ExecStart` with its
-//! `Environment=` (scripts/cron-run.sh), their paths mapped into a temp directory.
+//! run as written: the receiver's `ExecStart`, then the drain's (and the follow unit's)
+//! `ExecStart` with its `Environment=` (scripts/cron-run.sh), their paths mapped into a temp
+//! directory.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,10 +11,11 @@ use serde_json::{json, Value};
 
 use crate::harness::{bin_dir, repo_root, run_ok, tap_bin, Receiver};
 
-const UNITS: [&str; 3] = [
+const UNITS: [&str; 4] = [
     "tap-webhook-serve.service",
     "webhook-warehouse-drain.service",
     "webhook-warehouse-drain.timer",
+    "webhook-warehouse-follow.service",
 ];
 
 fn deploy_dir() -> PathBuf {
@@ -119,6 +121,95 @@ fn records_in_log(table: &Path) -> u64 {
         }
     }
     n
+}
+
+/// The state directory and the configs the README's service section shows (relative paths
+/// land in the state directory), under `paths`; returns the state directory.
+fn service_dirs(paths: &Paths, tap: Value) -> PathBuf {
+    let state_dir = paths.path("/var/lib/webhook-warehouse");
+    let etc = paths.path("/etc/webhook-warehouse");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(etc.join("tap.json"), tap.to_string()).unwrap();
+    std::fs::write(
+        etc.join("target.json"),
+        json!({"warehouse_path": "warehouse", "max_batch_age_seconds": 0.2}).to_string(),
+    )
+    .unwrap();
+    state_dir
+}
+
+/// Waits (bounded) until the table's log holds `n` records.
+fn wait_for_records(table: &Path, n: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let have = if table.join("_delta_log").is_dir() {
+            records_in_log(table)
+        } else {
+            0
+        };
+        if have == n {
+            return;
+        }
+        assert!(have < n, "{have} records, more than the {n} delivered");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{have} of {n} records after 2 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_follow_unit_loads_deliveries_as_they_arrive_and_keeps_its_state_when_stopped() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths {
+        root: dir.path().to_path_buf(),
+    };
+    let unit = service_section("webhook-warehouse-follow.service");
+    assert_eq!(
+        unit["Restart"],
+        ["always"],
+        "a run ending at max_seconds restarts"
+    );
+    assert_eq!(
+        unit["KillMode"],
+        ["control-group"],
+        "stop signals every process"
+    );
+    let state_dir = service_dirs(
+        &paths,
+        json!({"spool_path": "spool.sqlite", "listen_address": "127.0.0.1:0"}),
+    );
+    let receiver = Receiver::start_in(&paths.path("/etc/webhook-warehouse/tap.json"), &state_dir);
+    let table = state_dir.join("warehouse/data");
+    let state_file = paths.path(drain_env(&unit, "STATE_FILE"));
+    // One run of the unit: started, fed, stopped as `systemctl stop` does (SIGTERM to the
+    // whole group); it must exit 0 with the state kept.
+    let run = |first: u64, last: u64| {
+        let mut cmd = Command::new(paths.map(&unit["ExecStart"][0]));
+        cmd.current_dir(&state_dir).process_group(0);
+        for assignment in &unit["Environment"] {
+            let (k, v) = assignment.split_once('=').unwrap();
+            cmd.env(k, paths.map(v));
+        }
+        let mut child = cmd.spawn().unwrap();
+        // Posted while the run is going: each one loaded without another run.
+        for i in first..=last {
+            assert_eq!(receiver.post("data", &format!(r#"{{"i":{i}}}"#), &[]), 200);
+            wait_for_records(&table, i);
+        }
+        run_ok(Command::new("kill").args(["-TERM", "--", &format!("-{}", child.id())]));
+        let status = child.wait().unwrap();
+        assert!(status.success(), "the follow run after SIGTERM: {status}");
+        let state = std::fs::read_to_string(&state_file).unwrap();
+        assert!(state.contains("bookmarks"), "state kept: {state}");
+    };
+    run(1, 2);
+    // The next run starts from the kept state: only the new delivery, once.
+    run(3, 3);
+    assert_eq!(records_in_log(&table), 3);
 }
 
 #[test]

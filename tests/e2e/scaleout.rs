@@ -394,3 +394,78 @@ fn a_drain_killed_after_the_spool_commit_loses_nothing_and_emits_nothing_twice()
     assert!(again.status.success());
     assert!(records(&again.stdout).is_empty());
 }
+
+#[test]
+#[ignore = "needs the Python peers (bash tests/run.sh)"]
+fn a_following_tap_long_polls_the_queue_and_emits_each_delivery_as_it_arrives() {
+    use std::io::BufRead;
+    use std::sync::{Arc, Mutex};
+    let peers = peers();
+    let moto = Moto::start(&peers);
+    moto.peer(&["create-queue", "follow", "30"]);
+    moto.peer(&["create-bucket", "claims"]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = tap_config(dir.path(), &moto, "follow", 30);
+    let receiver = Receiver::start_with_env(&config, &AWS_ENV);
+    let mut child = Command::new(tap_bin())
+        .args(["--follow", "--config"])
+        .arg(&config)
+        .envs(AWS_ENV)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let reader = {
+        let lines = lines.clone();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for l in out.lines().map_while(Result::ok) {
+                lines
+                    .lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&l).unwrap());
+            }
+        })
+    };
+    let emitted = |n: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let got: Vec<u64> = lines
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|m| m["type"] == "RECORD")
+                .filter_map(|m| m["record"]["n"].as_u64())
+                .collect();
+            if got.len() as u64 >= n {
+                return got;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "emitted {got:?}, want {n}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // Each delivery goes receiver → SQS → the follower's drain → spool → stdout, while the run
+    // keeps going.
+    for n in 1..=3 {
+        assert_eq!(receiver.post("data", &format!(r#"{{"n":{n}}}"#), &[]), 200);
+        assert_eq!(emitted(n), (1..=n).collect::<Vec<_>>());
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    assert!(status.success(), "the follower after SIGTERM: {status}");
+    let lines = lines.lock().unwrap();
+    let last_record = lines.iter().rev().find(|m| m["type"] == "RECORD").unwrap();
+    let last = lines.last().unwrap();
+    assert_eq!(last["type"], "STATE", "a final STATE: {last}");
+    assert_eq!(
+        last["value"]["bookmarks"]["data"]["replication_key_value"],
+        last_record["record"]["_sdc_sequence"]
+    );
+}

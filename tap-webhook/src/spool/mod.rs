@@ -124,6 +124,12 @@ pub enum SpoolError {
          spool_path at the recovered file (or at a new one) and start again"
     )]
     Corrupt { path: String, detail: String },
+    #[error(
+        "spool {path} was removed or replaced while the tap was following it: nothing stored \
+         there now would ever reach this run. Start the run again (it opens the file at the \
+         path); the state printed so far stays valid for the spool it came from"
+    )]
+    Replaced { path: String },
 }
 
 /// True when SQLite's error says the database file itself is damaged (or not a database).

@@ -28,6 +28,9 @@ pub struct SpoolReader {
     /// A replay's receipt window (microseconds, both ends included): only messages received
     /// in it are read.
     window: Option<(i64, i64)>,
+    /// Device and inode of the file opened, to notice it removed or replaced under a long
+    /// (following) run.
+    identity: Option<(u64, u64)>,
 }
 
 impl SpoolReader {
@@ -51,6 +54,7 @@ impl SpoolReader {
             producer,
             scan_by_seq: false,
             window: None,
+            identity: super::watch::identity(path).ok(),
         })
     }
 
@@ -97,6 +101,27 @@ impl SpoolReader {
     /// The highest sequence ever assigned (0 for a new spool).
     pub fn high_water_mark(&self) -> Result<i64, SpoolError> {
         last_seq(&self.conn).map_err(|e| self.err(e))
+    }
+
+    /// Fails when the file at the spool's path is no longer the one this reader opened
+    /// (removed, or replaced by a restore or a cleanup): a following run would otherwise wait
+    /// on a file nothing writes any more.
+    pub fn still_at_path(&self) -> Result<(), SpoolError> {
+        match super::watch::identity(&self.path) {
+            Ok(now) if Some(now) == self.identity => Ok(()),
+            _ => Err(SpoolError::Replaced {
+                path: self.path.display().to_string(),
+            }),
+        }
+    }
+
+    /// SQLite's `data_version`: changes whenever another connection (the receiver, a drain)
+    /// commits to the spool, never for this reader's own writes. One cheap read of a counter
+    /// in shared memory, no I/O: what a following run polls.
+    pub fn data_version(&self) -> Result<i64, SpoolError> {
+        self.conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
     }
 
     /// Deletes a source's messages with `seq <= bookmark` received before the retention cutoff.

@@ -54,7 +54,7 @@ impl SpoolStats {
 
 /// The file a path names: its device and inode.
 #[cfg(unix)]
-fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
+pub(super) fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path)?;
     Ok((m.dev(), m.ino()))
@@ -62,7 +62,7 @@ fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
 
 /// Elsewhere only removal is noticed.
 #[cfg(not(unix))]
-fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
+pub(super) fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
     std::fs::metadata(path).map(|_| (0, 0))
 }
 

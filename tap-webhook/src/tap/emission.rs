@@ -1,5 +1,6 @@
 //! A run's output and where it stands: the writer, the bookmarks, the budget (`max_records`,
-//! `max_seconds`) and when the next STATE is due.
+//! `max_seconds`, a stop signal) and when the next STATE is due (`state_interval_records`,
+//! `state_interval_seconds`).
 //!
 //! The durability chain's second link lives here: a stream's bookmark moves to a record's
 //! sequence only after that record is written, and a STATE is written from the bookmarks, so a
@@ -7,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use singer::writer::MessageWriter;
@@ -32,6 +34,10 @@ pub struct Emission<'s, W: Write> {
     /// STATE may claim they do (a replay's state handed to a regular run would prune messages
     /// before the window that the regular target has not committed).
     states: bool,
+    /// When the last STATE was written (or the run started).
+    last_state: Instant,
+    /// Set by SIGTERM/SIGINT in a following run: stop before the next record.
+    stop: Option<&'s AtomicBool>,
 }
 
 impl<'s, W: Write> Emission<'s, W> {
@@ -51,6 +57,8 @@ impl<'s, W: Write> Emission<'s, W> {
             progress: singer::metrics::Progress::new("tap"),
             started: Instant::now(),
             states: true,
+            last_state: Instant::now(),
+            stop: None,
         }
     }
 
@@ -60,19 +68,30 @@ impl<'s, W: Write> Emission<'s, W> {
         self
     }
 
-    /// True once `max_records` or `max_seconds` says the run must stop before the next record.
-    /// Never in a replay: it writes no STATE to continue from, so a cut would silently give
-    /// back only part of the window.
-    fn out_of_budget(&self) -> bool {
-        self.states
-            && (self
-                .settings
-                .max_records
-                .is_some_and(|max| self.emitted_total >= max)
-                || self
+    /// The run also stops (between two records, with its final STATE) once `stop` is set.
+    pub fn stop_on(&mut self, stop: &'s AtomicBool) {
+        self.stop = Some(stop);
+    }
+
+    /// True once a stop was asked for.
+    pub fn stopped(&self) -> bool {
+        self.stop.is_some_and(|s| s.load(Ordering::Relaxed))
+    }
+
+    /// True once a stop signal, `max_records` or `max_seconds` says the run must stop before
+    /// the next record. The budget never cuts a replay: it writes no STATE to continue from,
+    /// so a cut would silently give back only part of the window.
+    pub fn out_of_budget(&self) -> bool {
+        self.stopped()
+            || (self.states
+                && (self
                     .settings
-                    .max_duration
-                    .is_some_and(|d| self.started.elapsed() >= d))
+                    .max_records
+                    .is_some_and(|max| self.emitted_total >= max)
+                    || self
+                        .settings
+                        .max_duration
+                        .is_some_and(|d| self.started.elapsed() >= d)))
     }
 
     /// Accounts for a record just written; writes a STATE every `state_interval_records`.
@@ -86,9 +105,32 @@ impl<'s, W: Write> Emission<'s, W> {
         }
         self.emitted_total += 1;
         self.since_state += 1;
-        if self.states && self.since_state >= self.settings.state_interval_records {
+        if self.since_state >= self.settings.state_interval_records {
+            if self.states {
+                self.write_state()?;
+            }
+        } else {
+            self.state_if_due()?;
+        }
+        Ok(())
+    }
+
+    /// Writes a STATE when records were written since the last one and
+    /// `state_interval_seconds` has passed.
+    pub fn state_if_due(&mut self) -> Result<(), TapError> {
+        let due = self
+            .settings
+            .state_interval()
+            .is_some_and(|i| self.last_state.elapsed() >= i);
+        if self.states && self.since_state > 0 && due {
             self.write_state()?;
         }
+        Ok(())
+    }
+
+    /// Hands every record written so far to the reader (a following run, after each wake).
+    pub fn flush(&mut self) -> Result<(), TapError> {
+        self.w.flush()?;
         Ok(())
     }
 
@@ -97,6 +139,7 @@ impl<'s, W: Write> Emission<'s, W> {
             .write_state(&state_value(&self.marks, self.producer))?;
         self.w.flush()?;
         self.since_state = 0;
+        self.last_state = Instant::now();
         Ok(())
     }
 

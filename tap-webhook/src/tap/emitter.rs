@@ -108,6 +108,12 @@ impl<'a> StreamEmitter<'a> {
         self.prescanned = true;
     }
 
+    /// The run follows the spool past what was prescanned: each record is typed again, and
+    /// one bringing a new field or type is preceded by a new SCHEMA.
+    pub fn follow(&mut self) {
+        self.prescanned = false;
+    }
+
     /// Writes the message as a RECORD of the stream (after a SCHEMA when it changed), or of
     /// the rejected stream.
     pub fn emit<W: Write>(

@@ -4,7 +4,8 @@
 //! note the spool's high-water mark; then per selected stream type the run's messages
 //! ([`prescan`]) and emit every message after its bookmark up to that mark, in sequence order
 //! ([`emitter`]: schema, selection, keys, record shape), with a STATE every N records and at the
-//! end ([`emission`]). STATE always follows the records it covers, and every identity field
+//! end ([`emission`]); a following run then keeps emitting what arrives ([`follow`]).
+//! STATE always follows the records it covers, and every identity field
 //! comes from the stored message ([`record`]), so a replay from an older state emits identical
 //! records. What a run did, or why it stopped: [`outcome`].
 
@@ -12,6 +13,7 @@ pub mod discover;
 pub mod drain;
 pub mod emission;
 pub mod emitter;
+pub mod follow;
 pub mod inference;
 pub mod key;
 pub mod outcome;
@@ -20,6 +22,7 @@ pub mod record;
 pub mod state;
 
 use std::io::Write;
+use std::sync::atomic::AtomicBool;
 
 use serde_json::Value;
 
@@ -30,19 +33,32 @@ use emitter::StreamEmitter;
 pub use outcome::{Summary, TapError};
 use singer::catalog::Catalog;
 
-/// Runs the tap: emits what is pending and returns what it did.
+/// Runs the tap: emits what is pending (and, with `follow`, what arrives until a budget ends
+/// the run) and returns what it did.
 pub fn run(
     settings: &Settings,
     catalog: Option<&Catalog>,
     state: Option<&Value>,
     out: impl Write,
 ) -> Result<Summary, TapError> {
-    run_with(settings, catalog, state, None, out)
+    run_until(settings, catalog, state, out, &AtomicBool::new(false))
+}
+
+/// [`run`], also stopping (between two records, with the final STATE) once `stop` is set: what
+/// a SIGTERM or SIGINT does to a following run.
+pub fn run_until(
+    settings: &Settings,
+    catalog: Option<&Catalog>,
+    state: Option<&Value>,
+    out: impl Write,
+    stop: &AtomicBool,
+) -> Result<Summary, TapError> {
+    run_with(settings, catalog, state, None, out, stop)
 }
 
 /// Replays what the spool still holds of a receipt window `[since_us, until_us]`: the same
 /// records as their first emission (`_sdc_sequence`, keys, `time_extracted` all come from the
-/// stored message), ignoring any bookmark, pruning nothing, writing no STATE.
+/// stored message), ignoring any bookmark, pruning nothing, writing no STATE, never following.
 pub fn replay(
     settings: &Settings,
     catalog: Option<&Catalog>,
@@ -50,7 +66,8 @@ pub fn replay(
     until_us: i64,
     out: impl Write,
 ) -> Result<Summary, TapError> {
-    run_with(settings, catalog, None, Some((since_us, until_us)), out)
+    let stop = AtomicBool::new(false);
+    run_with(settings, catalog, None, Some((since_us, until_us)), out, &stop)
 }
 
 fn run_with(
@@ -59,6 +76,7 @@ fn run_with(
     state: Option<&Value>,
     window: Option<(i64, i64)>,
     out: impl Write,
+    stop: &AtomicBool,
 ) -> Result<Summary, TapError> {
     let mut spool = SpoolReader::open(&settings.spool_path)?;
     // One source: its messages are (nearly) all the spool holds, so a scan in sequence order
@@ -90,6 +108,8 @@ fn run_with(
     if window.is_some() {
         run = run.without_states();
     }
+    run.stop_on(stop);
+    let mut emitters = Vec::with_capacity(settings.sources.len());
     for source in settings.sources.values() {
         let entry = match catalog {
             Some(c) => match c.entry(&source.name) {
@@ -103,10 +123,16 @@ fn run_with(
         if settings.schema_prescan && source.record_shape == RecordShape::Unpacked {
             prescan::prescan(&spool, &mut emitter, after, until)?;
         }
-        if run.stream(&spool, &mut emitter, &mut summary, after, until)? {
+        let stopped = run.stream(&spool, &mut emitter, &mut summary, after, until)?;
+        emitters.push(emitter);
+        if stopped {
             summary.truncated = true;
             break;
         }
+    }
+    if settings.follow && window.is_none() && !summary.truncated {
+        let ended = follow::follow(&spool, &mut run, &mut emitters, &mut summary, until)?;
+        tracing::info!(?ended, "stopped following the spool");
     }
     run.finish()?;
     Ok(summary)

@@ -39,6 +39,9 @@ pub struct Health {
     pub last_checkpoint: Option<u64>,
     /// Commits a reader replays as JSON after the last checkpoint.
     pub commits_since_checkpoint: u64,
+    /// Seconds opening the table took here (reading its log to the current version): what
+    /// every reader pays first, and what a long log or a missed checkpoint shows in.
+    pub open_seconds: Option<f64>,
     /// Files in the directory the current version does not reference (older versions' files,
     /// what a failed run left): what `vacuum` considers, whatever their age.
     pub unreferenced_files: usize,
@@ -276,9 +279,10 @@ pub fn render(h: &Health) -> String {
     );
     let _ = writeln!(
         s,
-        "  log: last checkpoint {}, {} commits since",
+        "  log: last checkpoint {}, {} commits since; opened in {}",
         h.last_checkpoint.map_or("none".into(), |v| v.to_string()),
-        h.commits_since_checkpoint
+        h.commits_since_checkpoint,
+        h.open_seconds.map_or("?".into(), |t| format!("{:.3} s", t))
     );
     let _ = writeln!(
         s,

@@ -362,10 +362,15 @@ fn ten_thousand_small_commits_open_fast_after_upkeep() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let t = &report[0];
     eprintln!(
-        "doctor: {} files, checkpoint {}, {} commits since, {} unreferenced",
-        t["files"], t["last_checkpoint"], t["commits_since_checkpoint"], t["unreferenced_files"]
+        "doctor: {} files, checkpoint {}, {} commits since, {} unreferenced, opened in {} s",
+        t["files"],
+        t["last_checkpoint"],
+        t["commits_since_checkpoint"],
+        t["unreferenced_files"],
+        t["open_seconds"]
     );
     assert_eq!(t["broken"], json!([]));
+    assert!(t["open_seconds"].as_f64().is_some(), "{t}");
     assert!(t["last_checkpoint"].as_u64().unwrap() >= COMMITS, "{t}");
     assert!(t["commits_since_checkpoint"].as_u64().unwrap() < 100, "{t}");
     assert!(
