@@ -86,6 +86,10 @@ pub struct SourceConfig {
     pub signature: Option<SignatureConfig>,
     pub operation: Option<crate::operation::OperationConfig>,
     pub unflatten_query: Option<crate::receiver::unflatten::UnflattenConfig>,
+    pub stream_from: Option<crate::route::RouteConfig>,
+    pub include: Option<Vec<String>>,
+    pub exclude: Option<Vec<String>>,
+    pub max_streams: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -194,6 +198,8 @@ pub struct Source {
     pub operation: Option<crate::operation::Operation>,
     /// How a GET delivery's query parameters are nested back into the sender's payload.
     pub unflatten_query: Option<crate::receiver::unflatten::Unflatten>,
+    /// One stream per event type (`stream_from`, `include`, `exclude`); `None`: one stream.
+    pub route: Option<crate::route::Route>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -282,6 +288,16 @@ impl Settings {
                 .map_err(|detail| bad(&setting("operation"), detail))?;
             let unflatten_query = crate::receiver::unflatten::Unflatten::build(s.unflatten_query)
                 .map_err(|detail| bad(&setting("unflatten_query"), detail))?;
+            let route = crate::route::Route::build(
+                s.stream_from.as_ref(),
+                s.include,
+                s.exclude,
+                s.max_streams,
+            )
+            .map_err(|(field, detail)| bad(&setting(field), detail))?;
+            let mut capture_headers: Vec<String> = s.capture_headers.unwrap_or_default();
+            // The routing header is kept with every message: the tap reads it there.
+            capture_headers.extend(route.as_ref().and_then(|r| r.header()).map(str::to_owned));
             let api_key_header = s.api_key_header.unwrap_or_else(|| "x-api-key".into());
             if axum::http::HeaderName::from_bytes(api_key_header.as_bytes()).is_err() {
                 return Err(bad(
@@ -302,17 +318,29 @@ impl Settings {
                     url_tokens: s.url_tokens.unwrap_or_default(),
                     allow_get: s.allow_get.unwrap_or(false),
                     delivery_id_header: s.delivery_id_header.map(|h| h.to_ascii_lowercase()),
-                    capture_headers: s
-                        .capture_headers
-                        .unwrap_or_default()
+                    capture_headers: capture_headers
                         .into_iter()
                         .map(|h| h.to_ascii_lowercase())
                         .collect(),
                     signature,
                     operation,
                     unflatten_query,
+                    route,
                 },
             );
+        }
+        // A routed source's streams are `<source>__<value>`: no other source may be named so.
+        for routed in sources.values().filter(|s| s.route.is_some()) {
+            let prefix = format!("{}__", routed.name);
+            if let Some(other) = sources.keys().find(|n| n.starts_with(&prefix)) {
+                return Err(bad(
+                    &format!("sources.{other}"),
+                    format!(
+                        "the name is one of source {:?}'s routed streams",
+                        routed.name
+                    ),
+                ));
+            }
         }
         let positive = |setting: &str, v: Option<f64>| {
             v.map(|x| {

@@ -17,6 +17,7 @@ pub mod key;
 pub mod outcome;
 pub mod prescan;
 pub mod record;
+pub mod router;
 pub mod state;
 
 use std::io::Write;
@@ -26,8 +27,8 @@ use serde_json::Value;
 use crate::settings::{RecordShape, Settings};
 use crate::spool::reader::SpoolReader;
 use emission::Emission;
-use emitter::StreamEmitter;
 pub use outcome::{Summary, TapError};
+use router::SourceStreams;
 use singer::catalog::Catalog;
 
 /// Runs the tap: emits what is pending and returns what it did.
@@ -85,19 +86,14 @@ fn run_with(
         run = run.without_states();
     }
     for source in settings.sources.values() {
-        let entry = match catalog {
-            Some(c) => match c.entry(&source.name) {
-                Some(e) if e.is_selected() => Some(e),
-                _ => continue,
-            },
-            None => None,
+        let Some(mut streams) = SourceStreams::new(source, catalog, spool.producer()) else {
+            continue;
         };
         let after = run.marks.get(&source.name).copied().unwrap_or(0);
-        let mut emitter = StreamEmitter::new(source, entry, spool.producer());
         if settings.schema_prescan && source.record_shape == RecordShape::Unpacked {
-            prescan::prescan(&spool, &mut emitter, after, until)?;
+            prescan::prescan(&spool, &mut streams, after, until)?;
         }
-        if run.stream(&spool, &mut emitter, &mut summary, after, until)? {
+        if run.stream(&spool, &mut streams, &mut summary, after, until)? {
             summary.truncated = true;
             break;
         }
