@@ -612,6 +612,6 @@ mod tests {
         let source = schema["properties"]["sources"]["additionalProperties"]["properties"]
             .as_object()
             .unwrap();
-        assert_eq!(source.len(), 13);
+        assert_eq!(source.len(), 17);
     }
 }

@@ -10,5 +10,6 @@ mod ledger;
 mod operate;
 mod operations;
 mod receiver;
+mod routing;
 mod spool_health;
 mod tap;
