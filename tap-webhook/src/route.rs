@@ -166,6 +166,26 @@ impl Route {
     }
 }
 
+/// A routed source's streams are `<source>__<value>`: no other source may be named so.
+/// `Err` is `(setting, detail)`.
+pub fn check_names(
+    sources: &std::collections::BTreeMap<String, crate::settings::Source>,
+) -> Result<(), (String, String)> {
+    for routed in sources.values().filter(|s| s.route.is_some()) {
+        let prefix = format!("{}__", routed.name);
+        if let Some(other) = sources.keys().find(|n| n.starts_with(&prefix)) {
+            return Err((
+                format!("sources.{other}"),
+                format!(
+                    "the name is one of source {:?}'s routed streams",
+                    routed.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The stream of a routed value: `<source>__<value>`, the value lower-cased with every run of
 /// characters other than ASCII letters and digits made one `_` (`customer.subscription.created`
 /// → `customer_subscription_created`), trimmed of `_` at both ends and cut at 64 characters.

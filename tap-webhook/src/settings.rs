@@ -90,6 +90,7 @@ pub struct SourceConfig {
     pub include: Option<Vec<String>>,
     pub exclude: Option<Vec<String>>,
     pub max_streams: Option<usize>,
+    pub redact: Option<crate::receiver::redact::RedactConfig>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -200,6 +201,8 @@ pub struct Source {
     pub unflatten_query: Option<crate::receiver::unflatten::Unflatten>,
     /// One stream per event type (`stream_from`, `include`, `exclude`); `None`: one stream.
     pub route: Option<crate::route::Route>,
+    /// Values hashed or dropped before the spool write (`redact`).
+    pub redact: Option<crate::receiver::redact::Redact>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -295,6 +298,8 @@ impl Settings {
                 s.max_streams,
             )
             .map_err(|(field, detail)| bad(&setting(field), detail))?;
+            let redact = crate::receiver::redact::Redact::build(s.redact)
+                .map_err(|detail| bad(&setting("redact"), detail))?;
             let mut capture_headers: Vec<String> = s.capture_headers.unwrap_or_default();
             // The routing header is kept with every message: the tap reads it there.
             capture_headers.extend(route.as_ref().and_then(|r| r.header()).map(str::to_owned));
@@ -326,22 +331,11 @@ impl Settings {
                     operation,
                     unflatten_query,
                     route,
+                    redact,
                 },
             );
         }
-        // A routed source's streams are `<source>__<value>`: no other source may be named so.
-        for routed in sources.values().filter(|s| s.route.is_some()) {
-            let prefix = format!("{}__", routed.name);
-            if let Some(other) = sources.keys().find(|n| n.starts_with(&prefix)) {
-                return Err(bad(
-                    &format!("sources.{other}"),
-                    format!(
-                        "the name is one of source {:?}'s routed streams",
-                        routed.name
-                    ),
-                ));
-            }
-        }
+        crate::route::check_names(&sources).map_err(|(setting, detail)| bad(&setting, detail))?;
         let positive = |setting: &str, v: Option<f64>| {
             v.map(|x| {
                 Duration::try_from_secs_f64(x).map_err(|_| {
@@ -612,6 +606,6 @@ mod tests {
         let source = schema["properties"]["sources"]["additionalProperties"]["properties"]
             .as_object()
             .unwrap();
-        assert_eq!(source.len(), 17);
+        assert_eq!(source.len(), 18);
     }
 }

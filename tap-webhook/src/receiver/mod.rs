@@ -10,6 +10,7 @@ pub mod body;
 pub mod capture;
 pub mod delivery;
 pub mod metrics;
+pub mod redact;
 pub mod refusal;
 pub mod reply;
 pub mod signature;
@@ -427,7 +428,10 @@ async fn receive(
                 *map = u.apply(std::mem::take(map));
             }
         }
-        vec![obj.to_string()]
+        match &rt.source.redact {
+            None => vec![obj.to_string()],
+            Some(r) => vec![delivery::redacted(r, &obj.to_string())?],
+        }
     } else {
         let raw = tokio::time::timeout(
             state.limits.body_read_timeout,
@@ -435,7 +439,10 @@ async fn receive(
         )
         .await
         .map_err(|_| ReceiveError::Body(body::BodyError::ReadTimeout))??;
-        seen.body(&raw);
+        // A refused body of a redacting source is not kept: its raw values must not be stored.
+        if rt.source.redact.is_none() {
+            seen.body(&raw);
+        }
         let body = delivery::Body {
             raw,
             headers,
@@ -444,6 +451,7 @@ async fn receive(
             verifiers: &rt.verifiers,
             max_body_bytes: state.max_body_bytes,
             bounds: state.bounds,
+            redact: rt.source.redact.as_ref(),
         };
         body.messages(&state.body_slots).await?
     };
@@ -451,7 +459,12 @@ async fn receive(
     let delivery_id = capture::delivery_id(headers, rt.source.delivery_id_header.as_deref());
     let headers_json =
         capture::headers_json(headers, &rt.source.capture_headers, &rt.secret_headers);
-    let query_json = capture::query_json(&query, &rt.secret_params);
+    // A GET's parameters are its payload: with redaction they are stored only as the payload.
+    let query_json = if method == Method::GET && rt.source.redact.is_some() {
+        "{}".to_owned()
+    } else {
+        capture::query_json(&query, &rt.secret_params)
+    };
     let bytes: usize = texts.iter().map(|t| t.len()).sum();
     let count = texts.len();
     let messages: Vec<NewMessage> = texts

@@ -10,6 +10,7 @@ mod ledger;
 mod operate;
 mod operations;
 mod receiver;
+mod redaction;
 mod routing;
 mod spool_health;
 mod tap;
