@@ -23,6 +23,7 @@ mod pipeline;
 mod postgres;
 mod readers;
 mod readme;
+mod redaction;
 mod routing;
 mod scaleout;
 mod signatures;
