@@ -167,19 +167,16 @@ impl Route {
 }
 
 /// A routed source's streams are `<source>__<value>`: no other source may be named so.
-/// `Err` is `(setting, detail)`.
-pub fn check_names(
-    sources: &std::collections::BTreeMap<String, crate::settings::Source>,
+/// `sources`: each source's name and whether it is routed. `Err` is `(setting, detail)`.
+pub fn check_names<'a>(
+    sources: impl Iterator<Item = (&'a str, bool)> + Clone,
 ) -> Result<(), (String, String)> {
-    for routed in sources.values().filter(|s| s.route.is_some()) {
-        let prefix = format!("{}__", routed.name);
-        if let Some(other) = sources.keys().find(|n| n.starts_with(&prefix)) {
+    for (routed, _) in sources.clone().filter(|(_, r)| *r) {
+        let prefix = format!("{routed}__");
+        if let Some((other, _)) = sources.clone().find(|(n, _)| n.starts_with(&prefix)) {
             return Err((
                 format!("sources.{other}"),
-                format!(
-                    "the name is one of source {:?}'s routed streams",
-                    routed.name
-                ),
+                format!("the name is one of source {routed:?}'s routed streams"),
             ));
         }
     }

@@ -300,8 +300,8 @@ impl Settings {
             .map_err(|(field, detail)| bad(&setting(field), detail))?;
             let redact = crate::receiver::redact::Redact::build(s.redact)
                 .map_err(|detail| bad(&setting("redact"), detail))?;
-            let mut capture_headers: Vec<String> = s.capture_headers.unwrap_or_default();
             // The routing header is kept with every message: the tap reads it there.
+            let mut capture_headers: Vec<String> = s.capture_headers.unwrap_or_default();
             capture_headers.extend(route.as_ref().and_then(|r| r.header()).map(str::to_owned));
             let api_key_header = s.api_key_header.unwrap_or_else(|| "x-api-key".into());
             if axum::http::HeaderName::from_bytes(api_key_header.as_bytes()).is_err() {
@@ -335,7 +335,10 @@ impl Settings {
                 },
             );
         }
-        crate::route::check_names(&sources).map_err(|(setting, detail)| bad(&setting, detail))?;
+        let names = sources
+            .values()
+            .map(|s| (s.name.as_str(), s.route.is_some()));
+        crate::route::check_names(names).map_err(|(setting, detail)| bad(&setting, detail))?;
         let positive = |setting: &str, v: Option<f64>| {
             v.map(|x| {
                 Duration::try_from_secs_f64(x).map_err(|_| {
