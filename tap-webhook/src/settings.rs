@@ -91,6 +91,7 @@ pub struct SourceConfig {
     pub exclude: Option<Vec<String>>,
     pub max_streams: Option<usize>,
     pub redact: Option<crate::receiver::redact::RedactConfig>,
+    pub dedupe_key: Option<crate::receiver::dedupe_key::DedupeKeyConfig>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -203,6 +204,8 @@ pub struct Source {
     pub route: Option<crate::route::Route>,
     /// Values hashed or dropped before the spool write (`redact`).
     pub redact: Option<crate::receiver::redact::Redact>,
+    /// Where a delivery's identity is, in place of the delivery-id headers (`dedupe_key`).
+    pub dedupe_key: Option<crate::receiver::dedupe_key::DedupeKey>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -300,6 +303,8 @@ impl Settings {
             .map_err(|(field, detail)| bad(&setting(field), detail))?;
             let redact = crate::receiver::redact::Redact::build(s.redact)
                 .map_err(|detail| bad(&setting("redact"), detail))?;
+            let dedupe_key = crate::receiver::dedupe_key::DedupeKey::build(s.dedupe_key)
+                .map_err(|detail| bad(&setting("dedupe_key"), detail))?;
             // The routing header is kept with every message: the tap reads it there.
             let mut capture_headers: Vec<String> = s.capture_headers.unwrap_or_default();
             capture_headers.extend(route.as_ref().and_then(|r| r.header()).map(str::to_owned));
@@ -332,6 +337,7 @@ impl Settings {
                     unflatten_query,
                     route,
                     redact,
+                    dedupe_key,
                 },
             );
         }
@@ -609,6 +615,6 @@ mod tests {
         let source = schema["properties"]["sources"]["additionalProperties"]["properties"]
             .as_object()
             .unwrap();
-        assert_eq!(source.len(), 18);
+        assert_eq!(source.len(), 19);
     }
 }

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod body;
 pub mod capture;
+pub mod dedupe_key;
 pub mod delivery;
 pub mod metrics;
 pub mod redact;
@@ -456,7 +457,13 @@ async fn receive(
         body.messages(&state.body_slots).await?
     };
 
-    let delivery_id = capture::delivery_id(headers, rt.source.delivery_id_header.as_deref());
+    // A declared key (read after redaction) wins; without one, the delivery-id headers.
+    let delivery_id = rt
+        .source
+        .dedupe_key
+        .as_ref()
+        .and_then(|k| k.delivery_id(headers, &texts))
+        .or_else(|| capture::delivery_id(headers, rt.source.delivery_id_header.as_deref()));
     let headers_json =
         capture::headers_json(headers, &rt.source.capture_headers, &rt.secret_headers);
     // A GET's parameters are its payload: with redaction they are stored only as the payload.

@@ -4,6 +4,7 @@
 mod admin;
 mod app;
 mod cli;
+mod dedupe_key;
 mod harness;
 mod hostile;
 mod ledger;
