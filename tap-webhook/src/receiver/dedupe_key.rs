@@ -115,7 +115,7 @@ mod tests {
         ]));
         let body = r#"{"eventCode":"AUTHORISATION","pspReference":881,"x":1}"#.to_owned();
         assert_eq!(
-            adyen.delivery_id(&h, &[body.clone()]).unwrap(),
+            adyen.delivery_id(&h, std::slice::from_ref(&body)).unwrap(),
             r#"["AUTHORISATION",881,"e1"]"#
         );
         // A missing or null part: no id (the headers' delivery id applies).
