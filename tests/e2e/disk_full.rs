@@ -249,3 +249,88 @@ fn a_spool_that_fills_its_disk_is_still_drained_and_pruned_and_then_accepts_agai
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+/// Found by attack (issue 22's ledger): once the spool's disk was down to the prune's reserve
+/// and deliveries got 503, refused requests (401s and 404s, no credential needed, each row up
+/// to ~2 KB of user agent, delivery id and path) were still written to the ledger until they
+/// filled the disk: the run handed a state then failed on its prune ("database or disk is
+/// full"), for good. Refusals must leave the prune its room.
+#[test]
+#[ignore = "needs root to mount a tmpfs (bash tests/run.sh)"]
+fn a_flood_of_refusals_on_a_full_spool_leaves_the_prune_its_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    let _fs = Tmpfs::mount(&mnt, "32m").unwrap_or_else(|why| {
+        panic!("cannot mount a tmpfs for the disk-full test: {why} (run the tests as root, as `bash tests/run.sh` in CI does)")
+    });
+    let tap_config = dir.path().join("tap.json");
+    std::fs::write(
+        &tap_config,
+        json!({"spool_path": mnt.join("spool.sqlite"), "listen_address": "127.0.0.1:0",
+               "sources": {"data": {},
+                           "keyed": {"api_keys": ["key-0123456789abcdef"]}}})
+        .to_string(),
+    )
+    .unwrap();
+    let receiver = Receiver::start(&tap_config);
+    let pad = "x".repeat(30_000);
+    let mut acked = 0;
+    while receiver.post("data", &json!({"n": acked, "pad": pad}).to_string(), &[]) == 200 {
+        acked += 1;
+        assert!(
+            acked < 2000,
+            "a 32 MB disk cannot hold 2,000 bodies of 30 KB"
+        );
+    }
+    let (ua, id) = ("U".repeat(600), "D".repeat(600));
+    let unknown = "S".repeat(600);
+    for i in 0..12_000 {
+        let source = if i % 2 == 0 { "keyed" } else { &unknown };
+        let status = receiver.post(
+            source,
+            "{}",
+            &[
+                ("User-Agent", &ua),
+                ("X-GitHub-Delivery", &format!("{id}{i}")),
+            ],
+        );
+        assert!(status == 401 || status == 404, "refusal {i}: {status}");
+    }
+    let tap = |state: Option<&Path>| {
+        let mut cmd = Command::new(tap_bin());
+        cmd.arg("--config").arg(&tap_config);
+        if let Some(s) = state {
+            cmd.arg("--state").arg(s);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let records = stdout.matches(r#""type":"RECORD""#).count();
+        let state = stdout
+            .lines()
+            .rev()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|m| m["type"] == "STATE")
+            .map(|m| m["value"].clone());
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), stderr, records, state)
+    };
+    let (ok, stderr, records, state) = tap(None);
+    assert!(ok, "the drain runs: {stderr}");
+    assert_eq!(records, acked, "every acknowledged delivery is emitted");
+    let state_file = dir.path().join("state.json");
+    std::fs::write(&state_file, state.expect("a STATE").to_string()).unwrap();
+    let (ok, stderr, records, _) = tap(Some(&state_file));
+    assert!(
+        ok,
+        "the prune of a spool flooded with refusals runs: {stderr}"
+    );
+    assert_eq!(records, 0, "nothing is emitted twice");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while receiver.post("data", r#"{"after":"prune"}"#, &[]) != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "deliveries still refused 10 s after the prune"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

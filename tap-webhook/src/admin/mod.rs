@@ -64,8 +64,11 @@ fn given_token(headers: &HeaderMap, query: Option<&str>) -> Option<(String, bool
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
-        if let Some(t) = v.strip_prefix("Bearer ") {
-            return Some((t.trim().to_owned(), false));
+        // The scheme's name is case-insensitive (RFC 9110 §11.1): `bearer x` is a bearer token.
+        if v.get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("bearer "))
+        {
+            return Some((v[7..].trim().to_owned(), false));
         }
     }
     if let Some((_, t)) = parse_query(query).into_iter().find(|(k, _)| k == "token") {
@@ -189,14 +192,19 @@ async fn delivery(
     }
 }
 
+/// The id is parsed after the token check: a `Path<i64>` extractor answered a bad id before
+/// it, with axum's plain-text rejection echoing the path to anyone.
 async fn refused(
     State(state): State<Arc<AdminState>>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     match authorize(&state, &headers, q.as_deref()) {
-        Access::Allowed(cookie) => render(state, cookie, move |c, _| page::refused(c, id)).await,
+        Access::Allowed(cookie) => match id.parse::<i64>() {
+            Ok(id) => render(state, cookie, move |c, _| page::refused(c, id)).await,
+            Err(_) => html(StatusCode::NOT_FOUND, page::not_found(), cookie),
+        },
         Access::Denied => denied(),
     }
 }

@@ -230,7 +230,8 @@ fn show_message(out: &mut impl Write, m: &StoredMessage, format: Format) -> Resu
             }
         }
     }
-    writeln!(out, "body:\n{}", pretty(&m.body))?;
+    // `printable`: JSON escapes C0 controls but not C1 ones (U+009B is a terminal's CSI).
+    writeln!(out, "body:\n{}", printable(&pretty(&m.body)))?;
     Ok(())
 }
 

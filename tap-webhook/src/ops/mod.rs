@@ -56,9 +56,24 @@ pub fn parse_time(flag: &str, text: &str, now_us: i64) -> Result<i64, OpsError> 
         Some('w') => Some(7 * 86_400),
         _ => None,
     };
-    if let Some(unit) = unit {
-        if let Ok(n) = t[..t.len() - 1].parse::<u32>() {
-            return Ok(now_us - i64::from(n) * unit * 1_000_000);
+    let digits = &t[..t.len().saturating_sub(1)];
+    if let Some(unit) = unit.filter(|_| digits.bytes().all(|b| b.is_ascii_digit())) {
+        if let Ok(n) = digits.parse::<u32>() {
+            // Checked: `4294967295w` is past what a timestamp holds, an error and not a wrap.
+            return i64::from(n)
+                .checked_mul(unit * 1_000_000)
+                .and_then(|age| now_us.checked_sub(age))
+                .ok_or_else(|| OpsError::Arg(format!("{flag} {text:?}: too far back")));
+        }
+    }
+    // A time of day without a zone is refused rather than taken as UTC: an operator's local
+    // `09:00` read as UTC replays the wrong hours without a word.
+    if let Some((date, time)) = t.split_once(['T', 't', ' ']) {
+        let zoned = time.ends_with(['Z', 'z']) || time.contains(['+', '-']);
+        if !zoned && singer::datetime::parse_date(date).is_some() {
+            return Err(OpsError::Arg(format!(
+                "{flag} {text:?}: give the time zone (Z for UTC, or an offset such as +01:00)"
+            )));
         }
     }
     singer::datetime::parse_timestamp(t)
@@ -166,7 +181,19 @@ mod tests {
             parse_time("--until", "1970-01-02", now).unwrap(),
             86_400_000_000
         );
-        for bad in ["yesterday", "2h30m", "-2h", "2023-13-01", ""] {
+        // Ages past what a timestamp holds are refused, not wrapped (found by attack: a panic).
+        for far in ["4294967295w", "200000000d"] {
+            let e = parse_time("--since", far, now).unwrap_err().to_string();
+            assert!(e.contains("--since") && e.contains("too far back"), "{e}");
+        }
+        // Found by attack: a time without a zone was taken as UTC, `+5m` as five minutes ago.
+        for zoneless in ["2023-11-14T22:13:20", "2023-11-14 22:13:20"] {
+            let e = parse_time("--since", zoneless, now)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("time zone"), "{e}");
+        }
+        for bad in ["yesterday", "2h30m", "-2h", "+5m", "2023-13-01", ""] {
             let e = parse_time("--since", bad, now).unwrap_err().to_string();
             assert!(
                 e.contains("--since") && e.contains("RFC 3339"),

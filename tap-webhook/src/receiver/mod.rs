@@ -349,15 +349,17 @@ fn refused(
         .sources
         .get(source)
         .and_then(|s| s.source.delivery_id_header.as_deref());
-    refusal::record(
-        &state.store,
-        id_header,
-        source,
-        headers,
-        extensions,
-        err,
-        seen,
-    );
+    let credentials: Vec<&str> = state
+        .sources
+        .values()
+        .flat_map(|s| s.source.url_tokens.iter().chain(&s.source.api_keys))
+        .map(String::as_str)
+        .collect();
+    let known = refusal::Known {
+        delivery_id_header: id_header,
+        credentials: &credentials,
+    };
+    refusal::record(&state.store, &known, source, headers, extensions, err, seen);
 }
 
 /// `{"data":{...},"success":true}`.
@@ -426,7 +428,11 @@ async fn receive(
             }
             // The sender's nested payload again, when it flattened one (`unflatten_query`).
             if let Some(u) = &rt.source.unflatten_query {
-                *map = u.apply(std::mem::take(map));
+                // Never into a field the tap sets: it would be dropped as forged, or pass for
+                // the tap's own (`_sdc_deleted_at`, which `hard_delete` acts on).
+                *map = u.apply(std::mem::take(map), |name| {
+                    crate::tap::record::is_reserved(name, true)
+                });
             }
         }
         match &rt.source.redact {

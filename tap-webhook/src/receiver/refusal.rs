@@ -40,11 +40,20 @@ impl Seen {
     }
 }
 
-/// Queues the refusal of one request for the ledger (nothing with the SQS backend);
-/// `delivery_id_header` is the source's configured one, if any.
+/// What the settings tell the refusal hook.
+pub struct Known<'a> {
+    /// The source's configured delivery id header, if any.
+    pub delivery_id_header: Option<&'a str>,
+    /// Every source's URL tokens and API keys, redacted from the texts that come from the path
+    /// (a URL pasted with its `?` encoded, `/webhooks/tok%3Ftoken=…`, names a "source" holding
+    /// the token).
+    pub credentials: &'a [&'a str],
+}
+
+/// Queues the refusal of one request for the ledger (nothing with the SQS backend).
 pub fn record(
     store: &Store,
-    delivery_id_header: Option<&str>,
+    known: &Known<'_>,
     source: &str,
     headers: &HeaderMap,
     extensions: &Extensions,
@@ -68,20 +77,28 @@ pub fn record(
     let r = Refusal {
         id: 0,
         at_us: singer::clock::now_micros(),
-        source: source.to_owned(),
+        source: redact(source, known.credentials),
         status: err.status().as_u16(),
         code: code.to_owned(),
-        reason: err.to_string(),
+        reason: redact(&err.to_string(), known.credentials),
         size: seen.size.or(declared),
         remote: extensions.get::<Peer>().map(|p| p.0.to_string()),
         user_agent: headers
             .get(header::USER_AGENT)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
-        delivery_id: capture::delivery_id(headers, delivery_id_header),
+        delivery_id: capture::delivery_id(headers, known.delivery_id_header),
         body: seen
             .head
             .filter(|_| ledger::keeps_body(code))
             .map(|b| ledger::body_excerpt(&b)),
     };
     store.refused(r);
+}
+
+/// `text` with every credential in it replaced by `[REDACTED]`.
+fn redact(text: &str, credentials: &[&str]) -> String {
+    credentials
+        .iter()
+        .filter(|c| !c.is_empty())
+        .fold(text.to_owned(), |t, c| t.replace(c, capture::REDACTED))
 }

@@ -10,8 +10,9 @@
 //! each `__` (`a__b__c` becomes `{"a": {"b": {"c": …}}}`).
 //!
 //! Nothing is lost: a name that cannot be nested (its object's name is also a plain parameter,
-//! a part would be empty, or it nests deeper than [`MAX_DEPTH`]) stays a top-level field as it
-//! came. Values stay strings, as every
+//! a part would be empty, it nests deeper than [`MAX_DEPTH`], or its object would be a field
+//! the tap sets, such as `_sdc_deleted_at`, which the tap drops from payloads) stays a
+//! top-level field as it came. Values stay strings, as every
 //! query parameter is.
 
 use serde::Deserialize;
@@ -52,8 +53,9 @@ impl Unflatten {
         }
     }
 
-    /// The path a parameter name nests into; `None`: it stays top-level.
-    fn path<'a>(&self, name: &'a str) -> Option<Vec<&'a str>> {
+    /// The path a parameter name nests into; `None`: it stays top-level (also when its first
+    /// part is a name `taken` says the tap sets).
+    fn path<'a>(&self, name: &'a str, taken: &impl Fn(&str) -> bool) -> Option<Vec<&'a str>> {
         let parts: Vec<&str> = match self {
             Unflatten::DoubleUnderscore => name.split("__").collect(),
             Unflatten::Objects(objects) => {
@@ -66,17 +68,25 @@ impl Unflatten {
                 vec![&name[..object.len()], &name[object.len() + 1..]]
             }
         };
-        (parts.len() > 1 && parts.len() <= MAX_DEPTH && parts.iter().all(|p| !p.is_empty()))
-            .then_some(parts)
+        (parts.len() > 1
+            && parts.len() <= MAX_DEPTH
+            && parts.iter().all(|p| !p.is_empty())
+            && !taken(parts[0]))
+        .then_some(parts)
     }
 
     /// Nests `flat`'s fields (a JSON object of parameters). Plain names are placed first, so
-    /// the result does not depend on the parameters' order.
-    pub fn apply(&self, flat: Map<String, Value>) -> Map<String, Value> {
+    /// the result does not depend on the parameters' order. `taken`: the top-level names the
+    /// tap sets itself; nothing nests into them.
+    pub fn apply(
+        &self,
+        flat: Map<String, Value>,
+        taken: impl Fn(&str) -> bool,
+    ) -> Map<String, Value> {
         let mut out = Map::new();
         let mut nested = Vec::new();
         for (k, v) in flat {
-            match self.path(&k) {
+            match self.path(&k, &taken) {
                 None => {
                     out.insert(k, v);
                 }
@@ -84,7 +94,9 @@ impl Unflatten {
             }
         }
         for (k, v) in nested {
-            let Some(path) = self.path(&k) else { continue };
+            let Some(path) = self.path(&k, &taken) else {
+                continue;
+            };
             if !place(&mut out, &path, &v) {
                 out.insert(k, v);
             }
@@ -132,7 +144,7 @@ mod tests {
 
     fn apply(u: &Unflatten, v: Value) -> Value {
         match v {
-            Value::Object(m) => Value::Object(u.apply(m)),
+            Value::Object(m) => Value::Object(u.apply(m, |n| n == "_sdc_deleted_at")),
             _ => unreachable!(),
         }
     }
@@ -184,6 +196,11 @@ mod tests {
         assert_eq!(got[&deep], "1");
         let path = format!("/{}", vec!["x"; MAX_DEPTH].join("/"));
         assert_eq!(got.pointer(&path), Some(&json!("2")));
+        // Nothing nests into a name the tap sets: it would be dropped as forged.
+        assert_eq!(
+            apply(&u, json!({"_sdc_deleted_at__x": "1"})),
+            json!({"_sdc_deleted_at__x": "1"})
+        );
         // Repeated parameters (arrays) nest like any value.
         assert_eq!(
             apply(&u, json!({"a__b": ["1", "2"]})),

@@ -108,25 +108,44 @@ impl LedgerQueue {
         match self.tx.try_send(r) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                let n = self.unrecorded.fetch_add(1, Ordering::Relaxed) + 1;
-                let now = singer::clock::now_micros();
-                let last = self.last_warning_us.load(Ordering::Relaxed);
-                if now - last > 10_000_000
-                    && self
-                        .last_warning_us
-                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                        .is_ok()
-                {
-                    tracing::warn!(
-                        unrecorded = n,
-                        "refused requests arrive faster than the ledger records them; \
-                         some are only counted (webhook_refusals_unrecorded_total)"
-                    );
-                }
+                self.unrecorded(
+                    1,
+                    "refused requests arrive faster than the ledger records them",
+                );
                 false
             }
         }
     }
+
+    /// Counts `n` refusals left out of the ledger, with a warning at most every 10 s.
+    pub fn unrecorded(&self, n: u64, why: &str) {
+        let total = self.unrecorded.fetch_add(n, Ordering::Relaxed) + n;
+        let now = singer::clock::now_micros();
+        let last = self.last_warning_us.load(Ordering::Relaxed);
+        if now - last > 10_000_000
+            && self
+                .last_warning_us
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                unrecorded = total,
+                "{why}; some are only counted (webhook_refusals_unrecorded_total)"
+            );
+        }
+    }
+}
+
+/// An upper bound of the bytes a refusal's row takes (its texts as given, and the rest).
+pub fn row_bytes(r: &Refusal) -> u64 {
+    let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    (64 + r.source.len()
+        + r.code.len()
+        + r.reason.len()
+        + text(&r.remote)
+        + text(&r.user_agent)
+        + text(&r.delivery_id)
+        + text(&r.body)) as u64
 }
 
 /// Inserts refusals (inside the caller's transaction).

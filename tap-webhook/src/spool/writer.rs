@@ -175,12 +175,30 @@ struct LedgerSide {
 const TRIM_EVERY: usize = 256;
 
 impl LedgerSide {
-    fn take(&mut self) -> Vec<Refusal> {
+    /// The queued refusals, or none when writing them would eat into the room a prune needs
+    /// ([`room`]): on a nearly full disk, refusals (no credential needed, up to ~2 KB a row)
+    /// would otherwise fill it, and a spool that cannot be pruned is never emptied.
+    fn take(&mut self, path: &Path, stats: &SpoolStats) -> Vec<Refusal> {
         self.queue.wake_pending.store(false, Ordering::Release);
-        self.rx
+        let refusals: Vec<Refusal> = self
+            .rx
             .try_iter()
             .take(ledger::MAX_PER_TRANSACTION)
-            .collect()
+            .collect();
+        if refusals.is_empty() {
+            return refusals;
+        }
+        // Written twice before a checkpoint settles them: into the WAL, then into the file.
+        let need = 2 * refusals.iter().map(ledger::row_bytes).sum::<u64>();
+        let used = stats.bytes.load(Ordering::Relaxed);
+        if room::room(path, used).is_some_and(|r| r < room::reserve(used).saturating_add(need)) {
+            self.queue.unrecorded(
+                refusals.len() as u64,
+                "the spool's disk is nearly full: refused requests are not recorded, the room is the prune's",
+            );
+            return Vec::new();
+        }
+        refusals
     }
 
     /// Inserts inside the caller's transaction; a failure is logged, never fails the caller's
@@ -224,7 +242,10 @@ fn run(
                 job = rx.try_recv().ok();
             }
         }
-        let refusals = ledger.as_mut().map(LedgerSide::take).unwrap_or_default();
+        let refusals = ledger
+            .as_mut()
+            .map(|l| l.take(&path, &stats))
+            .unwrap_or_default();
         if batch.is_empty() {
             // Only refusals: a transaction of their own (the spool is idle).
             if let (Some(l), false) = (ledger.as_mut(), refusals.is_empty()) {

@@ -61,14 +61,18 @@ impl<'s, W: Write> Emission<'s, W> {
     }
 
     /// True once `max_records` or `max_seconds` says the run must stop before the next record.
+    /// Never in a replay: it writes no STATE to continue from, so a cut would silently give
+    /// back only part of the window.
     fn out_of_budget(&self) -> bool {
-        self.settings
-            .max_records
-            .is_some_and(|max| self.emitted_total >= max)
-            || self
+        self.states
+            && (self
                 .settings
-                .max_duration
-                .is_some_and(|d| self.started.elapsed() >= d)
+                .max_records
+                .is_some_and(|max| self.emitted_total >= max)
+                || self
+                    .settings
+                    .max_duration
+                    .is_some_and(|d| self.started.elapsed() >= d))
     }
 
     /// Moves the source's bookmark to `seq`.

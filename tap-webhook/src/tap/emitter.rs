@@ -19,7 +19,7 @@ use super::discover;
 use super::inference::{FieldMap, StreamSchema};
 use super::key::{self, KeyKinds};
 use super::outcome::{Summary, TapError};
-use super::record::{start_record, WEBHOOK_RECEIVED_AT, WEBHOOK_SEQUENCE};
+use super::record::{is_reserved, start_record, WEBHOOK_RECEIVED_AT, WEBHOOK_SEQUENCE};
 use crate::operation::Op;
 use crate::payload::top_level;
 use crate::settings::{OnMissingKey, RecordShape, Source};
@@ -278,18 +278,4 @@ impl<'a> StreamEmitter<'a> {
     pub fn schema(&self) -> &StreamSchema {
         &self.schema
     }
-}
-
-/// Payload fields that would collide with the ones the tap sets are dropped from the payload
-/// (`_sdc_operation` and `_sdc_deleted_at` when the source's `operation` sets them).
-fn is_reserved(field: &str, with_operation: bool) -> bool {
-    matches!(
-        field,
-        sdc::SEQUENCE
-            | sdc::PRODUCER
-            | sdc::RECEIVED_AT
-            | sdc::PRIMARY_KEY
-            | WEBHOOK_SEQUENCE
-            | WEBHOOK_RECEIVED_AT
-    ) || (with_operation && matches!(field, sdc::OPERATION | sdc::DELETED_AT))
 }

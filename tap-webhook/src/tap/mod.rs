@@ -81,12 +81,18 @@ fn run_with(
         }
     }
     let until = spool.high_water_mark()?;
-    let mut run = Emission::new(settings, out, marks, spool.producer());
+    // A replay is a producer of its own for the target's marks: its records are a window, not
+    // a gapless run from a bookmark, so under the spool's producer a target's mark would jump
+    // past messages before the window that it never loaded, and the next regular run's records
+    // would be skipped as replays (found by attack), or an earlier window replayed second.
+    let replay_producer = window.map(|_| replay_producer(spool.producer()));
+    let producer = replay_producer.as_deref().unwrap_or(spool.producer());
+    let mut run = Emission::new(settings, out, marks, producer);
     if window.is_some() {
         run = run.without_states();
     }
     for source in settings.sources.values() {
-        let Some(mut streams) = SourceStreams::new(source, catalog, spool.producer()) else {
+        let Some(mut streams) = SourceStreams::new(source, catalog, producer) else {
             continue;
         };
         let after = run.marks.get(&source.name).copied().unwrap_or(0);
@@ -100,6 +106,12 @@ fn run_with(
     }
     run.finish()?;
     Ok(summary)
+}
+
+/// The `_sdc_producer` of one replay's records: the spool's, marked as a replay, unique to
+/// the run (`<producer>/replay-<uuid v7>`).
+pub fn replay_producer(spool_producer: &str) -> String {
+    format!("{spool_producer}/replay-{}", uuid::Uuid::now_v7())
 }
 
 #[cfg(test)]

@@ -17,6 +17,21 @@ pub const WEBHOOK_RECEIVED_AT: &str = "webhook_received_at";
 /// `_sdc_sequence` again, under a name no target rewrites.
 pub const WEBHOOK_SEQUENCE: &str = "webhook_sequence";
 
+/// Payload fields that would collide with the ones the tap sets are dropped from the payload
+/// (`_sdc_operation` and `_sdc_deleted_at` when the source's `operation` sets them); the
+/// receiver keeps a GET parameter from nesting into one of them (`receiver/unflatten.rs`).
+pub fn is_reserved(field: &str, with_operation: bool) -> bool {
+    matches!(
+        field,
+        sdc::SEQUENCE
+            | sdc::PRODUCER
+            | sdc::RECEIVED_AT
+            | sdc::PRIMARY_KEY
+            | WEBHOOK_SEQUENCE
+            | WEBHOOK_RECEIVED_AT
+    ) || (with_operation && matches!(field, sdc::OPERATION | sdc::DELETED_AT))
+}
+
 /// Namespace for generated primary keys (UUIDv5): fixed forever, since keys must be stable.
 const KEY_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6a1c_4c8e_0f1d_4e0a_9b7e_5d3c_2a10_f00d);
 

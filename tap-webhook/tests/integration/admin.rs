@@ -86,6 +86,28 @@ async fn the_admin_page_needs_its_token_escapes_bodies_and_is_not_on_the_webhook
         .await
         .unwrap();
     assert_eq!(by_cookie.status(), 200);
+    // The scheme's name is case-insensitive.
+    let s = http
+        .get(format!("{admin}/admin"))
+        .header("Authorization", format!("bearer {ADMIN_TOKEN}"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(s, 200);
+    // A hostile ledger id: the token is checked first, and the answer is the inert page.
+    let hostile = format!("{admin}/admin/refused/%3Cscript%3Ex");
+    let r = http.get(&hostile).send().await.unwrap();
+    assert_eq!(r.status(), 401, "checked before the id is parsed");
+    let r = http
+        .get(&hostile)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().contains_key("content-security-policy"));
+    assert!(!r.text().await.unwrap().contains("<script>"));
     // The admin token is never in the spool.
     assert!(!contains(&spool_bytes(dir.path()), ADMIN_TOKEN));
 }

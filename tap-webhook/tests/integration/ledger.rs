@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::harness::{client, Server};
-use crate::operate::{cli, config, jsonl, refused_rows};
+use crate::operate::{cli, config, contains, jsonl, refused_rows, spool_bytes, API_KEY, URL_TOKEN};
 
 #[test]
 fn a_spool_from_before_the_ledger_opens_and_records_refusals() {
@@ -137,4 +137,40 @@ async fn a_full_spool_is_not_written_with_its_own_refusals() {
     let rows = refused_rows(&cfg, 1);
     let codes: Vec<&str> = rows.iter().map(|r| r["code"].as_str().unwrap()).collect();
     assert_eq!(codes, ["MISSING_CREDENTIALS"]);
+}
+
+/// Found by attack: a URL pasted with its `?` encoded (`/webhooks/tok%3Ftoken=…`) or its
+/// token as a path segment was refused, and the live token kept in the ledger's source and
+/// reason, shown by `deliveries --refused` and the admin page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_typed_into_the_path_is_not_kept_in_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), json!({}));
+    let server = Server::start(&cfg);
+    let http = client();
+    for path in [
+        format!("/webhooks/tok%3Ftoken={URL_TOKEN}"),
+        format!("/webhooks/tok/{URL_TOKEN}"),
+        format!("/webhooks/keyed%3Fkey={API_KEY}"),
+    ] {
+        let r = http
+            .post(server.url(&path))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    let rows = refused_rows(&cfg, 3);
+    for r in &rows {
+        let text = r.to_string();
+        assert!(text.contains("[REDACTED]"), "{text}");
+        assert!(
+            !text.contains(URL_TOKEN) && !text.contains(API_KEY),
+            "{text}"
+        );
+    }
+    drop(server);
+    let all = spool_bytes(dir.path());
+    assert!(!contains(&all, URL_TOKEN) && !contains(&all, API_KEY));
 }

@@ -430,9 +430,26 @@ async fn a_replay_emits_the_window_as_the_first_run_did_and_prunes_nothing() {
         &cfg,
         &["--replay-since", &times[7], "--replay-until", &times[8]],
     );
+    // The same records, keys and sequences; the producer marked as this replay's own (so a
+    // target's mark for the spool's producer is never moved by a window).
+    let producer = firsts[0]["_sdc_producer"].as_str().unwrap().to_owned();
+    let without_producer = |rs: Vec<Value>| -> Vec<Value> {
+        rs.into_iter()
+            .map(|mut r| {
+                let p = r.as_object_mut().unwrap().remove("_sdc_producer").unwrap();
+                assert!(p.as_str().unwrap().starts_with(&producer), "{p}");
+                r
+            })
+            .collect()
+    };
+    let replayed = records(&replay);
+    assert!(replayed.iter().all(|r| r["_sdc_producer"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{producer}/replay-"))));
     assert_eq!(
-        records(&replay),
-        firsts[1..3].to_vec(),
+        without_producer(replayed),
+        without_producer(firsts[1..3].to_vec()),
         "same records, keys and sequences"
     );
     assert!(
@@ -460,4 +477,53 @@ async fn a_replay_emits_the_window_as_the_first_run_did_and_prunes_nothing() {
         records(&run_tap(&cfg, &["--state", state_file.to_str().unwrap()])),
         firsts
     );
+}
+
+/// Found by attack: `max_records` (or `max_seconds`) cut a replay short with exit 0 and no
+/// STATE to continue from, so "reload last Tuesday" silently gave back part of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_is_not_cut_short_by_the_run_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), json!({"max_records": 2}));
+    let server = Server::start(&cfg);
+    let http = client();
+    for i in 0..5 {
+        let r = http
+            .post(server.url("/webhooks/data"))
+            .body(format!(r#"{{"i":{i}}}"#))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // The budget still bounds a regular run.
+    let regular = run_tap(&cfg, &[]);
+    assert_eq!(regular.iter().filter(|l| l["type"] == "RECORD").count(), 2);
+    let replay = run_tap(&cfg, &["--replay-since", "1h"]);
+    let got: Vec<i64> = replay
+        .iter()
+        .filter(|l| l["type"] == "RECORD")
+        .map(|l| l["record"]["i"].as_i64().unwrap())
+        .collect();
+    assert_eq!(got, [0, 1, 2, 3, 4], "the whole window, budget or not");
+}
+
+/// Found by attack: a body holding a C1 control (U+009B, a terminal's CSI) reached the terminal
+/// raw through `deliveries --show` (JSON escapes only C0 controls).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_does_not_let_a_body_drive_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), json!({}));
+    let server = Server::start(&cfg);
+    let r = client()
+        .post(server.url("/webhooks/data"))
+        .body(r#"{"x":"a\u009b31mRED\u001b[0m"}"#)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    let id = v["data"]["message_id"].as_str().unwrap();
+    let shown = cli(&cfg, &["deliveries", "--show", id, "--format", "table"]);
+    assert!(!shown.contains(['\u{9b}', '\u{1b}']), "{shown:?}");
+    assert!(shown.contains("RED"), "{shown}");
 }

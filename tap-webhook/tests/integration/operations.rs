@@ -188,3 +188,43 @@ async fn a_hostile_get_name_cannot_nest_the_payload_past_the_cap() {
     assert_eq!(recs[0][deep.as_str()], "1");
     assert_eq!(recs[0]["a"], json!({"b": "2"}));
 }
+
+/// A GET name that would nest into a field the tap sets (`_sdc_deleted_at__x` into
+/// `_sdc_deleted_at`) stays flat: nested, the tap dropped the whole object as a forged field
+/// (the sender's parameter lost without a word), and on a source without `operation` it would
+/// have been a non-null `_sdc_deleted_at`, which `hard_delete` takes for a delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_name_cannot_nest_into_a_field_the_tap_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        json!({"sources": {
+            "ops": {"primary_key": "id", "allow_get": true, "unflatten_query": true,
+                    "operation": {"field": "/m/op", "values": {"up": "upsert", "del": "delete"}}},
+            "plain": {"primary_key": "id", "allow_get": true, "unflatten_query": true}
+        }}),
+    );
+    let server = Server::start(&config);
+    let hostile = "_sdc_deleted_at__x=1&_sdc_operation__y=2&_sdc_sequence__z=3\
+                   &webhook_sequence__w=4&m__op=up&id=7";
+    get(&server, "ops", hostile).await;
+    get(&server, "plain", hostile).await;
+    let out = run_tap(&config, &[]);
+    for stream in ["ops", "plain"] {
+        let recs = records(&out, stream);
+        assert_eq!(recs.len(), 1, "{stream}: {out:?}");
+        let r = recs[0];
+        for (name, v) in [
+            ("_sdc_deleted_at__x", "1"),
+            ("_sdc_operation__y", "2"),
+            ("_sdc_sequence__z", "3"),
+            ("webhook_sequence__w", "4"),
+        ] {
+            assert_eq!(r[name], v, "{stream}: {name} in {r}");
+        }
+        assert!(r.get("_sdc_deleted_at").is_none(), "{stream}: {r}");
+        assert_eq!(r["m"], json!({"op": "up"}), "{stream}: {r}");
+    }
+    assert_eq!(records(&out, "ops")[0]["_sdc_operation"], "upsert");
+    assert!(records(&out, "plain")[0].get("_sdc_operation").is_none());
+}

@@ -3,9 +3,10 @@
 //! (or an earlier record of the batch) already holds is skipped and counted, never an error.
 //!
 //! A record carrying `_sdc_deleted_at` still deletes: the key's row leaves the table and, without
-//! `hard_delete`, the delete record itself stays as the key's row, marked. After a delete the key
-//! is new again, so a later insert of it in the same batch lands. Each key's records are applied
-//! in sequence order, so the outcome is the one a row-by-row replay would give.
+//! `hard_delete`, the delete record itself stays as the key's row, marked. After a hard delete the
+//! key is new again, so a later insert of it lands; a marked row holds its key, so a later insert
+//! is skipped, in the same batch as in a later one. Each key's records are applied in sequence
+//! order, so the outcome is the one a row-by-row replay would give, wherever batches are cut.
 //!
 //! Like an upsert, an insert reads the table (the files whose statistics may hold a batch key),
 //! so its commit is a merge without predicate: deltalake refuses it when another load committed
@@ -120,8 +121,9 @@ impl Plan {
 }
 
 /// The pure rule: per key, records in (sequence, arrival) order; an insert lands when the key
-/// is absent and is skipped when present; a delete makes it absent (removing the table's row)
-/// and, without `hard_delete`, is the key's row until an insert replaces it.
+/// is absent and is skipped when present; a delete removes the table's row and, with
+/// `hard_delete`, makes the key absent; without, the delete is the key's (marked) row and the key
+/// stays present.
 fn plan(
     rows_of: RowsByKey,
     existing: &KeySet,
@@ -137,7 +139,10 @@ fn plan(
         for r in rows {
             if is_delete(r) {
                 removes |= in_table;
-                present = false;
+                // Without `hard_delete` the delete record is the key's (marked) row and holds
+                // the key, as it does for a later batch reading it from the table: where a
+                // batch is cut must not change the outcome.
+                present = !hard_delete;
                 chosen = (!hard_delete).then_some(r);
             } else if present {
                 out.skipped += 1;
@@ -188,10 +193,13 @@ mod tests {
         // hard_delete: the table's row goes, nothing written.
         let p = run(&[(1, 1, true)], &[1], true);
         assert!(p.written.is_empty() && p.remove.contains(&vec![1]));
-        // Without: the delete record is the key's (marked) row.
+        // Without: the delete record is the key's (marked) row, and it holds the key: an
+        // insert after it is skipped, as it would be in a later batch.
         let p = run(&[(1, 1, true)], &[1], false);
         assert_eq!(p.written, [0]);
         assert!(p.remove.contains(&vec![1]));
+        let p = run(&[(1, 1, false), (1, 2, true), (1, 3, false)], &[], false);
+        assert_eq!((p.written.as_slice(), p.skipped), (&[1][..], 1));
         // Insert after the delete lands; one before it is skipped (the key was there).
         let p = run(&[(1, 1, false), (1, 2, true), (1, 3, false)], &[1], true);
         assert_eq!((p.written.as_slice(), p.skipped), (&[2][..], 1));

@@ -184,3 +184,34 @@ fn a_null_key_stops_an_insert_load_with_its_line() {
     assert!(!r.ok());
     assert!(r.stderr().contains("line 3"), "{}", r.stderr());
 }
+
+/// Without `hard_delete` a delete leaves the key's marked row, which holds the key: a later
+/// insert of it is skipped whether it comes in the same batch or a later one. The outcome must
+/// not depend on where `batch_size_rows` cuts (it did: in one batch the insert replaced the
+/// marked row, one record a batch kept it).
+#[test]
+fn a_soft_delete_then_an_insert_gives_one_outcome_whatever_the_batches() {
+    let mut outcomes = Vec::new();
+    for batch_size_rows in [1, 1000] {
+        let (_d, wh) = warehouse();
+        let config = json!({"load_method": "insert", "batch_size_rows": batch_size_rows});
+        let r = run(
+            &wh,
+            config,
+            &lines(&[id_v_schema("t"), rec(1, "a", 1), del(1, 2), rec(1, "b", 3)]),
+        );
+        assert!(r.ok(), "{}", r.stderr());
+        let t = read_table(&wh.join("t"), "t");
+        let marked: Vec<bool> = t
+            .rows
+            .iter()
+            .map(|r| r.get("_sdc_deleted_at").is_some_and(Value::is_string))
+            .collect();
+        outcomes.push((rows(&wh, "t"), marked, skipped_metric(&r)));
+    }
+    assert_eq!(outcomes[0], outcomes[1], "batch_size_rows 1 vs 1000");
+    assert_eq!(
+        outcomes[0],
+        (vec![(1, "deleted".to_owned())], vec![true], Some(1))
+    );
+}
