@@ -22,6 +22,7 @@ pub mod ops;
 pub mod payload;
 pub mod queue;
 pub mod receiver;
+pub mod route;
 pub mod settings;
 pub mod spool;
 pub mod tap;

@@ -316,6 +316,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     tracing::info!(
         records = total,
         pruned = summary.pruned,
+        dropped = summary.dropped,
         truncated = summary.truncated,
         seconds = started.elapsed().as_secs_f64(),
         "tap run finished"

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::payload::Field;
+use crate::payload::{at_pointer, parse_pointer, show_pointer, Field};
 
 /// What a record asks of its row.
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -121,12 +121,8 @@ impl Operation {
             .as_deref()
             .or(base.map(|(f, _)| f))
             .ok_or("give `field` (a JSON pointer or a query parameter name) or a `preset`")?;
-        let place = match field.strip_prefix('/') {
-            Some(rest) => Place::Pointer(
-                rest.split('/')
-                    .map(|t| t.replace("~1", "/").replace("~0", "~"))
-                    .collect(),
-            ),
+        let place = match parse_pointer(field) {
+            Some(tokens) => Place::Pointer(tokens),
             None if field.is_empty() => return Err("`field` is empty".into()),
             None => Place::Query(field.to_owned()),
         };
@@ -166,27 +162,10 @@ impl Operation {
     /// "operation ".
     pub fn resolve(&self, fields: &[Field<'_>], query: &str) -> Result<Op, String> {
         let found = match &self.place {
-            Place::Pointer(tokens) => {
-                let (first, rest) = tokens.split_first().ok_or("has an empty pointer")?;
-                match fields.iter().find(|f| f.key == first.as_str()) {
-                    None => None,
-                    Some(f) if rest.is_empty() => Some(parse(f.value)?),
-                    Some(f) => {
-                        let mut v = parse(f.value)?;
-                        let mut at = Some(&mut v);
-                        for t in rest {
-                            at = match at {
-                                Some(Value::Object(m)) => m.get_mut(t.as_str()),
-                                Some(Value::Array(a)) => {
-                                    t.parse::<usize>().ok().and_then(|i| a.get_mut(i))
-                                }
-                                _ => None,
-                            };
-                        }
-                        at.map(Value::take)
-                    }
-                }
+            Place::Pointer(tokens) if tokens.is_empty() => {
+                return Err("has an empty pointer".into())
             }
+            Place::Pointer(tokens) => at_pointer(fields, tokens)?,
             Place::Query(name) => match serde_json::from_str::<Value>(query) {
                 Ok(Value::Object(mut m)) => m.remove(name),
                 _ => None,
@@ -232,20 +211,10 @@ impl Operation {
     /// The place, as the user wrote it, for reasons.
     fn where_(&self) -> String {
         match &self.place {
-            Place::Pointer(t) => format!(
-                "at /{}",
-                t.iter()
-                    .map(|s| s.replace('~', "~0").replace('/', "~1"))
-                    .collect::<Vec<_>>()
-                    .join("/")
-            ),
+            Place::Pointer(t) => format!("at {}", show_pointer(t)),
             Place::Query(q) => format!("query parameter {q:?}"),
         }
     }
-}
-
-fn parse(raw: &str) -> Result<Value, String> {
-    serde_json::from_str(raw).map_err(|e| format!("cannot be read: {e}"))
 }
 
 #[cfg(test)]

@@ -121,6 +121,51 @@ pub fn top_level(body: &str) -> Result<Vec<Field<'_>>, serde_json::Error> {
     Ok(fields)
 }
 
+/// A JSON pointer (`/a/b~1c`) as its reference tokens (`~1` and `~0` decoded); `None` when it
+/// does not start with `/` or names the whole document.
+pub fn parse_pointer(pointer: &str) -> Option<Vec<String>> {
+    let rest = pointer.strip_prefix('/')?;
+    Some(
+        rest.split('/')
+            .map(|t| t.replace("~1", "/").replace("~0", "~"))
+            .collect(),
+    )
+}
+
+/// The pointer as written, for messages.
+pub fn show_pointer(tokens: &[String]) -> String {
+    tokens
+        .iter()
+        .map(|t| format!("/{}", t.replace('~', "~0").replace('/', "~1")))
+        .collect()
+}
+
+/// The value at `tokens` (a parsed JSON pointer, never empty) in a payload split into its
+/// top-level `fields`: only the first token's field is parsed. `Ok(None)`: nothing there;
+/// `Err`: that field is not JSON (worded to follow "the value ").
+pub fn at_pointer(
+    fields: &[Field<'_>],
+    tokens: &[String],
+) -> Result<Option<serde_json::Value>, String> {
+    use serde_json::Value;
+    let Some((first, rest)) = tokens.split_first() else {
+        return Ok(None);
+    };
+    let Some(f) = fields.iter().find(|f| f.key == first.as_str()) else {
+        return Ok(None);
+    };
+    let mut v: Value = serde_json::from_str(f.value).map_err(|e| format!("cannot be read: {e}"))?;
+    let mut at = Some(&mut v);
+    for t in rest {
+        at = match at {
+            Some(Value::Object(m)) => m.get_mut(t.as_str()),
+            Some(Value::Array(a)) => t.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
+            _ => None,
+        };
+    }
+    Ok(at.map(Value::take))
+}
+
 /// `b[start]` is an opening quote: the index just past the closing one.
 fn string_end(b: &[u8], start: usize) -> Option<usize> {
     let mut i = start + 1;

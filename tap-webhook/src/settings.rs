@@ -91,6 +91,12 @@ pub struct SourceConfig {
     pub signature: Option<SignatureConfig>,
     pub operation: Option<crate::operation::OperationConfig>,
     pub unflatten_query: Option<crate::receiver::unflatten::UnflattenConfig>,
+    pub stream_from: Option<crate::route::RouteConfig>,
+    pub include: Option<Vec<String>>,
+    pub exclude: Option<Vec<String>>,
+    pub max_streams: Option<usize>,
+    pub redact: Option<crate::receiver::redact::RedactConfig>,
+    pub dedupe_key: Option<crate::receiver::dedupe_key::DedupeKeyConfig>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -205,6 +211,12 @@ pub struct Source {
     pub operation: Option<crate::operation::Operation>,
     /// How a GET delivery's query parameters are nested back into the sender's payload.
     pub unflatten_query: Option<crate::receiver::unflatten::Unflatten>,
+    /// One stream per event type (`stream_from`, `include`, `exclude`); `None`: one stream.
+    pub route: Option<crate::route::Route>,
+    /// Values hashed or dropped before the spool write (`redact`).
+    pub redact: Option<crate::receiver::redact::Redact>,
+    /// Where a delivery's identity is, in place of the delivery-id headers (`dedupe_key`).
+    pub dedupe_key: Option<crate::receiver::dedupe_key::DedupeKey>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -300,6 +312,20 @@ impl Settings {
                 .map_err(|detail| bad(&setting("operation"), detail))?;
             let unflatten_query = crate::receiver::unflatten::Unflatten::build(s.unflatten_query)
                 .map_err(|detail| bad(&setting("unflatten_query"), detail))?;
+            let route = crate::route::Route::build(
+                s.stream_from.as_ref(),
+                s.include,
+                s.exclude,
+                s.max_streams,
+            )
+            .map_err(|(field, detail)| bad(&setting(field), detail))?;
+            let redact = crate::receiver::redact::Redact::build(s.redact)
+                .map_err(|detail| bad(&setting("redact"), detail))?;
+            let dedupe_key = crate::receiver::dedupe_key::DedupeKey::build(s.dedupe_key)
+                .map_err(|detail| bad(&setting("dedupe_key"), detail))?;
+            // The routing header is kept with every message: the tap reads it there.
+            let mut capture_headers: Vec<String> = s.capture_headers.unwrap_or_default();
+            capture_headers.extend(route.as_ref().and_then(|r| r.header()).map(str::to_owned));
             let api_key_header = s.api_key_header.unwrap_or_else(|| "x-api-key".into());
             if axum::http::HeaderName::from_bytes(api_key_header.as_bytes()).is_err() {
                 return Err(bad(
@@ -320,18 +346,23 @@ impl Settings {
                     url_tokens: s.url_tokens.unwrap_or_default(),
                     allow_get: s.allow_get.unwrap_or(false),
                     delivery_id_header: s.delivery_id_header.map(|h| h.to_ascii_lowercase()),
-                    capture_headers: s
-                        .capture_headers
-                        .unwrap_or_default()
+                    capture_headers: capture_headers
                         .into_iter()
                         .map(|h| h.to_ascii_lowercase())
                         .collect(),
                     signature,
                     operation,
                     unflatten_query,
+                    route,
+                    redact,
+                    dedupe_key,
                 },
             );
         }
+        let names = sources
+            .values()
+            .map(|s| (s.name.as_str(), s.route.is_some()));
+        crate::route::check_names(names).map_err(|(setting, detail)| bad(&setting, detail))?;
         let positive = |setting: &str, v: Option<f64>| {
             v.map(|x| {
                 Duration::try_from_secs_f64(x).map_err(|_| {
@@ -609,6 +640,6 @@ mod tests {
         let source = schema["properties"]["sources"]["additionalProperties"]["properties"]
             .as_object()
             .unwrap();
-        assert_eq!(source.len(), 13);
+        assert_eq!(source.len(), 19);
     }
 }

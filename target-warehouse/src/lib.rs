@@ -30,6 +30,7 @@ pub mod jsontext;
 pub mod names;
 pub mod overflow;
 pub mod pump;
+pub mod quarantine;
 pub mod record;
 pub mod registry;
 pub mod sdc;

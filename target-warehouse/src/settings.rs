@@ -81,6 +81,19 @@ pub struct Config {
     pub aws_allow_http: Option<bool>,
     /// Any other `deltalake`/object_store storage option, passed through as is.
     pub storage_options: Option<HashMap<String, String>>,
+    /// `fail` (default) or `quarantine` (see `quarantine.rs`).
+    pub on_invalid_record: Option<OnInvalidRecord>,
+}
+
+/// What a record the target cannot store does to the load.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnInvalidRecord {
+    /// Stop the load with the error (line, stream, reason).
+    #[default]
+    Fail,
+    /// Write it to `<stream>__rejected` with the reason and go on.
+    Quarantine,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +109,7 @@ pub struct Settings {
     pub max_columns: usize,
     /// Storage options for every table (empty for a local warehouse); see `table::store`.
     pub storage_options: HashMap<String, String>,
+    pub on_invalid_record: OnInvalidRecord,
 }
 
 impl Default for Settings {
@@ -111,6 +125,7 @@ impl Default for Settings {
             add_record_metadata: true,
             max_columns: DEFAULT_MAX_COLUMNS,
             storage_options: HashMap::new(),
+            on_invalid_record: OnInvalidRecord::Fail,
         }
     }
 }
@@ -170,6 +185,7 @@ impl Settings {
                 c.aws_allow_http,
                 &c.storage_options.unwrap_or_default(),
             ),
+            on_invalid_record: c.on_invalid_record.unwrap_or_default(),
         })
     }
 }

@@ -24,6 +24,8 @@ mod pipeline;
 mod postgres;
 mod readers;
 mod readme;
+mod redaction;
+mod routing;
 mod scaleout;
 mod signatures;
 mod valmi;

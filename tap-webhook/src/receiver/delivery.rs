@@ -1,5 +1,5 @@
 //! A POST's body from bytes to message texts: signatures over the raw bytes, decompression,
-//! then the checks and split of [`super::body`].
+//! then the checks and split of [`super::body`], then the source's redaction ([`super::redact`]).
 //!
 //! That pipeline is CPU work in proportion to the body (tens of MB at most). A small body runs
 //! it on the async worker that read it; a larger one runs on tokio's blocking pool, at most
@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 
 use super::auth::{RequestView, Verifier};
 use super::body::{self, Bounds};
+use super::redact::Redact;
 use super::reply::ReceiveError;
 
 /// Bodies up to this size run inline: their pipeline costs well under a millisecond, less than
@@ -37,6 +38,8 @@ pub struct Body<'a> {
     pub verifiers: &'a [Arc<dyn Verifier>],
     pub max_body_bytes: usize,
     pub bounds: Bounds,
+    /// The source's redaction, applied to each message once it passed every check.
+    pub redact: Option<&'a Redact>,
 }
 
 impl Body<'_> {
@@ -54,6 +57,7 @@ impl Body<'_> {
         );
         let (raw, now, max_body_bytes, bounds) =
             (self.raw, self.now, self.max_body_bytes, self.bounds);
+        let redact = self.redact.cloned();
         // Waiting for a slot parks this request only; the semaphore is never closed.
         let _slot = slots
             .acquire()
@@ -68,6 +72,7 @@ impl Body<'_> {
                 verifiers: &verifiers,
                 max_body_bytes,
                 bounds,
+                redact: redact.as_ref(),
             })
         })
         .await
@@ -92,8 +97,17 @@ fn run(b: &Body<'_>) -> Result<Vec<String>, ReceiveError> {
         .get(axum::http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok());
     let decoded = body::decode_borrowed(&b.raw, encoding, b.max_body_bytes)?;
-    Ok(body::split(&decoded, &b.bounds)?
-        .into_iter()
-        .map(str::to_owned)
-        .collect())
+    let texts = body::split(&decoded, &b.bounds)?.into_iter();
+    match b.redact {
+        None => Ok(texts.map(str::to_owned).collect()),
+        Some(r) => texts.map(|t| redacted(r, t)).collect(),
+    }
+}
+
+/// A message's text after the source's redaction (a checked JSON object: it cannot fail, but
+/// if it did the delivery is refused, never stored unredacted).
+pub fn redacted(r: &Redact, text: &str) -> Result<String, ReceiveError> {
+    r.apply(text)
+        .map(|t| t.into_owned())
+        .map_err(|detail| ReceiveError::Body(body::BodyError::InvalidJson { offset: 0, detail }))
 }

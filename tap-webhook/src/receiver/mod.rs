@@ -8,8 +8,10 @@
 pub mod auth;
 pub mod body;
 pub mod capture;
+pub mod dedupe_key;
 pub mod delivery;
 pub mod metrics;
+pub mod redact;
 pub mod refusal;
 pub mod reply;
 pub mod signature;
@@ -433,7 +435,10 @@ async fn receive(
                 });
             }
         }
-        vec![obj.to_string()]
+        match &rt.source.redact {
+            None => vec![obj.to_string()],
+            Some(r) => vec![delivery::redacted(r, &obj.to_string())?],
+        }
     } else {
         let raw = tokio::time::timeout(
             state.limits.body_read_timeout,
@@ -441,7 +446,10 @@ async fn receive(
         )
         .await
         .map_err(|_| ReceiveError::Body(body::BodyError::ReadTimeout))??;
-        seen.body(&raw);
+        // A refused body of a redacting source is not kept: its raw values must not be stored.
+        if rt.source.redact.is_none() {
+            seen.body(&raw);
+        }
         let body = delivery::Body {
             raw,
             headers,
@@ -450,14 +458,26 @@ async fn receive(
             verifiers: &rt.verifiers,
             max_body_bytes: state.max_body_bytes,
             bounds: state.bounds,
+            redact: rt.source.redact.as_ref(),
         };
         body.messages(&state.body_slots).await?
     };
 
-    let delivery_id = capture::delivery_id(headers, rt.source.delivery_id_header.as_deref());
+    // A declared key (read after redaction) wins; without one, the delivery-id headers.
+    let delivery_id = rt
+        .source
+        .dedupe_key
+        .as_ref()
+        .and_then(|k| k.delivery_id(headers, &texts))
+        .or_else(|| capture::delivery_id(headers, rt.source.delivery_id_header.as_deref()));
     let headers_json =
         capture::headers_json(headers, &rt.source.capture_headers, &rt.secret_headers);
-    let query_json = capture::query_json(&query, &rt.secret_params);
+    // A GET's parameters are its payload: with redaction they are stored only as the payload.
+    let query_json = if method == Method::GET && rt.source.redact.is_some() {
+        "{}".to_owned()
+    } else {
+        capture::query_json(&query, &rt.secret_params)
+    };
     let bytes: usize = texts.iter().map(|t| t.len()).sum();
     let count = texts.len();
     let messages: Vec<NewMessage> = texts

@@ -1,4 +1,7 @@
-//! `--discover`: one catalog entry per configured source, typed from what the spool holds now.
+//! `--discover`: one catalog entry per configured source (and per routed stream the spool holds),
+//! typed from what the spool holds now.
+
+use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
@@ -8,7 +11,8 @@ use singer::sdc;
 use super::inference::StreamSchema;
 use super::key::{self, KeyKinds};
 use super::record::{WEBHOOK_RECEIVED_AT, WEBHOOK_SEQUENCE};
-use crate::payload::top_level;
+use crate::payload::{top_level, Field};
+use crate::route::{stream_name, Fate};
 use crate::settings::{RecordShape, Settings, Source};
 use crate::spool::reader::SpoolReader;
 use crate::spool::SpoolError;
@@ -65,9 +69,9 @@ pub fn key_properties(source: &Source) -> Vec<String> {
         .unwrap_or_else(|| sdc::PRIMARY_KEY.to_owned())]
 }
 
-/// The stream of messages refused for lacking a usable primary key.
-pub fn rejected_stream(source: &Source) -> String {
-    format!("{}__rejected", source.name)
+/// The stream of a stream's messages refused for lacking a usable primary key.
+pub fn rejected_stream(stream: &str) -> String {
+    format!("{stream}__rejected")
 }
 
 pub fn rejected_schema() -> Value {
@@ -83,81 +87,136 @@ pub fn rejected_schema() -> Value {
     }})
 }
 
+/// What discovery learnt of one stream from the spool: its fields and key kinds.
+struct Sample {
+    schema: StreamSchema,
+    keys_seen: KeyKinds,
+    seen: usize,
+}
+
+impl Sample {
+    fn new(source: &Source) -> Sample {
+        Sample {
+            schema: StreamSchema::new(fixed_fields(source)),
+            keys_seen: KeyKinds::default(),
+            seen: 0,
+        }
+    }
+
+    /// Types the payload's fields, up to [`DISCOVERY_SAMPLE`] messages.
+    fn observe(&mut self, source: &Source, fields: Option<&[Field<'_>]>) {
+        if self.seen >= DISCOVERY_SAMPLE {
+            return;
+        }
+        self.seen += 1;
+        let Some(fields) = fields else { return };
+        if let Some(pk) = &source.primary_key {
+            let value = fields.iter().find(|f| f.key == *pk).map(|f| f.value);
+            if let Ok(kind) = key::check(value) {
+                self.keys_seen.add(kind);
+            }
+        }
+        if source.record_shape == RecordShape::Unpacked {
+            for f in fields {
+                self.schema.observe_text(&f.key, f.value);
+            }
+        }
+    }
+}
+
 /// The catalog: each source's fixed fields, and the payload fields and key kinds of up to
-/// [`DISCOVERY_SAMPLE`] of its messages in `spool` (none without a spool yet).
+/// [`DISCOVERY_SAMPLE`] of its messages in `spool` (none without a spool yet). A routed source
+/// (`stream_from`) lists its own stream and one per routed stream the spool holds, up to its
+/// `max_streams`, assigned in sequence order as a run from the spool's start would.
 pub fn discover(settings: &Settings, spool: Option<&SpoolReader>) -> Result<Catalog, SpoolError> {
     let until = spool.map(SpoolReader::high_water_mark).transpose()?;
     let mut streams = Vec::new();
     for source in settings.sources.values() {
-        let mut schema = StreamSchema::new(fixed_fields(source));
-        let mut keys_seen = KeyKinds::default();
-        let unpacked = source.record_shape == RecordShape::Unpacked;
-        if let (Some(spool), Some(until)) = (
-            spool.filter(|_| unpacked || source.primary_key.is_some()),
-            until,
-        ) {
-            let mut seen = 0;
-            spool.for_each::<SpoolError>(&source.name, 0, until, |m| {
-                if let Ok(fields) = top_level(&m.body) {
-                    if let Some(pk) = &source.primary_key {
-                        let value = fields.iter().find(|f| f.key == *pk).map(|f| f.value);
-                        if let Ok(kind) = key::check(value) {
-                            keys_seen.add(kind);
+        let mut own = Sample::new(source);
+        let mut routed: BTreeMap<String, Sample> = BTreeMap::new();
+        let sampled = source.record_shape == RecordShape::Unpacked
+            || source.primary_key.is_some()
+            || source.route.is_some();
+        if let (Some(spool), Some(until)) = (spool.filter(|_| sampled), until) {
+            spool.for_each_ref::<SpoolError>(&source.name, 0, until, |m| {
+                let fields = top_level(m.body).ok();
+                let Some(route) = &source.route else {
+                    own.observe(source, fields.as_deref());
+                    return Ok(own.seen < DISCOVERY_SAMPLE);
+                };
+                match route.fate(route.value(m.headers, fields.as_deref())) {
+                    Fate::Dropped => {}
+                    Fate::Own => own.observe(source, fields.as_deref()),
+                    Fate::Routed(v) => {
+                        let name = stream_name(&source.name, &v);
+                        if let Some(sample) = routed.get_mut(&name) {
+                            sample.observe(source, fields.as_deref());
+                        } else if routed.len() < route.max_streams {
+                            let mut sample = Sample::new(source);
+                            sample.observe(source, fields.as_deref());
+                            routed.insert(name, sample);
+                        } else {
+                            own.observe(source, fields.as_deref());
                         }
                     }
-                    for f in fields.iter().filter(|_| unpacked) {
-                        schema.observe_text(&f.key, f.value);
-                    }
                 }
-                seen += 1;
-                Ok(seen < DISCOVERY_SAMPLE)
+                // Every message is read: a type may first appear anywhere in the spool.
+                Ok(true)
             })?;
         }
-        let mut schema = schema.to_json_schema();
-        if let Some(pk) = &source.primary_key {
-            key::declare(&mut schema, pk, keys_seen);
+        streams.push(entry(source, source.name.clone(), own));
+        for (name, sample) in routed {
+            streams.push(entry(source, name, sample));
         }
-        let keys = key_properties(source);
-        let mut metadata = vec![MetadataEntry {
-            breadcrumb: vec![],
-            metadata: json!({
-                "inclusion": "available",
-                "selected-by-default": true,
-                "table-key-properties": keys,
-                "forced-replication-method": "INCREMENTAL",
-                "valid-replication-keys": [sdc::SEQUENCE],
-            })
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
-        }];
-        let fixed = fixed_fields(source);
-        if let Some(props) = schema["properties"].as_object() {
-            for name in props.keys() {
-                let automatic =
-                    fixed.contains_key(name) && !matches!(name.as_str(), "headers" | "query");
-                metadata.push(MetadataEntry {
-                    breadcrumb: vec!["properties".into(), name.clone()],
-                    metadata: json!({
-                        "inclusion": if automatic { "automatic" } else { "available" },
-                        "selected-by-default": true,
-                    })
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
-                });
-            }
-        }
-        streams.push(CatalogEntry {
-            tap_stream_id: source.name.clone(),
-            stream: Some(source.name.clone()),
-            schema,
-            metadata,
-            key_properties: Some(keys),
-            replication_method: Some("INCREMENTAL".into()),
-            replication_key: Some(sdc::SEQUENCE.into()),
-            extra: Map::new(),
-        });
     }
     Ok(Catalog { streams })
+}
+
+/// The catalog entry of one stream of `source`.
+fn entry(source: &Source, name: String, sample: Sample) -> CatalogEntry {
+    let mut schema = sample.schema.to_json_schema();
+    if let Some(pk) = &source.primary_key {
+        key::declare(&mut schema, pk, sample.keys_seen);
+    }
+    let keys = key_properties(source);
+    let mut metadata = vec![MetadataEntry {
+        breadcrumb: vec![],
+        metadata: json!({
+            "inclusion": "available",
+            "selected-by-default": true,
+            "table-key-properties": keys,
+            "forced-replication-method": "INCREMENTAL",
+            "valid-replication-keys": [sdc::SEQUENCE],
+        })
+        .as_object()
+        .cloned()
+        .unwrap_or_default(),
+    }];
+    let fixed = fixed_fields(source);
+    if let Some(props) = schema["properties"].as_object() {
+        for name in props.keys() {
+            let automatic =
+                fixed.contains_key(name) && !matches!(name.as_str(), "headers" | "query");
+            metadata.push(MetadataEntry {
+                breadcrumb: vec!["properties".into(), name.clone()],
+                metadata: json!({
+                    "inclusion": if automatic { "automatic" } else { "available" },
+                    "selected-by-default": true,
+                })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            });
+        }
+    }
+    CatalogEntry {
+        tap_stream_id: name.clone(),
+        stream: Some(name),
+        schema,
+        metadata,
+        key_properties: Some(keys),
+        replication_method: Some("INCREMENTAL".into()),
+        replication_key: Some(sdc::SEQUENCE.into()),
+        extra: Map::new(),
+    }
 }

@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use singer::writer::MessageWriter;
 
-use super::emitter::StreamEmitter;
 use super::outcome::{Summary, TapError};
+use super::router::SourceStreams;
 use super::state::state_value;
 use crate::settings::Settings;
 use crate::spool::reader::SpoolReader;
@@ -94,15 +94,20 @@ impl<'s, W: Write> Emission<'s, W> {
                         .is_some_and(|d| self.started.elapsed() >= d)))
     }
 
-    /// Accounts for a record just written; writes a STATE every `state_interval_records`.
-    fn emitted(&mut self, stream: &str, seq: i64, body_bytes: usize) -> Result<(), TapError> {
-        self.progress.add(1, body_bytes as u64);
-        match self.marks.get_mut(stream) {
+    /// Moves the source's bookmark to `seq`.
+    fn advance(&mut self, source: &str, seq: i64) {
+        match self.marks.get_mut(source) {
             Some(mark) => *mark = seq,
             None => {
-                self.marks.insert(stream.to_owned(), seq);
+                self.marks.insert(source.to_owned(), seq);
             }
         }
+    }
+
+    /// Accounts for a record just written; writes a STATE every `state_interval_records`.
+    fn emitted(&mut self, source: &str, seq: i64, body_bytes: usize) -> Result<(), TapError> {
+        self.progress.add(1, body_bytes as u64);
+        self.advance(source, seq);
         self.emitted_total += 1;
         self.since_state += 1;
         if self.since_state >= self.settings.state_interval_records {
@@ -143,25 +148,34 @@ impl<'s, W: Write> Emission<'s, W> {
         Ok(())
     }
 
-    /// Emits a stream's messages in `(after, until]`, in sequence order. Returns true when the
-    /// run's budget stopped it.
+    /// Emits a source's messages in `(after, until]`, in sequence order, each to its stream;
+    /// a dropped one only moves the bookmark. Returns true when the run's budget stopped it.
     pub fn stream(
         &mut self,
         spool: &SpoolReader,
-        emitter: &mut StreamEmitter<'_>,
+        streams: &mut SourceStreams<'_>,
         summary: &mut Summary,
         after: i64,
         until: i64,
     ) -> Result<bool, TapError> {
-        let stream = emitter.stream();
+        let source = streams.source();
         let mut stop = false;
-        spool.for_each_ref::<TapError>(stream, after, until, |m| {
+        spool.for_each_ref::<TapError>(source, after, until, |m| {
             if self.out_of_budget() {
                 stop = true;
                 return Ok(false);
             }
-            emitter.emit(&mut self.w, &m, summary)?;
-            self.emitted(stream, m.seq, m.body.len()).map(|()| true)
+            match streams.pick(&m) {
+                Some(emitter) => {
+                    emitter.emit(&mut self.w, &m, summary)?;
+                    self.emitted(source, m.seq, m.body.len())?;
+                }
+                None => {
+                    summary.dropped += 1;
+                    self.advance(source, m.seq);
+                }
+            }
+            Ok(true)
         })?;
         Ok(stop)
     }

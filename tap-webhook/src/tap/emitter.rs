@@ -27,6 +27,8 @@ use crate::spool::MessageRef;
 
 pub struct StreamEmitter<'a> {
     source: &'a Source,
+    /// The stream's name: the source's, or a routed one (`<source>__<value>`).
+    name: String,
     /// The spool's producer id, on every record.
     producer: &'a str,
     entry: Option<&'a CatalogEntry>,
@@ -46,9 +48,15 @@ pub struct StreamEmitter<'a> {
 }
 
 impl<'a> StreamEmitter<'a> {
-    pub fn new(source: &'a Source, entry: Option<&'a CatalogEntry>, producer: &'a str) -> Self {
+    pub fn new(
+        source: &'a Source,
+        name: String,
+        entry: Option<&'a CatalogEntry>,
+        producer: &'a str,
+    ) -> Self {
         StreamEmitter {
             source,
+            name,
             producer,
             entry,
             schema: StreamSchema::new(discover::fixed_fields(source)),
@@ -62,9 +70,9 @@ impl<'a> StreamEmitter<'a> {
         }
     }
 
-    /// The stream's name (its source's).
-    pub fn stream(&self) -> &'a str {
-        &self.source.name
+    /// The stream's name.
+    pub fn stream(&self) -> &str {
+        &self.name
     }
 
     #[inline]
@@ -136,7 +144,7 @@ impl<'a> StreamEmitter<'a> {
                 Ok(kind) => changed |= self.key_kinds.add(kind),
                 Err(reason) if self.source.on_missing_key == OnMissingKey::Fail => {
                     return Err(TapError::MissingKey {
-                        stream: self.source.name.clone(),
+                        stream: self.name.clone(),
                         message_id: m.id.to_owned(),
                         seq: m.seq,
                         key: key.to_owned(),
@@ -214,8 +222,8 @@ impl<'a> StreamEmitter<'a> {
         if changed {
             self.write_schema(w)?;
         }
-        w.write_record_raw(&self.source.name, &self.line, Some(&self.received_at))?;
-        summary.count_record(&self.source.name);
+        w.write_record_raw(&self.name, &self.line, Some(&self.received_at))?;
+        summary.count_record(&self.name);
         Ok(())
     }
 
@@ -229,7 +237,7 @@ impl<'a> StreamEmitter<'a> {
             props.retain(|k, _| entry.is_field_selected(k));
         }
         w.write_schema(
-            &self.source.name,
+            &self.name,
             &schema,
             &discover::key_properties(self.source),
             &[sdc::SEQUENCE.to_owned()],
@@ -245,7 +253,7 @@ impl<'a> StreamEmitter<'a> {
         reason: &str,
         summary: &mut Summary,
     ) -> Result<(), TapError> {
-        let stream = discover::rejected_stream(self.source);
+        let stream = discover::rejected_stream(&self.name);
         if !self.rejected_schema_sent {
             w.write_schema(
                 &stream,
@@ -267,7 +275,7 @@ impl<'a> StreamEmitter<'a> {
             "payload": m.body,
         });
         w.write_record_raw(&stream, &record.to_string(), Some(&received_at))?;
-        tracing::warn!(stream = %self.source.name, message_id = %m.id, reason, "message sent to {stream}");
+        tracing::warn!(stream = %self.name, message_id = %m.id, reason, "message sent to {stream}");
         summary.count_record(&stream);
         Ok(())
     }

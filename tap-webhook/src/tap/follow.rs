@@ -19,7 +19,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use super::emission::Emission;
-use super::emitter::StreamEmitter;
+use super::router::SourceStreams;
 use super::outcome::{Summary, TapError};
 use crate::spool::reader::SpoolReader;
 
@@ -45,7 +45,7 @@ pub enum Ended {
 pub fn follow<W: Write>(
     spool: &SpoolReader,
     run: &mut Emission<'_, W>,
-    emitters: &mut [StreamEmitter<'_>],
+    emitters: &mut [SourceStreams<'_>],
     summary: &mut Summary,
     mut until: i64,
 ) -> Result<Ended, TapError> {

@@ -19,6 +19,7 @@ pub mod key;
 pub mod outcome;
 pub mod prescan;
 pub mod record;
+pub mod router;
 pub mod state;
 
 use std::io::Write;
@@ -29,8 +30,8 @@ use serde_json::Value;
 use crate::settings::{RecordShape, Settings};
 use crate::spool::reader::SpoolReader;
 use emission::Emission;
-use emitter::StreamEmitter;
 pub use outcome::{Summary, TapError};
+use router::SourceStreams;
 use singer::catalog::Catalog;
 
 /// Runs the tap: emits what is pending (and, with `follow`, what arrives until a budget ends
@@ -111,20 +112,15 @@ fn run_with(
     run.stop_on(stop);
     let mut emitters = Vec::with_capacity(settings.sources.len());
     for source in settings.sources.values() {
-        let entry = match catalog {
-            Some(c) => match c.entry(&source.name) {
-                Some(e) if e.is_selected() => Some(e),
-                _ => continue,
-            },
-            None => None,
+        let Some(mut streams) = SourceStreams::new(source, catalog, producer) else {
+            continue;
         };
         let after = run.marks.get(&source.name).copied().unwrap_or(0);
-        let mut emitter = StreamEmitter::new(source, entry, producer);
         if settings.schema_prescan && source.record_shape == RecordShape::Unpacked {
-            prescan::prescan(&spool, &mut emitter, after, until)?;
+            prescan::prescan(&spool, &mut streams, after, until)?;
         }
-        let stopped = run.stream(&spool, &mut emitter, &mut summary, after, until)?;
-        emitters.push(emitter);
+        let stopped = run.stream(&spool, &mut streams, &mut summary, after, until)?;
+        emitters.push(streams);
         if stopped {
             summary.truncated = true;
             break;

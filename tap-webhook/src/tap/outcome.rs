@@ -30,6 +30,8 @@ pub struct Summary {
     /// Records emitted per stream (rejected streams included).
     pub records: BTreeMap<String, u64>,
     pub pruned: u64,
+    /// Messages passed over: filtered out by `include` / `exclude`, or of a deselected stream.
+    pub dropped: u64,
     /// True when max_records or max_seconds ended the run before the high-water mark.
     pub truncated: bool,
 }

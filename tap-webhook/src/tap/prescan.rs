@@ -9,22 +9,31 @@
 //! ratio 1.004, median of 31 alternated rounds; the target is the bound and the threads took
 //! its cores), below the 5% a hand-written parallel path must win.
 
-use super::emitter::StreamEmitter;
 use super::outcome::TapError;
+use super::router::SourceStreams;
 use crate::spool::reader::SpoolReader;
 
-/// Types every message of the stream in `(after, until]` before the first record is emitted.
+/// Types every message of the source in `(after, until]`, each in its stream, before the first
+/// record is emitted.
 pub fn prescan(
     spool: &SpoolReader,
-    emitter: &mut StreamEmitter<'_>,
+    streams: &mut SourceStreams<'_>,
     after: i64,
     until: i64,
 ) -> Result<(), TapError> {
-    spool.for_each_body::<TapError>(emitter.stream(), after, until, |body| {
-        emitter.prescan(body);
-        Ok(())
-    })?;
-    emitter.prescan_done();
+    if streams.routed() {
+        spool.for_each_ref::<TapError>(streams.source(), after, until, |m| {
+            streams.prescan(&m);
+            Ok(true)
+        })?;
+    } else {
+        // One stream: the bodies alone are read.
+        spool.for_each_body::<TapError>(streams.source(), after, until, |body| {
+            streams.prescan_own(body);
+            Ok(())
+        })?;
+    }
+    streams.prescan_done();
     Ok(())
 }
 
@@ -67,9 +76,9 @@ mod tests {
         let settings = Settings::from_map(serde_json::Map::new()).unwrap();
         let source = &settings.sources["data"];
         let spool = SpoolReader::open(&path).unwrap();
-        let mut emitter = StreamEmitter::new(source, None, "p");
-        prescan(&spool, &mut emitter, 0, 3_000).unwrap();
-        let schema = emitter.schema().to_json_schema();
+        let mut streams = SourceStreams::new(source, None, "p").unwrap();
+        prescan(&spool, &mut streams, 0, 3_000).unwrap();
+        let schema = streams.own().unwrap().schema().to_json_schema();
         let props = &schema["properties"];
         assert_eq!(
             props["id"]["type"],
@@ -82,9 +91,9 @@ mod tests {
             assert!(props.get(field).is_some(), "{field} missing from {props}");
         }
         // Only the run's range is read.
-        let mut first = StreamEmitter::new(source, None, "p");
+        let mut first = SourceStreams::new(source, None, "p").unwrap();
         prescan(&spool, &mut first, 0, 999).unwrap();
-        let schema = first.schema().to_json_schema();
+        let schema = first.own().unwrap().schema().to_json_schema();
         assert_eq!(
             schema["properties"]["id"]["type"],
             json!(["null", "integer"])

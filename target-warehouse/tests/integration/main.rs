@@ -13,6 +13,7 @@ mod inserts;
 mod load_methods;
 mod maintenance;
 mod producers;
+mod quarantine;
 mod races;
 mod sdk_streams;
 mod spill;
