@@ -19,8 +19,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use super::emission::Emission;
-use super::router::SourceStreams;
 use super::outcome::{Summary, TapError};
+use super::router::SourceStreams;
 use crate::spool::reader::SpoolReader;
 
 /// How often an idle follower looks at `data_version`: the added latency, at ~20 cheap reads

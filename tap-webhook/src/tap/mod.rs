@@ -68,7 +68,14 @@ pub fn replay(
     out: impl Write,
 ) -> Result<Summary, TapError> {
     let stop = AtomicBool::new(false);
-    run_with(settings, catalog, None, Some((since_us, until_us)), out, &stop)
+    run_with(
+        settings,
+        catalog,
+        None,
+        Some((since_us, until_us)),
+        out,
+        &stop,
+    )
 }
 
 fn run_with(

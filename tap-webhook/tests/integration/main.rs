@@ -4,8 +4,8 @@
 mod admin;
 mod app;
 mod cli;
-mod follow;
 mod dedupe_key;
+mod follow;
 mod harness;
 mod hostile;
 mod ledger;
