@@ -5,6 +5,7 @@
 #
 #   bash bench/run.sh            # full size (~25 minutes after the release build)
 #   BENCH_QUICK=1 bash bench/run.sh   # small sizes, to check the script itself (~3 minutes)
+#   BENCH_FRESH_SECS=60 bash bench/run.sh   # the freshness runs shorter than 5 minutes each
 #
 # Needs wrk (apt-get install wrk) and builds the release binaries; the Python peers
 # (target-duckdb, DuckDB) come from tests/python/setup.sh.
@@ -19,6 +20,7 @@ else
   recv_secs=10 tap_count=100000 target_count=100000 peer_count=20000 upsert_base=50000 mem_count=150000
   fresh_secs=300
 fi
+fresh_secs=${BENCH_FRESH_SECS:-$fresh_secs}
 
 echo "building release binaries..." >&2
 source bench/build.sh
