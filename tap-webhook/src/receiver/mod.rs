@@ -420,6 +420,11 @@ async fn receive(
         .check(state.max_spool_bytes, state.retry_after_seconds)?;
 
     let texts: Vec<String> = if method == Method::GET {
+        // A GET has no body, but a signed source's verifiers still run on it (over the empty
+        // body): fail closed, an unsigned GET is no way around a source's signature.
+        for v in &rt.verifiers {
+            v.verify_body(&view, &[])?;
+        }
         // valmi style: the query parameters are the payload (credentials left out).
         let mut obj = capture::query_object(&query, &[]);
         if let serde_json::Value::Object(map) = &mut obj {

@@ -70,12 +70,17 @@ async fn redacted_values_never_reach_the_spool_nor_the_output_and_hashes_are_sta
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     let one = format!(r#"{{"id":3,"customer":{{"email":"{EMAIL}"}},"card":"{CARD}"}}"#);
     assert_eq!(post(one.clone(), sign(&one)).await.unwrap().status(), 200);
-    // A GET's parameters are its payload: stored redacted, and not again as the query.
+    // A GET's parameters are its payload: stored redacted, and not again as the query. A
+    // signed source's GET is signed too (over its empty body); an unsigned one is refused.
+    let get_url = server.url(&format!(
+        "/webhooks/shop?id=6&phone={}",
+        PHONE.replace('+', "%2B")
+    ));
+    let resp = http.get(get_url.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), 401, "{}", resp.text().await.unwrap());
     let resp = http
-        .get(server.url(&format!(
-            "/webhooks/shop?id=6&phone={}",
-            PHONE.replace('+', "%2B")
-        )))
+        .get(get_url)
+        .header("X-Hub-Signature-256", sign(""))
         .send()
         .await
         .unwrap();
@@ -89,9 +94,9 @@ async fn redacted_values_never_reach_the_spool_nor_the_output_and_hashes_are_sta
         400
     );
 
-    // Both refusals are in the ledger (written off the request) before the spool is read.
-    let refused = crate::operate::refused_rows(&config, 2);
-    assert_eq!(refused.len(), 2, "{refused:?}");
+    // The three refusals are in the ledger (written off the request) before the spool is read.
+    let refused = crate::operate::refused_rows(&config, 3);
+    assert_eq!(refused.len(), 3, "{refused:?}");
     let spool = spool_bytes(dir.path());
     assert!(contains(&spool, "Ann"), "the spool holds the deliveries");
     for raw in [EMAIL, CARD, PHONE] {
