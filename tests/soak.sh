@@ -133,7 +133,8 @@ scheduler() {
 }
 
 cleanup() {
-  touch "$dir/stop.sampler" "$dir/stop.scheduler"
+  # The work directory is gone after a passing soak: nothing is left to stop then.
+  if [ -d "$dir" ]; then touch "$dir/stop.sampler" "$dir/stop.scheduler"; fi
   [ -n "$rpid" ] && kill -9 "$rpid" 2> /dev/null || true
   [ -n "${gpid:-}" ] && kill "$gpid" 2> /dev/null || true
 }
