@@ -142,15 +142,7 @@ async fn not_found(State(state): State<Arc<AppState>>, request: Request) -> Resp
         .filter(|p| p.starts_with("/webhooks/") && p.len() > "/webhooks/".len())
         .map(str::to_owned);
     let err = ReceiveError::NotFound { path, hint };
-    refused(
-        &state,
-        "-",
-        request.headers(),
-        request.extensions(),
-        &err,
-        Seen::default(),
-    );
-    respond(&state, "-", Err(err))
+    refuse_unrouted(&state, &request, err)
 }
 
 /// A route that exists, asked with a method it does not serve (PUT on a webhook URL, POST on
@@ -160,15 +152,20 @@ async fn method_not_allowed(State(state): State<Arc<AppState>>, request: Request
         method: request.method().to_string(),
         path: request.uri().path().to_owned(),
     };
+    refuse_unrouted(&state, &request, err)
+}
+
+/// The answer to a request no source's route took (404, 405), recorded in the ledger.
+fn refuse_unrouted(state: &AppState, request: &Request, err: ReceiveError) -> Response {
     refused(
-        &state,
+        state,
         "-",
         request.headers(),
         request.extensions(),
         &err,
         Seen::default(),
     );
-    respond(&state, "-", Err(err))
+    respond(state, "-", Err(err))
 }
 
 /// How long shutdown waits for requests in flight before giving up on them.
