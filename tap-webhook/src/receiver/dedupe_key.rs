@@ -15,6 +15,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::payload::{at_pointer, parse_pointer, top_level};
+use crate::route::RouteFrom as Part;
 
 /// Longest id stored as it is; longer ones are hashed.
 const MAX_ID_BYTES: usize = 256;
@@ -27,16 +28,10 @@ pub enum DedupeKeyConfig {
     Many(Vec<String>),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
-    Pointer(Vec<String>),
-    /// Lower-cased.
-    Header(String),
-}
-
 /// A validated `dedupe_key`.
 #[derive(Debug, Clone)]
 pub struct DedupeKey {
+    /// Where each part is: the type `stream_from` and `primary_key` parse into.
     parts: Vec<Part>,
 }
 

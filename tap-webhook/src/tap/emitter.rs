@@ -33,8 +33,9 @@ pub struct StreamEmitter<'a> {
     producer: &'a str,
     entry: Option<&'a CatalogEntry>,
     schema: StreamSchema,
-    /// The kinds of primary key value emitted (or prescanned): the key property's type.
-    key_kinds: KeyKinds,
+    /// The kinds of value each primary key part had, emitted (or prescanned): the key
+    /// properties' types.
+    key_kinds: Vec<KeyKinds>,
     schema_sent: bool,
     rejected_schema_sent: bool,
     line: String,
@@ -60,7 +61,7 @@ impl<'a> StreamEmitter<'a> {
             producer,
             entry,
             schema: StreamSchema::new(discover::fixed_fields(source)),
-            key_kinds: KeyKinds::default(),
+            key_kinds: discover::initial_key_kinds(source),
             schema_sent: false,
             rejected_schema_sent: false,
             line: String::with_capacity(4096),
@@ -94,12 +95,19 @@ impl<'a> StreamEmitter<'a> {
 
     /// Types the message's fields without emitting it (unpacked records only). A payload that
     /// is not a JSON object is skipped: its emission sends it to the rejected stream.
-    pub fn prescan(&mut self, body: &str) {
+    pub fn prescan(&mut self, body: &str, headers: Option<&str>) {
         if let Ok(fields) = top_level(body) {
-            if let Some(pk) = self.source.primary_key.as_deref() {
+            if let Some(pk) = &self.source.primary_key {
                 // A key that cannot be one is rejected at emission: it types nothing.
-                if let Ok(kind) = key::check(fields.iter().find(|f| f.key == pk).map(|f| f.value)) {
-                    self.key_kinds.add(kind);
+                let kinds: Result<Vec<_>, _> = pk
+                    .parts
+                    .iter()
+                    .map(|p| p.value(headers, &fields).map(|v| v.map(|(_, k)| k)))
+                    .collect();
+                for (seen, kind) in self.key_kinds.iter_mut().zip(kinds.unwrap_or_default()) {
+                    if let Some(kind) = kind {
+                        seen.add(kind);
+                    }
                 }
             }
             let with_operation = self.source.operation.is_some();
@@ -137,23 +145,34 @@ impl<'a> StreamEmitter<'a> {
                 return self.reject(w, m, &format!("payload is not a JSON object: {e}"), summary)
             }
         };
-        let pk = self.source.primary_key.as_deref();
+        let pk = self.source.primary_key.as_ref();
         let mut changed = !self.schema_sent;
-        if let Some(key) = pk {
-            match key::check(fields.iter().find(|f| f.key == key).map(|f| f.value)) {
-                Ok(kind) => changed |= self.key_kinds.add(kind),
-                Err(reason) if self.source.on_missing_key == OnMissingKey::Fail => {
-                    return Err(TapError::MissingKey {
-                        stream: self.name.clone(),
-                        message_id: m.id.to_owned(),
-                        seq: m.seq,
-                        key: key.to_owned(),
-                        reason,
-                    });
+        // Each part's value (raw JSON text), checked before anything is written.
+        let mut keys = Vec::new();
+        if let Some(pk) = pk {
+            for part in &pk.parts {
+                match part.value(Some(m.headers), &fields) {
+                    Ok(Some(v)) => keys.push(v),
+                    // Headers were given: a part is found or an error, never skipped.
+                    Ok(None) => {}
+                    Err(reason) if self.source.on_missing_key == OnMissingKey::Fail => {
+                        return Err(TapError::MissingKey {
+                            source_name: self.source.name.clone(),
+                            stream: self.name.clone(),
+                            message_id: m.id.to_owned(),
+                            seq: m.seq,
+                            key: part.describe(),
+                            reason,
+                        });
+                    }
+                    Err(reason) => {
+                        let reason = format!("primary key {} {reason}", part.describe());
+                        return self.reject(w, m, &reason, summary);
+                    }
                 }
-                Err(reason) => {
-                    return self.reject(w, m, &format!("primary key {key:?} {reason}"), summary);
-                }
+            }
+            for (seen, (_, kind)) in self.key_kinds.iter_mut().zip(&keys) {
+                changed |= seen.add(*kind);
             }
         }
         let op = match self
@@ -177,6 +196,17 @@ impl<'a> StreamEmitter<'a> {
             &self.received_at,
             pk.is_none(),
         );
+        // Key parts that are not top-level payload fields (a nested pointer, a header) are
+        // properties of their own; a payload field of the same name holds the same value
+        // (checked above) and is emitted with the payload instead.
+        if let (Some(pk), RecordShape::Unpacked) = (pk, self.source.record_shape) {
+            for (part, (text, _)) in pk.parts.iter().zip(&keys) {
+                if !part.is_top_level() && !fields.iter().any(|f| f.key == part.property.as_str()) {
+                    push_key(&mut self.line, &part.property);
+                    self.line.push_str(text);
+                }
+            }
+        }
         if let Some(op) = op {
             // The Singer way: a delete carries `_sdc_deleted_at` (its receipt time, so a
             // replay is identical); every record says what the sender asked.
@@ -210,10 +240,10 @@ impl<'a> StreamEmitter<'a> {
                         self.line.push_str(json);
                     }
                 }
-                if let Some(key) = pk {
-                    if let Some(f) = fields.iter().find(|f| f.key == key) {
-                        push_key(&mut self.line, key);
-                        self.line.push_str(f.value);
+                if let Some(pk) = pk {
+                    for (part, (text, _)) in pk.parts.iter().zip(&keys) {
+                        push_key(&mut self.line, &part.property);
+                        self.line.push_str(text);
                     }
                 }
             }
@@ -230,8 +260,10 @@ impl<'a> StreamEmitter<'a> {
     /// Writes the stream's SCHEMA: every field and type seen so far (selected by the catalog).
     fn write_schema<W: Write>(&mut self, w: &mut MessageWriter<W>) -> Result<(), TapError> {
         let mut schema = self.schema.to_json_schema();
-        if let Some(pk) = self.source.primary_key.as_deref() {
-            key::declare(&mut schema, pk, self.key_kinds);
+        if let Some(pk) = &self.source.primary_key {
+            for (part, kinds) in pk.parts.iter().zip(&self.key_kinds) {
+                key::declare(&mut schema, &part.property, *kinds);
+            }
         }
         if let (Some(entry), Some(props)) = (self.entry, schema["properties"].as_object_mut()) {
             props.retain(|k, _| entry.is_field_selected(k));

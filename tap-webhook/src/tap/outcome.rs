@@ -10,11 +10,13 @@ pub enum TapError {
     Spool(#[from] SpoolError),
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
-    #[error("stream {stream}: message {message_id} (sequence {seq}) lacks primary key {key:?}: it {reason}, and on_missing_key is \"fail\"")]
+    #[error("source {source_name}, stream {stream}: message {message_id} (sequence {seq}) lacks primary key {key}: it {reason}, and on_missing_key is \"fail\"")]
     MissingKey {
+        source_name: String,
         stream: String,
         message_id: String,
         seq: i64,
+        /// The part, as the user wrote it (`"id"`, `pointer "/data/id"`).
         key: String,
         /// Why the value cannot be a key (`tap::key::check`).
         reason: String,
