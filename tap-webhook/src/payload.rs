@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// One top-level field of a payload: its (unescaped) name and its value's raw JSON text.
@@ -215,13 +215,32 @@ fn member<'a>(text: &'a str, name: &str) -> Result<Option<&'a str>, serde_json::
     (&mut de).deserialize_map(Find(name))
 }
 
-/// The raw value at index `t` (checked by [`is_index`]) of the array `text`.
+/// The raw value at index `t` (checked by [`is_index`]) of the array `text`, read without
+/// keeping the others (a hostile array of millions of elements costs a scan, not a list).
 fn element<'a>(text: &'a str, t: &str) -> Result<Option<&'a str>, serde_json::Error> {
+    struct Nth(usize);
+    impl<'de> Visitor<'de> for Nth {
+        type Value = Option<&'de str>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            let mut i = 0usize;
+            while let Some(v) = seq.next_element::<&'de RawValue>()? {
+                if i == self.0 {
+                    found = Some(v.get());
+                }
+                i += 1;
+            }
+            Ok(found)
+        }
+    }
     let Ok(i) = t.parse::<usize>() else {
         return Ok(None);
     };
-    let items: Vec<&RawValue> = serde_json::from_str(text)?;
-    Ok(items.get(i).map(|v| v.get()))
+    let mut de = serde_json::Deserializer::from_str(text);
+    (&mut de).deserialize_seq(Nth(i))
 }
 
 /// `b[start]` is an opening quote: the index just past the closing one.
@@ -450,6 +469,13 @@ mod tests {
             at_pointer(&f, &parse_pointer("/a/b~0~1c/1").unwrap()).unwrap(),
             Some(serde_json::json!({"id": 1.0}))
         );
+        // A hostile array: a million elements, the last one named.
+        let big = format!(r#"{{"items":[{}{{"id":"last"}}]}}"#, "0,".repeat(1_000_000));
+        let f = top_level(&big).unwrap();
+        let p = parse_pointer("/items/1000000/id").unwrap();
+        assert_eq!(at_pointer_raw(&f, &p).unwrap(), Some(r#""last""#));
+        let p = parse_pointer("/items/99999999999999999999999/id").unwrap();
+        assert_eq!(at_pointer_raw(&f, &p).unwrap(), None);
     }
 
     #[test]

@@ -201,7 +201,9 @@ impl<'a> StreamEmitter<'a> {
         // (checked above) and is emitted with the payload instead.
         if let (Some(pk), RecordShape::Unpacked) = (pk, self.source.record_shape) {
             for (part, (text, _)) in pk.parts.iter().zip(&keys) {
-                if !part.is_top_level() && !fields.iter().any(|f| f.key == part.property.as_str()) {
+                let in_payload = fields.iter().any(|f| f.key == part.property.as_str())
+                    && self.selected(&part.property);
+                if !part.is_top_level() && !in_payload {
                     push_key(&mut self.line, &part.property);
                     self.line.push_str(text);
                 }

@@ -267,3 +267,54 @@ fn a_credential_header_or_a_clashing_declaration_is_refused_at_start() {
         );
     }
 }
+
+/// One declaration serves `primary_key` and `dedupe_key`: a retry is answered with the original
+/// message id and stored once, and the record keys on the same parts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_declaration_keys_rows_and_dedupes_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let item = "/notificationItems/0/NotificationRequestItem";
+    let key = json!([{"pointer": format!("{item}/eventCode")},
+                     {"pointer": format!("{item}/pspReference")}]);
+    let path = write_config(
+        dir.path(),
+        json!({"sources": {"adyen": {"primary_key": key, "dedupe_key": key}}}),
+    );
+    let server = Server::start(&path);
+    let send = |body: Value| {
+        let url = server.url("/webhooks/adyen");
+        async move {
+            let resp = client()
+                .post(url)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.json::<Value>().await.unwrap()
+        }
+    };
+    let first = send(adyen("AUTHORISATION", "881", "true")).await;
+    let retry = send(adyen("AUTHORISATION", "881", "true")).await;
+    assert_eq!(retry["data"]["duplicate"], true, "{retry}");
+    assert_eq!(retry["data"]["message_id"], first["data"]["message_id"]);
+    send(adyen("CAPTURE", "881", "true")).await;
+    // A key too long to be one: refused as a key, stored all the same (nothing is lost).
+    send(adyen("CAPTURE", &"9".repeat(5_000), "true")).await;
+
+    let lines = run_tap(&path, &[]);
+    let recs = records(&lines, "adyen");
+    let k = "notificationItems__0__NotificationRequestItem__eventCode";
+    let events: Vec<&Value> = recs.iter().map(|r| &r[k]).collect();
+    assert_eq!(events, [&json!("AUTHORISATION"), &json!("CAPTURE")]);
+    let rejected = records(&lines, "adyen__rejected");
+    assert_eq!(rejected.len(), 1);
+    assert!(
+        rejected[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("is a string of 5000 bytes, over the 1024"),
+        "{}",
+        rejected[0]["reason"]
+    );
+}
