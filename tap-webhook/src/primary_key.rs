@@ -20,7 +20,6 @@ use serde_json::Value;
 use crate::payload::{at_pointer_raw, Field};
 use crate::receiver::capture::ALWAYS_SECRET_HEADERS;
 use crate::route::{stored_header, RouteConfig, RouteFrom};
-use crate::settings::RecordShape;
 use crate::tap::key::{self, KeyKind};
 use crate::tap::record::is_reserved;
 
@@ -161,11 +160,8 @@ pub fn header_property(header: &str) -> String {
 
 impl PrimaryKey {
     /// Validates the setting; `Err` says what is wrong (the caller names the setting).
-    /// `shape`: a packed record's own properties cannot be key properties.
-    pub fn build(
-        c: Option<&PrimaryKeyConfig>,
-        shape: RecordShape,
-    ) -> Result<Option<PrimaryKey>, String> {
+    /// `packed`: the source's records are packed, whose own properties cannot be key properties.
+    pub fn build(c: Option<&PrimaryKeyConfig>, packed: bool) -> Result<Option<PrimaryKey>, String> {
         let Some(PrimaryKeyConfig(v)) = c else {
             return Ok(None);
         };
@@ -183,7 +179,7 @@ impl PrimaryKey {
         };
         for (i, p) in parts.iter().enumerate() {
             let taken = is_reserved(&p.property, true)
-                || (shape == RecordShape::Packed
+                || (packed
                     && matches!(
                         p.property.as_str(),
                         "message_id" | "payload" | "headers" | "query"

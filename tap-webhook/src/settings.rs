@@ -279,9 +279,11 @@ impl Settings {
                 ));
             }
             let record_shape = s.record_shape.unwrap_or_default();
-            let primary_key =
-                crate::primary_key::PrimaryKey::build(s.primary_key.as_ref(), record_shape)
-                    .map_err(|detail| bad(&setting("primary_key"), detail))?;
+            let primary_key = crate::primary_key::PrimaryKey::build(
+                s.primary_key.as_ref(),
+                record_shape == RecordShape::Packed,
+            )
+            .map_err(|detail| bad(&setting("primary_key"), detail))?;
             for (field, secrets) in [("api_keys", &s.api_keys), ("url_tokens", &s.url_tokens)] {
                 if let Some(list) = secrets {
                     if list.iter().any(|k| k.len() < 8) {

@@ -4,7 +4,7 @@ use super::*;
 use crate::payload::top_level;
 
 fn key(c: Value) -> Result<Option<PrimaryKey>, String> {
-    PrimaryKey::build(Some(&PrimaryKeyConfig(c)), RecordShape::Unpacked)
+    PrimaryKey::build(Some(&PrimaryKeyConfig(c)), false)
 }
 
 fn parts(c: Value) -> Vec<KeyPart> {
@@ -36,9 +36,7 @@ fn a_plain_string_is_a_top_level_field_as_before() {
     for bad in [json!(""), json!("x".repeat(51))] {
         assert!(key(bad).unwrap_err().contains("1 to 50 characters"));
     }
-    assert!(PrimaryKey::build(None, RecordShape::Unpacked)
-        .unwrap()
-        .is_none());
+    assert!(PrimaryKey::build(None, false).unwrap().is_none());
 }
 
 #[test]
@@ -104,7 +102,7 @@ fn bad_declarations_say_what_is_wrong() {
     let many: Vec<Value> = (0..17).map(|i| json!(format!("f{i}"))).collect();
     assert!(key(Value::Array(many)).unwrap_err().contains("over 16"));
     // A packed record's own properties are not key properties; unpacked payloads may use them.
-    let packed = |c: Value| PrimaryKey::build(Some(&PrimaryKeyConfig(c)), RecordShape::Packed);
+    let packed = |c: Value| PrimaryKey::build(Some(&PrimaryKeyConfig(c)), true);
     assert!(packed(json!({"pointer": "/payload"})).is_err());
     assert!(key(json!({"pointer": "/payload"})).is_ok());
 }

@@ -24,8 +24,10 @@ const MAX_ID_BYTES: usize = 256;
 #[derive(Debug, Deserialize, Clone)]
 #[serde(untagged)]
 pub enum DedupeKeyConfig {
-    One(PartConfig),
+    // A list first: serde reads a struct from a sequence too, so `One` would take a
+    // two-string list as `{"header", "pointer"}`.
     Many(Vec<PartConfig>),
+    One(PartConfig),
 }
 
 /// One part as written: a pointer (`/id`) or header name, or, as in `primary_key` and
@@ -143,6 +145,8 @@ mod tests {
         let text = |s: &str| DedupeKeyConfig::One(PartConfig::Text(s.into()));
         assert!(DedupeKey::build(Some(text("a b"))).is_err());
         // The object form of `primary_key` and `stream_from` declares the same parts.
+        let texts = key(serde_json::json!(["/eventCode", "/pspReference"]));
+        assert_eq!(texts.parts.len(), 2);
         let objects = key(serde_json::json!([
             {"pointer": "/eventCode"}, {"pointer": "/pspReference"}, {"header": "X-Event"}
         ]));

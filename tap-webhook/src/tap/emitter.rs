@@ -18,7 +18,7 @@ use singer::writer::MessageWriter;
 use super::discover;
 use super::inference::{FieldMap, StreamSchema};
 use super::key::{self, KeyKinds};
-use super::outcome::{Summary, TapError};
+use super::outcome::{MissingKey, Summary, TapError};
 use super::record::{is_reserved, start_record, WEBHOOK_RECEIVED_AT, WEBHOOK_SEQUENCE};
 use crate::operation::Op;
 use crate::payload::top_level;
@@ -156,14 +156,14 @@ impl<'a> StreamEmitter<'a> {
                     // Headers were given: a part is found or an error, never skipped.
                     Ok(None) => {}
                     Err(reason) if self.source.on_missing_key == OnMissingKey::Fail => {
-                        return Err(TapError::MissingKey {
+                        return Err(TapError::MissingKey(Box::new(MissingKey {
                             source_name: self.source.name.clone(),
                             stream: self.name.clone(),
                             message_id: m.id.to_owned(),
                             seq: m.seq,
                             key: part.describe(),
                             reason,
-                        });
+                        })));
                     }
                     Err(reason) => {
                         let reason = format!("primary key {} {reason}", part.describe());
