@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::harness::{peers, read_table, Receiver};
+use crate::harness::{peers, read_table, run_ok, Receiver};
 use crate::pipeline::pipe;
 
 const ITEM: &str = "/notificationItems/0/NotificationRequestItem";
@@ -171,4 +171,96 @@ fn stripe_and_adyen_upsert_on_declared_keys_across_retries_and_runs() {
     assert!(adyen.contains_key("CAPTURE|881") && adyen.contains_key("AUTHORISATION|882"));
     // No generated key beside the declared ones.
     assert!(adyen["CAPTURE|881"].get("__sdc_primary_key").is_none());
+
+    // The key columns' names are the Singer SDK's own `flatten_key` of the pointers' paths.
+    let sdk = run_ok(
+        std::process::Command::new(&peers["VENV_PYTHON"])
+            .arg("-c")
+            .arg(SDK_NAMES)
+            .arg(
+                json!([
+                    ["id"],
+                    ["data", "object", "id"],
+                    ITEM_PATH_EVENT,
+                    ITEM_PATH_PSP
+                ])
+                .to_string(),
+            ),
+    );
+    let sdk: Vec<String> = serde_json::from_str(&sdk).unwrap();
+    assert_eq!(sdk, ["id", "data__object__id", ADYEN_EVENT, ADYEN_PSP]);
+}
+
+const ITEM_PATH_EVENT: [&str; 4] = [
+    "notificationItems",
+    "0",
+    "NotificationRequestItem",
+    "eventCode",
+];
+const ITEM_PATH_PSP: [&str; 4] = [
+    "notificationItems",
+    "0",
+    "NotificationRequestItem",
+    "pspReference",
+];
+
+/// Prints the SDK's `flatten_key` of each path in argv[1] (a JSON list of lists of names).
+const SDK_NAMES: &str = "import json, sys
+from singer_sdk.helpers._flattening import flatten_key
+print(json.dumps([flatten_key(p[-1], p[:-1]) for p in json.loads(sys.argv[1])]))";
+
+/// The SDK abbreviates a flattened name from 255 characters on: `primary_key` refuses such
+/// names (over 254), so the names it emits are always the SDK's, unabridged.
+#[test]
+#[ignore = "needs the Python peers (bash tests/run.sh)"]
+fn the_sdk_keeps_names_up_to_the_bound_primary_key_allows() {
+    let peers = peers();
+    let at_bound = ["a".repeat(100), "b".repeat(100), "c".repeat(50)];
+    let over = ["a".repeat(100), "b".repeat(100), "c".repeat(51)];
+    let sdk = run_ok(
+        std::process::Command::new(&peers["VENV_PYTHON"])
+            .arg("-c")
+            .arg(SDK_NAMES)
+            .arg(json!([at_bound, over]).to_string()),
+    );
+    let sdk: Vec<String> = serde_json::from_str(&sdk).unwrap();
+    assert_eq!(sdk[0], at_bound.join("__"));
+    assert_eq!(sdk[0].len(), 254);
+    assert_ne!(
+        sdk[1],
+        over.join("__"),
+        "the SDK abbreviates 255 characters"
+    );
+    // And the tap refuses the longer path at start, naming the setting.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tap.json");
+    let pointer = |p: &[String; 3]| format!("/{}", p.join("/"));
+    for (p, ok) in [(pointer(&at_bound), true), (pointer(&over), false)] {
+        std::fs::write(
+            &config,
+            json!({"spool_path": dir.path().join("spool.sqlite"),
+                   "sources": {"s": {"primary_key": {"pointer": p}}}})
+            .to_string(),
+        )
+        .unwrap();
+        let out = std::process::Command::new(crate::harness::tap_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("--discover")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.success(),
+            ok,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !ok {
+            let e = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                e.contains("sources.s.primary_key") && e.contains("over 254"),
+                "{e}"
+            );
+        }
+    }
 }

@@ -151,10 +151,12 @@ impl<'a> StreamEmitter<'a> {
         let mut keys = Vec::new();
         if let Some(pk) = pk {
             for part in &pk.parts {
-                match part.value(Some(m.headers), &fields) {
-                    Ok(Some(v)) => keys.push(v),
-                    // Headers were given: a part is found or an error, never skipped.
-                    Ok(None) => {}
+                // Headers are given: a part is found or an error, never skipped.
+                let found = part
+                    .value(Some(m.headers), &fields)
+                    .and_then(|v| v.ok_or_else(|| "is missing".to_owned()));
+                match found {
+                    Ok(v) => keys.push(v),
                     Err(reason) if self.source.on_missing_key == OnMissingKey::Fail => {
                         return Err(TapError::MissingKey(Box::new(MissingKey {
                             source_name: self.source.name.clone(),
