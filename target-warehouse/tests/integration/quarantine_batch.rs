@@ -55,9 +55,8 @@ fn files(dir: &Path) -> (String, String) {
 }
 
 /// SCHEMA, a bad RECORD, the BATCH of both files (line 3), a good RECORD, STATE.
-fn input(dir: &Path) -> String {
-    let (gz, plain) = files(dir);
-    lines(&[
+fn input(gz: &str, plain: &str) -> Vec<Value> {
+    vec![
         schema_msg(
             "s",
             json!({"id": {"type": ["null", "integer"]}, "v": {"type": "string"}}),
@@ -74,7 +73,19 @@ fn input(dir: &Path) -> String {
             json!({"id": 7, "v": "g", "_sdc_sequence": 11, "_sdc_producer": P}),
         ),
         state(json!({"bookmarks": {"s": 11}})),
-    ])
+    ]
+}
+
+/// A row expected in `s__rejected`.
+struct Expected<'a> {
+    /// The BATCH file and row (`None`: a RECORD, line 2).
+    at: Option<(&'a str, u64)>,
+    /// What the reason says.
+    why: &'a str,
+    /// Part of the raw text.
+    raw: &'a str,
+    /// The tap's sequence.
+    seq: Option<i64>,
 }
 
 /// A column of a row read back (a null is absent from it).
@@ -107,7 +118,8 @@ fn rejected_seqs(wh: &Path) -> Vec<i64> {
 fn invalid_batch_rows_are_quarantined_with_file_and_row_and_never_twice() {
     let dir = tempfile::tempdir().unwrap();
     let (gz, plain) = files(dir.path());
-    let input = input(dir.path());
+    let messages = input(&gz, &plain);
+    let input = lines(&messages);
     let (_d, wh) = warehouse();
     let config = json!({"on_invalid_record": "quarantine"});
     let r = run(&wh, config.clone(), &input);
@@ -123,94 +135,71 @@ fn invalid_batch_rows_are_quarantined_with_file_and_row_and_never_twice() {
             col(r, "batch_row").as_u64(),
         )
     });
-    // (file, row, what the reason says, the raw text, its sequence)
-    let expected: [(Option<&str>, Option<u64>, &str, &str, Option<i64>); 7] = [
-        (
-            None,
-            None,
-            "key property \"id\"",
-            "record without key",
-            Some(1),
-        ),
-        (
-            Some(&gz),
-            Some(2),
-            "key property \"id\"",
-            "\"v\":\"no key\"",
-            Some(3),
-        ),
-        (
-            Some(&gz),
-            Some(3),
-            "key property \"id\" is null",
+    let bad = |at, why, raw, seq| Expected { at, why, raw, seq };
+    let key = "key property \"id\"";
+    let expected = [
+        bad(None, key, "record without key", Some(1)),
+        bad(Some((&gz, 2)), key, "\"v\":\"no key\"", Some(3)),
+        bad(
+            Some((&gz, 3)),
+            "\"id\" is null",
             "\"v\":\"null key\"",
             Some(4),
         ),
-        (
-            Some(&gz),
-            Some(4),
+        bad(
+            Some((&gz, 4)),
             "not a JSON object",
             "[\"not\", \"an\", \"object\"]",
             None,
         ),
-        (
-            Some(&gz),
-            Some(5),
+        bad(
+            Some((&gz, 5)),
             "not a JSON object",
             "{\"id\": 9, \"v\": ",
             None,
         ),
-        (
-            Some(&gz),
-            Some(6),
+        bad(
+            Some((&gz, 6)),
             "not UTF-8",
             "{\"id\": 10, \"v\": \"\u{fffd}\u{fffd}\"}",
             None,
         ),
-        (
-            Some(&plain),
-            Some(2),
-            "key property \"id\"",
-            "no key either",
-            Some(10),
-        ),
+        bad(Some((&plain, 2)), key, "no key either", Some(10)),
     ];
     assert_eq!(rows.len(), expected.len(), "{rows:?}");
-    for (row, (file, n, why, raw, seq)) in rows.iter().zip(expected) {
-        let line = if file.is_some() { 3 } else { 2 };
+    for (row, e) in rows.iter().zip(expected) {
+        let line = if e.at.is_some() { 3 } else { 2 };
         assert_eq!(row["line"], json!(line), "{row:?}");
         assert_eq!(row["stream"], json!("s"));
-        assert_eq!(col(row, "batch_file"), json!(file), "{row:?}");
-        assert_eq!(col(row, "batch_row"), json!(n), "{row:?}");
+        assert_eq!(col(row, "batch_file"), json!(e.at.map(|a| a.0)), "{row:?}");
+        assert_eq!(col(row, "batch_row"), json!(e.at.map(|a| a.1)), "{row:?}");
         let reason = row["reason"].as_str().unwrap();
         assert!(
-            reason.contains(why) && reason.contains(&format!("line {line}")),
+            reason.contains(e.why) && reason.contains(&format!("line {line}")),
             "{reason}"
         );
-        if let (Some(file), Some(n)) = (file, n) {
-            assert!(
-                reason.contains(&format!("BATCH file {file}, row {n}:")),
-                "{reason}"
-            );
-        }
         let text = row["raw_line"].as_str().unwrap();
-        assert!(text.contains(raw), "{row:?}");
+        assert!(text.contains(e.raw), "{row:?}");
         // A RECORD's raw line is the Singer line; a BATCH row's is the row as in the file.
         assert_eq!(
             text.contains("\"type\":\"RECORD\""),
-            file.is_none(),
+            e.at.is_none(),
             "{row:?}"
         );
-        match (seq, file, n) {
-            (Some(seq), _, _) => {
+        if let Some((file, n)) = e.at {
+            let at = format!("BATCH file {file}, row {n}:");
+            assert!(reason.contains(&at), "{reason}");
+        }
+        match (e.seq, e.at) {
+            (Some(seq), _) => {
                 assert_eq!(row["_sdc_sequence"], json!(seq), "{row:?}");
                 assert_eq!(row["_sdc_producer"], json!(P), "{row:?}");
                 assert_eq!(row["message_id"], json!(format!("seq:{seq}")));
             }
-            (None, Some(file), Some(n)) => {
+            (None, Some((file, n))) => {
                 assert_eq!(row["message_id"], json!(format!("line:3:row:{n}:{file}")));
             }
-            _ => unreachable!(),
+            (None, None) => unreachable!("every RECORD above has a sequence"),
         }
     }
 
@@ -225,29 +214,14 @@ fn invalid_batch_rows_are_quarantined_with_file_and_row_and_never_twice() {
     // The default stops at the first bad row of the BATCH, naming its line, file and row, and
     // writes no quarantine table.
     let (_d2, wh2) = warehouse();
-    let bad_batch = lines(
-        &input
-            .lines()
-            .skip(2)
-            .take(1)
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect::<Vec<Value>>(),
+    let r = run(
+        &wh2,
+        json!({}),
+        &lines(&[messages[0].clone(), messages[2].clone()]),
     );
-    let only_batch = format!(
-        "{}{}",
-        input.lines().next().unwrap().to_owned() + "\n",
-        bad_batch
-    );
-    let r = run(&wh2, json!({}), &only_batch);
     assert!(!r.ok());
-    for needle in [
-        "line 2",
-        "\"s\"",
-        "BATCH file",
-        gz.as_str(),
-        "row 2",
-        "key property \"id\"",
-    ] {
+    let needles = ["line 2", "\"s\"", "BATCH file", &gz, "row 2", key];
+    for needle in needles {
         assert!(
             r.stderr().contains(needle),
             "{needle:?} not in {}",
