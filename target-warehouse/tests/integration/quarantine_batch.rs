@@ -252,28 +252,42 @@ fn a_run_failing_between_the_stream_and_its_quarantine_commits_is_completed_exac
         batch,
         state(json!({"bookmarks": {"s": 6}})),
     ]);
-    let config = json!({"on_invalid_record": "quarantine"});
-    for step in ["data-file-write", "commit-before-log", "commit-after-log"] {
-        for nth in [1, 2] {
-            let what = format!("{step}:{nth}");
+    // One commit per table, or (2 rows a batch) commits of both tables interleaved mid-BATCH.
+    let configs = [
+        json!({"on_invalid_record": "quarantine"}),
+        json!({"on_invalid_record": "quarantine", "batch_size_rows": 2}),
+    ];
+    for (config, commits) in configs.iter().zip([2, 3]) {
+        for step in ["data-file-write", "commit-before-log", "commit-after-log"] {
+            // Every commit of the run is a failure point below (a next one is not reached).
             let (_d, wh) = warehouse();
-            let failed = run_env(&wh, config.clone(), &input, &[(ENV, &what)]);
-            assert!(!failed.ok(), "{what}: {}", failed.stderr());
+            let beyond = format!("{step}:{}", commits + 1);
+            let clean = run_env(&wh, config.clone(), &input, &[(ENV, &beyond)]);
             assert!(
-                failed.stdout_lines().is_empty(),
-                "{what}: no STATE before both commits"
+                clean.ok(),
+                "{config}: over {commits} commits: {}",
+                clean.stderr()
             );
-            let r = run(&wh, config.clone(), &input);
-            assert!(r.ok(), "{what}: {}", r.stderr());
-            assert_eq!(
-                r.stdout_lines(),
-                vec![json!({"bookmarks": {"s": 6}})],
-                "{what}"
-            );
-            let ids = good_ids(&wh);
-            assert_eq!(ids, vec![json!(1), json!(2), json!(4), json!(5)], "{what}");
-            assert_eq!(rejected_seqs(&wh), vec![3, 6], "{what}");
-            assert_eq!(rejected(&wh).len(), 2, "{what}");
+            for nth in 1..=commits {
+                let what = format!("{config}: {step}:{nth}");
+                let (_d, wh) = warehouse();
+                let failpoint = format!("{step}:{nth}");
+                let failed = run_env(&wh, config.clone(), &input, &[(ENV, &failpoint)]);
+                assert!(!failed.ok(), "{what}: {}", failed.stderr());
+                let released = failed.stdout_lines();
+                assert!(
+                    released.is_empty(),
+                    "{what}: no STATE before every commit: {released:?}"
+                );
+                let r = run(&wh, config.clone(), &input);
+                assert!(r.ok(), "{what}: {}", r.stderr());
+                let done = vec![json!({"bookmarks": {"s": 6}})];
+                assert_eq!(r.stdout_lines(), done, "{what}");
+                let ids = good_ids(&wh);
+                assert_eq!(ids, vec![json!(1), json!(2), json!(4), json!(5)], "{what}");
+                assert_eq!(rejected_seqs(&wh), vec![3, 6], "{what}");
+                assert_eq!(rejected(&wh).len(), 2, "{what}");
+            }
         }
     }
 }
