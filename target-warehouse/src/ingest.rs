@@ -5,6 +5,7 @@
 //! stream's row limit or its age; a stream hands its rows to its data file in eighths of the
 //! budget. The streams own their rows (`stream/`), the commit queue orders the commits
 //! (`commits.rs`), and STATEs wait for the commits they cover (`states.rs`).
+//! BATCH messages' rows and the quarantine of invalid records are in `ingest/rows.rs`.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
