@@ -16,6 +16,7 @@ use singer::sdc;
 use singer::writer::MessageWriter;
 
 use super::discover;
+use super::flatten::{Column, Columns};
 use super::inference::{FieldMap, StreamSchema};
 use super::key::{self, KeyKinds};
 use super::outcome::{Summary, TapError};
@@ -45,6 +46,8 @@ pub struct StreamEmitter<'a> {
     /// True once the prescan has typed every message of the run: the schema then holds every
     /// field and type the records will bring.
     prescanned: bool,
+    /// With flattening: which payload field each column holds, so two never share one.
+    columns: Columns,
 }
 
 impl<'a> StreamEmitter<'a> {
@@ -67,6 +70,7 @@ impl<'a> StreamEmitter<'a> {
             received_at: String::with_capacity(32),
             selection: FieldMap::default(),
             prescanned: false,
+            columns: Columns::new(tap_fields(source)),
         }
     }
 
@@ -103,6 +107,16 @@ impl<'a> StreamEmitter<'a> {
                 }
             }
             let with_operation = self.source.operation.is_some();
+            if let Some(flattening) = self.source.flattening {
+                let mut columns = Vec::with_capacity(fields.len());
+                flattening.flatten(&fields, |k| is_reserved(k, with_operation), &mut columns);
+                for c in &columns {
+                    if self.selected(&c.name) {
+                        self.schema.observe_text(&c.name, &c.value);
+                    }
+                }
+                return;
+            }
             for f in &fields {
                 if !is_reserved(&f.key, with_operation) && self.selected(&f.key) {
                     self.schema.observe_hashed(f.hash, &f.key, f.value);
@@ -187,6 +201,22 @@ impl<'a> StreamEmitter<'a> {
         }
         let reserved = |k: &str| is_reserved(k, op.is_some());
         match self.source.record_shape {
+            RecordShape::Unpacked if self.source.flattening.is_some() => {
+                let mut columns = Vec::with_capacity(fields.len());
+                if let Some(flattening) = self.source.flattening {
+                    flattening.flatten(&fields, reserved, &mut columns);
+                }
+                if let Err(detail) = self.columns.check(&columns) {
+                    return Err(TapError::Flattening {
+                        source_name: self.source.name.clone(),
+                        stream: self.name.clone(),
+                        message_id: m.id.to_owned(),
+                        seq: m.seq,
+                        detail,
+                    });
+                }
+                changed |= self.push_columns(&columns);
+            }
             RecordShape::Unpacked => {
                 for f in &fields {
                     if reserved(&f.key) || !self.selected(&f.key) {
@@ -225,6 +255,23 @@ impl<'a> StreamEmitter<'a> {
         w.write_record_raw(&self.name, &self.line, Some(&self.received_at))?;
         summary.count_record(&self.name);
         Ok(())
+    }
+
+    /// Appends a flattened record's (selected) columns to the line; true when one brought a
+    /// new column or type.
+    fn push_columns(&mut self, columns: &[Column<'_>]) -> bool {
+        let mut changed = false;
+        for c in columns {
+            if !self.selected(&c.name) {
+                continue;
+            }
+            if !self.prescanned {
+                changed |= self.schema.observe_text(&c.name, &c.value);
+            }
+            push_key(&mut self.line, &c.name);
+            self.line.push_str(&c.value);
+        }
+        changed
     }
 
     /// Writes the stream's SCHEMA: every field and type seen so far (selected by the catalog).
@@ -284,4 +331,21 @@ impl<'a> StreamEmitter<'a> {
     pub fn schema(&self) -> &StreamSchema {
         &self.schema
     }
+}
+
+/// The fields the tap writes in a record of `source` (no payload field may take their names).
+fn tap_fields(source: &Source) -> impl Iterator<Item = &'static str> {
+    let with_operation = source.operation.is_some();
+    [
+        sdc::SEQUENCE,
+        sdc::PRODUCER,
+        sdc::RECEIVED_AT,
+        sdc::PRIMARY_KEY,
+        WEBHOOK_SEQUENCE,
+        WEBHOOK_RECEIVED_AT,
+        sdc::OPERATION,
+        sdc::DELETED_AT,
+    ]
+    .into_iter()
+    .filter(move |f| is_reserved(f, with_operation))
 }

@@ -13,6 +13,7 @@ pub mod discover;
 pub mod drain;
 pub mod emission;
 pub mod emitter;
+pub mod flatten;
 pub mod follow;
 pub mod inference;
 pub mod key;
@@ -20,6 +21,7 @@ pub mod outcome;
 pub mod prescan;
 pub mod record;
 pub mod router;
+pub mod sdk_json;
 pub mod state;
 
 use std::io::Write;
