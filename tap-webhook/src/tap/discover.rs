@@ -118,9 +118,11 @@ impl Sample {
         }
         if let Some(flattening) = source.flattening {
             let mut columns = Vec::with_capacity(fields.len());
-            flattening.flatten(
+            // Discovery only lists columns: a shared one is refused when a run meets it.
+            let _ = flattening.flatten(
                 fields,
                 |k| is_reserved(k, source.operation.is_some()),
+                None,
                 &mut columns,
             );
             for c in &columns {

@@ -109,7 +109,13 @@ impl<'a> StreamEmitter<'a> {
             let with_operation = self.source.operation.is_some();
             if let Some(flattening) = self.source.flattening {
                 let mut columns = Vec::with_capacity(fields.len());
-                flattening.flatten(&fields, |k| is_reserved(k, with_operation), &mut columns);
+                // Columns shared by two fields are refused at emission, naming the message.
+                let _ = flattening.flatten(
+                    &fields,
+                    |k| is_reserved(k, with_operation),
+                    None,
+                    &mut columns,
+                );
                 for c in &columns {
                     if self.selected(&c.name) {
                         self.schema.observe_text(&c.name, &c.value);
@@ -203,10 +209,11 @@ impl<'a> StreamEmitter<'a> {
         match self.source.record_shape {
             RecordShape::Unpacked if self.source.flattening.is_some() => {
                 let mut columns = Vec::with_capacity(fields.len());
-                if let Some(flattening) = self.source.flattening {
-                    flattening.flatten(&fields, reserved, &mut columns);
-                }
-                if let Err(detail) = self.columns.check(&columns) {
+                let flattened = match self.source.flattening {
+                    Some(f) => f.flatten(&fields, reserved, Some(&mut self.columns), &mut columns),
+                    None => Ok(()),
+                };
+                if let Err(detail) = flattened {
                     return Err(TapError::Flattening {
                         source_name: self.source.name.clone(),
                         stream: self.name.clone(),

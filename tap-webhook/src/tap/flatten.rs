@@ -18,7 +18,7 @@ use std::borrow::Cow;
 
 use super::inference::FieldMap;
 use super::sdk_json;
-use crate::payload::{show_pointer, top_level, Field};
+use crate::payload::{field_hash, show_pointer, top_level, Field};
 
 /// Between the keys of a path in a column name.
 pub const SEPARATOR: &str = "__";
@@ -69,66 +69,150 @@ impl Flattening {
     }
 
     /// The record's payload `fields` flattened, in order, each as its column name and value's
-    /// JSON text (raw as stored for scalars). `skip` tells top-level fields to leave out (the
-    /// tap's own names, fields the catalog deselects are left to the caller: selection is by
-    /// column).
+    /// JSON text (raw as stored for scalars); top-level fields `skip` names are left out (the
+    /// tap's own names). With `columns`, each column is checked against the fields the stream's
+    /// columns already hold (`Err`: two would share one; nothing of the record is kept).
     pub fn flatten<'a>(
         &self,
         fields: &'a [Field<'a>],
         skip: impl Fn(&str) -> bool,
+        mut columns: Option<&mut Columns>,
         out: &mut Vec<Column<'a>>,
-    ) {
+    ) -> Result<(), String> {
         out.clear();
-        let mut parents: Vec<String> = Vec::new();
+        let mut walk = Walk::default();
         for f in fields.iter().filter(|f| !skip(&f.key)) {
             let plain = !matches!(f.value.as_bytes().first(), Some(b'{' | b'['))
                 && f.key.chars().count() < self.max_key_length;
             if plain {
                 // The common case: the field is its own column, name and value as stored.
+                if let Some(c) = columns.as_deref_mut() {
+                    c.note(&f.key, None, || show_pointer(&[f.key.to_string()]))?;
+                }
                 out.push(Column {
                     name: Cow::Borrowed(f.key.as_ref()),
                     value: Cow::Borrowed(f.value),
-                    origin: None,
                 });
             } else {
-                self.node(&mut parents, &f.key, f.value, 0, out);
+                self.node(&mut walk, &f.key, f.value, 0, columns.as_deref_mut(), out)?;
             }
         }
+        Ok(())
     }
 
     fn node<'a>(
         &self,
-        parents: &mut Vec<String>,
+        walk: &mut Walk,
         key: &str,
         raw: &'a str,
         level: usize,
+        mut columns: Option<&mut Columns>,
         out: &mut Vec<Column<'a>>,
-    ) {
-        let keys: Vec<&str> = parents.iter().map(String::as_str).collect();
-        let name = Cow::Owned(flatten_key(key, &keys, self.max_key_length));
-        // A top-level field keeping its name is told apart by its name alone.
-        let nested = !parents.is_empty() || name != key;
-        match raw.as_bytes().first() {
-            Some(b'{') if level < self.max_depth => {
-                // A name the receiver's parse allows but no Rust string holds (a lone
-                // surrogate) keeps the object whole, as JSON text.
-                if let Ok(children) = top_level(raw) {
-                    parents.push(key.to_owned());
-                    for c in &children {
-                        self.node(parents, &c.key, c.value, level + 1, out);
-                    }
-                    parents.pop();
-                    return;
+    ) -> Result<(), String> {
+        if raw.as_bytes().first() == Some(&b'{') && level < self.max_depth {
+            // A name the receiver's parse allows but no Rust string holds (a lone surrogate)
+            // keeps the object whole, as JSON text, below.
+            if let Ok(children) = top_level(raw) {
+                walk.enter(key);
+                for c in &children {
+                    self.node(
+                        walk,
+                        &c.key,
+                        c.value,
+                        level + 1,
+                        columns.as_deref_mut(),
+                        out,
+                    )?;
                 }
-                out.push(Column::json(name, raw, nested, parents, key));
+                walk.leave();
+                return Ok(());
             }
-            Some(b'{' | b'[') => out.push(Column::json(name, raw, nested, parents, key)),
-            _ => out.push(Column {
-                name,
-                value: Cow::Borrowed(raw),
-                origin: nested.then(|| origin(parents, key)),
-            }),
         }
+        let name = walk.name(key, self.max_key_length);
+        if let Some(c) = columns {
+            // A top-level field keeping its name is told apart by its name alone.
+            let path = (!walk.keys.is_empty() || name != key).then(|| walk.path_hash(key));
+            c.note(&name, path, || walk.pointer(key))?;
+        }
+        let value = match raw.as_bytes().first() {
+            Some(b'{' | b'[') => {
+                let mut value = String::with_capacity(raw.len() + 2);
+                // `None` is not reachable on what the receiver stored: the text as stored.
+                singer::json::push_str(&mut value, sdk_json::dump(raw).as_deref().unwrap_or(raw));
+                Cow::Owned(value)
+            }
+            _ => Cow::Borrowed(raw),
+        };
+        out.push(Column {
+            name: Cow::Owned(name),
+            value,
+        });
+        Ok(())
+    }
+}
+
+/// Where a flattening walk is: the keys of the objects it is in, their names joined (unreduced,
+/// for the common case of a short name), and the hash of their path.
+#[derive(Default)]
+struct Walk {
+    keys: Vec<String>,
+    /// `keys` joined by [`SEPARATOR`], and its length in characters.
+    prefix: String,
+    prefix_chars: usize,
+    /// Per level: the prefix's length in bytes and characters, and the path's hash, before it.
+    stack: Vec<(usize, usize, u64)>,
+    hash: u64,
+}
+
+impl Walk {
+    fn enter(&mut self, key: &str) {
+        self.stack
+            .push((self.prefix.len(), self.prefix_chars, self.hash));
+        if !self.keys.is_empty() {
+            self.prefix.push_str(SEPARATOR);
+            self.prefix_chars += SEPARATOR.len();
+        }
+        self.prefix.push_str(key);
+        self.prefix_chars += key.chars().count();
+        self.hash = self.path_hash(key);
+        self.keys.push(key.to_owned());
+    }
+
+    fn leave(&mut self) {
+        if let Some((len, chars, hash)) = self.stack.pop() {
+            self.prefix.truncate(len);
+            self.prefix_chars = chars;
+            self.hash = hash;
+            self.keys.pop();
+        }
+    }
+
+    /// The column name of `key` here: [`flatten_key`], joined directly when it is short.
+    fn name(&self, key: &str, max_key_length: usize) -> String {
+        if self.keys.is_empty() {
+            if key.chars().count() < max_key_length {
+                return key.to_owned();
+            }
+        } else if self.prefix_chars + SEPARATOR.len() + key.chars().count() < max_key_length {
+            let mut name = String::with_capacity(self.prefix.len() + SEPARATOR.len() + key.len());
+            name.push_str(&self.prefix);
+            name.push_str(SEPARATOR);
+            name.push_str(key);
+            return name;
+        }
+        let parents: Vec<&str> = self.keys.iter().map(String::as_str).collect();
+        flatten_key(key, &parents, max_key_length)
+    }
+
+    /// The hash of the path to `key` here (each key hashed apart, so `a__b` and `a`/`b` differ).
+    fn path_hash(&self, key: &str) -> u64 {
+        (self.hash.rotate_left(17) ^ field_hash(key)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    fn pointer(&self, key: &str) -> String {
+        let mut path = self.keys.clone();
+        path.push(key.to_owned());
+        show_pointer(&path)
     }
 }
 
@@ -138,44 +222,6 @@ pub struct Column<'a> {
     pub name: Cow<'a, str>,
     /// The value's JSON text: raw as stored, or a JSON string holding the SDK's JSON text.
     pub value: Cow<'a, str>,
-    /// The JSON pointer of a nested or renamed field (`/a/b`); `None`: the top-level field of
-    /// the column's name.
-    pub origin: Option<String>,
-}
-
-impl<'a> Column<'a> {
-    fn json(
-        name: Cow<'a, str>,
-        raw: &'a str,
-        nested: bool,
-        parents: &[String],
-        key: &str,
-    ) -> Column<'a> {
-        let mut value = String::with_capacity(raw.len() + 2);
-        match sdk_json::dump(raw) {
-            Some(text) => singer::json::push_str(&mut value, &text),
-            // Not reachable on what the receiver stored; the text as stored, never lost.
-            None => singer::json::push_str(&mut value, raw),
-        }
-        Column {
-            name,
-            value: Cow::Owned(value),
-            origin: nested.then(|| origin(parents, key)),
-        }
-    }
-
-    /// Where the value comes from in the payload, for messages.
-    pub fn pointer(&self) -> String {
-        self.origin
-            .clone()
-            .unwrap_or_else(|| show_pointer(&[self.name.to_string()]))
-    }
-}
-
-fn origin(parents: &[String], key: &str) -> String {
-    let mut path = parents.to_vec();
-    path.push(key.to_owned());
-    show_pointer(&path)
 }
 
 /// The SDK's `flatten_key`: the keys joined by `__`; while the name is `max_key_length`
@@ -243,8 +289,8 @@ enum Held {
     Tap,
     /// The top-level payload field of the column's name.
     Top,
-    /// The payload field at this pointer.
-    Path(String),
+    /// The payload field whose path has this hash, at this pointer.
+    Path(u64, String),
 }
 
 impl Columns {
@@ -257,33 +303,37 @@ impl Columns {
         c
     }
 
-    /// Notes the record's columns; `Err` names the column and both fields that would share it.
-    pub fn check(&mut self, columns: &[Column<'_>]) -> Result<(), String> {
-        for c in columns {
-            let held = match (self.origins.get(c.name.as_ref()), &c.origin) {
-                (Some(Held::Top), None) => continue,
-                (Some(Held::Path(p)), Some(q)) if p == q => continue,
-                (None, origin) => {
-                    let held = origin.clone().map_or(Held::Top, Held::Path);
-                    self.origins.insert(c.name.to_string(), held);
-                    continue;
-                }
-                (Some(Held::Tap), _) => "the tap's own field".to_owned(),
-                (Some(Held::Top), _) => {
-                    format!("the field at {}", show_pointer(&[c.name.to_string()]))
-                }
-                (Some(Held::Path(p)), _) => format!("the field at {p}"),
-            };
-            return Err(format!(
-                "flattening makes column {:?} of the field at {}, but that column already \
-                 holds {held}; two fields cannot share a column (the Singer SDK refuses it too: \
-                 \"Duplicate column name produced in schema\"): lower flattening_max_depth or \
-                 turn flattening off for this source",
-                c.name,
-                c.pointer()
-            ));
-        }
-        Ok(())
+    /// Notes that column `name` holds the field at `path` (its hash; `None`: the top-level
+    /// field of that name; `pointer` names it in messages). `Err`: another field holds it.
+    fn note(
+        &mut self,
+        name: &str,
+        path: Option<u64>,
+        pointer: impl FnOnce() -> String,
+    ) -> Result<(), String> {
+        let held = match (self.origins.get(name), path) {
+            (Some(Held::Top), None) => return Ok(()),
+            (Some(Held::Path(h, _)), Some(p)) if *h == p => return Ok(()),
+            (None, None) => {
+                self.origins.insert(name.to_owned(), Held::Top);
+                return Ok(());
+            }
+            (None, Some(p)) => {
+                self.origins
+                    .insert(name.to_owned(), Held::Path(p, pointer()));
+                return Ok(());
+            }
+            (Some(Held::Tap), _) => "the tap's own field".to_owned(),
+            (Some(Held::Top), _) => format!("the field at {}", show_pointer(&[name.to_owned()])),
+            (Some(Held::Path(_, p)), _) => format!("the field at {p}"),
+        };
+        Err(format!(
+            "flattening makes column {name:?} of the field at {}, but that column already \
+             holds {held}; two fields cannot share a column (the Singer SDK refuses it too: \
+             \"Duplicate column name produced in schema\"): lower flattening_max_depth or \
+             turn flattening off for this source",
+            pointer()
+        ))
     }
 }
 
@@ -298,7 +348,8 @@ mod tests {
         };
         let fields = top_level(body).unwrap();
         let mut out = Vec::new();
-        f.flatten(&fields, |k| k == "_sdc_sequence", &mut out);
+        f.flatten(&fields, |k| k == "_sdc_sequence", None, &mut out)
+            .unwrap();
         out.into_iter()
             .map(|c| (c.name.into_owned(), c.value.into_owned()))
             .collect()
@@ -364,19 +415,28 @@ mod tests {
             max_key_length: 255,
         };
         let mut columns = Columns::new(["_sdc_sequence", "__sdc_primary_key"]);
-        let mut out = Vec::new();
-        let ok = top_level(r#"{"a":{"b":1},"c":2}"#).unwrap();
-        f.flatten(&ok, |_| false, &mut out);
-        columns.check(&out).unwrap();
-        columns.check(&out).unwrap();
-        let later = top_level(r#"{"a__b":3}"#).unwrap();
-        f.flatten(&later, |_| false, &mut out);
-        let e = columns.check(&out).unwrap_err();
-        assert!(e.contains("\"a__b\"") && e.contains("/a/b"), "{e}");
-        let tap = top_level(r#"{"":{"sdc_primary_key":3}}"#).unwrap();
-        f.flatten(&tap, |_| false, &mut out);
-        let e = columns.check(&out).unwrap_err();
+        let mut check = |body: &str| {
+            let fields = top_level(body).unwrap();
+            let mut out = Vec::new();
+            f.flatten(&fields, |_| false, Some(&mut columns), &mut out)
+        };
+        check(r#"{"a":{"b":1,"c__d":2},"c":2,"t":[1]}"#).unwrap();
+        check(r#"{"a":{"b":{"x":1},"c__d":2},"c":{"y":1},"t":3}"#).unwrap();
+        // The same name from another path: a top-level name, a key holding the separator.
+        let e = check(r#"{"a__b":3}"#).unwrap_err();
+        assert!(
+            e.contains("\"a__b\"") && e.contains("/a/b") && e.contains("/a__b"),
+            "{e}"
+        );
+        let e = check(r#"{"a":{"c":{"d":1}}}"#).unwrap_err();
+        assert!(e.contains("/a/c/d") && e.contains("/a/c__d"), "{e}");
+        let e = check(r#"{"":{"sdc_primary_key":3}}"#).unwrap_err();
         assert!(e.contains("the tap's own field"), "{e}");
+        // Two long paths reduced to one name.
+        let long = "k".repeat(300);
+        check(&format!(r#"{{"p":{{"{long}":1}}}}"#)).unwrap();
+        let e = check(&format!(r#"{{"p":{{"{long}x":1}}}}"#)).unwrap_err();
+        assert!(e.contains("\"p__kkk\""), "{e}");
     }
 
     #[test]
