@@ -342,6 +342,9 @@ impl Settings {
                 s.flattening_max_depth.or(c.flattening_max_depth),
                 s.flattening_max_key_length.or(c.flattening_max_key_length),
                 s.record_shape == Some(RecordShape::Packed),
+                c.max_fields_per_message
+                    .unwrap_or(DEFAULT_MAX_FIELDS_PER_MESSAGE)
+                    .max(1),
             )
             .map_err(|(field, detail)| {
                 let own = s.flattening_enabled.is_some()

@@ -38,6 +38,7 @@ fn flattening_is_a_default_for_every_source_and_refused_without_a_depth() {
         Some(Flattening {
             max_depth: depth,
             max_key_length: 255,
+            max_columns: 10_000,
         })
     };
     // The top level is every source's default; a source's own setting wins.

@@ -119,13 +119,13 @@ impl Sample {
         if let Some(flattening) = source.flattening {
             let mut columns = Vec::with_capacity(fields.len());
             // Discovery only lists columns: a shared one is refused when a run meets it.
-            let _ = flattening.flatten(
+            let flat = flattening.flatten(
                 fields,
                 |k| is_reserved(k, source.operation.is_some()),
                 None,
                 &mut columns,
             );
-            for c in &columns {
+            for c in columns.iter().filter(|_| flat.is_ok()) {
                 self.schema.observe_text(&c.name, &c.value);
             }
         } else if source.record_shape == RecordShape::Unpacked {

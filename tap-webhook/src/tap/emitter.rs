@@ -16,7 +16,7 @@ use singer::sdc;
 use singer::writer::MessageWriter;
 
 use super::discover;
-use super::flatten::{Column, Columns};
+use super::flatten::{Column, Columns, Refusal};
 use super::inference::{FieldMap, StreamSchema};
 use super::key::{self, KeyKinds};
 use super::outcome::{Summary, TapError};
@@ -109,14 +109,15 @@ impl<'a> StreamEmitter<'a> {
             let with_operation = self.source.operation.is_some();
             if let Some(flattening) = self.source.flattening {
                 let mut columns = Vec::with_capacity(fields.len());
-                // Columns shared by two fields are refused at emission, naming the message.
-                let _ = flattening.flatten(
+                // Columns shared by two fields are refused at emission, naming the message; a
+                // record too wide is rejected there and types nothing.
+                let flat = flattening.flatten(
                     &fields,
                     |k| is_reserved(k, with_operation),
                     None,
                     &mut columns,
                 );
-                for c in &columns {
+                for c in columns.iter().filter(|_| flat.is_ok()) {
                     if self.selected(&c.name) {
                         self.schema.observe_text(&c.name, &c.value);
                     }
@@ -213,14 +214,23 @@ impl<'a> StreamEmitter<'a> {
                     Some(f) => f.flatten(&fields, reserved, Some(&mut self.columns), &mut columns),
                     None => Ok(()),
                 };
-                if let Err(detail) = flattened {
-                    return Err(TapError::Flattening {
-                        source_name: self.source.name.clone(),
-                        stream: self.name.clone(),
-                        message_id: m.id.to_owned(),
-                        seq: m.seq,
-                        detail,
-                    });
+                match flattened {
+                    Ok(()) => {}
+                    Err(Refusal::Shared(detail)) => {
+                        return Err(TapError::Flattening {
+                            source_name: self.source.name.clone(),
+                            stream: self.name.clone(),
+                            message_id: m.id.to_owned(),
+                            seq: m.seq,
+                            detail,
+                        });
+                    }
+                    Err(Refusal::TooWide(max)) => {
+                        let reason = format!(
+                            "flattening makes more than {max} columns of it (max_fields_per_message)"
+                        );
+                        return self.reject(w, m, &reason, summary);
+                    }
                 }
                 changed |= self.push_columns(&columns);
             }

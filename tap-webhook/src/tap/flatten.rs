@@ -32,6 +32,19 @@ pub struct Flattening {
     pub max_depth: usize,
     /// `flattening_max_key_length`: a name this long or longer is reduced ([`flatten_key`]).
     pub max_key_length: usize,
+    /// Most columns one record may flatten into (`max_fields_per_message`): the receiver
+    /// bounds only the top level, and a nested object of a million names must not become a
+    /// million columns.
+    pub max_columns: usize,
+}
+
+/// Why a record cannot be flattened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Two fields would share a column (the message names them).
+    Shared(String),
+    /// More columns than `max_columns`.
+    TooWide(usize),
 }
 
 impl Flattening {
@@ -43,6 +56,7 @@ impl Flattening {
         max_depth: Option<usize>,
         max_key_length: Option<usize>,
         packed: bool,
+        max_columns: usize,
     ) -> Result<Option<Flattening>, (&'static str, String)> {
         if !enabled {
             return Ok(None);
@@ -65,20 +79,22 @@ impl Flattening {
         Ok((max_depth > 0).then_some(Flattening {
             max_depth,
             max_key_length: max_key_length.unwrap_or(DEFAULT_MAX_KEY_LENGTH),
+            max_columns,
         }))
     }
 
     /// The record's payload `fields` flattened, in order, each as its column name and value's
     /// JSON text (raw as stored for scalars); top-level fields `skip` names are left out (the
     /// tap's own names). With `columns`, each column is checked against the fields the stream's
-    /// columns already hold (`Err`: two would share one; nothing of the record is kept).
+    /// columns already hold. `Err`: two fields would share a column, or the record has more
+    /// than `max_columns` (the walk stops there); `out` is then incomplete.
     pub fn flatten<'a>(
         &self,
         fields: &'a [Field<'a>],
         skip: impl Fn(&str) -> bool,
         mut columns: Option<&mut Columns>,
         out: &mut Vec<Column<'a>>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
         out.clear();
         let mut walk = Walk::default();
         for f in fields.iter().filter(|f| !skip(&f.key)) {
@@ -87,8 +103,10 @@ impl Flattening {
             if plain {
                 // The common case: the field is its own column, name and value as stored.
                 if let Some(c) = columns.as_deref_mut() {
-                    c.note(&f.key, None, || show_pointer(&[f.key.to_string()]))?;
+                    c.note(&f.key, None, || show_pointer(&[f.key.to_string()]))
+                        .map_err(Refusal::Shared)?;
                 }
+                self.room(out)?;
                 out.push(Column {
                     name: Cow::Borrowed(f.key.as_ref()),
                     value: Cow::Borrowed(f.value),
@@ -108,7 +126,8 @@ impl Flattening {
         level: usize,
         mut columns: Option<&mut Columns>,
         out: &mut Vec<Column<'a>>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
+        self.room(out)?;
         if raw.as_bytes().first() == Some(&b'{') && level < self.max_depth {
             // A name the receiver's parse allows but no Rust string holds (a lone surrogate)
             // keeps the object whole, as JSON text, below.
@@ -132,7 +151,8 @@ impl Flattening {
         if let Some(c) = columns {
             // A top-level field keeping its name is told apart by its name alone.
             let path = (!walk.keys.is_empty() || name != key).then(|| walk.path_hash(key));
-            c.note(&name, path, || walk.pointer(key))?;
+            c.note(&name, path, || walk.pointer(key))
+                .map_err(Refusal::Shared)?;
         }
         let value = match raw.as_bytes().first() {
             Some(b'{' | b'[') => {
@@ -149,6 +169,14 @@ impl Flattening {
         });
         Ok(())
     }
+
+    /// `Err` once the record has its most columns.
+    fn room(&self, out: &[Column<'_>]) -> Result<(), Refusal> {
+        if out.len() >= self.max_columns {
+            return Err(Refusal::TooWide(self.max_columns));
+        }
+        Ok(())
+    }
 }
 
 /// Where a flattening walk is: the keys of the objects it is in, their names joined (unreduced,
@@ -156,6 +184,9 @@ impl Flattening {
 #[derive(Default)]
 struct Walk {
     keys: Vec<String>,
+    /// Per key: its length in characters, and its reduced form with that form's length once a
+    /// long name needed it (the same for every column under it).
+    sizes: Vec<(usize, Option<(String, usize)>)>,
     /// `keys` joined by [`SEPARATOR`], and its length in characters.
     prefix: String,
     prefix_chars: usize,
@@ -172,8 +203,10 @@ impl Walk {
             self.prefix.push_str(SEPARATOR);
             self.prefix_chars += SEPARATOR.len();
         }
+        let chars = key.chars().count();
         self.prefix.push_str(key);
-        self.prefix_chars += key.chars().count();
+        self.prefix_chars += chars;
+        self.sizes.push((chars, None));
         self.hash = self.path_hash(key);
         self.keys.push(key.to_owned());
     }
@@ -184,24 +217,54 @@ impl Walk {
             self.prefix_chars = chars;
             self.hash = hash;
             self.keys.pop();
+            self.sizes.pop();
         }
     }
 
-    /// The column name of `key` here: [`flatten_key`], joined directly when it is short.
-    fn name(&self, key: &str, max_key_length: usize) -> String {
+    /// The column name of `key` here: [`flatten_key`]'s, from the running prefix when it is
+    /// short and from the keys' cached reduced forms when it is not.
+    fn name(&mut self, key: &str, max_key_length: usize) -> String {
+        let key_chars = key.chars().count();
         if self.keys.is_empty() {
-            if key.chars().count() < max_key_length {
+            if key_chars < max_key_length {
                 return key.to_owned();
             }
-        } else if self.prefix_chars + SEPARATOR.len() + key.chars().count() < max_key_length {
+        } else if self.prefix_chars + SEPARATOR.len() + key_chars < max_key_length {
             let mut name = String::with_capacity(self.prefix.len() + SEPARATOR.len() + key.len());
             name.push_str(&self.prefix);
             name.push_str(SEPARATOR);
             name.push_str(key);
             return name;
         }
-        let parents: Vec<&str> = self.keys.iter().map(String::as_str).collect();
-        flatten_key(key, &parents, max_key_length)
+        // As flatten_key: each key in turn, outermost first, while the name is too long.
+        let mut length = self.prefix_chars
+            + key_chars
+            + if self.keys.is_empty() {
+                0
+            } else {
+                SEPARATOR.len()
+            };
+        let mut parts: Vec<&str> = Vec::with_capacity(self.keys.len() + 1);
+        for (k, (chars, reduced)) in self.keys.iter().zip(self.sizes.iter_mut()) {
+            if length >= max_key_length {
+                let (r, r_chars) = reduced.get_or_insert_with(|| {
+                    let r = reduce(k);
+                    let n = r.chars().count();
+                    (r, n)
+                });
+                length = length - *chars + *r_chars;
+                parts.push(r);
+            } else {
+                parts.push(k);
+            }
+        }
+        let last = if length >= max_key_length {
+            Cow::Owned(reduce(key))
+        } else {
+            Cow::Borrowed(key)
+        };
+        parts.push(&last);
+        parts.join(SEPARATOR)
     }
 
     /// The hash of the path to `key` here (each key hashed apart, so `a__b` and `a`/`b` differ).
@@ -229,26 +292,35 @@ pub struct Column<'a> {
 /// `inflection.camelize`d form, lower-cased, or, when that leaves one character or none, to
 /// its first three characters, lower-cased.
 pub fn flatten_key(key: &str, parents: &[&str], max_key_length: usize) -> String {
-    let mut keys: Vec<String> = parents.iter().map(|p| (*p).to_owned()).collect();
-    keys.push(key.to_owned());
-    let length = |keys: &[String]| {
-        keys.iter().map(|k| k.chars().count()).sum::<usize>()
-            + SEPARATOR.len() * keys.len().saturating_sub(1)
-    };
-    let mut i = 0;
-    while i < keys.len() && length(&keys) >= max_key_length {
-        let reduced: String = camelize(&keys[i])
-            .chars()
-            .filter(|c| !c.is_ascii_lowercase())
-            .collect();
-        keys[i] = if reduced.chars().count() > 1 {
-            reduced.to_lowercase()
-        } else {
-            keys[i].chars().take(3).collect::<String>().to_lowercase()
-        };
-        i += 1;
+    let mut keys: Vec<Cow<'_, str>> = parents.iter().map(|p| Cow::Borrowed(*p)).collect();
+    keys.push(Cow::Borrowed(key));
+    // The name's length in characters, kept as keys are reduced (a deep path of long keys
+    // must not cost its length squared).
+    let mut length = keys.iter().map(|k| k.chars().count()).sum::<usize>()
+        + SEPARATOR.len() * keys.len().saturating_sub(1);
+    for k in keys.iter_mut() {
+        if length < max_key_length {
+            break;
+        }
+        let reduced = reduce(k);
+        length = length - k.chars().count() + reduced.chars().count();
+        *k = Cow::Owned(reduced);
     }
     keys.join(SEPARATOR)
+}
+
+/// One key as `flatten_key` reduces it: the capitals of its camelized form, lower-cased, or
+/// its first three characters, lower-cased, when that leaves one character or none.
+fn reduce(key: &str) -> String {
+    let reduced: String = camelize(key)
+        .chars()
+        .filter(|c| !c.is_ascii_lowercase())
+        .collect();
+    if reduced.chars().count() > 1 {
+        reduced.to_lowercase()
+    } else {
+        key.chars().take(3).collect::<String>().to_lowercase()
+    }
 }
 
 /// `inflection.camelize(s)`: `re.sub(r"(?:^|_)(.)", upper)`, where `.` is any character but a
@@ -345,6 +417,7 @@ mod tests {
         let f = Flattening {
             max_depth: depth,
             max_key_length,
+            max_columns: 10_000,
         };
         let fields = top_level(body).unwrap();
         let mut out = Vec::new();
@@ -413,6 +486,7 @@ mod tests {
         let f = Flattening {
             max_depth: 2,
             max_key_length: 255,
+            max_columns: 10_000,
         };
         let mut columns = Columns::new(["_sdc_sequence", "__sdc_primary_key"]);
         let mut check = |body: &str| {
@@ -423,37 +497,75 @@ mod tests {
         check(r#"{"a":{"b":1,"c__d":2},"c":2,"t":[1]}"#).unwrap();
         check(r#"{"a":{"b":{"x":1},"c__d":2},"c":{"y":1},"t":3}"#).unwrap();
         // The same name from another path: a top-level name, a key holding the separator.
-        let e = check(r#"{"a__b":3}"#).unwrap_err();
+        let shared = |r: Result<(), Refusal>| match r {
+            Err(Refusal::Shared(e)) => e,
+            other => panic!("{other:?}"),
+        };
+        let e = shared(check(r#"{"a__b":3}"#));
         assert!(
             e.contains("\"a__b\"") && e.contains("/a/b") && e.contains("/a__b"),
             "{e}"
         );
-        let e = check(r#"{"a":{"c":{"d":1}}}"#).unwrap_err();
+        let e = shared(check(r#"{"a":{"c":{"d":1}}}"#));
         assert!(e.contains("/a/c/d") && e.contains("/a/c__d"), "{e}");
-        let e = check(r#"{"":{"sdc_primary_key":3}}"#).unwrap_err();
+        let e = shared(check(r#"{"":{"sdc_primary_key":3}}"#));
         assert!(e.contains("the tap's own field"), "{e}");
         // Two long paths reduced to one name.
         let long = "k".repeat(300);
         check(&format!(r#"{{"p":{{"{long}":1}}}}"#)).unwrap();
-        let e = check(&format!(r#"{{"p":{{"{long}x":1}}}}"#)).unwrap_err();
+        let e = shared(check(&format!(r#"{{"p":{{"{long}x":1}}}}"#)));
         assert!(e.contains("\"p__kkk\""), "{e}");
     }
 
     #[test]
+    fn a_record_flattening_into_too_many_columns_is_refused_early() {
+        let f = Flattening {
+            max_depth: 128,
+            max_key_length: 255,
+            max_columns: 1_000,
+        };
+        let wide = (0..20_000)
+            .map(|i| format!("\"k{i}\":{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let body = format!(r#"{{"id":1,"o":{{{wide}}}}}"#);
+        let fields = top_level(&body).unwrap();
+        let mut out = Vec::new();
+        let r = f.flatten(&fields, |_| false, None, &mut out);
+        assert_eq!(r, Err(Refusal::TooWide(1_000)));
+        // A deep path of long keys under a wide object: each name costs its length, not its
+        // length squared.
+        let key = "Long_Key_".repeat(28);
+        let narrower = (0..2_000)
+            .map(|i| format!("\"k{i}\":{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut deep = format!("{{{narrower}}}");
+        for _ in 0..100 {
+            deep = format!(r#"{{"{key}":{deep}}}"#);
+        }
+        let fields = top_level(&deep).unwrap();
+        let r = f.flatten(&fields, |_| false, None, &mut out);
+        assert_eq!(r, Err(Refusal::TooWide(1_000)));
+        assert!(out[0].name.starts_with("lklklklk"), "{}", out[0].name);
+    }
+
+    #[test]
     fn the_sdk_refuses_enabling_without_a_depth_and_depth_zero_is_off() {
-        let e = Flattening::build(true, None, None, false).unwrap_err();
+        let e = Flattening::build(true, None, None, false, 7).unwrap_err();
         assert_eq!(
             e.1,
             "flattening_max_depth is required when flattening is enabled"
         );
-        assert_eq!(Flattening::build(true, Some(0), None, false), Ok(None));
-        assert_eq!(Flattening::build(false, Some(3), None, true), Ok(None));
-        assert!(Flattening::build(true, Some(1), None, true).is_err());
+        assert_eq!(Flattening::build(true, Some(0), None, false, 7), Ok(None));
+        assert_eq!(Flattening::build(false, Some(3), None, true, 7), Ok(None));
+        assert!(Flattening::build(true, Some(1), None, true, 7).is_err());
         assert_eq!(
-            Flattening::build(true, Some(2), None, false),
+            Flattening::build(true, Some(2), None, false, 7),
             Ok(Some(Flattening {
                 max_depth: 2,
-                max_key_length: 255
+                max_key_length: 255,
+                max_columns: 7
             }))
         );
     }

@@ -219,3 +219,37 @@ async fn two_fields_sharing_a_column_stop_the_run_where_they_meet() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_flattening_past_max_fields_per_message_is_rejected_with_its_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        json!({"max_fields_per_message": 20,
+               "flattening_enabled": true, "flattening_max_depth": 3}),
+    );
+    let server = Server::start(&config);
+    // One top-level field (the receiver's bound holds), 30 columns once flattened.
+    let wide: Vec<String> = (0..30).map(|i| format!(r#""k{i}":{i}"#)).collect();
+    let body = format!(r#"{{"o":{{{}}}}}"#, wide.join(","));
+    post(&server, "data", &body).await;
+    post(&server, "data", r#"{"o":{"k1":1}}"#).await;
+    drop(server);
+    let out = run_tap(&config, &[]);
+    let rejected = records(&out, "data__rejected");
+    assert_eq!(rejected.len(), 1);
+    assert!(
+        rejected[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("max_fields_per_message"),
+        "{}",
+        rejected[0]
+    );
+    assert_eq!(rejected[0]["payload"], json!(body));
+    let recs = records(&out, "data");
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["o__k1"], json!(1));
+    // The rejected message typed nothing: its 30 columns are not in the SCHEMA.
+    assert!(schema_of(&out, "data").get("o__k29").is_none());
+}
