@@ -290,11 +290,11 @@ fn push_decimal(out: &mut String, negative: bool, digits: &str, exp: i64) {
     }
     if dot <= 0 {
         out.push_str("0.");
-        out.extend(std::iter::repeat('0').take((-dot) as usize));
+        out.extend(std::iter::repeat_n('0', (-dot) as usize));
         out.push_str(digits);
     } else if dot >= n {
         out.push_str(digits);
-        out.extend(std::iter::repeat('0').take((dot - n) as usize));
+        out.extend(std::iter::repeat_n('0', (dot - n) as usize));
     } else {
         out.push_str(&digits[..dot as usize]);
         out.push('.');
