@@ -335,13 +335,18 @@ impl Settings {
             let dedupe_key = crate::receiver::dedupe_key::DedupeKey::build(s.dedupe_key)
                 .map_err(|detail| bad(&setting("dedupe_key"), detail))?;
             // Each flattening setting the source leaves out is the top level's.
+            // The top level's default passes over packed sources (they have no fields to
+            // flatten); a packed source turning it on itself is refused.
+            let packed = s.record_shape == Some(RecordShape::Packed);
+            let enabled = match s.flattening_enabled {
+                Some(own) => own,
+                None => c.flattening_enabled.unwrap_or(false) && !packed,
+            };
             let flattening = crate::tap::flatten::Flattening::build(
-                s.flattening_enabled
-                    .or(c.flattening_enabled)
-                    .unwrap_or(false),
+                enabled,
                 s.flattening_max_depth.or(c.flattening_max_depth),
                 s.flattening_max_key_length.or(c.flattening_max_key_length),
-                s.record_shape == Some(RecordShape::Packed),
+                packed,
                 c.max_fields_per_message
                     .unwrap_or(DEFAULT_MAX_FIELDS_PER_MESSAGE)
                     .max(1),

@@ -61,12 +61,24 @@ fn flattening_is_a_default_for_every_source_and_refused_without_a_depth() {
     );
     let s = settings(json!({"flattening_enabled": true, "flattening_max_depth": 0})).unwrap();
     assert_eq!(s.sources["data"].flattening, None);
-    let e = settings(
+    // The top level's default passes over a packed source; the source's own setting does not.
+    let s = settings(
         json!({"flattening_enabled": true, "flattening_max_depth": 1,
-        "sources": {"p": {"record_shape": "packed"}}}),
+        "sources": {"p": {"record_shape": "packed"}, "u": {}}}),
     )
+    .unwrap();
+    assert_eq!(
+        (s.sources["p"].flattening, s.sources["u"].flattening),
+        (None, on(1))
+    );
+    let e = settings(json!({"flattening_max_depth": 1,
+        "sources": {"p": {"record_shape": "packed", "flattening_enabled": true}}}))
     .unwrap_err();
-    assert!(e.to_string().contains("unpacked"), "{e}");
+    let e = e.to_string();
+    assert!(
+        e.contains("sources.p.flattening_enabled") && e.contains("unpacked"),
+        "{e}"
+    );
     let e = settings(json!({"flattening_max_depth": -1})).unwrap_err();
     assert!(
         e.to_string().contains("flattening_max_depth") || e.to_string().contains("-1"),
