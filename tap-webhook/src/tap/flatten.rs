@@ -482,6 +482,38 @@ mod tests {
     }
 
     #[test]
+    fn the_walks_names_are_flatten_keys() {
+        // Every path of three keys from a set of short, long, underscored and unicode ones, at
+        // several lengths: the walk's shortcuts and cached reductions give flatten_key's name.
+        let keys = [
+            "a",
+            "Ünï_cödé",
+            "snake_case_key",
+            "ALL_CAPS",
+            "_lead",
+            "x__y",
+            "ß",
+        ];
+        let long = format!("{}_Tail", "Mid_Word_".repeat(6));
+        let mut all: Vec<&str> = keys.to_vec();
+        all.push(&long);
+        for max in [1, 8, 20, 40, 255] {
+            for k1 in &all {
+                for k2 in &all {
+                    for k3 in &all {
+                        let mut walk = Walk::default();
+                        walk.enter(k1);
+                        walk.enter(k2);
+                        assert_eq!(walk.name(k3, max), flatten_key(k3, &[k1, k2], max));
+                        walk.leave();
+                        assert_eq!(walk.name(k3, max), flatten_key(k3, &[k1], max));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn two_fields_sharing_a_column_are_refused() {
         let f = Flattening {
             max_depth: 2,
