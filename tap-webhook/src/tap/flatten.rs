@@ -96,6 +96,26 @@ impl Flattening {
         out: &mut Vec<Column<'a>>,
     ) -> Result<(), Refusal> {
         out.clear();
+        if let Some(c) = columns.as_deref_mut() {
+            c.fresh.clear();
+        }
+        let flat = self.walk(fields, skip, columns.as_deref_mut(), out);
+        if let (Err(_), Some(c)) = (&flat, columns) {
+            // A refused record leaves no column behind it (it goes to the rejected stream).
+            for name in c.fresh.drain(..) {
+                c.origins.remove(&name);
+            }
+        }
+        flat
+    }
+
+    fn walk<'a>(
+        &self,
+        fields: &'a [Field<'a>],
+        skip: impl Fn(&str) -> bool,
+        mut columns: Option<&mut Columns>,
+        out: &mut Vec<Column<'a>>,
+    ) -> Result<(), Refusal> {
         let mut walk = Walk::default();
         for f in fields.iter().filter(|f| !skip(&f.key)) {
             let plain = !matches!(f.value.as_bytes().first(), Some(b'{' | b'['))
@@ -352,6 +372,8 @@ fn camelize(s: &str) -> String {
 #[derive(Debug, Default)]
 pub struct Columns {
     origins: FieldMap<Held>,
+    /// Columns the record being flattened added: taken back if it is refused.
+    fresh: Vec<String>,
 }
 
 /// What a column holds.
@@ -388,11 +410,13 @@ impl Columns {
             (Some(Held::Path(h, _)), Some(p)) if *h == p => return Ok(()),
             (None, None) => {
                 self.origins.insert(name.to_owned(), Held::Top);
+                self.fresh.push(name.to_owned());
                 return Ok(());
             }
             (None, Some(p)) => {
                 self.origins
                     .insert(name.to_owned(), Held::Path(p, pointer()));
+                self.fresh.push(name.to_owned());
                 return Ok(());
             }
             (Some(Held::Tap), _) => "the tap's own field".to_owned(),
@@ -565,6 +589,13 @@ mod tests {
         let mut out = Vec::new();
         let r = f.flatten(&fields, |_| false, None, &mut out);
         assert_eq!(r, Err(Refusal::TooWide(1_000)));
+        // Checked against a stream's columns, the refused record leaves none of them held.
+        let mut columns = Columns::default();
+        let r = f.flatten(&fields, |_| false, Some(&mut columns), &mut out);
+        assert_eq!(r, Err(Refusal::TooWide(1_000)));
+        let later = top_level(r#"{"o__k1":1}"#).unwrap();
+        f.flatten(&later, |_| false, Some(&mut columns), &mut out)
+            .unwrap();
         // A deep path of long keys under a wide object: each name costs its length, not its
         // length squared.
         let key = "Long_Key_".repeat(28);
