@@ -19,6 +19,7 @@ use super::discover;
 use super::flatten::{Column, Columns, Refusal};
 use super::inference::{FieldMap, StreamSchema};
 use super::key::{self, KeyKinds};
+use super::origins::OriginStore;
 use super::outcome::{Summary, TapError};
 use super::record::{is_reserved, start_record, WEBHOOK_RECEIVED_AT, WEBHOOK_SEQUENCE};
 use crate::operation::Op;
@@ -48,6 +49,9 @@ pub struct StreamEmitter<'a> {
     prescanned: bool,
     /// With flattening: which payload field each column holds, so two never share one.
     columns: Columns,
+    /// Where the columns of earlier runs are kept (`None`: this run's only); read before the
+    /// first record, written before a record bringing a column is.
+    origins: Option<(&'a OriginStore, bool)>,
 }
 
 impl<'a> StreamEmitter<'a> {
@@ -71,7 +75,13 @@ impl<'a> StreamEmitter<'a> {
             selection: FieldMap::default(),
             prescanned: false,
             columns: Columns::new(tap_fields(source)),
+            origins: None,
         }
+    }
+
+    /// Checks flattened columns against those earlier runs kept in `store`, and keeps new ones.
+    pub fn keep_origins(&mut self, store: &'a OriginStore) {
+        self.origins = Some((store, false));
     }
 
     /// The stream's name.
@@ -209,6 +219,10 @@ impl<'a> StreamEmitter<'a> {
         let reserved = |k: &str| is_reserved(k, op.is_some());
         match self.source.record_shape {
             RecordShape::Unpacked if self.source.flattening.is_some() => {
+                if let Some((store, loaded @ false)) = &mut self.origins {
+                    self.columns.hold(store.load(&self.name)?);
+                    *loaded = true;
+                }
                 let mut columns = Vec::with_capacity(fields.len());
                 let flattened = match self.source.flattening {
                     Some(f) => f.flatten(&fields, reserved, Some(&mut self.columns), &mut columns),
@@ -230,6 +244,12 @@ impl<'a> StreamEmitter<'a> {
                             "flattening makes more than {max} columns of it (max_fields_per_message)"
                         );
                         return self.reject(w, m, &reason, summary);
+                    }
+                }
+                if let Some((store, _)) = self.origins {
+                    let fresh = self.columns.fresh();
+                    if !fresh.is_empty() {
+                        store.save(&self.name, &fresh)?;
                     }
                 }
                 changed |= self.push_columns(&columns);

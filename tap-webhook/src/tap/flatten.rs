@@ -18,7 +18,7 @@ use std::borrow::Cow;
 
 use super::inference::FieldMap;
 use super::sdk_json;
-use crate::payload::{field_hash, show_pointer, top_level, Field};
+use crate::payload::{field_hash, parse_pointer, show_pointer, top_level, Field};
 
 /// Between the keys of a path in a column name.
 pub const SEPARATOR: &str = "__";
@@ -287,9 +287,9 @@ impl Walk {
         parts.join(SEPARATOR)
     }
 
-    /// The hash of the path to `key` here (each key hashed apart, so `a__b` and `a`/`b` differ).
+    /// The hash of the path to `key` here.
     fn path_hash(&self, key: &str) -> u64 {
-        (self.hash.rotate_left(17) ^ field_hash(key)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        path_step(self.hash, key)
     }
 
     fn pointer(&self, key: &str) -> String {
@@ -297,6 +297,11 @@ impl Walk {
         path.push(key.to_owned());
         show_pointer(&path)
     }
+}
+
+/// A path's hash extended by one key (each key hashed apart, so `a__b` and `a`/`b` differ).
+fn path_step(hash: u64, key: &str) -> u64 {
+    (hash.rotate_left(17) ^ field_hash(key)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// One column of a flattened record.
@@ -395,6 +400,36 @@ impl Columns {
             c.origins.insert(name.to_owned(), Held::Tap);
         }
         c
+    }
+
+    /// Adds columns earlier runs noted (`super::origins`): a column and the pointer of the
+    /// field it holds (`None`: the top-level field of its name).
+    pub fn hold(&mut self, held: impl IntoIterator<Item = (String, Option<String>)>) {
+        for (name, origin) in held {
+            let h = match origin {
+                None => Held::Top,
+                Some(p) => {
+                    let hash = parse_pointer(&p)
+                        .unwrap_or_default()
+                        .iter()
+                        .fold(0, |h, k| path_step(h, k));
+                    Held::Path(hash, p)
+                }
+            };
+            self.origins.entry(name).or_insert(h);
+        }
+    }
+
+    /// The columns the last record flattened added, to keep for later runs.
+    pub fn fresh(&self) -> Vec<(String, Option<String>)> {
+        self.fresh
+            .iter()
+            .filter_map(|name| match self.origins.get(name)? {
+                Held::Top => Some((name.clone(), None)),
+                Held::Path(_, p) => Some((name.clone(), Some(p.clone()))),
+                Held::Tap => None,
+            })
+            .collect()
     }
 
     /// Notes that column `name` holds the field at `path` (its hash; `None`: the top-level
@@ -571,6 +606,38 @@ mod tests {
         check(&format!(r#"{{"p":{{"{long}":1}}}}"#)).unwrap();
         let e = shared(check(&format!(r#"{{"p":{{"{long}x":1}}}}"#)));
         assert!(e.contains("\"p__kkk\""), "{e}");
+    }
+
+    #[test]
+    fn columns_held_by_an_earlier_run_are_recognised_and_defended() {
+        let f = Flattening {
+            max_depth: 3,
+            max_key_length: 255,
+            max_columns: 10_000,
+        };
+        let body = r#"{"a":{"b~/":{"c":1}},"x__y":2}"#;
+        let fields = top_level(body).unwrap();
+        let mut out = Vec::new();
+        let mut first = Columns::default();
+        f.flatten(&fields, |_| false, Some(&mut first), &mut out)
+            .unwrap();
+        let kept = first.fresh();
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        // The next run starts from what the first kept: the same fields pass, others do not.
+        let mut next = Columns::default();
+        next.hold(kept);
+        f.flatten(&fields, |_| false, Some(&mut next), &mut out)
+            .unwrap();
+        assert!(next.fresh().is_empty());
+        let clash = top_level(r#"{"a__b~/__c":3}"#).unwrap();
+        match f.flatten(&clash, |_| false, Some(&mut next), &mut out) {
+            Err(Refusal::Shared(e)) => assert!(e.contains("/a/b~0~1/c"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        let clash = top_level(r#"{"x":{"y":3}}"#).unwrap();
+        assert!(f
+            .flatten(&clash, |_| false, Some(&mut next), &mut out)
+            .is_err());
     }
 
     #[test]

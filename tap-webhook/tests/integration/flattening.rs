@@ -253,3 +253,39 @@ async fn a_record_flattening_past_max_fields_per_message_is_rejected_with_its_pa
     // The rejected message typed nothing: its 30 columns are not in the SCHEMA.
     assert!(schema_of(&out, "data").get("o__k29").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_an_earlier_run_loaded_is_defended_in_later_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        json!({"flattening_enabled": true, "flattening_max_depth": 2,
+               "sources": {"gh": {"stream_from": {"pointer": "/kind"}}}}),
+    );
+    let server = Server::start(&config);
+    post(&server, "gh", r#"{"kind":"push","a":{"b":1}}"#).await;
+    let first = run_tap(&config, &[]);
+    assert_eq!(records(&first, "gh__push")[0]["a__b"], json!(1));
+    let state = first.iter().rev().find(|m| m["type"] == "STATE").unwrap()["value"].clone();
+    // The next run sees only this message: its `a__b` is another field than the column holds.
+    post(&server, "gh", r#"{"kind":"push","a__b":"x"}"#).await;
+    // The same name in another stream is another table: no clash.
+    post(&server, "gh", r#"{"kind":"pull","a__b":"y"}"#).await;
+    drop(server);
+    let (lines, stderr) = failing_tap(&config, Some(&state));
+    assert!(records(&lines, "gh__push").is_empty(), "{lines:?}");
+    for needle in ["stream gh__push", "\"a__b\"", "/a/b", "/a__b"] {
+        assert!(stderr.contains(needle), "{needle} not in: {stderr}");
+    }
+    // Another stream's column of that name is its own (another table).
+    let config_off = write_config(
+        dir.path(),
+        json!({"flattening_enabled": true, "flattening_max_depth": 2,
+               "sources": {"gh": {"stream_from": {"pointer": "/kind"}, "exclude": ["push"]}}}),
+    );
+    let out = run_tap(
+        &config_off,
+        &["--state", dir.path().join("state.json").to_str().unwrap()],
+    );
+    assert_eq!(records(&out, "gh__pull")[0]["a__b"], json!("y"));
+}
