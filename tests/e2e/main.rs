@@ -13,6 +13,7 @@ mod decimals;
 mod deploy;
 mod disk_full;
 mod docs;
+mod flattening;
 mod follow;
 mod harness;
 mod install;

@@ -16,8 +16,10 @@ use singer::sdc;
 use singer::writer::MessageWriter;
 
 use super::discover;
+use super::flatten::{Column, Columns, Refusal};
 use super::inference::{FieldMap, StreamSchema};
 use super::key::{self, KeyKinds};
+use super::origins::OriginStore;
 use super::outcome::{Summary, TapError};
 use super::record::{is_reserved, start_record, WEBHOOK_RECEIVED_AT, WEBHOOK_SEQUENCE};
 use crate::operation::Op;
@@ -45,6 +47,11 @@ pub struct StreamEmitter<'a> {
     /// True once the prescan has typed every message of the run: the schema then holds every
     /// field and type the records will bring.
     prescanned: bool,
+    /// With flattening: which payload field each column holds, so two never share one.
+    columns: Columns,
+    /// Where the columns of earlier runs are kept (`None`: this run's only); read before the
+    /// first record, written before a record bringing a column is.
+    origins: Option<(&'a OriginStore, bool)>,
 }
 
 impl<'a> StreamEmitter<'a> {
@@ -67,7 +74,14 @@ impl<'a> StreamEmitter<'a> {
             received_at: String::with_capacity(32),
             selection: FieldMap::default(),
             prescanned: false,
+            columns: Columns::new(tap_fields(source)),
+            origins: None,
         }
+    }
+
+    /// Checks flattened columns against those earlier runs kept in `store`, and keeps new ones.
+    pub fn keep_origins(&mut self, store: &'a OriginStore) {
+        self.origins = Some((store, false));
     }
 
     /// The stream's name.
@@ -103,6 +117,23 @@ impl<'a> StreamEmitter<'a> {
                 }
             }
             let with_operation = self.source.operation.is_some();
+            if let Some(flattening) = self.source.flattening {
+                let mut columns = Vec::with_capacity(fields.len());
+                // Columns shared by two fields are refused at emission, naming the message; a
+                // record too wide is rejected there and types nothing.
+                let flat = flattening.flatten(
+                    &fields,
+                    |k| is_reserved(k, with_operation),
+                    None,
+                    &mut columns,
+                );
+                for c in columns.iter().filter(|_| flat.is_ok()) {
+                    if self.selected(&c.name) {
+                        self.schema.observe_text(&c.name, &c.value);
+                    }
+                }
+                return;
+            }
             for f in &fields {
                 if !is_reserved(&f.key, with_operation) && self.selected(&f.key) {
                     self.schema.observe_hashed(f.hash, &f.key, f.value);
@@ -187,6 +218,42 @@ impl<'a> StreamEmitter<'a> {
         }
         let reserved = |k: &str| is_reserved(k, op.is_some());
         match self.source.record_shape {
+            RecordShape::Unpacked if self.source.flattening.is_some() => {
+                if let Some((store, loaded @ false)) = &mut self.origins {
+                    self.columns.hold(store.load(&self.name)?);
+                    *loaded = true;
+                }
+                let mut columns = Vec::with_capacity(fields.len());
+                let flattened = match self.source.flattening {
+                    Some(f) => f.flatten(&fields, reserved, Some(&mut self.columns), &mut columns),
+                    None => Ok(()),
+                };
+                match flattened {
+                    Ok(()) => {}
+                    Err(Refusal::Shared(detail)) => {
+                        return Err(TapError::Flattening {
+                            source_name: self.source.name.clone(),
+                            stream: self.name.clone(),
+                            message_id: m.id.to_owned(),
+                            seq: m.seq,
+                            detail,
+                        });
+                    }
+                    Err(Refusal::TooWide(max)) => {
+                        let reason = format!(
+                            "flattening makes more than {max} columns of it (max_fields_per_message)"
+                        );
+                        return self.reject(w, m, &reason, summary);
+                    }
+                }
+                if let Some((store, _)) = self.origins {
+                    let fresh = self.columns.fresh();
+                    if !fresh.is_empty() {
+                        store.save(&self.name, &fresh)?;
+                    }
+                }
+                changed |= self.push_columns(&columns);
+            }
             RecordShape::Unpacked => {
                 for f in &fields {
                     if reserved(&f.key) || !self.selected(&f.key) {
@@ -225,6 +292,23 @@ impl<'a> StreamEmitter<'a> {
         w.write_record_raw(&self.name, &self.line, Some(&self.received_at))?;
         summary.count_record(&self.name);
         Ok(())
+    }
+
+    /// Appends a flattened record's (selected) columns to the line; true when one brought a
+    /// new column or type.
+    fn push_columns(&mut self, columns: &[Column<'_>]) -> bool {
+        let mut changed = false;
+        for c in columns {
+            if !self.selected(&c.name) {
+                continue;
+            }
+            if !self.prescanned {
+                changed |= self.schema.observe_text(&c.name, &c.value);
+            }
+            push_key(&mut self.line, &c.name);
+            self.line.push_str(&c.value);
+        }
+        changed
     }
 
     /// Writes the stream's SCHEMA: every field and type seen so far (selected by the catalog).
@@ -284,4 +368,21 @@ impl<'a> StreamEmitter<'a> {
     pub fn schema(&self) -> &StreamSchema {
         &self.schema
     }
+}
+
+/// The fields the tap writes in a record of `source` (no payload field may take their names).
+fn tap_fields(source: &Source) -> impl Iterator<Item = &'static str> {
+    let with_operation = source.operation.is_some();
+    [
+        sdc::SEQUENCE,
+        sdc::PRODUCER,
+        sdc::RECEIVED_AT,
+        sdc::PRIMARY_KEY,
+        WEBHOOK_SEQUENCE,
+        WEBHOOK_RECEIVED_AT,
+        sdc::OPERATION,
+        sdc::DELETED_AT,
+    ]
+    .into_iter()
+    .filter(move |f| is_reserved(f, with_operation))
 }

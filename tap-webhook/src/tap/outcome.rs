@@ -19,6 +19,17 @@ pub enum TapError {
         /// Why the value cannot be a key (`tap::key::check`).
         reason: String,
     },
+    #[error(
+        "source {source_name}, stream {stream}: message {message_id} (sequence {seq}): {detail}"
+    )]
+    Flattening {
+        source_name: String,
+        stream: String,
+        message_id: String,
+        seq: i64,
+        /// The column and the two fields that would share it (`tap::flatten::Columns`).
+        detail: String,
+    },
     #[error("state: {0}")]
     State(String),
     #[error("schema prescan: {0}")]

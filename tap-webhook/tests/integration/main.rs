@@ -5,6 +5,7 @@ mod admin;
 mod app;
 mod cli;
 mod dedupe_key;
+mod flattening;
 mod follow;
 mod harness;
 mod hostile;
