@@ -39,7 +39,7 @@ pub fn about() -> About {
             "Receives webhooks durably (`tap-webhook serve`) and emits them as Singer records."
                 .into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        capabilities: ["catalog", "discover", "state", "about"]
+        capabilities: ["catalog", "discover", "state", "about", "schema-flattening"]
             .map(String::from)
             .to_vec(),
         settings: settings::schema(),

@@ -143,8 +143,11 @@ enum StatusFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
-    match run(cli) {
+    let logs = init_logging(matches!(cli.command, Some(Command::Serve)));
+    let result = run(cli);
+    // Every queued log line is written before the error line below, and before exit.
+    drop(logs);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Once, on stderr, each cause once (not also as a tracing line).
@@ -154,14 +157,28 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs go to stderr. `serve` logs a line per delivery: there a request formats its line and
+/// queues it, and a thread of their own writes whatever is queued in one system call (one call
+/// per line was ~10% of the receiver's CPU per durable POST, `bench/receiver.sh`). Never lossy:
+/// a full queue makes the logger wait. Dropping the guard writes what is queued. The other
+/// commands write each line themselves (their stdout may be a Singer stream: nothing of the
+/// log thread's may ever reach it).
+fn init_logging(serve: bool) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logger = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+        .with_ansi(false);
+    if !serve {
+        logger.with_writer(std::io::stderr).init();
+        return None;
+    }
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
+    logger.with_writer(writer).init();
+    Some(guard)
 }
 
 fn load_settings(args: &[String]) -> anyhow::Result<Settings> {

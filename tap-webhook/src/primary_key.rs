@@ -128,7 +128,7 @@ impl KeyPart {
 }
 
 /// Whether two raw JSON texts are the same value (`"\u0061"` and `"a"`).
-fn same_json(a: &str, b: &str) -> bool {
+pub fn same_json(a: &str, b: &str) -> bool {
     match (
         serde_json::from_str::<Value>(a),
         serde_json::from_str::<Value>(b),
@@ -146,10 +146,16 @@ pub struct PrimaryKey {
 
 /// The Singer SDK's `flatten_key` (`singer_sdk.helpers._flattening`): a nested field's column
 /// is the names on its path joined by `__` (`/data/object/id` → `data__object__id`; the
-/// pointer's tokens unescaped, `~1` → `/`, `~0` → `~`). The SDK abbreviates names from 255
-/// characters on; [`PrimaryKey::build`] refuses those, so the join is the whole rule here.
+/// pointer's tokens unescaped, `~1` → `/`, `~0` → `~`), by flattening's own implementation
+/// ([`crate::tap::flatten::flatten_key`]) at the SDK's default length. The SDK abbreviates names
+/// from 255 characters on; [`PrimaryKey::build`] refuses those, so the name is the plain join.
 pub fn flatten_key(tokens: &[String]) -> String {
-    tokens.join("__")
+    use crate::tap::flatten::{flatten_key, DEFAULT_MAX_KEY_LENGTH};
+    let Some((last, parents)) = tokens.split_last() else {
+        return String::new();
+    };
+    let parents: Vec<&str> = parents.iter().map(String::as_str).collect();
+    flatten_key(last, &parents, DEFAULT_MAX_KEY_LENGTH)
 }
 
 /// A header part's property: the lower-cased header name with `-` made `_`

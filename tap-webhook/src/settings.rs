@@ -69,6 +69,11 @@ pub struct Config {
     pub max_seconds: Option<f64>,
     pub follow: Option<bool>,
     pub state_interval_seconds: Option<f64>,
+    /// The Singer SDK's flattening settings (its names, where SDK taps take them): the
+    /// default of every source that does not set its own.
+    pub flattening_enabled: Option<bool>,
+    pub flattening_max_depth: Option<usize>,
+    pub flattening_max_key_length: Option<usize>,
     pub sources: Option<BTreeMap<String, SourceConfig>>,
     pub queue: Option<crate::queue::QueueConfig>,
 }
@@ -95,6 +100,10 @@ pub struct SourceConfig {
     pub max_streams: Option<usize>,
     pub redact: Option<crate::receiver::redact::RedactConfig>,
     pub dedupe_key: Option<crate::receiver::dedupe_key::DedupeKeyConfig>,
+    /// The Singer SDK's flattening, for this source (over the top-level settings).
+    pub flattening_enabled: Option<bool>,
+    pub flattening_max_depth: Option<usize>,
+    pub flattening_max_key_length: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -217,6 +226,8 @@ pub struct Source {
     pub redact: Option<crate::receiver::redact::Redact>,
     /// Where a delivery's identity is, in place of the delivery-id headers (`dedupe_key`).
     pub dedupe_key: Option<crate::receiver::dedupe_key::DedupeKey>,
+    /// Objects as `parent__child` columns (the SDK's flattening); `None`: records as stored.
+    pub flattening: Option<crate::tap::flatten::Flattening>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -321,6 +332,36 @@ impl Settings {
                 .map_err(|detail| bad(&setting("redact"), detail))?;
             let dedupe_key = crate::receiver::dedupe_key::DedupeKey::build(s.dedupe_key)
                 .map_err(|detail| bad(&setting("dedupe_key"), detail))?;
+            // Each flattening setting the source leaves out is the top level's.
+            // The top level's default passes over packed sources (they have no fields to
+            // flatten); a packed source turning it on itself is refused.
+            let packed = s.record_shape == Some(RecordShape::Packed);
+            let enabled = match s.flattening_enabled {
+                Some(own) => own,
+                None => c.flattening_enabled.unwrap_or(false) && !packed,
+            };
+            let flattening = crate::tap::flatten::Flattening::build(
+                enabled,
+                s.flattening_max_depth.or(c.flattening_max_depth),
+                s.flattening_max_key_length.or(c.flattening_max_key_length),
+                packed,
+                c.max_fields_per_message
+                    .unwrap_or(DEFAULT_MAX_FIELDS_PER_MESSAGE)
+                    .max(1),
+            )
+            .map_err(|(field, detail)| {
+                let own = s.flattening_enabled.is_some()
+                    || s.flattening_max_depth.is_some()
+                    || s.flattening_max_key_length.is_some();
+                bad(
+                    &if own {
+                        setting(field)
+                    } else {
+                        field.to_owned()
+                    },
+                    detail,
+                )
+            })?;
             // The routing header is kept with every message: the tap reads it there.
             let mut capture_headers: Vec<String> = s.capture_headers.unwrap_or_default();
             capture_headers.extend(route.as_ref().and_then(|r| r.header()).map(str::to_owned));
@@ -375,6 +416,7 @@ impl Settings {
                     route,
                     redact,
                     dedupe_key,
+                    flattening,
                 },
             );
         }

@@ -32,14 +32,28 @@ pub struct Stores<'a> {
     pub rt: tokio::runtime::Handle,
 }
 
-/// Calls `row(file, row number from 1, record JSON text)` for every row of every file of the
-/// manifest, in order. A file that cannot be read stops with [`Error::BadBatchFile`]; an error
-/// from `row` comes back wrapped with its file and row ([`Error::InBatch`]).
+/// One row of a BATCH file.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    /// The manifest entry, as the BATCH message names it.
+    pub file: &'a str,
+    /// From 1 within the file (blank jsonl lines are not rows).
+    pub number: u64,
+    /// The record's JSON text.
+    pub text: &'a str,
+    /// Why the row is not UTF-8 text (then `text` has U+FFFD for the bad bytes, to show, never
+    /// to load): a jsonl row no record can be read from, as a row that is not JSON.
+    pub not_utf8: Option<&'a str>,
+}
+
+/// Calls `row` for every row of every file of the manifest, in order. A file that cannot be
+/// read stops with [`Error::BadBatchFile`]; an error from `row` comes back wrapped with its
+/// file and row ([`Error::InBatch`]).
 pub fn for_each_row(
     line: u64,
     msg: &BatchMessage,
     stores: &Stores<'_>,
-    mut row: impl FnMut(&str) -> Result<(), Error>,
+    mut row: impl FnMut(Row<'_>) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let bad = |file: &str, detail: String| Error::BadBatchFile {
         line,
@@ -69,9 +83,15 @@ pub fn for_each_row(
         };
         let file = std::fs::File::open(path).map_err(|e| bad(url, e.to_string()))?;
         let mut n = 0u64;
-        let mut each = |text: &str| -> Result<(), Error> {
+        let mut each = |text: &str, not_utf8: Option<&str>| -> Result<(), Error> {
             n += 1;
-            row(text).map_err(|source| Error::InBatch {
+            let at = Row {
+                file: url,
+                number: n,
+                text,
+                not_utf8,
+            };
+            row(at).map_err(|source| Error::InBatch {
                 file: url.clone(),
                 row: n,
                 source: Box::new(source),
@@ -89,10 +109,24 @@ pub fn for_each_row(
                 } else {
                     Box::new(file)
                 };
-                for text in BufReader::new(input).lines() {
-                    let text = text.map_err(|e| bad(url, e.to_string()))?;
-                    if !text.trim().is_empty() {
-                        each(&text)?;
+                // By bytes, not `lines()`: a row that is not UTF-8 is one bad row, not a bad file.
+                let mut input = BufReader::new(input);
+                let mut bytes = Vec::new();
+                loop {
+                    bytes.clear();
+                    let read = input.read_until(b'\n', &mut bytes);
+                    if read.map_err(|e| bad(url, e.to_string()))? == 0 {
+                        break;
+                    }
+                    let text = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+                    let text = text.strip_suffix(b"\r").unwrap_or(text);
+                    match std::str::from_utf8(text) {
+                        Ok(t) if t.trim().is_empty() => {}
+                        Ok(t) => each(t, None)?,
+                        Err(e) => {
+                            let why = format!("the row is not UTF-8 text: {e}");
+                            each(&String::from_utf8_lossy(text), Some(&why))?;
+                        }
                     }
                 }
             }
@@ -108,7 +142,7 @@ pub fn for_each_row(
                     let bytes = out.into_inner();
                     let text = String::from_utf8(bytes).map_err(|e| bad(url, e.to_string()))?;
                     for line in text.lines() {
-                        each(line)?;
+                        each(line, None)?;
                     }
                 }
             }

@@ -5,6 +5,7 @@
 //! stream's row limit or its age; a stream hands its rows to its data file in eighths of the
 //! budget. The streams own their rows (`stream/`), the commit queue orders the commits
 //! (`commits.rs`), and STATEs wait for the commits they cover (`states.rs`).
+//! BATCH messages' rows and the quarantine of invalid records are in `ingest/rows.rs`.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -18,12 +19,15 @@ use crate::batch::StreamBuffer;
 use crate::commits::Commits;
 use crate::error::Error;
 use crate::pump::{Chunk, Pump};
+use crate::quarantine::Origin;
 use crate::record::Fields;
 use crate::sdc::SeqClock;
-use crate::settings::{OnInvalidRecord, Settings};
+use crate::settings::Settings;
 use crate::states::States;
 use crate::stream::{Loaded, Stream};
 use crate::table::{orphans, Table};
+
+mod rows;
 
 /// What a run did, for the closing log line and the tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -179,13 +183,21 @@ impl<'s, W: Write> Ingest<'s, W> {
                 r.time_extracted,
                 line.bytes.len(),
             );
-            return self.quarantine_if_invalid(line_no, line.bytes, loaded);
+            let origin = Origin::Record {
+                line: line_no,
+                raw_line: line.bytes,
+            };
+            return self.quarantine_if_invalid(origin, loaded);
         }
         match line.message()? {
             Message::Schema(m) => self.on_schema(line_no, m)?,
             Message::Record(r) => {
                 let loaded = self.on_record(line_no, r, line.bytes.len());
-                self.quarantine_if_invalid(line_no, line.bytes, loaded)?
+                let origin = Origin::Record {
+                    line: line_no,
+                    raw_line: line.bytes,
+                };
+                self.quarantine_if_invalid(origin, loaded)?
             }
             Message::State(s) => {
                 self.states.receive(s.value, &self.streams);
@@ -212,30 +224,7 @@ impl<'s, W: Write> Ingest<'s, W> {
                         source: Box::new(source),
                     })?;
             }
-            Message::Batch(b) => {
-                // Each row a RECORD of the stream at this line (replay skips and marks alike).
-                if !self.streams.contains_key(&b.stream) {
-                    return Err(Error::RecordBeforeSchema {
-                        line: line_no,
-                        stream: b.stream,
-                    });
-                }
-                let settings = self.settings;
-                let stores = crate::batchfiles::Stores {
-                    storage_options: &settings.storage_options,
-                    rt: self.rt.handle().clone(),
-                };
-                crate::batchfiles::for_each_row(line_no, &b, &stores, |text| {
-                    let fields = crate::record::split_fields(text, self.width).map_err(|e| {
-                        Error::BadRecord {
-                            line: line_no,
-                            stream: b.stream.clone(),
-                            detail: format!("{}: {e}", crate::quarantine::NOT_AN_OBJECT),
-                        }
-                    })?;
-                    self.on_fields(line_no, &b.stream, fields, None, None, text.len())
-                })?;
-            }
+            Message::Batch(b) => self.on_batch(line_no, b)?,
         }
         Ok(())
     }
@@ -334,55 +323,6 @@ impl<'s, W: Write> Ingest<'s, W> {
             r.time_extracted,
             bytes,
         )
-    }
-
-    /// With `on_invalid_record: quarantine`, turns the error of a record the target cannot
-    /// store into a row of `<stream>__rejected`; any other result passes. The key checks come
-    /// before anything of a record is buffered, so nothing of it is kept in its stream.
-    fn quarantine_if_invalid(
-        &mut self,
-        line: u64,
-        raw_line: &[u8],
-        result: Result<(), Error>,
-    ) -> Result<(), Error> {
-        let stream = match &result {
-            Err(Error::MissingKey { stream, .. } | Error::NullKey { stream, .. }) => stream,
-            Err(Error::BadRecord { stream, detail, .. })
-                if detail.starts_with(crate::quarantine::NOT_AN_OBJECT) =>
-            {
-                stream
-            }
-            _ => return result,
-        };
-        if self.settings.on_invalid_record != OnInvalidRecord::Quarantine {
-            return result;
-        }
-        let stream = stream.clone();
-        let reason = result.err().map(|e| e.to_string()).unwrap_or_default();
-        self.quarantine(line, &stream, &reason, raw_line)
-    }
-
-    /// Writes a record the target cannot store to `<stream>__rejected` (`quarantine.rs`).
-    fn quarantine(
-        &mut self,
-        line: u64,
-        stream: &str,
-        reason: &str,
-        raw_line: &[u8],
-    ) -> Result<(), Error> {
-        let q = crate::quarantine::stream_name(stream);
-        if !self.streams.contains_key(&q) {
-            self.on_schema(line, crate::quarantine::schema_message(&q))?;
-        }
-        tracing::warn!(stream, line, reason, "record quarantined in {q}");
-        let text = crate::quarantine::record(stream, reason, line, raw_line);
-        let fields =
-            crate::record::split_fields(&text, self.width).map_err(|e| Error::BadRecord {
-                line,
-                stream: q.clone(),
-                detail: e.to_string(),
-            })?;
-        self.on_fields(line, &q, fields, None, None, text.len())
     }
 
     /// Loads one record's top-level fields into its stream, then cuts or hands over the

@@ -14,6 +14,7 @@ mod declared_keys;
 mod deploy;
 mod disk_full;
 mod docs;
+mod flattening;
 mod follow;
 mod harness;
 mod install;

@@ -32,6 +32,61 @@ fn errors_name_the_setting() {
 }
 
 #[test]
+fn flattening_is_a_default_for_every_source_and_refused_without_a_depth() {
+    use crate::tap::flatten::Flattening;
+    let on = |depth| {
+        Some(Flattening {
+            max_depth: depth,
+            max_key_length: 255,
+            max_columns: 10_000,
+        })
+    };
+    // The top level is every source's default; a source's own setting wins.
+    let s = settings(json!({"flattening_enabled": true, "flattening_max_depth": 2,
+        "sources": {"a": {}, "b": {"flattening_max_depth": 1}, "c": {"flattening_enabled": false}}}))
+    .unwrap();
+    assert_eq!(s.sources["a"].flattening, on(2));
+    assert_eq!(s.sources["b"].flattening, on(1));
+    assert_eq!(s.sources["c"].flattening, None);
+    // As the SDK: enabled needs a depth; depth 0 flattens nothing.
+    let e = settings(json!({"flattening_enabled": true})).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid config: setting `flattening_max_depth`: flattening_max_depth is required when flattening is enabled"
+    );
+    let e = settings(json!({"sources": {"gh": {"flattening_enabled": true}}})).unwrap_err();
+    assert!(
+        e.to_string().contains("sources.gh.flattening_max_depth"),
+        "{e}"
+    );
+    let s = settings(json!({"flattening_enabled": true, "flattening_max_depth": 0})).unwrap();
+    assert_eq!(s.sources["data"].flattening, None);
+    // The top level's default passes over a packed source; the source's own setting does not.
+    let s = settings(
+        json!({"flattening_enabled": true, "flattening_max_depth": 1,
+        "sources": {"p": {"record_shape": "packed"}, "u": {}}}),
+    )
+    .unwrap();
+    assert_eq!(
+        (s.sources["p"].flattening, s.sources["u"].flattening),
+        (None, on(1))
+    );
+    let e = settings(json!({"flattening_max_depth": 1,
+        "sources": {"p": {"record_shape": "packed", "flattening_enabled": true}}}))
+    .unwrap_err();
+    let e = e.to_string();
+    assert!(
+        e.contains("sources.p.flattening_enabled") && e.contains("unpacked"),
+        "{e}"
+    );
+    let e = settings(json!({"flattening_max_depth": -1})).unwrap_err();
+    assert!(
+        e.to_string().contains("flattening_max_depth") || e.to_string().contains("-1"),
+        "{e}"
+    );
+}
+
+#[test]
 fn the_admin_page_needs_tokens_off_loopback() {
     let e = settings(json!({"admin_listen_address": "0.0.0.0:9090"})).unwrap_err();
     assert!(
@@ -115,14 +170,17 @@ fn schema_parses_and_lists_every_config_field() {
         "max_seconds",
         "follow",
         "state_interval_seconds",
+        "flattening_enabled",
+        "flattening_max_depth",
+        "flattening_max_key_length",
         "sources",
         "queue",
     ] {
         assert!(props.contains_key(field), "{field} missing from the schema");
     }
-    assert_eq!(props.len(), 26, "every schema property is a Config field");
+    assert_eq!(props.len(), 29, "every schema property is a Config field");
     let source = schema["properties"]["sources"]["additionalProperties"]["properties"]
         .as_object()
         .unwrap();
-    assert_eq!(source.len(), 19);
+    assert_eq!(source.len(), 22);
 }

@@ -188,6 +188,14 @@ CREATE TABLE IF NOT EXISTS refused (
     body         TEXT
 );
 CREATE INDEX IF NOT EXISTS refused_by_time ON refused (at);
+-- Which payload field each flattened column of a stream holds (`tap::origins`): a later run
+-- refuses another field in it. `origin` is its JSON pointer; NULL: the top-level field.
+CREATE TABLE IF NOT EXISTS flattened_columns (
+    stream       TEXT    NOT NULL,
+    name         TEXT    NOT NULL,
+    origin       TEXT,
+    PRIMARY KEY (stream, name)
+) WITHOUT ROWID;
 ";
 
 /// How long the drain remembers a drained message id: longer than SQS keeps any message

@@ -55,8 +55,8 @@ pub struct SpoolWriter {
     /// Refused requests on their way to the ledger; `None` with the ledger off.
     pub ledger: Option<Arc<LedgerQueue>>,
     pub stats: Arc<SpoolStats>,
-    /// The spool file, whose disk's room [`Self::is_full`] asks about.
-    path: PathBuf,
+    /// The room on the spool file's disk, which [`Self::is_full`] asks about.
+    room: Arc<room::Gauge>,
 }
 
 pub struct WriterThread {
@@ -120,18 +120,18 @@ impl SpoolWriter {
                 tx,
                 ledger,
                 stats,
-                path,
+                room: Arc::new(room::Gauge::new(&path)),
             },
             WriterThread { handle },
         ))
     }
 
     /// True when deliveries must be refused: more than `max_bytes` in use, or too little room
-    /// left on the spool's disk to prune it ([`room`]). The disk is asked on every call (two
-    /// system calls), so the refusal ends as soon as a prune made room.
+    /// left on the spool's disk to prune it ([`room::Gauge`]: near the reserve the disk is asked
+    /// on every call, so the refusal ends as soon as a prune made room).
     pub fn is_full(&self, max_bytes: u64) -> bool {
         let used = self.stats.bytes.load(Ordering::Relaxed);
-        used > max_bytes || room::too_little(used, room::room(&self.path, used))
+        used > max_bytes || self.room.too_little(used)
     }
 
     /// Stores the messages of one request durably; returns once they are fsync'd.

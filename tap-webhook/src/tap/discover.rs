@@ -10,7 +10,7 @@ use singer::sdc;
 
 use super::inference::StreamSchema;
 use super::key::{self, KeyKinds};
-use super::record::{WEBHOOK_RECEIVED_AT, WEBHOOK_SEQUENCE};
+use super::record::{is_reserved, WEBHOOK_RECEIVED_AT, WEBHOOK_SEQUENCE};
 use crate::payload::{top_level, Field};
 use crate::route::{stream_name, Fate};
 use crate::settings::{RecordShape, Settings, Source};
@@ -145,7 +145,19 @@ impl Sample {
                 }
             }
         }
-        if source.record_shape == RecordShape::Unpacked {
+        if let Some(flattening) = source.flattening {
+            let mut columns = Vec::with_capacity(fields.len());
+            // Discovery only lists columns: a shared one is refused when a run meets it.
+            let flat = flattening.flatten(
+                fields,
+                |k| is_reserved(k, source.operation.is_some()),
+                None,
+                &mut columns,
+            );
+            for c in columns.iter().filter(|_| flat.is_ok()) {
+                self.schema.observe_text(&c.name, &c.value);
+            }
+        } else if source.record_shape == RecordShape::Unpacked {
             for f in fields {
                 self.schema.observe_text(&f.key, f.value);
             }

@@ -16,8 +16,10 @@ use singer::sdc;
 use singer::writer::MessageWriter;
 
 use super::discover;
+use super::flatten::{Column, Columns, Refusal};
 use super::inference::{FieldMap, StreamSchema};
 use super::key::{self, KeyKinds};
+use super::origins::OriginStore;
 use super::outcome::{MissingKey, Summary, TapError};
 use super::record::{is_reserved, start_record, WEBHOOK_RECEIVED_AT, WEBHOOK_SEQUENCE};
 use crate::operation::Op;
@@ -46,6 +48,11 @@ pub struct StreamEmitter<'a> {
     /// True once the prescan has typed every message of the run: the schema then holds every
     /// field and type the records will bring.
     prescanned: bool,
+    /// With flattening: which payload field each column holds, so two never share one.
+    columns: Columns,
+    /// Where the columns of earlier runs are kept (`None`: this run's only); read before the
+    /// first record, written before a record bringing a column is.
+    origins: Option<(&'a OriginStore, bool)>,
 }
 
 impl<'a> StreamEmitter<'a> {
@@ -68,7 +75,14 @@ impl<'a> StreamEmitter<'a> {
             received_at: String::with_capacity(32),
             selection: FieldMap::default(),
             prescanned: false,
+            columns: Columns::new(tap_fields(source)),
+            origins: None,
         }
+    }
+
+    /// Checks flattened columns against those earlier runs kept in `store`, and keeps new ones.
+    pub fn keep_origins(&mut self, store: &'a OriginStore) {
+        self.origins = Some((store, false));
     }
 
     /// The stream's name.
@@ -111,6 +125,23 @@ impl<'a> StreamEmitter<'a> {
                 }
             }
             let with_operation = self.source.operation.is_some();
+            if let Some(flattening) = self.source.flattening {
+                let mut columns = Vec::with_capacity(fields.len());
+                // Columns shared by two fields are refused at emission, naming the message; a
+                // record too wide is rejected there and types nothing.
+                let flat = flattening.flatten(
+                    &fields,
+                    |k| is_reserved(k, with_operation),
+                    None,
+                    &mut columns,
+                );
+                for c in columns.iter().filter(|_| flat.is_ok()) {
+                    if self.selected(&c.name) {
+                        self.schema.observe_text(&c.name, &c.value);
+                    }
+                }
+                return;
+            }
             for f in &fields {
                 if !is_reserved(&f.key, with_operation) && self.selected(&f.key) {
                     self.schema.observe_hashed(f.hash, &f.key, f.value);
@@ -198,19 +229,6 @@ impl<'a> StreamEmitter<'a> {
             &self.received_at,
             pk.is_none(),
         );
-        // Key parts that are not top-level payload fields (a nested pointer, a header) are
-        // properties of their own; a payload field of the same name holds the same value
-        // (checked above) and is emitted with the payload instead.
-        if let (Some(pk), RecordShape::Unpacked) = (pk, self.source.record_shape) {
-            for (part, (text, _)) in pk.parts.iter().zip(&keys) {
-                let in_payload = fields.iter().any(|f| f.key == part.property.as_str())
-                    && self.selected(&part.property);
-                if !part.is_top_level() && !in_payload {
-                    push_key(&mut self.line, &part.property);
-                    self.line.push_str(text);
-                }
-            }
-        }
         if let Some(op) = op {
             // The Singer way: a delete carries `_sdc_deleted_at` (its receipt time, so a
             // replay is identical); every record says what the sender asked.
@@ -221,6 +239,67 @@ impl<'a> StreamEmitter<'a> {
         }
         let reserved = |k: &str| is_reserved(k, op.is_some());
         match self.source.record_shape {
+            RecordShape::Unpacked if self.source.flattening.is_some() => {
+                if let Some((store, loaded @ false)) = &mut self.origins {
+                    self.columns.hold(store.load(&self.name)?);
+                    *loaded = true;
+                }
+                let mut columns = Vec::with_capacity(fields.len());
+                let flattened = match self.source.flattening {
+                    Some(f) => f.flatten(&fields, reserved, Some(&mut self.columns), &mut columns),
+                    None => Ok(()),
+                };
+                match flattened {
+                    Ok(()) => {}
+                    Err(Refusal::Shared(detail)) => {
+                        return Err(TapError::Flattening {
+                            source_name: self.source.name.clone(),
+                            stream: self.name.clone(),
+                            message_id: m.id.to_owned(),
+                            seq: m.seq,
+                            detail,
+                        });
+                    }
+                    Err(Refusal::TooWide(max)) => {
+                        let reason = format!(
+                            "flattening makes more than {max} columns of it (max_fields_per_message)"
+                        );
+                        return self.reject(w, m, &reason, summary);
+                    }
+                }
+                if let Some((store, _)) = self.origins {
+                    let fresh = self.columns.fresh();
+                    if !fresh.is_empty() {
+                        store.save(&self.name, &fresh)?;
+                    }
+                }
+                changed |= self.push_columns(&columns);
+                // A key part's property that flattening made a column too holds the same
+                // value (it is that column), or the run stops as for any shared column.
+                let mut present = Vec::new();
+                for (part, (text, _)) in pk.iter().flat_map(|pk| pk.parts.iter()).zip(&keys) {
+                    let Some(c) = columns.iter().find(|c| c.name == part.property.as_str()) else {
+                        continue;
+                    };
+                    if !crate::primary_key::same_json(&c.value, text) {
+                        return Err(TapError::Flattening {
+                            source_name: self.source.name.clone(),
+                            stream: self.name.clone(),
+                            message_id: m.id.to_owned(),
+                            seq: m.seq,
+                            detail: format!(
+                                "column {:?} holds both a flattened payload field and primary key {}, with different values",
+                                part.property,
+                                part.describe()
+                            ),
+                        });
+                    }
+                    if self.selected(&part.property) {
+                        present.push(part.property.as_str());
+                    }
+                }
+                self.push_key_parts(pk, &keys, |p| present.contains(&p));
+            }
             RecordShape::Unpacked => {
                 for f in &fields {
                     if reserved(&f.key) || !self.selected(&f.key) {
@@ -234,6 +313,16 @@ impl<'a> StreamEmitter<'a> {
                     push_key(&mut self.line, &f.key);
                     self.line.push_str(f.value);
                 }
+                // A payload field named like a key part's property holds its value (checked
+                // with the key) and was emitted above.
+                let mut present = Vec::new();
+                for part in pk.iter().flat_map(|pk| pk.parts.iter()) {
+                    let p = part.property.as_str();
+                    if fields.iter().any(|f| f.key == p) && !reserved(p) && self.selected(p) {
+                        present.push(p);
+                    }
+                }
+                self.push_key_parts(pk, &keys, |p| present.contains(&p));
             }
             RecordShape::Packed => {
                 push_str_field(&mut self.line, "message_id", m.id);
@@ -259,6 +348,39 @@ impl<'a> StreamEmitter<'a> {
         w.write_record_raw(&self.name, &self.line, Some(&self.received_at))?;
         summary.count_record(&self.name);
         Ok(())
+    }
+
+    /// Appends the key parts that are not top-level payload fields (a nested pointer, a header)
+    /// as properties of their own, unless `present` says the record holds the property already.
+    fn push_key_parts(
+        &mut self,
+        pk: Option<&crate::primary_key::PrimaryKey>,
+        keys: &[(std::borrow::Cow<'_, str>, key::KeyKind)],
+        mut present: impl FnMut(&str) -> bool,
+    ) {
+        for (part, (text, _)) in pk.iter().flat_map(|pk| pk.parts.iter()).zip(keys) {
+            if !present(&part.property) && !part.is_top_level() {
+                push_key(&mut self.line, &part.property);
+                self.line.push_str(text);
+            }
+        }
+    }
+
+    /// Appends a flattened record's (selected) columns to the line; true when one brought a
+    /// new column or type.
+    fn push_columns(&mut self, columns: &[Column<'_>]) -> bool {
+        let mut changed = false;
+        for c in columns {
+            if !self.selected(&c.name) {
+                continue;
+            }
+            if !self.prescanned {
+                changed |= self.schema.observe_text(&c.name, &c.value);
+            }
+            push_key(&mut self.line, &c.name);
+            self.line.push_str(&c.value);
+        }
+        changed
     }
 
     /// Writes the stream's SCHEMA: every field and type seen so far (selected by the catalog).
@@ -320,4 +442,21 @@ impl<'a> StreamEmitter<'a> {
     pub fn schema(&self) -> &StreamSchema {
         &self.schema
     }
+}
+
+/// The fields the tap writes in a record of `source` (no payload field may take their names).
+fn tap_fields(source: &Source) -> impl Iterator<Item = &'static str> {
+    let with_operation = source.operation.is_some();
+    [
+        sdc::SEQUENCE,
+        sdc::PRODUCER,
+        sdc::RECEIVED_AT,
+        sdc::PRIMARY_KEY,
+        WEBHOOK_SEQUENCE,
+        WEBHOOK_RECEIVED_AT,
+        sdc::OPERATION,
+        sdc::DELETED_AT,
+    ]
+    .into_iter()
+    .filter(move |f| is_reserved(f, with_operation))
 }

@@ -13,13 +13,16 @@ pub mod discover;
 pub mod drain;
 pub mod emission;
 pub mod emitter;
+pub mod flatten;
 pub mod follow;
 pub mod inference;
 pub mod key;
+pub mod origins;
 pub mod outcome;
 pub mod prescan;
 pub mod record;
 pub mod router;
+pub mod sdk_json;
 pub mod state;
 
 use std::io::Write;
@@ -117,11 +120,19 @@ fn run_with(
         run = run.without_states();
     }
     run.stop_on(stop);
+    // Flattened columns are checked against those earlier runs loaded (`origins`).
+    let origins = settings
+        .sources
+        .values()
+        .any(|s| s.flattening.is_some())
+        .then(|| origins::OriginStore::open(&settings.spool_path))
+        .transpose()?;
     let mut emitters = Vec::with_capacity(settings.sources.len());
     for source in settings.sources.values() {
         let Some(mut streams) = SourceStreams::new(source, catalog, producer) else {
             continue;
         };
+        streams.keep_origins(origins.as_ref());
         let after = run.marks.get(&source.name).copied().unwrap_or(0);
         if settings.schema_prescan && source.record_shape == RecordShape::Unpacked {
             prescan::prescan(&spool, &mut streams, after, until)?;

@@ -13,6 +13,17 @@ pub enum TapError {
     /// Boxed: the error travels through every emission step's `Result`.
     #[error(transparent)]
     MissingKey(Box<MissingKey>),
+    #[error(
+        "source {source_name}, stream {stream}: message {message_id} (sequence {seq}): {detail}"
+    )]
+    Flattening {
+        source_name: String,
+        stream: String,
+        message_id: String,
+        seq: i64,
+        /// The column and the two fields that would share it (`tap::flatten::Columns`).
+        detail: String,
+    },
     #[error("state: {0}")]
     State(String),
     #[error("schema prescan: {0}")]

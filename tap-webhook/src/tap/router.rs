@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use singer::catalog::{Catalog, CatalogEntry};
 
 use super::emitter::StreamEmitter;
+use super::origins::OriginStore;
 use crate::payload::top_level;
 use crate::route::{stream_name, Fate, RouteFrom};
 use crate::settings::Source;
@@ -31,6 +32,8 @@ pub struct SourceStreams<'a> {
     routed: HashMap<String, Option<StreamEmitter<'a>>>,
     /// Set once a value went to the own stream for the bound (logged once).
     over_bound: bool,
+    /// Flattened columns of earlier runs, for every stream's emitter.
+    origins: Option<&'a OriginStore>,
 }
 
 impl<'a> SourceStreams<'a> {
@@ -61,7 +64,16 @@ impl<'a> SourceStreams<'a> {
                 .then(|| StreamEmitter::new(source, source.name.clone(), own_entry, producer)),
             routed: HashMap::new(),
             over_bound: false,
+            origins: None,
         })
+    }
+
+    /// Every stream checks its flattened columns against those `store` kept from earlier runs.
+    pub fn keep_origins(&mut self, store: Option<&'a OriginStore>) {
+        self.origins = store;
+        if let (Some(store), Some(own)) = (store, self.own.as_mut()) {
+            own.keep_origins(store);
+        }
     }
 
     pub fn source(&self) -> &'a str {
@@ -103,7 +115,13 @@ impl<'a> SourceStreams<'a> {
             Some(e) => e.is_selected(),
             None => self.own_selected,
         };
-        selected.then(|| StreamEmitter::new(self.source, name, entry, self.producer))
+        selected.then(|| {
+            let mut e = StreamEmitter::new(self.source, name, entry, self.producer);
+            if let Some(store) = self.origins {
+                e.keep_origins(store);
+            }
+            e
+        })
     }
 
     /// True when the source routes its messages (they need their headers to be placed).

@@ -318,3 +318,75 @@ async fn one_declaration_keys_rows_and_dedupes_retries() {
         rejected[0]["reason"]
     );
 }
+
+/// With flattening, a key part's property that flattening makes a column too is that column:
+/// the record holds it once. A column of that name holding another value stops the run, as two
+/// fields sharing a column do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_property_that_flattening_makes_a_column_is_emitted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = json!({"sources": {
+        "stripe": {"primary_key": [{"pointer": "/data/object/id"}, {"header": "X-Shop"}],
+                   "flattening_enabled": true, "flattening_max_depth": 3},
+        "clash": {"primary_key": {"header": "X__Data"},
+                  "flattening_enabled": true, "flattening_max_depth": 2}
+    }});
+    let path = write_config(dir.path(), config.clone());
+    let server = Server::start(&path);
+    let body = json!({"id": "evt_1", "data": {"object": {"id": "ch_1", "amount": 5}}});
+    post(&server, "stripe", &[("X-Shop", "s1")], &body).await;
+    post(
+        &server,
+        "clash",
+        &[("X__Data", "h")],
+        &json!({"x": {"data": "other"}}),
+    )
+    .await;
+    drop(server);
+
+    let only = |source: &str| {
+        let mut c = config.clone();
+        let keep = c["sources"][source].clone();
+        c["sources"] = json!({ source: keep });
+        std::fs::write(dir.path().join("one.json"), {
+            let mut c = c;
+            c["spool_path"] = json!(dir.path().join("spool.sqlite"));
+            c.to_string()
+        })
+        .unwrap();
+        std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(dir.path().join("one.json"))
+            .output()
+            .unwrap()
+    };
+    let out = only("stripe");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let line = stdout
+        .lines()
+        .find(|l| l.contains(r#""type":"RECORD""#))
+        .unwrap();
+    assert_eq!(line.matches(r#""data__object__id":"#).count(), 1, "{line}");
+    let rec: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(rec["record"]["data__object__id"], "ch_1");
+    assert_eq!(rec["record"]["data__object__amount"], 5);
+    assert_eq!(rec["record"]["x_shop"], "s1");
+    let schema: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        schema["key_properties"],
+        json!(["data__object__id", "x_shop"])
+    );
+
+    let out = only("clash");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#"column "x__data" holds both a flattened payload field and primary key header "x__data""#),
+        "{stderr}"
+    );
+}

@@ -6,6 +6,7 @@ mod app;
 mod cli;
 mod declared_keys;
 mod dedupe_key;
+mod flattening;
 mod follow;
 mod harness;
 mod hostile;

@@ -459,7 +459,7 @@ fn about_in_three_formats_and_config_errors_name_the_setting() {
         serde_json::from_slice(&run(&["--about", "--format", "json"]).stdout).unwrap();
     assert_eq!(
         json_about["capabilities"],
-        json!(["catalog", "discover", "state", "about"])
+        json!(["catalog", "discover", "state", "about", "schema-flattening"])
     );
     assert!(json_about["settings"]["properties"]["sources"].is_object());
     let md = String::from_utf8(run(&["--about", "--format", "markdown"]).stdout).unwrap();

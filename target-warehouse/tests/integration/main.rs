@@ -14,6 +14,7 @@ mod load_methods;
 mod maintenance;
 mod producers;
 mod quarantine;
+mod quarantine_batch;
 mod races;
 mod sdk_streams;
 mod spill;
