@@ -257,11 +257,16 @@ fn part(v: &Value) -> Result<KeyPart, String> {
                     header_property(h)
                 }
             };
-            if property.chars().count() > MAX_PROPERTY_CHARS {
+            // The whole name, before any abbreviation: one the SDK would shorten is refused,
+            // so a key column's name always reads as its path.
+            let whole = match &at {
+                RouteFrom::Pointer(t) => t.join("__").chars().count(),
+                RouteFrom::Header(_) => property.chars().count(),
+            };
+            if whole > MAX_PROPERTY_CHARS {
                 return Err(format!(
-                    "{} names a property of {} characters, over {MAX_PROPERTY_CHARS}",
+                    "{} names a property of {whole} characters, over {MAX_PROPERTY_CHARS}",
                     at.describe(),
-                    property.chars().count()
                 ));
             }
             Ok(KeyPart {

@@ -99,6 +99,20 @@ fn bad_declarations_say_what_is_wrong() {
     assert!(key(json!({ "pointer": deep }))
         .unwrap_err()
         .contains("over 254"));
+    // 255 characters joined: the SDK would abbreviate it, so it is refused; 254 is kept whole.
+    let path = |last: usize| {
+        format!(
+            "/{}/{}/{}",
+            "a".repeat(100),
+            "b".repeat(100),
+            "c".repeat(last)
+        )
+    };
+    assert!(key(json!({ "pointer": path(51) }))
+        .unwrap_err()
+        .contains("255 characters"));
+    let kept = &parts(json!({ "pointer": path(50) }))[0].property;
+    assert_eq!(kept.len(), 254);
     let many: Vec<Value> = (0..17).map(|i| json!(format!("f{i}"))).collect();
     assert!(key(Value::Array(many)).unwrap_err().contains("over 16"));
     // A packed record's own properties are not key properties; unpacked payloads may use them.
