@@ -20,6 +20,7 @@ pub mod admin;
 pub mod operation;
 pub mod ops;
 pub mod payload;
+pub mod primary_key;
 pub mod queue;
 pub mod receiver;
 pub mod route;

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// One top-level field of a payload: its (unescaped) name and its value's raw JSON text.
@@ -147,23 +147,100 @@ pub fn at_pointer(
     fields: &[Field<'_>],
     tokens: &[String],
 ) -> Result<Option<serde_json::Value>, String> {
-    use serde_json::Value;
+    match at_pointer_raw(fields, tokens)? {
+        None => Ok(None),
+        Some(text) => serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| format!("cannot be read: {e}")),
+    }
+}
+
+/// The raw JSON text at `tokens` (see [`at_pointer`]), exactly as received: numbers keep their
+/// spelling (`1.0`, an integer past 64 bits), nothing below the value is built. Each step reads
+/// one object or array without building it; an object's repeated name: the last wins, as in
+/// [`top_level`]. An array step takes a token of digits without a leading zero (RFC 6901).
+pub fn at_pointer_raw<'a>(
+    fields: &[Field<'a>],
+    tokens: &[String],
+) -> Result<Option<&'a str>, String> {
     let Some((first, rest)) = tokens.split_first() else {
         return Ok(None);
     };
-    let Some(f) = fields.iter().find(|f| f.key == first.as_str()) else {
+    let Some(mut at) = fields
+        .iter()
+        .find(|f| f.key == first.as_str())
+        .map(|f| f.value)
+    else {
         return Ok(None);
     };
-    let mut v: Value = serde_json::from_str(f.value).map_err(|e| format!("cannot be read: {e}"))?;
-    let mut at = Some(&mut v);
     for t in rest {
-        at = match at {
-            Some(Value::Object(m)) => m.get_mut(t.as_str()),
-            Some(Value::Array(a)) => t.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
-            _ => None,
+        let next = match at.as_bytes().first() {
+            Some(b'{') => member(at, t),
+            Some(b'[') if is_index(t) => element(at, t),
+            _ => return Ok(None),
         };
+        match next.map_err(|e| format!("cannot be read: {e}"))? {
+            Some(v) => at = v,
+            None => return Ok(None),
+        }
     }
-    Ok(at.map(Value::take))
+    Ok(Some(at))
+}
+
+/// An RFC 6901 array index: `0`, or digits without a leading zero.
+fn is_index(t: &str) -> bool {
+    !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) && (t == "0" || !t.starts_with('0'))
+}
+
+/// The raw value of member `name` of the object `text` (the last one of that name).
+fn member<'a>(text: &'a str, name: &str) -> Result<Option<&'a str>, serde_json::Error> {
+    struct Find<'n>(&'n str);
+    impl<'de> Visitor<'de> for Find<'_> {
+        type Value = Option<&'de str>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                let value: &'de RawValue = map.next_value()?;
+                if key == self.0 {
+                    found = Some(value.get());
+                }
+            }
+            Ok(found)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    (&mut de).deserialize_map(Find(name))
+}
+
+/// The raw value at index `t` (checked by [`is_index`]) of the array `text`, read without
+/// keeping the others (a hostile array of millions of elements costs a scan, not a list).
+fn element<'a>(text: &'a str, t: &str) -> Result<Option<&'a str>, serde_json::Error> {
+    struct Nth(usize);
+    impl<'de> Visitor<'de> for Nth {
+        type Value = Option<&'de str>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            let mut i = 0usize;
+            while let Some(v) = seq.next_element::<&'de RawValue>()? {
+                if i == self.0 {
+                    found = Some(v.get());
+                }
+                i += 1;
+            }
+            Ok(found)
+        }
+    }
+    let Ok(i) = t.parse::<usize>() else {
+        return Ok(None);
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    (&mut de).deserialize_seq(Nth(i))
 }
 
 /// `b[start]` is an opening quote: the index just past the closing one.
@@ -366,6 +443,39 @@ mod tests {
         );
         assert_eq!(items(&wide), (500, 0));
         assert_eq!(items(&format!("[{wide},{{}}]")), (2, 500));
+    }
+
+    #[test]
+    fn pointers_find_raw_values_through_objects_and_arrays() {
+        let body = r#"{"a":{"b~/c":[10,{"id":1.0}],"n":1,"n":2},"x":12345678901234567890123}"#;
+        let f = top_level(body).unwrap();
+        let raw = |p: &str| at_pointer_raw(&f, &parse_pointer(p).unwrap()).unwrap();
+        assert_eq!(raw("/a/b~0~1c/0"), Some("10"));
+        assert_eq!(raw("/a/b~0~1c/1/id"), Some("1.0"));
+        assert_eq!(raw("/x"), Some("12345678901234567890123"));
+        assert_eq!(raw("/a/n"), Some("2"));
+        for none in [
+            "/a/b~0~1c/2",
+            "/a/b~0~1c/01",
+            "/a/b~0~1c/+1",
+            "/a/b~0~1c/-",
+            "/a/zz",
+            "/x/y",
+            "/q",
+        ] {
+            assert_eq!(raw(none), None, "{none}");
+        }
+        assert_eq!(
+            at_pointer(&f, &parse_pointer("/a/b~0~1c/1").unwrap()).unwrap(),
+            Some(serde_json::json!({"id": 1.0}))
+        );
+        // A hostile array: a million elements, the last one named.
+        let big = format!(r#"{{"items":[{}{{"id":"last"}}]}}"#, "0,".repeat(1_000_000));
+        let f = top_level(&big).unwrap();
+        let p = parse_pointer("/items/1000000/id").unwrap();
+        assert_eq!(at_pointer_raw(&f, &p).unwrap(), Some(r#""last""#));
+        let p = parse_pointer("/items/99999999999999999999999/id").unwrap();
+        assert_eq!(at_pointer_raw(&f, &p).unwrap(), None);
     }
 
     #[test]

@@ -22,7 +22,8 @@ pub const DEFAULT_MAX_STREAMS: usize = 100;
 /// The longest routed value kept in a stream name, in characters.
 const MAX_VALUE_CHARS: usize = 64;
 
-/// The `stream_from` setting of a source, as written: exactly one of the two.
+/// Where a value is, as written: exactly one of the two. The syntax of `stream_from` and of
+/// each part of `primary_key` ([`crate::primary_key`]).
 #[derive(Debug, Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
@@ -32,13 +33,48 @@ pub struct RouteConfig {
     pub pointer: Option<String>,
 }
 
-/// Where a message says its type.
+/// Where a message holds a value (its type, a key part): a captured header or a place in the
+/// payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteFrom {
     /// A lower-cased header name.
     Header(String),
     /// A parsed JSON pointer.
     Pointer(Vec<String>),
+}
+
+impl RouteFrom {
+    /// Validates `{"header": …}` or `{"pointer": …}`; `Err` says what is wrong.
+    pub fn parse(c: &RouteConfig) -> Result<RouteFrom, String> {
+        match (&c.header, &c.pointer) {
+            (Some(h), None) => {
+                if axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                    return Err(format!("{h:?} is not a valid header name"));
+                }
+                Ok(RouteFrom::Header(h.to_ascii_lowercase()))
+            }
+            (None, Some(p)) => parse_pointer(p)
+                .map(RouteFrom::Pointer)
+                .ok_or_else(|| format!("pointer {p:?} must start with `/` (`/type`)")),
+            _ => Err("give exactly one of `header` and `pointer`".into()),
+        }
+    }
+
+    /// Where the value is read, as the user wrote it.
+    pub fn describe(&self) -> String {
+        match self {
+            RouteFrom::Header(h) => format!("header {h:?}"),
+            RouteFrom::Pointer(t) => format!("pointer {:?}", show_pointer(t)),
+        }
+    }
+}
+
+/// The value of a captured header in a message's stored headers (a JSON object text).
+pub fn stored_header(headers: &str, name: &str) -> Option<Value> {
+    match serde_json::from_str::<Value>(headers) {
+        Ok(Value::Object(mut m)) => m.remove(name),
+        _ => None,
+    }
 }
 
 /// A validated routing of a source.
@@ -86,26 +122,7 @@ impl Route {
             }
             return Ok(None);
         };
-        let from = match (&c.header, &c.pointer) {
-            (Some(h), None) => {
-                if axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
-                    return Err(("stream_from", format!("{h:?} is not a valid header name")));
-                }
-                RouteFrom::Header(h.to_ascii_lowercase())
-            }
-            (None, Some(p)) => RouteFrom::Pointer(parse_pointer(p).ok_or_else(|| {
-                (
-                    "stream_from",
-                    format!("pointer {p:?} must start with `/` (`/type`)"),
-                )
-            })?),
-            _ => {
-                return Err((
-                    "stream_from",
-                    "give exactly one of `header` and `pointer`".into(),
-                ))
-            }
-        };
+        let from = RouteFrom::parse(c).map_err(|detail| ("stream_from", detail))?;
         let max_streams = max_streams.unwrap_or(DEFAULT_MAX_STREAMS);
         if max_streams == 0 {
             return Err((
@@ -134,10 +151,7 @@ impl Route {
     /// and booleans as JSON text; null, objects, arrays, empty strings: no value.
     pub fn value(&self, headers: &str, fields: Option<&[Field<'_>]>) -> Option<String> {
         let v = match &self.from {
-            RouteFrom::Header(h) => match serde_json::from_str::<Value>(headers) {
-                Ok(Value::Object(mut m)) => m.remove(h.as_str()),
-                _ => None,
-            },
+            RouteFrom::Header(h) => stored_header(headers, h),
             RouteFrom::Pointer(tokens) => at_pointer(fields?, tokens).ok().flatten(),
         };
         match v? {
@@ -159,10 +173,7 @@ impl Route {
 
     /// Where the value is read, as the user wrote it.
     pub fn describe(&self) -> String {
-        match &self.from {
-            RouteFrom::Header(h) => format!("header {h:?}"),
-            RouteFrom::Pointer(t) => format!("pointer {:?}", show_pointer(t)),
-        }
+        self.from.describe()
     }
 }
 

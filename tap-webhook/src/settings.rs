@@ -41,8 +41,6 @@ pub use crate::receiver::body::{
     DEFAULT_MAX_FIELDS_PER_MESSAGE, DEFAULT_MAX_MESSAGES_PER_DELIVERY,
 };
 pub const DEFAULT_SOURCE: &str = "data";
-/// Stitch's limit on primary key names.
-pub const MAX_PRIMARY_KEY_LEN: usize = 50;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -84,7 +82,7 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     pub record_shape: Option<RecordShape>,
-    pub primary_key: Option<String>,
+    pub primary_key: Option<crate::primary_key::PrimaryKeyConfig>,
     pub on_missing_key: Option<OnMissingKey>,
     pub api_key_header: Option<String>,
     pub api_keys: Option<Vec<String>>,
@@ -203,7 +201,9 @@ impl Default for Limits {
 pub struct Source {
     pub name: String,
     pub record_shape: RecordShape,
-    pub primary_key: Option<String>,
+    /// Where a row's identity is: top-level fields, pointers, headers (`primary_key`);
+    /// `None`: `__sdc_primary_key` is generated.
+    pub primary_key: Option<crate::primary_key::PrimaryKey>,
     pub on_missing_key: OnMissingKey,
     pub api_key_header: String,
     pub api_keys: Vec<String>,
@@ -289,14 +289,12 @@ impl Settings {
                     "source names are 1 to 64 letters, digits, `_` or `-`".into(),
                 ));
             }
-            if let Some(pk) = &s.primary_key {
-                if pk.is_empty() || pk.chars().count() > MAX_PRIMARY_KEY_LEN {
-                    return Err(bad(
-                        &setting("primary_key"),
-                        format!("must be 1 to {MAX_PRIMARY_KEY_LEN} characters, a top-level field"),
-                    ));
-                }
-            }
+            let record_shape = s.record_shape.unwrap_or_default();
+            let primary_key = crate::primary_key::PrimaryKey::build(
+                s.primary_key.as_ref(),
+                record_shape == RecordShape::Packed,
+            )
+            .map_err(|detail| bad(&setting("primary_key"), detail))?;
             for (field, secrets) in [("api_keys", &s.api_keys), ("url_tokens", &s.url_tokens)] {
                 if let Some(list) = secrets {
                     if list.iter().any(|k| k.len() < 8) {
@@ -374,12 +372,33 @@ impl Settings {
                     "not a valid header name".into(),
                 ));
             }
+            // So are the key's headers; a credential is stored redacted, so it keys nothing.
+            if let Some(pk) = &primary_key {
+                let mut secret: Vec<String> = signature
+                    .as_ref()
+                    .map(|sig| sig.verifier().secret_headers())
+                    .unwrap_or_default();
+                if s.api_keys.as_ref().is_some_and(|k| !k.is_empty()) {
+                    secret.push(api_key_header.to_ascii_lowercase());
+                }
+                for h in pk.headers() {
+                    if secret.iter().any(|s| s.eq_ignore_ascii_case(h)) {
+                        return Err(bad(
+                            &setting("primary_key"),
+                            format!(
+                                "header {h:?} is a credential of the source, never stored in clear"
+                            ),
+                        ));
+                    }
+                    capture_headers.push(h.to_owned());
+                }
+            }
             sources.insert(
                 name.clone(),
                 Source {
                     name,
-                    record_shape: s.record_shape.unwrap_or_default(),
-                    primary_key: s.primary_key,
+                    record_shape,
+                    primary_key,
                     on_missing_key: s.on_missing_key.unwrap_or_default(),
                     api_key_header: api_key_header.to_ascii_lowercase(),
                     api_keys: s.api_keys.unwrap_or_default(),

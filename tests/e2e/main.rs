@@ -10,6 +10,7 @@
 mod batch_s3;
 mod cron;
 mod decimals;
+mod declared_keys;
 mod deploy;
 mod disk_full;
 mod docs;

@@ -15,6 +15,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::payload::{at_pointer, parse_pointer, top_level};
+use crate::route::{RouteConfig, RouteFrom as Part};
 
 /// Longest id stored as it is; longer ones are hashed.
 const MAX_ID_BYTES: usize = 256;
@@ -23,20 +24,25 @@ const MAX_ID_BYTES: usize = 256;
 #[derive(Debug, Deserialize, Clone)]
 #[serde(untagged)]
 pub enum DedupeKeyConfig {
-    One(String),
-    Many(Vec<String>),
+    // A list first: serde reads a struct from a sequence too, so `One` would take a
+    // two-string list as `{"header", "pointer"}`.
+    Many(Vec<PartConfig>),
+    One(PartConfig),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
-    Pointer(Vec<String>),
-    /// Lower-cased.
-    Header(String),
+/// One part as written: a pointer (`/id`) or header name, or, as in `primary_key` and
+/// `stream_from`, `{"pointer": …}` / `{"header": …}` (so one declaration serves both settings).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum PartConfig {
+    Text(String),
+    At(RouteConfig),
 }
 
 /// A validated `dedupe_key`.
 #[derive(Debug, Clone)]
 pub struct DedupeKey {
+    /// Where each part is: the type `stream_from` and `primary_key` parse into.
     parts: Vec<Part>,
 }
 
@@ -53,17 +59,11 @@ impl DedupeKey {
         }
         let mut parts = Vec::new();
         for p in list {
-            parts.push(match parse_pointer(&p) {
-                Some(tokens) => Part::Pointer(tokens),
-                None if axum::http::HeaderName::from_bytes(p.as_bytes()).is_ok() => {
-                    Part::Header(p.to_ascii_lowercase())
-                }
-                None => {
-                    return Err(format!(
-                        "{p:?} is neither a JSON pointer (`/id`) nor a header name"
-                    ))
-                }
-            });
+            let p = match p {
+                PartConfig::At(c) => Part::parse(&c)?,
+                PartConfig::Text(p) => text_part(&p)?,
+            };
+            parts.push(p);
         }
         Ok(Some(DedupeKey { parts }))
     }
@@ -91,6 +91,19 @@ impl DedupeKey {
         } else {
             format!("sha256:{}", hex::encode(Sha256::digest(id.as_bytes())))
         })
+    }
+}
+
+/// A part written as text: a JSON pointer when it starts with `/`, else a header name.
+fn text_part(p: &str) -> Result<Part, String> {
+    match parse_pointer(p) {
+        Some(tokens) => Ok(Part::Pointer(tokens)),
+        None if axum::http::HeaderName::from_bytes(p.as_bytes()).is_ok() => {
+            Ok(Part::Header(p.to_ascii_lowercase()))
+        }
+        None => Err(format!(
+            "{p:?} is neither a JSON pointer (`/id`) nor a header name"
+        )),
     }
 }
 
@@ -129,6 +142,22 @@ mod tests {
         assert!(id.starts_with("sha256:") && id.len() == 7 + 64, "{id}");
         assert_eq!(stripe.delivery_id(&h, &texts).unwrap(), id);
         assert!(DedupeKey::build(Some(DedupeKeyConfig::Many(vec![]))).is_err());
-        assert!(DedupeKey::build(Some(DedupeKeyConfig::One("a b".into()))).is_err());
+        let text = |s: &str| DedupeKeyConfig::One(PartConfig::Text(s.into()));
+        assert!(DedupeKey::build(Some(text("a b"))).is_err());
+        // The object form of `primary_key` and `stream_from` declares the same parts.
+        let texts = key(serde_json::json!(["/eventCode", "/pspReference"]));
+        assert_eq!(texts.parts.len(), 2);
+        let objects = key(serde_json::json!([
+            {"pointer": "/eventCode"}, {"pointer": "/pspReference"}, {"header": "X-Event"}
+        ]));
+        assert_eq!(objects.parts, adyen.parts);
+        assert!(DedupeKey::build(Some(
+            serde_json::from_value(serde_json::json!(
+                {"pointer": "id"}
+            ))
+            .unwrap()
+        ))
+        .unwrap_err()
+        .contains("start with `/`"));
     }
 }

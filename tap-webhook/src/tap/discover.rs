@@ -57,16 +57,37 @@ pub fn fixed_fields(source: &Source) -> Map<String, Value> {
     if let Some(pk) = &source.primary_key {
         // The key is required: a message without a usable one goes to the rejected stream.
         // Its type follows the kinds of key seen (`key::declare`); none yet: either.
-        m.insert(pk.clone(), KeyKinds::default().to_schema());
+        for (part, kinds) in pk.parts.iter().zip(initial_key_kinds(source)) {
+            m.insert(part.property.clone(), kinds.to_schema());
+        }
     }
     m
 }
 
+/// The key kinds of each primary key part before any message: a header's value is always a
+/// string; a payload value may be either.
+pub fn initial_key_kinds(source: &Source) -> Vec<KeyKinds> {
+    let Some(pk) = &source.primary_key else {
+        return Vec::new();
+    };
+    pk.parts
+        .iter()
+        .map(|p| {
+            let mut k = KeyKinds::default();
+            if p.header().is_some() {
+                k.add(key::KeyKind::String);
+            }
+            k
+        })
+        .collect()
+}
+
+/// The stream's key properties: the primary key's parts, else the generated key.
 pub fn key_properties(source: &Source) -> Vec<String> {
-    vec![source
-        .primary_key
-        .clone()
-        .unwrap_or_else(|| sdc::PRIMARY_KEY.to_owned())]
+    match &source.primary_key {
+        Some(pk) => pk.properties(),
+        None => vec![sdc::PRIMARY_KEY.to_owned()],
+    }
 }
 
 /// The stream of a stream's messages refused for lacking a usable primary key.
@@ -90,7 +111,8 @@ pub fn rejected_schema() -> Value {
 /// What discovery learnt of one stream from the spool: its fields and key kinds.
 struct Sample {
     schema: StreamSchema,
-    keys_seen: KeyKinds,
+    /// Per primary key part.
+    keys_seen: Vec<KeyKinds>,
     seen: usize,
 }
 
@@ -98,22 +120,29 @@ impl Sample {
     fn new(source: &Source) -> Sample {
         Sample {
             schema: StreamSchema::new(fixed_fields(source)),
-            keys_seen: KeyKinds::default(),
+            keys_seen: initial_key_kinds(source),
             seen: 0,
         }
     }
 
     /// Types the payload's fields, up to [`DISCOVERY_SAMPLE`] messages.
-    fn observe(&mut self, source: &Source, fields: Option<&[Field<'_>]>) {
+    fn observe(&mut self, source: &Source, headers: &str, fields: Option<&[Field<'_>]>) {
         if self.seen >= DISCOVERY_SAMPLE {
             return;
         }
         self.seen += 1;
         let Some(fields) = fields else { return };
         if let Some(pk) = &source.primary_key {
-            let value = fields.iter().find(|f| f.key == *pk).map(|f| f.value);
-            if let Ok(kind) = key::check(value) {
-                self.keys_seen.add(kind);
+            // A message whose key cannot be one is rejected: it types nothing.
+            let kinds: Result<Vec<_>, _> = pk
+                .parts
+                .iter()
+                .map(|p| p.value(Some(headers), fields))
+                .collect();
+            for (seen, v) in self.keys_seen.iter_mut().zip(kinds.unwrap_or_default()) {
+                if let Some((_, kind)) = v {
+                    seen.add(kind);
+                }
             }
         }
         if let Some(flattening) = source.flattening {
@@ -153,22 +182,22 @@ pub fn discover(settings: &Settings, spool: Option<&SpoolReader>) -> Result<Cata
             spool.for_each_ref::<SpoolError>(&source.name, 0, until, |m| {
                 let fields = top_level(m.body).ok();
                 let Some(route) = &source.route else {
-                    own.observe(source, fields.as_deref());
+                    own.observe(source, m.headers, fields.as_deref());
                     return Ok(own.seen < DISCOVERY_SAMPLE);
                 };
                 match route.fate(route.value(m.headers, fields.as_deref())) {
                     Fate::Dropped => {}
-                    Fate::Own => own.observe(source, fields.as_deref()),
+                    Fate::Own => own.observe(source, m.headers, fields.as_deref()),
                     Fate::Routed(v) => {
                         let name = stream_name(&source.name, &v);
                         if let Some(sample) = routed.get_mut(&name) {
-                            sample.observe(source, fields.as_deref());
+                            sample.observe(source, m.headers, fields.as_deref());
                         } else if routed.len() < route.max_streams {
                             let mut sample = Sample::new(source);
-                            sample.observe(source, fields.as_deref());
+                            sample.observe(source, m.headers, fields.as_deref());
                             routed.insert(name, sample);
                         } else {
-                            own.observe(source, fields.as_deref());
+                            own.observe(source, m.headers, fields.as_deref());
                         }
                     }
                 }
@@ -188,7 +217,9 @@ pub fn discover(settings: &Settings, spool: Option<&SpoolReader>) -> Result<Cata
 fn entry(source: &Source, name: String, sample: Sample) -> CatalogEntry {
     let mut schema = sample.schema.to_json_schema();
     if let Some(pk) = &source.primary_key {
-        key::declare(&mut schema, pk, sample.keys_seen);
+        for (part, kinds) in pk.parts.iter().zip(&sample.keys_seen) {
+            key::declare(&mut schema, &part.property, *kinds);
+        }
     }
     let keys = key_properties(source);
     let mut metadata = vec![MetadataEntry {

@@ -20,7 +20,7 @@ use super::flatten::{Column, Columns, Refusal};
 use super::inference::{FieldMap, StreamSchema};
 use super::key::{self, KeyKinds};
 use super::origins::OriginStore;
-use super::outcome::{Summary, TapError};
+use super::outcome::{MissingKey, Summary, TapError};
 use super::record::{is_reserved, start_record, WEBHOOK_RECEIVED_AT, WEBHOOK_SEQUENCE};
 use crate::operation::Op;
 use crate::payload::top_level;
@@ -35,8 +35,9 @@ pub struct StreamEmitter<'a> {
     producer: &'a str,
     entry: Option<&'a CatalogEntry>,
     schema: StreamSchema,
-    /// The kinds of primary key value emitted (or prescanned): the key property's type.
-    key_kinds: KeyKinds,
+    /// The kinds of value each primary key part had, emitted (or prescanned): the key
+    /// properties' types.
+    key_kinds: Vec<KeyKinds>,
     schema_sent: bool,
     rejected_schema_sent: bool,
     line: String,
@@ -67,7 +68,7 @@ impl<'a> StreamEmitter<'a> {
             producer,
             entry,
             schema: StreamSchema::new(discover::fixed_fields(source)),
-            key_kinds: KeyKinds::default(),
+            key_kinds: discover::initial_key_kinds(source),
             schema_sent: false,
             rejected_schema_sent: false,
             line: String::with_capacity(4096),
@@ -108,12 +109,19 @@ impl<'a> StreamEmitter<'a> {
 
     /// Types the message's fields without emitting it (unpacked records only). A payload that
     /// is not a JSON object is skipped: its emission sends it to the rejected stream.
-    pub fn prescan(&mut self, body: &str) {
+    pub fn prescan(&mut self, body: &str, headers: Option<&str>) {
         if let Ok(fields) = top_level(body) {
-            if let Some(pk) = self.source.primary_key.as_deref() {
+            if let Some(pk) = &self.source.primary_key {
                 // A key that cannot be one is rejected at emission: it types nothing.
-                if let Ok(kind) = key::check(fields.iter().find(|f| f.key == pk).map(|f| f.value)) {
-                    self.key_kinds.add(kind);
+                let kinds: Result<Vec<_>, _> = pk
+                    .parts
+                    .iter()
+                    .map(|p| p.value(headers, &fields).map(|v| v.map(|(_, k)| k)))
+                    .collect();
+                for (seen, kind) in self.key_kinds.iter_mut().zip(kinds.unwrap_or_default()) {
+                    if let Some(kind) = kind {
+                        seen.add(kind);
+                    }
                 }
             }
             let with_operation = self.source.operation.is_some();
@@ -168,23 +176,36 @@ impl<'a> StreamEmitter<'a> {
                 return self.reject(w, m, &format!("payload is not a JSON object: {e}"), summary)
             }
         };
-        let pk = self.source.primary_key.as_deref();
+        let pk = self.source.primary_key.as_ref();
         let mut changed = !self.schema_sent;
-        if let Some(key) = pk {
-            match key::check(fields.iter().find(|f| f.key == key).map(|f| f.value)) {
-                Ok(kind) => changed |= self.key_kinds.add(kind),
-                Err(reason) if self.source.on_missing_key == OnMissingKey::Fail => {
-                    return Err(TapError::MissingKey {
-                        stream: self.name.clone(),
-                        message_id: m.id.to_owned(),
-                        seq: m.seq,
-                        key: key.to_owned(),
-                        reason,
-                    });
+        // Each part's value (raw JSON text), checked before anything is written.
+        let mut keys = Vec::new();
+        if let Some(pk) = pk {
+            for part in &pk.parts {
+                // Headers are given: a part is found or an error, never skipped.
+                let found = part
+                    .value(Some(m.headers), &fields)
+                    .and_then(|v| v.ok_or_else(|| "is missing".to_owned()));
+                match found {
+                    Ok(v) => keys.push(v),
+                    Err(reason) if self.source.on_missing_key == OnMissingKey::Fail => {
+                        return Err(TapError::MissingKey(Box::new(MissingKey {
+                            source_name: self.source.name.clone(),
+                            stream: self.name.clone(),
+                            message_id: m.id.to_owned(),
+                            seq: m.seq,
+                            key: part.describe(),
+                            reason,
+                        })));
+                    }
+                    Err(reason) => {
+                        let reason = format!("primary key {} {reason}", part.describe());
+                        return self.reject(w, m, &reason, summary);
+                    }
                 }
-                Err(reason) => {
-                    return self.reject(w, m, &format!("primary key {key:?} {reason}"), summary);
-                }
+            }
+            for (seen, (_, kind)) in self.key_kinds.iter_mut().zip(&keys) {
+                changed |= seen.add(*kind);
             }
         }
         let op = match self
@@ -253,6 +274,31 @@ impl<'a> StreamEmitter<'a> {
                     }
                 }
                 changed |= self.push_columns(&columns);
+                // A key part's property that flattening made a column too holds the same
+                // value (it is that column), or the run stops as for any shared column.
+                let mut present = Vec::new();
+                for (part, (text, _)) in pk.iter().flat_map(|pk| pk.parts.iter()).zip(&keys) {
+                    let Some(c) = columns.iter().find(|c| c.name == part.property.as_str()) else {
+                        continue;
+                    };
+                    if !crate::primary_key::same_json(&c.value, text) {
+                        return Err(TapError::Flattening {
+                            source_name: self.source.name.clone(),
+                            stream: self.name.clone(),
+                            message_id: m.id.to_owned(),
+                            seq: m.seq,
+                            detail: format!(
+                                "column {:?} holds both a flattened payload field and primary key {}, with different values",
+                                part.property,
+                                part.describe()
+                            ),
+                        });
+                    }
+                    if self.selected(&part.property) {
+                        present.push(part.property.as_str());
+                    }
+                }
+                self.push_key_parts(pk, &keys, |p| present.contains(&p));
             }
             RecordShape::Unpacked => {
                 for f in &fields {
@@ -267,6 +313,16 @@ impl<'a> StreamEmitter<'a> {
                     push_key(&mut self.line, &f.key);
                     self.line.push_str(f.value);
                 }
+                // A payload field named like a key part's property holds its value (checked
+                // with the key) and was emitted above.
+                let mut present = Vec::new();
+                for part in pk.iter().flat_map(|pk| pk.parts.iter()) {
+                    let p = part.property.as_str();
+                    if fields.iter().any(|f| f.key == p) && !reserved(p) && self.selected(p) {
+                        present.push(p);
+                    }
+                }
+                self.push_key_parts(pk, &keys, |p| present.contains(&p));
             }
             RecordShape::Packed => {
                 push_str_field(&mut self.line, "message_id", m.id);
@@ -277,10 +333,10 @@ impl<'a> StreamEmitter<'a> {
                         self.line.push_str(json);
                     }
                 }
-                if let Some(key) = pk {
-                    if let Some(f) = fields.iter().find(|f| f.key == key) {
-                        push_key(&mut self.line, key);
-                        self.line.push_str(f.value);
+                if let Some(pk) = pk {
+                    for (part, (text, _)) in pk.parts.iter().zip(&keys) {
+                        push_key(&mut self.line, &part.property);
+                        self.line.push_str(text);
                     }
                 }
             }
@@ -292,6 +348,22 @@ impl<'a> StreamEmitter<'a> {
         w.write_record_raw(&self.name, &self.line, Some(&self.received_at))?;
         summary.count_record(&self.name);
         Ok(())
+    }
+
+    /// Appends the key parts that are not top-level payload fields (a nested pointer, a header)
+    /// as properties of their own, unless `present` says the record holds the property already.
+    fn push_key_parts(
+        &mut self,
+        pk: Option<&crate::primary_key::PrimaryKey>,
+        keys: &[(std::borrow::Cow<'_, str>, key::KeyKind)],
+        mut present: impl FnMut(&str) -> bool,
+    ) {
+        for (part, (text, _)) in pk.iter().flat_map(|pk| pk.parts.iter()).zip(keys) {
+            if !present(&part.property) && !part.is_top_level() {
+                push_key(&mut self.line, &part.property);
+                self.line.push_str(text);
+            }
+        }
     }
 
     /// Appends a flattened record's (selected) columns to the line; true when one brought a
@@ -314,8 +386,10 @@ impl<'a> StreamEmitter<'a> {
     /// Writes the stream's SCHEMA: every field and type seen so far (selected by the catalog).
     fn write_schema<W: Write>(&mut self, w: &mut MessageWriter<W>) -> Result<(), TapError> {
         let mut schema = self.schema.to_json_schema();
-        if let Some(pk) = self.source.primary_key.as_deref() {
-            key::declare(&mut schema, pk, self.key_kinds);
+        if let Some(pk) = &self.source.primary_key {
+            for (part, kinds) in pk.parts.iter().zip(&self.key_kinds) {
+                key::declare(&mut schema, &part.property, *kinds);
+            }
         }
         if let (Some(entry), Some(props)) = (self.entry, schema["properties"].as_object_mut()) {
             props.retain(|k, _| entry.is_field_selected(k));

@@ -10,15 +10,9 @@ pub enum TapError {
     Spool(#[from] SpoolError),
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
-    #[error("stream {stream}: message {message_id} (sequence {seq}) lacks primary key {key:?}: it {reason}, and on_missing_key is \"fail\"")]
-    MissingKey {
-        stream: String,
-        message_id: String,
-        seq: i64,
-        key: String,
-        /// Why the value cannot be a key (`tap::key::check`).
-        reason: String,
-    },
+    /// Boxed: the error travels through every emission step's `Result`.
+    #[error(transparent)]
+    MissingKey(Box<MissingKey>),
     #[error(
         "source {source_name}, stream {stream}: message {message_id} (sequence {seq}): {detail}"
     )]
@@ -34,6 +28,20 @@ pub enum TapError {
     State(String),
     #[error("schema prescan: {0}")]
     Prescan(String),
+}
+
+/// A message without a usable primary key when `on_missing_key` is `fail`.
+#[derive(Debug, thiserror::Error)]
+#[error("source {source_name}, stream {stream}: message {message_id} (sequence {seq}) lacks primary key {key}: it {reason}, and on_missing_key is \"fail\"")]
+pub struct MissingKey {
+    pub source_name: String,
+    pub stream: String,
+    pub message_id: String,
+    pub seq: i64,
+    /// The part, as the user wrote it (`"id"`, `pointer "/data/id"`).
+    pub key: String,
+    /// Why the value cannot be a key (`tap::key::check`).
+    pub reason: String,
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]

@@ -132,7 +132,7 @@ impl<'a> SourceStreams<'a> {
     /// Types an unrouted source's message body in its own stream's schema (the prescan).
     pub fn prescan_own(&mut self, body: &str) {
         if let Some(e) = self.own.as_mut() {
-            e.prescan(body);
+            e.prescan(body, None);
         }
     }
 
@@ -144,7 +144,7 @@ impl<'a> SourceStreams<'a> {
     /// Types the message in its stream's schema (the prescan).
     pub fn prescan(&mut self, m: &MessageRef<'_>) {
         if let Some(e) = self.pick(m) {
-            e.prescan(m.body);
+            e.prescan(m.body, Some(m.headers));
         }
     }
 

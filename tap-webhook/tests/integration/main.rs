@@ -4,6 +4,7 @@
 mod admin;
 mod app;
 mod cli;
+mod declared_keys;
 mod dedupe_key;
 mod flattening;
 mod follow;
