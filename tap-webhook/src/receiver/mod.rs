@@ -322,8 +322,11 @@ fn respond(state: &AppState, source: &str, result: Result<Accepted, ReceiveError
         }
         Err(e) => {
             state.metrics.rejected(e.code());
+            // A credential typed into the URL's path (a token where the source goes) is masked
+            // here as in the ledger: logs are kept and shipped where secrets must not go.
+            let source = refusal::redact(source, &credentials(state));
             tracing::info!(
-                source,
+                source = %source,
                 status = e.status().as_u16(),
                 code = e.code(),
                 "delivery refused"
@@ -346,17 +349,22 @@ fn refused(
         .sources
         .get(source)
         .and_then(|s| s.source.delivery_id_header.as_deref());
-    let credentials: Vec<&str> = state
-        .sources
-        .values()
-        .flat_map(|s| s.source.url_tokens.iter().chain(&s.source.api_keys))
-        .map(String::as_str)
-        .collect();
+    let credentials = credentials(state);
     let known = refusal::Known {
         delivery_id_header: id_header,
         credentials: &credentials,
     };
     refusal::record(&state.store, &known, source, headers, extensions, err, seen);
+}
+
+/// Every source's URL tokens and API keys: masked wherever a refused request is kept or logged.
+fn credentials(state: &AppState) -> Vec<&str> {
+    state
+        .sources
+        .values()
+        .flat_map(|s| s.source.url_tokens.iter().chain(&s.source.api_keys))
+        .map(String::as_str)
+        .collect()
 }
 
 /// `{"data":{...},"success":true}`.

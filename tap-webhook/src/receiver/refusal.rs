@@ -96,7 +96,7 @@ pub fn record(
 }
 
 /// `text` with every credential in it replaced by `[REDACTED]`.
-fn redact(text: &str, credentials: &[&str]) -> String {
+pub fn redact(text: &str, credentials: &[&str]) -> String {
     credentials
         .iter()
         .filter(|c| !c.is_empty())

@@ -174,3 +174,53 @@ async fn a_credential_typed_into_the_path_is_not_kept_in_the_ledger() {
     let all = spool_bytes(dir.path());
     assert!(!contains(&all, URL_TOKEN) && !contains(&all, API_KEY));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_typed_where_the_source_goes_is_masked_in_the_log_and_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), json!({}));
+    let server = Server::start(&cfg);
+    let http = client();
+    for path in [
+        format!("/webhooks/{URL_TOKEN}"),
+        format!("/webhooks/x{API_KEY}y"),
+    ] {
+        let r = http
+            .post(server.url(&path))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    // The log is written by its own thread: wait for both lines.
+    let mut refused = Vec::new();
+    for _ in 0..100 {
+        refused = server
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("delivery refused"))
+            .cloned()
+            .collect();
+        if refused.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    for line in &refused {
+        assert!(
+            line.contains("[REDACTED]") && line.contains("UNKNOWN_SOURCE"),
+            "{line}"
+        );
+    }
+    let all = server.log.lock().unwrap().join("\n");
+    assert!(!all.contains(URL_TOKEN) && !all.contains(API_KEY), "{all}");
+    let rows = refused_rows(&cfg, 2);
+    for row in &rows {
+        assert!(!row.to_string().contains(URL_TOKEN), "{row}");
+        assert!(!row.to_string().contains(API_KEY), "{row}");
+    }
+}
