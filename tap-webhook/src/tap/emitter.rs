@@ -16,7 +16,7 @@ use singer::sdc;
 use singer::writer::MessageWriter;
 
 use super::discover;
-use super::flatten::{Column, Columns, Refusal};
+use super::flatten::{Column, Columns, Refusal, SEPARATOR};
 use super::inference::{FieldMap, StreamSchema};
 use super::key::{self, KeyKinds};
 use super::origins::OriginStore;
@@ -219,10 +219,7 @@ impl<'a> StreamEmitter<'a> {
         let reserved = |k: &str| is_reserved(k, op.is_some());
         match self.source.record_shape {
             RecordShape::Unpacked if self.source.flattening.is_some() => {
-                if let Some((store, loaded @ false)) = &mut self.origins {
-                    self.columns.hold(store.load(&self.name)?);
-                    *loaded = true;
-                }
+                self.load_origins()?;
                 let mut columns = Vec::with_capacity(fields.len());
                 let flattened = match self.source.flattening {
                     Some(f) => f.flatten(&fields, reserved, Some(&mut self.columns), &mut columns),
@@ -230,15 +227,7 @@ impl<'a> StreamEmitter<'a> {
                 };
                 match flattened {
                     Ok(()) => {}
-                    Err(Refusal::Shared(detail)) => {
-                        return Err(TapError::Flattening {
-                            source_name: self.source.name.clone(),
-                            stream: self.name.clone(),
-                            message_id: m.id.to_owned(),
-                            seq: m.seq,
-                            detail,
-                        });
-                    }
+                    Err(Refusal::Shared(detail)) => return Err(self.shared(m, detail)),
                     Err(Refusal::TooWide(max)) => {
                         let reason = format!(
                             "flattening makes more than {max} columns of it (max_fields_per_message)"
@@ -246,18 +235,22 @@ impl<'a> StreamEmitter<'a> {
                         return self.reject(w, m, &reason, summary);
                     }
                 }
-                if let Some((store, _)) = self.origins {
-                    let fresh = self.columns.fresh();
-                    if !fresh.is_empty() {
-                        store.save(&self.name, &fresh)?;
-                    }
-                }
+                self.save_origins()?;
                 changed |= self.push_columns(&columns);
             }
             RecordShape::Unpacked => {
                 for f in &fields {
                     if reserved(&f.key) || !self.selected(&f.key) {
                         continue;
+                    }
+                    if f.key.contains(SEPARATOR) {
+                        // Named like a flattened column: it may not take one another field
+                        // holds (flattening turned off), nor be taken by one (turned on).
+                        self.load_origins()?;
+                        self.columns
+                            .note_top(&f.key)
+                            .map_err(|detail| self.shared(m, detail))?;
+                        self.save_origins()?;
                     }
                     // After the prescan the schema holds every field and type of the run:
                     // this message was observed there already.
@@ -292,6 +285,37 @@ impl<'a> StreamEmitter<'a> {
         w.write_record_raw(&self.name, &self.line, Some(&self.received_at))?;
         summary.count_record(&self.name);
         Ok(())
+    }
+
+    /// The columns earlier runs noted, read before the stream's first record needing them.
+    fn load_origins(&mut self) -> Result<(), TapError> {
+        if let Some((store, loaded @ false)) = &mut self.origins {
+            self.columns.hold(store.load(&self.name)?);
+            *loaded = true;
+        }
+        Ok(())
+    }
+
+    /// Notes the columns the last record brought, before it is emitted.
+    fn save_origins(&mut self) -> Result<(), TapError> {
+        if let Some((store, _)) = self.origins {
+            let fresh = self.columns.fresh();
+            if !fresh.is_empty() {
+                store.save(&self.name, &fresh)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The error of a message whose field would share a column with another.
+    fn shared(&self, m: &MessageRef<'_>, detail: String) -> TapError {
+        TapError::Flattening {
+            source_name: self.source.name.clone(),
+            stream: self.name.clone(),
+            message_id: m.id.to_owned(),
+            seq: m.seq,
+            detail,
+        }
     }
 
     /// Appends a flattened record's (selected) columns to the line; true when one brought a

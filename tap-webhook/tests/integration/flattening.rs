@@ -195,20 +195,35 @@ async fn two_fields_sharing_a_column_stop_the_run_where_they_meet() {
         assert_eq!(records(&again, "data"), recs);
         assert!(stderr.contains("\"a__b\""), "{stderr}");
 
-        // Flattening off: every message is emitted, as stored.
+        // Flattening off: column a__b holds /a/b (the spool remembers), so the top-level
+        // a__b is refused there too rather than mixed into it.
         let mut off = flat.clone();
         off["flattening_enabled"] = json!(false);
         let config = write_config(dir.path(), off);
-        let out = run_tap(&config, &[]);
+        let (out, stderr) = failing_tap(&config, None);
         let recs = records(&out, "data");
-        assert_eq!(recs.len(), 4);
+        assert_eq!(recs.len(), 1);
         assert_eq!(recs[0]["a"], json!({"b": 1}));
+        assert!(
+            stderr.contains("/a/b") && stderr.contains("/a__b"),
+            "{stderr}"
+        );
 
         // Past the first collision, the tap's own column is defended too.
         let config = write_config(dir.path(), flat);
-        let mark = out.iter().filter(|m| m["type"] == "RECORD").nth(2).unwrap()["record"]
-            ["_sdc_sequence"]
-            .clone();
+        let listed = Command::new(BIN)
+            .args(["deliveries", "--format", "jsonl", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(listed.status.success());
+        let third: Value = String::from_utf8(listed.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .nth(2)
+            .unwrap();
+        let mark = third["seq"].clone();
         let (_, stderr) = failing_tap(
             &config,
             Some(&json!({"bookmarks": {"data": {"replication_key_value": mark}}})),
