@@ -17,6 +17,7 @@
 //! - [`ops`]: `deliveries`, `status`, `urls`: what the spool holds and refused, for operators.
 
 pub mod admin;
+pub mod logs;
 pub mod operation;
 pub mod ops;
 pub mod payload;

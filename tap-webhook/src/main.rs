@@ -146,7 +146,9 @@ fn main() -> ExitCode {
     let logs = init_logging(matches!(cli.command, Some(Command::Serve)));
     let result = run(cli);
     // Every queued log line is written before the error line below, and before exit.
-    drop(logs);
+    if let Some(thread) = logs {
+        thread.finish();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -157,13 +159,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr. `serve` logs a line per delivery: there a request formats its line and
-/// queues it, and a thread of their own writes whatever is queued in one system call (one call
-/// per line was ~10% of the receiver's CPU per durable POST, `bench/receiver.sh`). Never lossy:
-/// a full queue makes the logger wait. Dropping the guard writes what is queued. The other
-/// commands write each line themselves (their stdout may be a Singer stream: nothing of the
-/// log thread's may ever reach it).
-fn init_logging(serve: bool) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+/// Logs go to stderr. `serve` logs a line per delivery: there a thread of their own writes them
+/// ([`tap_webhook::logs`]), and finishing it writes every line queued. The other commands write
+/// each line themselves (their stdout may be a Singer stream: nothing of the log thread's may
+/// ever reach it).
+fn init_logging(serve: bool) -> Option<tap_webhook::logs::LogThread> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logger = tracing_subscriber::fmt()
@@ -173,12 +173,17 @@ fn init_logging(serve: bool) -> Option<tracing_appender::non_blocking::WorkerGua
         logger.with_writer(std::io::stderr).init();
         return None;
     }
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("log-writer")
-        .finish(std::io::BufWriter::new(std::io::stderr()));
-    logger.with_writer(writer).init();
-    Some(guard)
+    match tap_webhook::logs::start() {
+        Ok((queue, thread)) => {
+            logger.with_writer(queue).init();
+            Some(thread)
+        }
+        // No thread to be had: each line written by its logger.
+        Err(_) => {
+            logger.with_writer(std::io::stderr).init();
+            None
+        }
+    }
 }
 
 fn load_settings(args: &[String]) -> anyhow::Result<Settings> {

@@ -506,7 +506,10 @@ async fn receive(
     let outcome = if messages.is_empty() {
         Default::default()
     } else {
-        state.store.store(messages).await?
+        state
+            .store
+            .store(messages, state.retry_after_seconds)
+            .await?
     };
     if outcome.duplicate {
         state.metrics.duplicate();

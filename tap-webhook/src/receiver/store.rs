@@ -6,7 +6,7 @@ use crate::queue::sender::QueueSender;
 use crate::queue::QueueError;
 use crate::spool::watch::SpoolStats;
 use crate::spool::writer::{SpoolWriter, WriteOutcome};
-use crate::spool::NewMessage;
+use crate::spool::{NewMessage, SpoolError};
 
 use super::body::BodyError;
 use super::reply::ReceiveError;
@@ -72,16 +72,27 @@ impl Store {
 
     /// Stores one delivery's messages durably; returns once the store acknowledged them. A
     /// failure is logged here and answered 503 (the provider retries), except a delivery too
-    /// large for SQS without a claim-check bucket: 413.
-    pub async fn store(&self, messages: Vec<NewMessage>) -> Result<WriteOutcome, ReceiveError> {
+    /// large for SQS without a claim-check bucket: 413. A delivery the spool's disk has no room
+    /// for beside a prune's reserve is answered 503 `SPOOL_FULL` after `retry_after_seconds`.
+    pub async fn store(
+        &self,
+        messages: Vec<NewMessage>,
+        retry_after_seconds: u64,
+    ) -> Result<WriteOutcome, ReceiveError> {
         let source = messages
             .first()
             .map(|m| m.source.clone())
             .unwrap_or_default();
         match self {
-            Store::Spool(spool) => spool.write(messages).await.map_err(|e| {
-                tracing::error!(error = %e, source, "storing a delivery failed");
-                ReceiveError::SpoolUnavailable
+            Store::Spool(spool) => spool.write(messages).await.map_err(|e| match e {
+                // Too big for the room left above the prune's reserve (logged by the writer).
+                SpoolError::NoRoom => ReceiveError::SpoolFull {
+                    retry_after_seconds,
+                },
+                e => {
+                    tracing::error!(error = %e, source, "storing a delivery failed");
+                    ReceiveError::SpoolUnavailable
+                }
             }),
             Store::Queue(queue) => queue.send(messages).await.map_err(|e| {
                 tracing::error!(error = %e, source, "queueing a delivery failed");

@@ -118,6 +118,10 @@ pub enum SpoolError {
     #[error("the spool writer has stopped")]
     WriterGone,
     #[error(
+        "the spool's disk has too little room for this delivery beside the room a prune needs"
+    )]
+    NoRoom,
+    #[error(
         "spool {path} is corrupt; SQLite says: {detail}. Stop every process using it and keep a \
          copy of the file: it holds the messages not yet loaded downstream. `sqlite3 {path} \
          .recover | sqlite3 recovered.sqlite` saves what can still be read; then point \

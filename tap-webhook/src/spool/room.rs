@@ -59,10 +59,23 @@ pub const TRUST_FOR: Duration = Duration::from_millis(50);
 /// spool can write in that time (1.3 GB/s), so no delivery the disk cannot take gets through.
 pub const FAR_ABOVE_RESERVE: u64 = 64 << 20;
 
+/// What writing `bytes` into the spool may take from its [`room`]: they go into the WAL, then a
+/// checkpoint copies them into the database file (as for the ledger's rows); a 16th more for
+/// the pages' and WAL frames' headers.
+pub fn cost(bytes: u64) -> u64 {
+    bytes.saturating_mul(2).saturating_add(bytes / 16)
+}
+
 /// [`room`] asked for every delivery, but of the disk at most once per [`TRUST_FOR`] while the
-/// last answer was [`FAR_ABOVE_RESERVE`]; nearer the reserve, every time, so refusals start
-/// and end on the disk's own answer. Asking costs three path lookups (`statvfs`, two `stat`s):
-/// 8.6% of the receiver's CPU per durable POST when asked every time (perf, release, 2 cores).
+/// last answer, less what the writer spent since, was [`FAR_ABOVE_RESERVE`]; nearer the
+/// reserve, every time, so refusals start and end on the disk's own answer. Asking costs three
+/// path lookups (`statvfs`, two `stat`s): 8.6% of the receiver's CPU per durable POST when
+/// asked every time (perf, release, 2 cores).
+///
+/// Two ask it: the receiver before it reads a body ([`Gauge::too_little`]), and the writer
+/// before it writes a batch ([`Gauge::left`]), which alone knows the bodies' sizes, those of
+/// requests read side by side included: a body bigger than the room above the reserve is
+/// refused there, so no delivery eats into the prune's room.
 pub struct Gauge {
     path: PathBuf,
     start: Instant,
@@ -70,6 +83,9 @@ pub struct Gauge {
     asked_at: AtomicU64,
     /// Its answer (`u64::MAX`: the filesystem cannot be asked).
     room: AtomicU64,
+    /// What the writer wrote since ([`cost`]s): added after each commit, so an answer taken
+    /// meanwhile is only ever undercounted room.
+    spent: AtomicU64,
 }
 
 impl Gauge {
@@ -79,21 +95,57 @@ impl Gauge {
             start: Instant::now(),
             asked_at: AtomicU64::new(u64::MAX),
             room: AtomicU64::new(u64::MAX),
+            spent: AtomicU64::new(0),
         }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// The last answer less what was spent since, when it may still be trusted for `need`
+    /// more bytes.
+    fn trusted_room(&self, now: u64, used: u64, need: u64) -> Option<u64> {
+        let asked_at = self.asked_at.load(Ordering::Acquire);
+        let last = self
+            .room
+            .load(Ordering::Acquire)
+            .saturating_sub(self.spent.load(Ordering::Acquire));
+        trusted(now, asked_at, last.saturating_sub(need), used).then_some(last)
+    }
+
+    /// Asks the disk.
+    fn ask(&self, now: u64, used: u64) -> Option<u64> {
+        let room = room(&self.path, used);
+        self.spent.store(0, Ordering::Release);
+        self.room.store(room.unwrap_or(u64::MAX), Ordering::Release);
+        self.asked_at.store(now, Ordering::Release);
+        room
+    }
+
+    /// The bytes of [`cost`] a spool with `used` bytes of pages can still write and keep its
+    /// [`reserve`], for a batch costing `need` (`u64::MAX`: the filesystem cannot be asked).
+    pub fn left(&self, used: u64, need: u64) -> u64 {
+        let now = self.now();
+        let room = match self.trusted_room(now, used, need) {
+            Some(room) => Some(room),
+            None => self.ask(now, used),
+        };
+        room.map_or(u64::MAX, |r| r.saturating_sub(reserve(used)))
+    }
+
+    /// The writer wrote (and committed) what costs `cost`.
+    pub fn spend(&self, cost: u64) {
+        self.spent.fetch_add(cost, Ordering::AcqRel);
     }
 
     /// Whether a spool with `used` bytes of pages must refuse deliveries ([`too_little`]).
     pub fn too_little(&self, used: u64) -> bool {
-        let now = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
-        let asked_at = self.asked_at.load(Ordering::Acquire);
-        let last = self.room.load(Ordering::Acquire);
-        if trusted(now, asked_at, last, used) {
+        let now = self.now();
+        if self.trusted_room(now, used, 0).is_some() {
             return false;
         }
-        let room = room(&self.path, used);
-        self.room.store(room.unwrap_or(u64::MAX), Ordering::Release);
-        self.asked_at.store(now, Ordering::Release);
-        too_little(used, room)
+        too_little(used, self.ask(now, used))
     }
 }
 
@@ -139,6 +191,22 @@ mod tests {
         assert_ne!(gauge.asked_at.load(Ordering::Relaxed), u64::MAX, "asked");
         // More in use than any disk holds: the reserve is beyond every room, asked again.
         assert!(gauge.too_little(u64::MAX / 2));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn what_the_writer_spent_is_taken_from_a_trusted_answer() {
+        let dir = std::env::temp_dir();
+        let gauge = Gauge::new(&dir);
+        let first = gauge.left(0, 0);
+        // Spending the room above the reserve leaves none of the trusted answer: the disk is
+        // asked again, and its answer is no larger than the first (nothing was freed).
+        gauge.spend(first.saturating_add(1));
+        assert!(gauge.trusted_room(gauge.now(), 0, 0).is_none());
+        assert_eq!(gauge.spent.load(Ordering::Relaxed), first.saturating_add(1));
+        gauge.left(0, 1);
+        assert_eq!(gauge.spent.load(Ordering::Relaxed), 0, "asked again");
+        assert_eq!(cost(16 << 20), (32 << 20) + (1 << 20));
     }
 
     #[test]

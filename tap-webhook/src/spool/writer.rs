@@ -38,7 +38,33 @@ pub struct WriteOutcome {
 
 struct WriteRequest {
     messages: Vec<NewMessage>,
-    reply: oneshot::Sender<Result<WriteOutcome, String>>,
+    reply: oneshot::Sender<Result<WriteOutcome, NotWritten>>,
+}
+
+impl WriteRequest {
+    /// What writing it costs the disk ([`room::cost`]).
+    fn cost(&self) -> u64 {
+        let bytes: usize = self
+            .messages
+            .iter()
+            .map(|m| {
+                m.body.len()
+                    + m.headers.len()
+                    + m.query.len()
+                    + m.source.len()
+                    + m.delivery_id.as_ref().map_or(0, String::len)
+            })
+            .sum();
+        room::cost(bytes as u64)
+    }
+}
+
+/// Why a request was not written.
+enum NotWritten {
+    /// Its bytes would eat into the room a prune needs.
+    NoRoom,
+    /// The transaction failed.
+    Failed(String),
 }
 
 /// What the writer thread is woken for.
@@ -103,6 +129,8 @@ impl SpoolWriter {
             }
         }
         let thread_ledger = ledger.clone();
+        let room = Arc::new(room::Gauge::new(&path));
+        let thread_room = room.clone();
         let handle = std::thread::Builder::new()
             .name("spool-writer".into())
             .spawn(move || {
@@ -112,7 +140,12 @@ impl SpoolWriter {
                     limits,
                     since_trim: 0,
                 });
-                run(conn, thread_path, rx, ledger, thread_stats, dedupe_window)
+                let side = Side {
+                    ledger,
+                    stats: thread_stats,
+                    room: thread_room,
+                };
+                run(conn, thread_path, rx, side, dedupe_window)
             })
             .map_err(|e| SpoolError::Commit(format!("starting the writer thread: {e}")))?;
         Ok((
@@ -120,7 +153,7 @@ impl SpoolWriter {
                 tx,
                 ledger,
                 stats,
-                room: Arc::new(room::Gauge::new(&path)),
+                room,
             },
             WriterThread { handle },
         ))
@@ -143,7 +176,8 @@ impl SpoolWriter {
             .map_err(|_| SpoolError::WriterGone)?;
         match rx.await {
             Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(detail)) => Err(SpoolError::Commit(detail)),
+            Ok(Err(NotWritten::Failed(detail))) => Err(SpoolError::Commit(detail)),
+            Ok(Err(NotWritten::NoRoom)) => Err(SpoolError::NoRoom),
             Err(_) => Err(SpoolError::WriterGone),
         }
     }
@@ -220,14 +254,56 @@ impl LedgerSide {
     }
 }
 
+/// What the writer thread keeps beside its connection.
+struct Side {
+    ledger: Option<LedgerSide>,
+    stats: Arc<SpoolStats>,
+    room: Arc<room::Gauge>,
+}
+
+/// The requests of `batch` whose bytes the disk can take while keeping the prune's reserve;
+/// the others are answered [`NotWritten::NoRoom`] (the receiver's check, before it read their
+/// bodies, could not know their sizes nor those of the bodies read beside them). Returns the
+/// kept ones and what they cost.
+fn within_room(
+    batch: Vec<WriteRequest>,
+    room: &room::Gauge,
+    stats: &SpoolStats,
+) -> (Vec<WriteRequest>, u64) {
+    let costs: Vec<u64> = batch.iter().map(WriteRequest::cost).collect();
+    let used = stats.bytes.load(Ordering::Relaxed);
+    let mut left = room.left(used, costs.iter().sum());
+    let mut kept = Vec::with_capacity(batch.len());
+    let mut spent = 0u64;
+    for (req, cost) in batch.into_iter().zip(costs) {
+        if cost <= left {
+            left -= cost;
+            spent += cost;
+            kept.push(req);
+        } else {
+            tracing::warn!(
+                cost,
+                left,
+                "delivery refused: storing it would leave the spool's disk too little room to be pruned"
+            );
+            let _ = req.reply.send(Err(NotWritten::NoRoom));
+        }
+    }
+    (kept, spent)
+}
+
 fn run(
     conn: Connection,
     path: PathBuf,
     mut rx: mpsc::Receiver<Job>,
-    mut ledger: Option<LedgerSide>,
-    stats: Arc<SpoolStats>,
+    side: Side,
     dedupe_window: Duration,
 ) {
+    let Side {
+        mut ledger,
+        stats,
+        room,
+    } = side;
     let window_us = micros(dedupe_window);
     let mut batches: u64 = 0;
     let mut requests: u64 = 0;
@@ -266,10 +342,11 @@ fn run(
         // saw the file removed must not be written into the unlinked file and answered 200.
         if let Some(reason) = stats.failure() {
             for req in batch {
-                let _ = req.reply.send(Err(reason.to_owned()));
+                let _ = req.reply.send(Err(NotWritten::Failed(reason.to_owned())));
             }
             continue;
         }
+        let (batch, cost) = within_room(batch, &room, &stats);
         let result = in_write_transaction(&conn, |tx, last| {
             let outcomes = batch
                 .iter()
@@ -282,6 +359,7 @@ fn run(
         });
         match result {
             Ok(outcomes) => {
+                room.spend(cost);
                 for (req, outcome) in batch.into_iter().zip(outcomes) {
                     let _ = req.reply.send(Ok(outcome));
                 }
@@ -292,7 +370,9 @@ fn run(
                     stats.fail(format!("spool {}: {e}", path.display()));
                 }
                 for req in batch {
-                    let _ = req.reply.send(Err(format!("{}: {e}", path.display())));
+                    let _ = req
+                        .reply
+                        .send(Err(NotWritten::Failed(format!("{}: {e}", path.display()))));
                 }
             }
         }

@@ -16,7 +16,7 @@ use singer::sdc;
 use singer::writer::MessageWriter;
 
 use super::discover;
-use super::flatten::{Column, Columns, Refusal};
+use super::flatten::{Column, Columns, Refusal, SEPARATOR};
 use super::inference::{FieldMap, StreamSchema};
 use super::key::{self, KeyKinds};
 use super::origins::OriginStore;
@@ -240,10 +240,7 @@ impl<'a> StreamEmitter<'a> {
         let reserved = |k: &str| is_reserved(k, op.is_some());
         match self.source.record_shape {
             RecordShape::Unpacked if self.source.flattening.is_some() => {
-                if let Some((store, loaded @ false)) = &mut self.origins {
-                    self.columns.hold(store.load(&self.name)?);
-                    *loaded = true;
-                }
+                self.load_origins()?;
                 let mut columns = Vec::with_capacity(fields.len());
                 let flattened = match self.source.flattening {
                     Some(f) => f.flatten(&fields, reserved, Some(&mut self.columns), &mut columns),
@@ -251,15 +248,7 @@ impl<'a> StreamEmitter<'a> {
                 };
                 match flattened {
                     Ok(()) => {}
-                    Err(Refusal::Shared(detail)) => {
-                        return Err(TapError::Flattening {
-                            source_name: self.source.name.clone(),
-                            stream: self.name.clone(),
-                            message_id: m.id.to_owned(),
-                            seq: m.seq,
-                            detail,
-                        });
-                    }
+                    Err(Refusal::Shared(detail)) => return Err(self.shared(m, detail)),
                     Err(Refusal::TooWide(max)) => {
                         let reason = format!(
                             "flattening makes more than {max} columns of it (max_fields_per_message)"
@@ -267,12 +256,7 @@ impl<'a> StreamEmitter<'a> {
                         return self.reject(w, m, &reason, summary);
                     }
                 }
-                if let Some((store, _)) = self.origins {
-                    let fresh = self.columns.fresh();
-                    if !fresh.is_empty() {
-                        store.save(&self.name, &fresh)?;
-                    }
-                }
+                self.save_origins()?;
                 changed |= self.push_columns(&columns);
                 // A key part's property that flattening made a column too holds the same
                 // value (it is that column), or the run stops as for any shared column.
@@ -304,6 +288,15 @@ impl<'a> StreamEmitter<'a> {
                 for f in &fields {
                     if reserved(&f.key) || !self.selected(&f.key) {
                         continue;
+                    }
+                    if f.key.contains(SEPARATOR) {
+                        // Named like a flattened column: it may not take one another field
+                        // holds (flattening turned off), nor be taken by one (turned on).
+                        self.load_origins()?;
+                        self.columns
+                            .note_top(&f.key)
+                            .map_err(|detail| self.shared(m, detail))?;
+                        self.save_origins()?;
                     }
                     // After the prescan the schema holds every field and type of the run:
                     // this message was observed there already.
@@ -363,6 +356,37 @@ impl<'a> StreamEmitter<'a> {
                 push_key(&mut self.line, &part.property);
                 self.line.push_str(text);
             }
+        }
+    }
+
+    /// The columns earlier runs noted, read before the stream's first record needing them.
+    fn load_origins(&mut self) -> Result<(), TapError> {
+        if let Some((store, loaded @ false)) = &mut self.origins {
+            self.columns.hold(store.load(&self.name)?);
+            *loaded = true;
+        }
+        Ok(())
+    }
+
+    /// Notes the columns the last record brought, before it is emitted.
+    fn save_origins(&mut self) -> Result<(), TapError> {
+        if let Some((store, _)) = self.origins {
+            let fresh = self.columns.fresh();
+            if !fresh.is_empty() {
+                store.save(&self.name, &fresh)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The error of a message whose field would share a column with another.
+    fn shared(&self, m: &MessageRef<'_>, detail: String) -> TapError {
+        TapError::Flattening {
+            source_name: self.source.name.clone(),
+            stream: self.name.clone(),
+            message_id: m.id.to_owned(),
+            seq: m.seq,
+            detail,
         }
     }
 

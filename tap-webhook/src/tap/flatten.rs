@@ -432,6 +432,13 @@ impl Columns {
             .collect()
     }
 
+    /// Notes that the top-level field `name` of an unflattened record is its column (a record
+    /// of its own: [`Columns::fresh`] then lists it if new). `Err`: another field holds it.
+    pub fn note_top(&mut self, name: &str) -> Result<(), String> {
+        self.fresh.clear();
+        self.note(name, None, || show_pointer(&[name.to_owned()]))
+    }
+
     /// Notes that column `name` holds the field at `path` (its hash; `None`: the top-level
     /// field of that name; `pointer` names it in messages). `Err`: another field holds it.
     fn note(

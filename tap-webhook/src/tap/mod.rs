@@ -120,11 +120,12 @@ fn run_with(
         run = run.without_states();
     }
     run.stop_on(stop);
-    // Flattened columns are checked against those earlier runs loaded (`origins`).
+    // Flattened columns are checked against those earlier runs loaded (`origins`), and so are
+    // unflattened fields named like one (`a__b`): flattening can be turned on or off.
     let origins = settings
         .sources
         .values()
-        .any(|s| s.flattening.is_some())
+        .any(|s| s.record_shape == RecordShape::Unpacked)
         .then(|| origins::OriginStore::open(&settings.spool_path))
         .transpose()?;
     let mut emitters = Vec::with_capacity(settings.sources.len());

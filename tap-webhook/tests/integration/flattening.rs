@@ -195,20 +195,35 @@ async fn two_fields_sharing_a_column_stop_the_run_where_they_meet() {
         assert_eq!(records(&again, "data"), recs);
         assert!(stderr.contains("\"a__b\""), "{stderr}");
 
-        // Flattening off: every message is emitted, as stored.
+        // Flattening off: column a__b holds /a/b (the spool remembers), so the top-level
+        // a__b is refused there too rather than mixed into it.
         let mut off = flat.clone();
         off["flattening_enabled"] = json!(false);
         let config = write_config(dir.path(), off);
-        let out = run_tap(&config, &[]);
+        let (out, stderr) = failing_tap(&config, None);
         let recs = records(&out, "data");
-        assert_eq!(recs.len(), 4);
+        assert_eq!(recs.len(), 1);
         assert_eq!(recs[0]["a"], json!({"b": 1}));
+        assert!(
+            stderr.contains("/a/b") && stderr.contains("/a__b"),
+            "{stderr}"
+        );
 
         // Past the first collision, the tap's own column is defended too.
         let config = write_config(dir.path(), flat);
-        let mark = out.iter().filter(|m| m["type"] == "RECORD").nth(2).unwrap()["record"]
-            ["_sdc_sequence"]
-            .clone();
+        let listed = Command::new(BIN)
+            .args(["deliveries", "--format", "jsonl", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(listed.status.success());
+        let third: Value = String::from_utf8(listed.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .nth(2)
+            .unwrap();
+        let mark = third["seq"].clone();
         let (_, stderr) = failing_tap(
             &config,
             Some(&json!({"bookmarks": {"data": {"replication_key_value": mark}}})),
@@ -288,4 +303,40 @@ async fn a_column_an_earlier_run_loaded_is_defended_in_later_runs() {
         &["--state", dir.path().join("state.json").to_str().unwrap()],
     );
     assert_eq!(records(&out, "gh__pull")[0]["a__b"], json!("y"));
+}
+
+/// Found by attack (issue 23's review): the spool noted the columns of flattened runs only, so
+/// a source whose table already had a top-level `a__b` (loaded with flattening off) took the
+/// flattened `a`/`b` into that column once flattening was turned on, and the other way round:
+/// two fields in one column, unnoticed. Both ways must stop as within flattened runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_flattening_on_or_off_cannot_mix_two_fields_in_a_column() {
+    for (first, then) in [
+        (r#"{"a__b":"top"}"#, r#"{"a":{"b":"nested"}}"#),
+        (r#"{"a":{"b":"nested"}}"#, r#"{"a__b":"top"}"#),
+    ] {
+        let flattened_first = first.contains("nested");
+        let dir = tempfile::tempdir().unwrap();
+        let settings = |on: bool| {
+            json!({"flattening_enabled": on, "flattening_max_depth": 1,
+                   "sources": {"data": {}}})
+        };
+        let config = write_config(dir.path(), settings(flattened_first));
+        let server = Server::start(&config);
+        post(&server, "data", first).await;
+        let out = run_tap(&config, &[]);
+        assert_eq!(records(&out, "data").len(), 1);
+        let state = out.iter().rev().find(|m| m["type"] == "STATE").unwrap()["value"].clone();
+        post(&server, "data", then).await;
+        drop(server);
+        let config = write_config(dir.path(), settings(!flattened_first));
+        let (lines, stderr) = failing_tap(&config, Some(&state));
+        assert!(
+            records(&lines, "data").is_empty(),
+            "{first} then {then}: {lines:?}"
+        );
+        for needle in ["\"a__b\"", "/a/b", "/a__b"] {
+            assert!(stderr.contains(needle), "{needle} not in: {stderr}");
+        }
+    }
 }

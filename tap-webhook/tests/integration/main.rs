@@ -11,6 +11,7 @@ mod follow;
 mod harness;
 mod hostile;
 mod ledger;
+mod logging;
 mod operate;
 mod operations;
 mod receiver;
