@@ -100,7 +100,13 @@ async fn a_header_key_that_is_not_utf8_is_refused_not_merged() {
     let server = Server::start(&path);
     for (byte, v) in [(0xe9u8, 1), (0xe8, 2)] {
         let value = HeaderValue::from_bytes(&[b'o', b'r', b'd', b'-', byte]).unwrap();
-        post_raw(&server, "h", &[("X-Key", value)], &format!(r#"{{"v":{v}}}"#)).await;
+        post_raw(
+            &server,
+            "h",
+            &[("X-Key", value)],
+            &format!(r#"{{"v":{v}}}"#),
+        )
+        .await;
     }
     let ok = HeaderValue::from_str("ord-1").unwrap();
     post_raw(&server, "h", &[("X-Key", ok)], r#"{"v":3}"#).await;
@@ -186,9 +192,6 @@ async fn dedupe_parts_that_differ_only_past_a_float_are_two_deliveries() {
     drop(server);
 
     let lines = run_tap(&path, &[]);
-    let vs: Vec<&Value> = records(&lines, "d")
-        .iter()
-        .map(|r| &r["v"])
-        .collect();
+    let vs: Vec<&Value> = records(&lines, "d").iter().map(|r| &r["v"]).collect();
     assert_eq!(vs, [&json!(1), &json!(2), &json!(3), &json!(4)]);
 }
