@@ -105,7 +105,14 @@ impl KeyPart {
                 let Some(headers) = headers else {
                     return Ok(None);
                 };
-                stored_header(headers, h).map(|v| Cow::Owned(v.to_string()))
+                let value = stored_header(headers, h);
+                if value.as_ref().and_then(Value::as_str).is_some_and(not_utf8) {
+                    return Err(
+                        "holds bytes that are not UTF-8 (stored as U+FFFD): different values would be one key"
+                            .into(),
+                    );
+                }
+                value.map(|v| Cow::Owned(v.to_string()))
             }
         };
         let kind = key::check(text.as_deref())?;
@@ -125,6 +132,12 @@ impl KeyPart {
         }
         Ok(text.map(|t| (t, kind)))
     }
+}
+
+/// Whether a stored header value had bytes that are not UTF-8: the receiver stores them as
+/// U+FFFD (`ord-\xe9` and `ord-\xe8` are both `ord-\u{FFFD}`), so as a key it would merge rows.
+fn not_utf8(stored: &str) -> bool {
+    stored.contains('\u{FFFD}')
 }
 
 /// Whether two raw JSON texts are the same value (`"\u0061"` and `"a"`).
