@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::harness::{peers, read_table, run_ok, Receiver};
+use crate::harness::{peers, read_table, run_ok, write_tap_config, write_target_config, Receiver};
 use crate::pipeline::pipe;
 
 const ITEM: &str = "/notificationItems/0/NotificationRequestItem";
@@ -71,25 +71,15 @@ fn rows_by_key(
 fn stripe_and_adyen_upsert_on_declared_keys_across_retries_and_runs() {
     let peers = peers();
     let dir = tempfile::tempdir().unwrap();
-    let tap_config = dir.path().join("tap.json");
-    std::fs::write(
-        &tap_config,
-        json!({"spool_path": dir.path().join("spool.sqlite"), "listen_address": "127.0.0.1:0",
-               "sources": {
+    let tap_config = write_tap_config(
+        dir.path(),
+        json!({"sources": {
                    "stripe": {"primary_key": {"pointer": "/id"}},
                    "charges": {"primary_key": {"pointer": "/data/object/id"}},
                    "adyen": {"primary_key": [{"pointer": format!("{ITEM}/eventCode")},
-                                             {"pointer": format!("{ITEM}/pspReference")}]}}})
-        .to_string(),
-    )
-    .unwrap();
-    let warehouse = dir.path().join("wh");
-    let target_config = dir.path().join("target.json");
-    std::fs::write(
-        &target_config,
-        json!({"warehouse_path": warehouse}).to_string(),
-    )
-    .unwrap();
+                                             {"pointer": format!("{ITEM}/pspReference")}]}}}),
+    );
+    let (target_config, warehouse) = write_target_config(dir.path(), json!({}));
     let receiver = Receiver::start(&tap_config);
     let post = |source: &str, body: &str| assert_eq!(receiver.post(source, body, &[]), 200);
 

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::harness::{peers, read_table, tap_bin, target_bin, Receiver};
+use crate::harness::{peers, read_table, tap_bin, target_bin, write_tap_config, Receiver};
 
 struct Tmpfs(PathBuf);
 
@@ -83,14 +83,7 @@ fn a_full_warehouse_disk_then_a_chained_retry_keeps_every_acked_webhook_once() {
             "cannot mount a tmpfs for the disk-full test: {why} (run the tests as root, as `bash tests/run.sh` in CI does)"
         ),
     };
-    let tap_config = dir.path().join("tap.json");
-    std::fs::write(
-        &tap_config,
-        json!({"spool_path": dir.path().join("spool.sqlite"), "listen_address": "127.0.0.1:0",
-               "sources": {"data": {}}})
-        .to_string(),
-    )
-    .unwrap();
+    let tap_config = write_tap_config(dir.path(), json!({"sources": {"data": {}}}));
     let target_config = dir.path().join("target.json");
     let warehouse = mnt.join("warehouse");
     std::fs::write(

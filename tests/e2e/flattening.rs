@@ -9,7 +9,9 @@ use std::process::Command;
 
 use serde_json::{json, Map, Value};
 
-use crate::harness::{peers, read_table, repo_root, run_ok, tap_bin, Receiver};
+use crate::harness::{
+    peers, read_table, repo_root, run_ok, tap_bin, write_tap_config, write_target_config, Receiver,
+};
 use crate::pipeline::pipe;
 
 /// Payloads meant to find every difference: nesting past every depth, nulls where objects are
@@ -163,24 +165,14 @@ fn flattened_columns(payload: &Value) -> BTreeSet<String> {
 fn flattened_github_events_land_in_tables_with_the_flattened_columns() {
     let peers = peers();
     let dir = tempfile::tempdir().unwrap();
-    let tap_config = dir.path().join("tap.json");
     // The SDK's settings at the top level, where SDK taps take them.
-    std::fs::write(
-        &tap_config,
-        json!({"spool_path": dir.path().join("spool.sqlite"), "listen_address": "127.0.0.1:0",
-               "flattening_enabled": true, "flattening_max_depth": 1,
+    let tap_config = write_tap_config(
+        dir.path(),
+        json!({"flattening_enabled": true, "flattening_max_depth": 1,
                "sources": {"github": {"stream_from": {"header": "X-GitHub-Event"},
-                                      "exclude": ["ping"]}}})
-        .to_string(),
-    )
-    .unwrap();
-    let warehouse = dir.path().join("wh");
-    let target_config = dir.path().join("target.json");
-    std::fs::write(
-        &target_config,
-        json!({"warehouse_path": warehouse}).to_string(),
-    )
-    .unwrap();
+                                      "exclude": ["ping"]}}}),
+    );
+    let (target_config, warehouse) = write_target_config(dir.path(), json!({}));
     let receiver = Receiver::start(&tap_config);
     let fixture =
         std::fs::read_to_string(repo_root().join("tests/fixtures/github/events.jsonl")).unwrap();

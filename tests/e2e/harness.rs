@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// The directory holding the workspace's binaries (next to this test's `deps/`).
 pub fn bin_dir() -> PathBuf {
@@ -60,6 +60,34 @@ pub fn peers() -> BTreeMap<String, String> {
             env_file.display()
         ),
     }
+}
+
+/// Writes `dir/tap.json`: a spool in `dir` and a free port, and `settings`' keys (which win).
+pub fn write_tap_config(dir: &Path, settings: Value) -> PathBuf {
+    let mut config =
+        json!({"spool_path": dir.join("spool.sqlite"), "listen_address": "127.0.0.1:0"});
+    merge_into(&mut config, settings);
+    let path = dir.join("tap.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+/// Writes `dir/target.json`: a warehouse at `dir/wh`, and `settings`' keys (which win); returns
+/// the config's path and the warehouse's.
+pub fn write_target_config(dir: &Path, settings: Value) -> (PathBuf, PathBuf) {
+    let mut config = json!({"warehouse_path": dir.join("wh")});
+    merge_into(&mut config, settings);
+    let warehouse = PathBuf::from(config["warehouse_path"].as_str().unwrap());
+    let path = dir.join("target.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    (path, warehouse)
+}
+
+fn merge_into(config: &mut Value, settings: Value) {
+    let Value::Object(settings) = settings else {
+        panic!("settings must be an object: {settings}")
+    };
+    config.as_object_mut().unwrap().extend(settings);
 }
 
 /// Runs a command to completion, asserting success; returns stdout.

@@ -5,20 +5,16 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::harness::{peers, pipe_into, read_table, run_ok, tap_bin, target_bin, Receiver};
+use crate::harness::{
+    peers, pipe_into, read_table, run_ok, tap_bin, target_bin, write_tap_config, Receiver,
+};
 
 #[test]
 #[ignore = "needs the Python peers (bash tests/run.sh)"]
 fn tap_webhook_loads_into_target_duckdb_with_every_column() {
     let peers = peers();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("tap.json");
-    std::fs::write(
-        &config,
-        json!({"spool_path": dir.path().join("spool.sqlite"), "listen_address": "127.0.0.1:0"})
-            .to_string(),
-    )
-    .unwrap();
+    let config = write_tap_config(dir.path(), json!({}));
     let receiver = Receiver::start(&config);
     let bodies = [
         r#"{"id":"a","amount":10,"at":"2026-11-25T10:00:00Z","meta":{"k":1}}"#,

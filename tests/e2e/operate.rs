@@ -7,7 +7,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::harness::{peers, pipe_into, read_table, run_ok, tap_bin, target_bin, Receiver};
+use crate::harness::{
+    peers, pipe_into, read_table, run_ok, tap_bin, target_bin, write_tap_config, Receiver,
+};
 
 /// `tap-webhook ARGS | target-warehouse` into `warehouse`.
 fn load(tap_config: &Path, args: &[&str], warehouse: &Path) {
@@ -60,14 +62,10 @@ fn post(base: &str, source: &str, body: &str) -> String {
 fn a_replayed_window_loads_into_a_new_warehouse_equal_to_the_first_load() {
     let peers = peers();
     let dir = tempfile::tempdir().unwrap();
-    let tap_config = dir.path().join("tap.json");
-    std::fs::write(
-        &tap_config,
-        json!({"spool_path": dir.path().join("spool.sqlite"), "listen_address": "127.0.0.1:0",
-               "retention_hours": 24, "sources": {"orders": {}}})
-        .to_string(),
-    )
-    .unwrap();
+    let tap_config = write_tap_config(
+        dir.path(),
+        json!({"retention_hours": 24, "sources": {"orders": {}}}),
+    );
     let receiver = Receiver::start(&tap_config);
     let times: Vec<String> = (0..9)
         .map(|i| {
@@ -128,14 +126,7 @@ fn a_replayed_window_loads_into_a_new_warehouse_equal_to_the_first_load() {
 fn a_replay_into_the_live_warehouse_never_makes_the_regular_run_skip() {
     let peers = peers();
     let dir = tempfile::tempdir().unwrap();
-    let tap_config = dir.path().join("tap.json");
-    std::fs::write(
-        &tap_config,
-        json!({"spool_path": dir.path().join("spool.sqlite"), "listen_address": "127.0.0.1:0",
-               "sources": {"orders": {}}})
-        .to_string(),
-    )
-    .unwrap();
+    let tap_config = write_tap_config(dir.path(), json!({"sources": {"orders": {}}}));
     let receiver = Receiver::start(&tap_config);
     let order = |i: i64| post(&receiver.base, "orders", &format!(r#"{{"order":{i}}}"#));
     let live = dir.path().join("warehouse");
@@ -241,15 +232,11 @@ fn browse(profile: &Path, url: &str, extra: &[&str]) -> String {
 fn the_admin_page_renders_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let token = "browser-admin-token-0001";
-    let tap_config = dir.path().join("tap.json");
-    std::fs::write(
-        &tap_config,
-        json!({"spool_path": dir.path().join("spool.sqlite"), "listen_address": "127.0.0.1:0",
-               "admin_listen_address": "127.0.0.1:0", "admin_tokens": [token],
-               "sources": {"shop": {"api_keys": ["shop-key-0123456789"]}, "github": {}}})
-        .to_string(),
-    )
-    .unwrap();
+    let tap_config = write_tap_config(
+        dir.path(),
+        json!({"admin_listen_address": "127.0.0.1:0", "admin_tokens": [token],
+               "sources": {"shop": {"api_keys": ["shop-key-0123456789"]}, "github": {}}}),
+    );
     let mut cmd = Command::new(tap_bin());
     cmd.args(["serve", "--config"])
         .arg(&tap_config)

@@ -6,7 +6,10 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::harness::{peers, pipe_into, read_table, tap_bin, target_bin, Receiver};
+use crate::harness::{
+    peers, pipe_into, read_table, tap_bin, target_bin, write_tap_config, write_target_config,
+    Receiver,
+};
 
 /// Runs `tap-webhook [--state S] | target-warehouse`; returns the target's stdout lines.
 pub fn pipe(tap_config: &Path, target_config: &Path, state: Option<&Path>) -> Vec<Value> {
@@ -36,20 +39,14 @@ pub fn pipe(tap_config: &Path, target_config: &Path, state: Option<&Path>) -> Ve
 fn deliveries_land_once_typed_and_readable_by_duckdb_and_deltalake() {
     let peers = peers();
     let dir = tempfile::tempdir().unwrap();
-    let tap_config = dir.path().join("tap.json");
-    std::fs::write(
-        &tap_config,
-        json!({"spool_path": dir.path().join("spool.sqlite"), "listen_address": "127.0.0.1:0",
-               "sources": {"data": {}, "orders": {"primary_key": "order_id"}}})
-        .to_string(),
-    )
-    .unwrap();
-    let target_config = dir.path().join("target.json");
-    std::fs::write(
-        &target_config,
-        json!({"warehouse_path": dir.path().join("warehouse")}).to_string(),
-    )
-    .unwrap();
+    let tap_config = write_tap_config(
+        dir.path(),
+        json!({"sources": {"data": {}, "orders": {"primary_key": "order_id"}}}),
+    );
+    let (target_config, _) = write_target_config(
+        dir.path(),
+        json!({"warehouse_path": dir.path().join("warehouse")}),
+    );
     let receiver = Receiver::start(&tap_config);
     let bodies = [
         r#"{"event":"push","n":1,"at":"2026-11-25T10:00:00Z","repo":{"name":"x","stars":3},"tags":["a","b"],"big":18446744073709551616}"#,

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::harness::{peers, pipe_into, run_ok, tap_bin, Receiver};
+use crate::harness::{peers, pipe_into, run_ok, tap_bin, write_tap_config, Receiver};
 
 /// A PostgreSQL cluster for one test, stopped on drop.
 struct Cluster {
@@ -171,14 +171,10 @@ fn tap_webhook_into_target_postgres_keys_rejects_big_integers_and_receipt_column
     let peers = peers();
     let pg = Cluster::start();
     let dir = tempfile::tempdir().unwrap();
-    let tap_config = dir.path().join("tap.json");
-    std::fs::write(
-        &tap_config,
-        json!({"spool_path": dir.path().join("spool.sqlite"), "listen_address": "127.0.0.1:0",
-               "sources": {"orders": {"primary_key": "order_id"}, "events": {}}})
-        .to_string(),
-    )
-    .unwrap();
+    let tap_config = write_tap_config(
+        dir.path(),
+        json!({"sources": {"orders": {"primary_key": "order_id"}, "events": {}}}),
+    );
     let target_config = dir.path().join("target-postgres.json");
     std::fs::write(
         &target_config,

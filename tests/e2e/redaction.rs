@@ -1,7 +1,7 @@
 //! Redaction (issue 23) end to end: a redacted value is in no table row DuckDB or deltalake
 //! reads, and its salted hash is the same in every row (joins still work).
 
-use crate::harness::{peers, read_table, run_ok, Receiver};
+use crate::harness::{peers, read_table, run_ok, write_tap_config, write_target_config, Receiver};
 use crate::pipeline::pipe;
 use serde_json::json;
 
@@ -12,22 +12,12 @@ fn redacted_values_reach_no_table() {
     let dir = tempfile::tempdir().unwrap();
     let salt = "e2e-salt-0123456789";
     let email = "bob.private@example.org";
-    let tap_config = dir.path().join("tap.json");
-    std::fs::write(
-        &tap_config,
-        json!({"spool_path": dir.path().join("spool.sqlite"), "listen_address": "127.0.0.1:0",
-               "sources": {"orders": {"primary_key": "id",
-                   "redact": {"hash": ["/email"], "drop": ["/address"], "salt": salt}}}})
-        .to_string(),
-    )
-    .unwrap();
-    let warehouse = dir.path().join("wh");
-    let target_config = dir.path().join("target.json");
-    std::fs::write(
-        &target_config,
-        json!({"warehouse_path": warehouse}).to_string(),
-    )
-    .unwrap();
+    let tap_config = write_tap_config(
+        dir.path(),
+        json!({"sources": {"orders": {"primary_key": "id",
+                   "redact": {"hash": ["/email"], "drop": ["/address"], "salt": salt}}}}),
+    );
+    let (target_config, warehouse) = write_target_config(dir.path(), json!({}));
     let receiver = Receiver::start(&tap_config);
     for id in 1..=3 {
         let body = json!({"id": id, "email": email, "address": {"street": "Elm 7"}, "n": id});

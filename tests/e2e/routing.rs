@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
-use crate::harness::{peers, read_table, repo_root, Receiver};
+use crate::harness::{
+    peers, read_table, repo_root, write_tap_config, write_target_config, Receiver,
+};
 use crate::pipeline::pipe;
 
 #[test]
@@ -15,22 +17,12 @@ use crate::pipeline::pipe;
 fn github_events_land_in_a_table_per_event_type() {
     let peers = peers();
     let dir = tempfile::tempdir().unwrap();
-    let tap_config = dir.path().join("tap.json");
-    std::fs::write(
-        &tap_config,
-        json!({"spool_path": dir.path().join("spool.sqlite"), "listen_address": "127.0.0.1:0",
-               "sources": {"github": {"stream_from": {"header": "X-GitHub-Event"},
-                                      "exclude": ["ping"]}}})
-        .to_string(),
-    )
-    .unwrap();
-    let warehouse = dir.path().join("wh");
-    let target_config = dir.path().join("target.json");
-    std::fs::write(
-        &target_config,
-        json!({"warehouse_path": warehouse}).to_string(),
-    )
-    .unwrap();
+    let tap_config = write_tap_config(
+        dir.path(),
+        json!({"sources": {"github": {"stream_from": {"header": "X-GitHub-Event"},
+                                      "exclude": ["ping"]}}}),
+    );
+    let (target_config, warehouse) = write_target_config(dir.path(), json!({}));
 
     let receiver = Receiver::start(&tap_config);
     let fixture =
@@ -107,22 +99,12 @@ fn github_events_land_in_a_table_per_event_type() {
 fn stripe_events_routed_by_type_upsert_by_id_across_retries() {
     let peers = peers();
     let dir = tempfile::tempdir().unwrap();
-    let tap_config = dir.path().join("tap.json");
-    std::fs::write(
-        &tap_config,
-        json!({"spool_path": dir.path().join("spool.sqlite"), "listen_address": "127.0.0.1:0",
-               "sources": {"stripe": {"stream_from": {"pointer": "/type"}, "primary_key": "id",
-                                      "delivery_id_header": "Idempotency-Key"}}})
-        .to_string(),
-    )
-    .unwrap();
-    let warehouse = dir.path().join("wh");
-    let target_config = dir.path().join("target.json");
-    std::fs::write(
-        &target_config,
-        json!({"warehouse_path": warehouse}).to_string(),
-    )
-    .unwrap();
+    let tap_config = write_tap_config(
+        dir.path(),
+        json!({"sources": {"stripe": {"stream_from": {"pointer": "/type"}, "primary_key": "id",
+                                      "delivery_id_header": "Idempotency-Key"}}}),
+    );
+    let (target_config, warehouse) = write_target_config(dir.path(), json!({}));
     let receiver = Receiver::start(&tap_config);
     let send = |key: &str, id: &str, ty: &str, amount: i64| {
         let body = json!({"id": id, "object": "event", "type": ty,

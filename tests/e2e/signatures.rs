@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::harness::{peers, repo_root, run_ok, Receiver};
+use crate::harness::{peers, repo_root, run_ok, write_tap_config, Receiver};
 
 #[test]
 #[ignore = "needs the Python peers (bash tests/run.sh)"]
@@ -14,17 +14,13 @@ fn provider_libraries_signatures_verify_and_tampering_does_not() {
     let dir = tempfile::tempdir().unwrap();
     let whsec = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
     let stripe_secret = "whsec_test_secret_for_stripe";
-    let config = dir.path().join("tap.json");
-    std::fs::write(
-        &config,
-        json!({"spool_path": dir.path().join("spool.sqlite"), "listen_address": "127.0.0.1:0",
-               "sources": {
+    let config = write_tap_config(
+        dir.path(),
+        json!({"sources": {
                  "svix": {"signature": {"scheme": "svix", "secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", whsec]}},
                  "standardwebhooks": {"signature": {"scheme": "standard-webhooks", "secrets": [whsec]}},
-                 "stripe": {"signature": {"scheme": "stripe", "secrets": [stripe_secret]}}}})
-        .to_string(),
-    )
-    .unwrap();
+                 "stripe": {"signature": {"scheme": "stripe", "secrets": [stripe_secret]}}}}),
+    );
     let receiver = Receiver::start(&config);
     for (source, secret) in [
         ("svix", whsec),
