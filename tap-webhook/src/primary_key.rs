@@ -140,8 +140,13 @@ fn not_utf8(stored: &str) -> bool {
     stored.contains('\u{FFFD}')
 }
 
-/// Whether two raw JSON texts are the same value (`"\u0061"` and `"a"`).
+/// Whether two raw JSON texts are the same value (`"\u0061"` and `"a"`). Texts of different
+/// kinds are not parsed: a payload's 20 MB array beside a key's scalar costs a glance, not a
+/// tree of millions of values.
 pub fn same_json(a: &str, b: &str) -> bool {
+    if crate::payload::kind(a) != crate::payload::kind(b) {
+        return false;
+    }
     match (
         serde_json::from_str::<Value>(a),
         serde_json::from_str::<Value>(b),
