@@ -195,3 +195,46 @@ async fn dedupe_parts_that_differ_only_past_a_float_are_two_deliveries() {
     let vs: Vec<&Value> = records(&lines, "d").iter().map(|r| &r["v"]).collect();
     assert_eq!(vs, [&json!(1), &json!(2), &json!(3), &json!(4)]);
 }
+
+/// A header repeated in one request is one value, `e1, e2`, for the key (as it is stored) and
+/// for `dedupe_key` alike: a later delivery with only `e1`, a different key, is not taken for
+/// a retry of it (it was: the dedupe id read the first value only, and the delivery was
+/// answered as a duplicate and never stored).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_header_is_one_value_for_the_key_and_the_dedupe_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = json!({"header": "X-Event"});
+    let path = write_config(
+        dir.path(),
+        json!({"sources": {"h": {"primary_key": key, "dedupe_key": key}}}),
+    );
+    let server = Server::start(&path);
+    let send = |values: &'static [&'static str], body: &'static str| {
+        let mut req = client().post(server.url("/webhooks/h")).body(body);
+        for v in values {
+            req = req.header("X-Event", *v);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 200, "{body}");
+            resp.json::<Value>().await.unwrap()
+        }
+    };
+    let both = send(&["e1", "e2"], r#"{"v":1}"#).await;
+    assert!(both["data"].get("duplicate").is_none(), "{both}");
+    let one = send(&["e1"], r#"{"v":2}"#).await;
+    assert!(one["data"].get("duplicate").is_none(), "{one}");
+    let retry = send(&["e1", "e2"], r#"{"v":1}"#).await;
+    assert_eq!(retry["data"]["duplicate"], true, "{retry}");
+    drop(server);
+
+    let lines = run_tap(&path, &[]);
+    let keys: Vec<(&Value, &Value)> = records(&lines, "h")
+        .iter()
+        .map(|r| (&r["x_event"], &r["v"]))
+        .collect();
+    assert_eq!(
+        keys,
+        [(&json!("e1, e2"), &json!(1)), (&json!("e1"), &json!(2))]
+    );
+}
