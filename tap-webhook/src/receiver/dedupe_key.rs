@@ -76,7 +76,7 @@ impl DedupeKey {
             let fields = top_level(text).ok()?;
             for part in &self.parts {
                 let v = match part {
-                    Part::Header(h) => Value::String(headers.get(h)?.to_str().ok()?.to_owned()),
+                    Part::Header(h) => Value::String(folded(headers, h)?),
                     Part::Pointer(t) => {
                         let raw = at_pointer_raw(&fields, t).ok()??;
                         // A number as sent: parsed, one past 64 bits or a long fraction
@@ -102,6 +102,24 @@ impl DedupeKey {
             format!("sha256:{}", hex::encode(Sha256::digest(id.as_bytes())))
         })
     }
+}
+
+/// A header's value as it is stored (`capture::headers_json`): repeated ones joined by `, `,
+/// as HTTP folds them, so the id and a key read from the stored header agree. `None` when
+/// absent or not visible ASCII.
+fn folded(headers: &HeaderMap, name: &str) -> Option<String> {
+    let mut out: Option<String> = None;
+    for v in headers.get_all(name) {
+        let v = v.to_str().ok()?;
+        match &mut out {
+            Some(o) => {
+                o.push_str(", ");
+                o.push_str(v);
+            }
+            None => out = Some(v.to_owned()),
+        }
+    }
+    out
 }
 
 /// Appends one part's JSON text to the id's array text.
@@ -153,6 +171,15 @@ mod tests {
         assert!(adyen.delivery_id(&HeaderMap::new(), &[body]).is_none());
         let null = r#"{"eventCode":null,"pspReference":1}"#.to_owned();
         assert!(adyen.delivery_id(&h, &[null]).is_none());
+        // A repeated header is one value, as stored.
+        let mut twice = HeaderMap::new();
+        twice.append("x-event", "e1".parse().unwrap());
+        twice.append("x-event", "e2".parse().unwrap());
+        let header = key(serde_json::json!({"header": "X-Event"}));
+        assert_eq!(
+            header.delivery_id(&twice, &["{}".to_owned()]).unwrap(),
+            r#"["e1, e2"]"#
+        );
         // Numbers are compared as sent: two that one f64 would hold are two ids.
         let id = key(serde_json::json!("/id"));
         let of = |body: &str| id.delivery_id(&h, &[body.to_owned()]).unwrap();
