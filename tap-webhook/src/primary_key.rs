@@ -105,7 +105,14 @@ impl KeyPart {
                 let Some(headers) = headers else {
                     return Ok(None);
                 };
-                stored_header(headers, h).map(|v| Cow::Owned(v.to_string()))
+                let value = stored_header(headers, h);
+                if value.as_ref().and_then(Value::as_str).is_some_and(not_utf8) {
+                    return Err(
+                        "holds bytes that are not UTF-8 (stored as U+FFFD): different values would be one key"
+                            .into(),
+                    );
+                }
+                value.map(|v| Cow::Owned(v.to_string()))
             }
         };
         let kind = key::check(text.as_deref())?;
@@ -127,8 +134,19 @@ impl KeyPart {
     }
 }
 
-/// Whether two raw JSON texts are the same value (`"\u0061"` and `"a"`).
+/// Whether a stored header value had bytes that are not UTF-8: the receiver stores them as
+/// U+FFFD (`ord-\xe9` and `ord-\xe8` are both `ord-\u{FFFD}`), so as a key it would merge rows.
+fn not_utf8(stored: &str) -> bool {
+    stored.contains('\u{FFFD}')
+}
+
+/// Whether two raw JSON texts are the same value (`"\u0061"` and `"a"`). Texts of different
+/// kinds are not parsed: a payload's 20 MB array beside a key's scalar costs a glance, not a
+/// tree of millions of values.
 pub fn same_json(a: &str, b: &str) -> bool {
+    if crate::payload::kind(a) != crate::payload::kind(b) {
+        return false;
+    }
     match (
         serde_json::from_str::<Value>(a),
         serde_json::from_str::<Value>(b),

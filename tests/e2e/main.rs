@@ -11,6 +11,7 @@ mod batch_s3;
 mod cron;
 mod decimals;
 mod declared_keys;
+mod declared_keys_attack;
 mod deploy;
 mod disk_full;
 mod docs;

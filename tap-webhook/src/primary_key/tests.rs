@@ -206,3 +206,14 @@ fn a_payload_field_of_the_property_s_name_must_agree() {
     );
     assert!(h[0].as_ref().unwrap_err().contains(r#"field "x_event""#));
 }
+
+#[test]
+fn same_json_compares_values_and_kinds() {
+    assert!(same_json(r#""\u0061""#, r#""a""#));
+    assert!(same_json("5", "5"));
+    assert!(!same_json("5", r#""5""#));
+    assert!(!same_json("1", "1.0"));
+    // Different kinds are different values (decided without parsing either).
+    assert!(!same_json("[1]", "1"));
+    assert!(!same_json(r#"{"id":"1"}"#, r#""1""#));
+}

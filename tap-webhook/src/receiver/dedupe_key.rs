@@ -4,9 +4,9 @@
 //! spool's dedupe), and the tap's generated key follows it.
 //!
 //! Each part is a JSON pointer (starting with `/`) into the payload or a header name. The id is
-//! the parts' values as a JSON array text, of every message of the delivery (after redaction,
-//! so a redacted value never lands in the id in clear), hashed (`sha256:<hex>`) when longer
-//! than a stored delivery id may be. A delivery lacking any part falls back to the
+//! the parts' values as a JSON array text (numbers as sent, never rounded through an f64), of
+//! every message of the delivery (after redaction, so a redacted value never lands in the id
+//! in clear), hashed (`sha256:<hex>`) when longer than a stored delivery id may be. A delivery lacking any part falls back to the
 //! delivery-id headers.
 
 use axum::http::HeaderMap;
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::payload::{at_pointer, parse_pointer, top_level};
+use crate::payload::{at_pointer_raw, parse_pointer, top_level};
 use crate::route::{RouteConfig, RouteFrom as Part};
 
 /// Longest id stored as it is; longer ones are hashed.
@@ -71,27 +71,63 @@ impl DedupeKey {
     /// The delivery's id from its headers and its messages' texts; `None` when a part is
     /// missing (or null) in any message.
     pub fn delivery_id(&self, headers: &HeaderMap, texts: &[String]) -> Option<String> {
-        let mut values = Vec::new();
+        let mut id = String::from("[");
         for text in texts {
             let fields = top_level(text).ok()?;
             for part in &self.parts {
                 let v = match part {
-                    Part::Header(h) => Value::String(headers.get(h)?.to_str().ok()?.to_owned()),
-                    Part::Pointer(t) => at_pointer(&fields, t).ok()??,
+                    Part::Header(h) => Value::String(folded(headers, h)?),
+                    Part::Pointer(t) => {
+                        let raw = at_pointer_raw(&fields, t).ok()??;
+                        // A number as sent: parsed, one past 64 bits or a long fraction
+                        // becomes the nearest f64, and two different ids would be one
+                        // delivery (the second answered as a duplicate and never stored).
+                        if raw.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+                            push_part(&mut id, raw);
+                            continue;
+                        }
+                        serde_json::from_str::<Value>(raw).ok()?
+                    }
                 };
                 if v.is_null() {
                     return None;
                 }
-                values.push(v);
+                push_part(&mut id, &v.to_string());
             }
         }
-        let id = Value::Array(values).to_string();
+        id.push(']');
         Some(if id.len() <= MAX_ID_BYTES {
             id
         } else {
             format!("sha256:{}", hex::encode(Sha256::digest(id.as_bytes())))
         })
     }
+}
+
+/// A header's value as it is stored (`capture::headers_json`): repeated ones joined by `, `,
+/// as HTTP folds them, so the id and a key read from the stored header agree. `None` when
+/// absent or not visible ASCII.
+fn folded(headers: &HeaderMap, name: &str) -> Option<String> {
+    let mut out: Option<String> = None;
+    for v in headers.get_all(name) {
+        let v = v.to_str().ok()?;
+        match &mut out {
+            Some(o) => {
+                o.push_str(", ");
+                o.push_str(v);
+            }
+            None => out = Some(v.to_owned()),
+        }
+    }
+    out
+}
+
+/// Appends one part's JSON text to the id's array text.
+fn push_part(id: &mut String, json: &str) {
+    if id.len() > 1 {
+        id.push(',');
+    }
+    id.push_str(json);
 }
 
 /// A part written as text: a JSON pointer when it starts with `/`, else a header name.
@@ -135,6 +171,25 @@ mod tests {
         assert!(adyen.delivery_id(&HeaderMap::new(), &[body]).is_none());
         let null = r#"{"eventCode":null,"pspReference":1}"#.to_owned();
         assert!(adyen.delivery_id(&h, &[null]).is_none());
+        // A repeated header is one value, as stored.
+        let mut twice = HeaderMap::new();
+        twice.append("x-event", "e1".parse().unwrap());
+        twice.append("x-event", "e2".parse().unwrap());
+        let header = key(serde_json::json!({"header": "X-Event"}));
+        assert_eq!(
+            header.delivery_id(&twice, &["{}".to_owned()]).unwrap(),
+            r#"["e1, e2"]"#
+        );
+        // Numbers are compared as sent: two that one f64 would hold are two ids.
+        let id = key(serde_json::json!("/id"));
+        let of = |body: &str| id.delivery_id(&h, &[body.to_owned()]).unwrap();
+        assert_ne!(
+            of(r#"{"id":12345678901234567890123}"#),
+            of(r#"{"id":12345678901234567890124}"#)
+        );
+        assert_ne!(of(r#"{"id":0.1}"#), of(r#"{"id":0.10000000000000001}"#));
+        assert_eq!(of(r#"{"id":-5}"#), "[-5]");
+        assert_eq!(of(r#"{"id":"\u0061"}"#), of(r#"{"id":"a"}"#));
         // Many messages: every one's parts; a long id is hashed.
         let stripe = key(serde_json::json!("/id"));
         let texts: Vec<String> = (0..100).map(|i| format!(r#"{{"id":"evt_{i}"}}"#)).collect();

@@ -2,8 +2,8 @@
 //! (`hash`: equal values still join) or removed (`drop`) after the signatures were checked over
 //! the raw bytes and before the spool write, so the raw value never reaches the disk.
 //!
-//! Only the top-level fields a pointer enters are parsed and written again (their nested keys
-//! then in sorted order); every other field keeps its exact received text, in order.
+//! Only the objects and arrays on a pointer's path are written again (members in order); every
+//! other value, nested ones included, keeps its exact received text.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::payload::{parse_pointer, top_level};
+use crate::payload::{array_elements, parse_pointer, top_level};
 
 /// Shortest salt accepted, in bytes: a short salt makes hashed values guessable.
 pub const MIN_SALT_BYTES: usize = 16;
@@ -104,63 +104,89 @@ impl Redact {
         let mut out = String::with_capacity(text.len());
         out.push('{');
         for f in &fields {
-            if !touched(&f.key) {
-                singer::json::push_key(&mut out, &f.key);
-                out.push_str(f.value);
-                continue;
-            }
-            // A field is a one-entry object, so a rule on the field itself is one on a member.
-            let mut holder = serde_json::Map::new();
-            let value: Value = serde_json::from_str(f.value)
-                .map_err(|e| format!("field {:?} cannot be read: {e}", f.key))?;
-            holder.insert(f.key.to_string(), value);
-            let mut holder = Value::Object(holder);
+            let mut value = Some(Cow::Borrowed(f.value));
             for (tokens, action) in self.rules.iter().filter(|(t, _)| t[0] == f.key) {
-                self.redact_at(&mut holder, tokens, *action);
+                if let Some(v) = value {
+                    value = self
+                        .rewrite(&v, &tokens[1..], *action)
+                        .map_err(|e| format!("field {:?} cannot be read: {e}", f.key))?
+                        .map(Cow::Owned);
+                }
             }
-            if let Some(v) = holder.as_object().and_then(|m| m.get(f.key.as_ref())) {
+            if let Some(v) = value {
                 singer::json::push_key(&mut out, &f.key);
-                out.push_str(&v.to_string());
+                out.push_str(&v);
             }
         }
         out.push('}');
         Ok(Cow::Owned(out))
     }
 
-    /// Applies one rule under `root`; a pointer that reaches nothing changes nothing. A dropped
-    /// array element becomes null (the others keep their index).
-    fn redact_at(&self, root: &mut Value, tokens: &[String], action: Action) {
-        let Some((last, parents)) = tokens.split_last() else {
-            return;
+    /// `text` (a value's raw JSON) with one rule applied at `tokens` below it; `None`: the
+    /// value itself is dropped. Only the objects and arrays on the pointer's path are written
+    /// again (their members in order, a repeated name once: the last, as readers take it);
+    /// every other value keeps its exact text (a number is never rounded through an f64). A
+    /// pointer that reaches nothing changes nothing; a dropped array element becomes null
+    /// (the others keep their index); a null is not hashed.
+    fn rewrite(
+        &self,
+        text: &str,
+        tokens: &[String],
+        action: Action,
+    ) -> Result<Option<String>, serde_json::Error> {
+        let Some((t, rest)) = tokens.split_first() else {
+            return Ok(match action {
+                Action::Drop => None,
+                Action::Hash if text == "null" => Some(text.to_owned()),
+                Action::Hash => {
+                    let v: Value = serde_json::from_str(text)?;
+                    Some(Value::String(self.hash(&v)).to_string())
+                }
+            });
         };
-        let mut at = Some(root);
-        for t in parents {
-            at = match at {
-                Some(Value::Object(m)) => m.get_mut(t.as_str()),
-                Some(Value::Array(a)) => t.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
-                _ => None,
-            };
-        }
-        match (at, action) {
-            (Some(Value::Object(m)), Action::Drop) => {
-                m.remove(last.as_str());
-            }
-            (Some(Value::Object(m)), Action::Hash) => {
-                if let Some(v) = m.get_mut(last.as_str()).filter(|v| !v.is_null()) {
-                    *v = Value::String(self.hash(v));
+        let mut out = String::with_capacity(text.len());
+        match text.as_bytes().first() {
+            Some(b'{') => {
+                let fields = top_level(text)?;
+                if !fields.iter().any(|f| f.key == t.as_str()) {
+                    return Ok(Some(text.to_owned()));
                 }
-            }
-            (Some(Value::Array(a)), action) => {
-                if let Some(v) = last.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
-                    *v = match action {
-                        Action::Drop => Value::Null,
-                        Action::Hash if v.is_null() => Value::Null,
-                        Action::Hash => Value::String(self.hash(v)),
+                out.push('{');
+                for f in &fields {
+                    let v = if f.key == t.as_str() {
+                        self.rewrite(f.value, rest, action)?
+                    } else {
+                        Some(f.value.to_owned())
                     };
+                    if let Some(v) = v {
+                        singer::json::push_key(&mut out, &f.key);
+                        out.push_str(&v);
+                    }
                 }
+                out.push('}');
             }
-            _ => {}
+            Some(b'[') => {
+                let items = array_elements(text)?;
+                let Some(i) = t.parse::<usize>().ok().filter(|&i| i < items.len()) else {
+                    return Ok(Some(text.to_owned()));
+                };
+                out.push('[');
+                for (j, item) in items.iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    if j == i {
+                        let v = self.rewrite(item, rest, action)?;
+                        out.push_str(v.as_deref().unwrap_or("null"));
+                    } else {
+                        out.push_str(item);
+                    }
+                }
+                out.push(']');
+            }
+            _ => return Ok(Some(text.to_owned())),
         }
+        Ok(Some(out))
     }
 }
 
@@ -214,6 +240,26 @@ mod tests {
             serde_json::from_str::<Value>(&out).unwrap(),
             json!({"email": h("42")})
         );
+    }
+
+    #[test]
+    fn only_the_path_is_written_again_and_repeated_names_leave_no_raw_value() {
+        let r = redact(
+            json!({"hash": ["/c/email", "/c/list/0/n"], "drop": ["/c/card"],
+                              "salt": "0123456789abcdef"}),
+        );
+        let h = |s: &str| hex::encode(Sha256::digest(format!("0123456789abcdef{s}")));
+        let body = r#"{"c":{"z":1.50,"email":"a@x","email":"b@x","big":12345678901234567890123,"card":"4242","list":[{"n":"s","m":1e2}]}}"#;
+        let out = r.apply(body).unwrap();
+        assert_eq!(
+            out,
+            format!(
+                r#"{{"c":{{"z":1.50,"email":"{}","big":12345678901234567890123,"list":[{{"n":"{}","m":1e2}}]}}}}"#,
+                h("b@x"),
+                h("s")
+            )
+        );
+        assert!(!out.contains("a@x") && !out.contains("4242"), "{out}");
     }
 
     #[test]

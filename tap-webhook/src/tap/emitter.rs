@@ -343,8 +343,10 @@ impl<'a> StreamEmitter<'a> {
         Ok(())
     }
 
-    /// Appends the key parts that are not top-level payload fields (a nested pointer, a header)
-    /// as properties of their own, unless `present` says the record holds the property already.
+    /// Appends the key parts as properties of their own, unless `present` says the record holds
+    /// the property already: a nested pointer's or a header's always; a top-level field's only
+    /// when it was not emitted under its name (flattening abbreviated it, or the catalog left it
+    /// out): every record carries every key property, or targets refuse it.
     fn push_key_parts(
         &mut self,
         pk: Option<&crate::primary_key::PrimaryKey>,
@@ -352,7 +354,7 @@ impl<'a> StreamEmitter<'a> {
         mut present: impl FnMut(&str) -> bool,
     ) {
         for (part, (text, _)) in pk.iter().flat_map(|pk| pk.parts.iter()).zip(keys) {
-            if !present(&part.property) && !part.is_top_level() {
+            if !present(&part.property) {
                 push_key(&mut self.line, &part.property);
                 self.line.push_str(text);
             }

@@ -98,11 +98,25 @@ pub fn check(value: Option<&str>) -> Result<KeyKind, String> {
 }
 
 fn check_string(text: &str) -> Result<KeyKind, String> {
-    // The raw text is at least as long as the string (quotes, escapes): most keys stop here.
-    if text.len() <= MAX_KEY_BYTES + 2 {
+    // The raw text is at least as long as the string (quotes, escapes): most keys, unescaped,
+    // stop here.
+    let escaped = text.as_bytes().contains(&b'\\');
+    if !escaped && text.len() <= MAX_KEY_BYTES + 2 {
         return Ok(KeyKind::String);
     }
-    let len = serde_json::from_str::<String>(text).map_or(text.len(), |s| s.len());
+    let len = match serde_json::from_str::<String>(text) {
+        Ok(s) => s.len(),
+        // Valid JSON (the receiver checked it) that no Unicode text holds: a lone surrogate
+        // escape. Targets keep it as its JSON text, so `"\ud800"` and `"\uD800"`, one value,
+        // would be two keys.
+        Err(_) if escaped => {
+            return Err(format!(
+                "is a string with a lone surrogate escape ({}), which no text holds: its spellings would be different keys",
+                excerpt(text)
+            ))
+        }
+        Err(_) => text.len(),
+    };
     if len <= MAX_KEY_BYTES {
         Ok(KeyKind::String)
     } else {
@@ -157,6 +171,15 @@ mod tests {
             let err = check(bad).unwrap_err();
             assert!(err.contains(why), "{bad:?}: {err}");
         }
+        // A lone surrogate has no Unicode text, so no one spelling; a pair is a character.
+        for lone in [r#""\ud800""#, r#""\uDFFF""#, r#""id-\udbff-x""#] {
+            assert!(
+                check(Some(lone)).unwrap_err().contains("lone surrogate"),
+                "{lone}"
+            );
+        }
+        assert_eq!(check(Some(r#""\ud83d\ude00""#)), Ok(KeyKind::String));
+        assert_eq!(check(Some(r#""a\"b\\c""#)), Ok(KeyKind::String));
         let over = format!("\"{}\"", "x".repeat(MAX_KEY_BYTES + 1));
         assert!(check(Some(&over)).unwrap_err().contains("1025 bytes"));
     }

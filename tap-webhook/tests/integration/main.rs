@@ -5,6 +5,7 @@ mod admin;
 mod app;
 mod cli;
 mod declared_keys;
+mod declared_keys_attack;
 mod dedupe_key;
 mod flattening;
 mod follow;
