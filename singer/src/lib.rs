@@ -17,7 +17,8 @@
 //! - [`sdc`]: the `_sdc_*` metadata column names;
 //! - [`datetime`]: calendar dates and RFC 3339 text of epoch microseconds;
 //! - [`clock`]: the wall clock in epoch units;
-//! - [`json`]: a string escaper for JSON spliced by hand from raw parts.
+//! - [`json`]: a string escaper for JSON spliced by hand from raw parts;
+//! - [`fields`]: an object's top-level fields, values raw (the one splitter).
 //!
 //! ```
 //! use singer::message::{parse_message, Message};
@@ -34,6 +35,7 @@ pub mod clock;
 pub mod config;
 pub mod config_error;
 pub mod datetime;
+pub mod fields;
 pub mod flattened;
 pub mod json;
 pub mod message;

@@ -9,8 +9,9 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
+use singer::fields::{split_fields, KeySeed};
 
 /// One top-level field of a payload: its (unescaped) name and its value's raw JSON text.
 #[derive(Debug, Clone)]
@@ -60,65 +61,28 @@ fn keep_last(fields: &mut Vec<Field<'_>>) {
     fields.retain(|_| keep.next().unwrap_or(true));
 }
 
-/// A field name borrowed from the payload when it has no escapes (serde's own `Cow<str>`
-/// always allocates).
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
 /// The payload's top-level fields, in order, values raw. Later duplicates of a key win, as in
 /// JavaScript's `JSON.parse`, and earlier ones are dropped.
 pub fn top_level(body: &str) -> Result<Vec<Field<'_>>, serde_json::Error> {
-    struct Fields;
-    impl<'de> Visitor<'de> for Fields {
-        type Value = Vec<Field<'de>>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut out: Vec<Field<'de>> = Vec::with_capacity(32);
-            let mut seen = Seen::new();
-            let mut repeats = false;
-            while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-                let value: &RawValue = map.next_value()?;
-                let hash = field_hash(&key);
-                repeats |= seen.insert(hash);
-                out.push(Field {
-                    key,
-                    value: value.get(),
-                    hash,
-                });
+    let fields = split_fields(body, 32)?;
+    let mut seen = Seen::new();
+    let mut repeats = false;
+    let mut out: Vec<Field<'_>> = fields
+        .into_iter()
+        .map(|(key, value)| {
+            let hash = field_hash(&key);
+            repeats |= seen.insert(hash);
+            Field {
+                key,
+                value: value.get(),
+                hash,
             }
-            if repeats {
-                keep_last(&mut out);
-            }
-            Ok(out)
-        }
+        })
+        .collect();
+    if repeats {
+        keep_last(&mut out);
     }
-    let mut de = serde_json::Deserializer::from_str(body);
-    let fields = (&mut de).deserialize_map(Fields)?;
-    de.end()?;
-    Ok(fields)
+    Ok(out)
 }
 
 /// A JSON pointer (`/a/b~1c`) as its reference tokens (`~1` and `~0` decoded); `None` when it
@@ -202,7 +166,7 @@ fn member<'a>(text: &'a str, name: &str) -> Result<Option<&'a str>, serde_json::
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut found = None;
-            while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            while let Some(key) = map.next_key_seed(KeySeed)? {
                 let value: &'de RawValue = map.next_value()?;
                 if key == self.0 {
                     found = Some(value.get());
