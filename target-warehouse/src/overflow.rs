@@ -44,7 +44,7 @@ const METADATA: [&str; 9] = [
     sdc::DELETED_AT,
     sdc::TABLE_VERSION,
     sdc::GENERATED_KEY,
-    "_sdc_sync_started_at",
+    sdc::SYNC_STARTED_AT,
     PRODUCER,
 ];
 

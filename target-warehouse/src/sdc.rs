@@ -4,7 +4,10 @@
 
 /// The generated key of keyless streams: a table keyed only by it stays append-only (Stitch).
 pub use singer::sdc::PRIMARY_KEY as GENERATED_KEY;
-pub use singer::sdc::{BATCHED_AT, DELETED_AT, EXTRACTED_AT, RECEIVED_AT, SEQUENCE, TABLE_VERSION};
+pub use singer::sdc::{
+    BATCHED_AT, DELETED_AT, EXTRACTED_AT, PREFIX, RECEIVED_AT, SEQUENCE, SYNC_STARTED_AT,
+    TABLE_VERSION,
+};
 
 pub use singer::clock::{now_micros, now_millis};
 

@@ -240,7 +240,7 @@ impl Stream {
         let mut seen = [false; 5]; // extracted, received, batched, deleted, table version
         for (k, raw) in fields {
             let v = Value::from_raw(raw.get());
-            if k.starts_with("_sdc_") {
+            if k.starts_with(crate::sdc::PREFIX) {
                 match k.as_ref() {
                     SEQUENCE => tap_seq = if let Value::Int(i) = v { Some(i) } else { None },
                     // A string names the record's producer; anything else is no producer.
