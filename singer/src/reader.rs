@@ -192,7 +192,8 @@ fn push_line(lines: &mut Lines, number: u64, bytes: &[u8]) {
 }
 
 /// Lines read from a [`BufRead`] one at a time, split by a [`LineSplitter`] (for a caller
-/// without a reading thread of its own; `target-warehouse` reads on one and uses the splitter).
+/// without a reading thread of its own, as the target's reader of BATCH files; its stdin is
+/// read on a thread of its own that uses the splitter).
 pub struct LineReader<R> {
     inner: R,
     splitter: LineSplitter,

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use deltalake::arrow::json::LineDelimitedWriter;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use singer::message::BatchMessage;
+use singer::reader::LineReader;
 
 use crate::error::Error;
 use crate::table::store;
@@ -110,22 +111,15 @@ pub fn for_each_row(
                     Box::new(file)
                 };
                 // By bytes, not `lines()`: a row that is not UTF-8 is one bad row, not a bad file.
-                let mut input = BufReader::new(input);
-                let mut bytes = Vec::new();
-                loop {
-                    bytes.clear();
-                    let read = input.read_until(b'\n', &mut bytes);
-                    if read.map_err(|e| bad(url, e.to_string()))? == 0 {
-                        break;
-                    }
-                    let text = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-                    let text = text.strip_suffix(b"\r").unwrap_or(text);
-                    match std::str::from_utf8(text) {
-                        Ok(t) if t.trim().is_empty() => {}
+                // Singer's one line rule (blank lines skipped, CR cut, a line past the limit an
+                // error naming it, so a file without newlines is never read whole into memory).
+                let mut lines = LineReader::new(BufReader::new(input));
+                while let Some(l) = lines.next_line().map_err(|e| bad(url, e.to_string()))? {
+                    match std::str::from_utf8(l.bytes) {
                         Ok(t) => each(t, None)?,
                         Err(e) => {
                             let why = format!("the row is not UTF-8 text: {e}");
-                            each(&String::from_utf8_lossy(text), Some(&why))?;
+                            each(&String::from_utf8_lossy(l.bytes), Some(&why))?;
                         }
                     }
                 }

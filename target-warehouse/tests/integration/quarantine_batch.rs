@@ -29,7 +29,8 @@ fn files(dir: &Path) -> (String, String) {
         b"[\"not\", \"an\", \"object\"]".to_vec(),
         b"{\"id\": 9, \"v\": ".to_vec(),
         b"{\"id\": 10, \"v\": \"\xff\xfe\"}".to_vec(),
-        Vec::new(), // a blank line is not a row
+        Vec::new(),        // a blank line is not a row
+        b" \t\r".to_vec(), // nor is a line of white space (Singer's line rule)
         json!({"id": 5, "v": "e", "_sdc_sequence": 8, "_sdc_producer": P})
             .to_string()
             .into(),
