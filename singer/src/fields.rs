@@ -17,10 +17,19 @@ pub type Fields<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
 /// Parses `raw` (a JSON object) into its fields; `capacity` is a hint (the previous row's width).
 pub fn split_fields(raw: &str, capacity: usize) -> Result<Fields<'_>, serde_json::Error> {
     let mut out = Vec::with_capacity(capacity);
-    let mut de = serde_json::Deserializer::from_str(raw);
-    de.deserialize_map(FieldsVisitor { out: &mut out })?;
-    de.end()?;
+    for_each_field(raw, |key, value| out.push((key, value)))?;
     Ok(out)
+}
+
+/// Calls `field` with each top-level field of `raw` (a JSON object), in order: for a caller
+/// keeping its own kind of list (the tap hashes each name as it goes).
+pub fn for_each_field<'de>(
+    raw: &'de str,
+    field: impl FnMut(Cow<'de, str>, &'de RawValue),
+) -> Result<(), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(raw);
+    de.deserialize_map(Each(field))?;
+    de.end()
 }
 
 /// Pushes an object's fields onto `out` (for a caller splitting an object inside a larger
@@ -36,10 +45,25 @@ impl<'de> Visitor<'de> for FieldsVisitor<'_, 'de> {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        Each(|key, value| self.out.push((key, value))).visit_map(map)
+    }
+}
+
+/// The one loop over an object's fields.
+struct Each<F>(F);
+
+impl<'de, F: FnMut(Cow<'de, str>, &'de RawValue)> Visitor<'de> for Each<F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key_seed(KeySeed)? {
             let value: &'de RawValue = map.next_value()?;
-            self.out.push((key, value));
+            (self.0)(key, value);
         }
         Ok(())
     }

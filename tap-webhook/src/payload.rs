@@ -11,7 +11,7 @@ use std::fmt;
 
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
-use singer::fields::{split_fields, KeySeed};
+use singer::fields::{for_each_field, KeySeed};
 
 /// One top-level field of a payload: its (unescaped) name and its value's raw JSON text.
 #[derive(Debug, Clone)]
@@ -64,21 +64,18 @@ fn keep_last(fields: &mut Vec<Field<'_>>) {
 /// The payload's top-level fields, in order, values raw. Later duplicates of a key win, as in
 /// JavaScript's `JSON.parse`, and earlier ones are dropped.
 pub fn top_level(body: &str) -> Result<Vec<Field<'_>>, serde_json::Error> {
-    let fields = split_fields(body, 32)?;
+    let mut out: Vec<Field<'_>> = Vec::with_capacity(32);
     let mut seen = Seen::new();
     let mut repeats = false;
-    let mut out: Vec<Field<'_>> = fields
-        .into_iter()
-        .map(|(key, value)| {
-            let hash = field_hash(&key);
-            repeats |= seen.insert(hash);
-            Field {
-                key,
-                value: value.get(),
-                hash,
-            }
-        })
-        .collect();
+    for_each_field(body, |key, value| {
+        let hash = field_hash(&key);
+        repeats |= seen.insert(hash);
+        out.push(Field {
+            key,
+            value: value.get(),
+            hash,
+        });
+    })?;
     if repeats {
         keep_last(&mut out);
     }
