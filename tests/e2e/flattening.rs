@@ -10,7 +10,8 @@ use std::process::Command;
 use serde_json::{json, Map, Value};
 
 use crate::harness::{
-    peers, read_table, repo_root, run_ok, tap_bin, write_tap_config, write_target_config, Receiver,
+    github_examples, peers, read_table, repo_root, run_ok, tap_bin, write_tap_config,
+    write_target_config, Receiver,
 };
 use crate::pipeline::pipe;
 
@@ -174,23 +175,20 @@ fn flattened_github_events_land_in_tables_with_the_flattened_columns() {
     );
     let (target_config, warehouse) = write_target_config(dir.path(), json!({}));
     let receiver = Receiver::start(&tap_config);
-    let fixture =
-        std::fs::read_to_string(repo_root().join("tests/fixtures/github/events.jsonl")).unwrap();
     let mut posted: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for (i, line) in fixture.lines().enumerate() {
-        let v: Value = serde_json::from_str(line).unwrap();
-        let event = v["event"].as_str().unwrap();
+    for (i, (event, payload)) in github_examples().iter().enumerate() {
+        let event = event.as_str();
         let delivery = format!("5a1c0d2e-{i:04}");
         let status = receiver.post(
             "github",
-            &v["payload"].to_string(),
+            &payload.to_string(),
             &[("X-GitHub-Event", event), ("X-GitHub-Delivery", &delivery)],
         );
         assert_eq!(status, 200, "{event}");
         posted
             .entry(event.to_owned())
             .or_default()
-            .push(v["payload"].clone());
+            .push(payload.clone());
     }
     drop(receiver);
     let states = pipe(&tap_config, &target_config, None);

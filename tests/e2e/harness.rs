@@ -37,6 +37,22 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The committed subset of `@octokit/webhooks-examples` (`tests/fixtures/github/`): (event,
+/// payload) pairs, the event being what GitHub sends as `X-GitHub-Event`.
+pub fn github_examples() -> Vec<(String, Value)> {
+    std::fs::read_to_string(repo_root().join("tests/fixtures/github/events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["event"].as_str().unwrap().to_owned(),
+                v["payload"].clone(),
+            )
+        })
+        .collect()
+}
+
 /// Paths of the Python peers (from `$WEBHOOK_TEST_VENV/paths.env`, default `<repo>/.venv`).
 ///
 /// A test that calls this is `#[ignore = "needs the Python peers (bash tests/run.sh)"]`, so a

@@ -5,10 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::harness::{
-    peers, read_table, repo_root, write_tap_config, write_target_config, Receiver,
+    github_examples, peers, read_table, write_tap_config, write_target_config, Receiver,
 };
 use crate::pipeline::pipe;
 
@@ -25,17 +25,14 @@ fn github_events_land_in_a_table_per_event_type() {
     let (target_config, warehouse) = write_target_config(dir.path(), json!({}));
 
     let receiver = Receiver::start(&tap_config);
-    let fixture =
-        std::fs::read_to_string(repo_root().join("tests/fixtures/github/events.jsonl")).unwrap();
     let mut posted: BTreeMap<String, i64> = BTreeMap::new();
     let mut columns: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (i, line) in fixture.lines().enumerate() {
-        let v: Value = serde_json::from_str(line).unwrap();
-        let event = v["event"].as_str().unwrap();
+    for (i, (event, payload)) in github_examples().iter().enumerate() {
+        let event = event.as_str();
         let delivery = format!("7f3e0c2a-{i:04}");
         let status = receiver.post(
             "github",
-            &v["payload"].to_string(),
+            &payload.to_string(),
             &[("X-GitHub-Event", event), ("X-GitHub-Delivery", &delivery)],
         );
         assert_eq!(status, 200, "{event}");
@@ -43,7 +40,7 @@ fn github_events_land_in_a_table_per_event_type() {
         if i % 5 == 0 {
             let again = receiver.post(
                 "github",
-                &v["payload"].to_string(),
+                &payload.to_string(),
                 &[("X-GitHub-Event", event), ("X-GitHub-Delivery", &delivery)],
             );
             assert_eq!(again, 200, "{event} retry");
@@ -54,7 +51,7 @@ fn github_events_land_in_a_table_per_event_type() {
             .or_default()
             // A field null in every row makes no column (the target types columns by value).
             .extend(
-                v["payload"]
+                payload
                     .as_object()
                     .unwrap()
                     .iter()
