@@ -9,9 +9,9 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde_json::value::RawValue;
-use singer::fields::{for_each_field, KeySeed};
+use singer::fields::for_each_field;
 
 /// One top-level field of a payload: its (unescaped) name and its value's raw JSON text.
 #[derive(Debug, Clone)]
@@ -155,25 +155,13 @@ fn is_index(t: &str) -> bool {
 
 /// The raw value of member `name` of the object `text` (the last one of that name).
 fn member<'a>(text: &'a str, name: &str) -> Result<Option<&'a str>, serde_json::Error> {
-    struct Find<'n>(&'n str);
-    impl<'de> Visitor<'de> for Find<'_> {
-        type Value = Option<&'de str>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a JSON object")
+    let mut found = None;
+    for_each_field(text, |key, value| {
+        if key == name {
+            found = Some(value.get());
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut found = None;
-            while let Some(key) = map.next_key_seed(KeySeed)? {
-                let value: &'de RawValue = map.next_value()?;
-                if key == self.0 {
-                    found = Some(value.get());
-                }
-            }
-            Ok(found)
-        }
-    }
-    let mut de = serde_json::Deserializer::from_str(text);
-    (&mut de).deserialize_map(Find(name))
+    })?;
+    Ok(found)
 }
 
 /// The raw value at index `t` (checked by [`is_index`]) of the array `text`, read without
