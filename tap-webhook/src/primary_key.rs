@@ -278,7 +278,7 @@ fn part(v: &Value) -> Result<KeyPart, String> {
             // The whole name, before any abbreviation: one the SDK would shorten is refused,
             // so a key column's name always reads as its path.
             let whole = match &at {
-                RouteFrom::Pointer(t) => t.join("__").chars().count(),
+                RouteFrom::Pointer(t) => t.join(crate::tap::flatten::SEPARATOR).chars().count(),
                 RouteFrom::Header(_) => property.chars().count(),
             };
             if whole > MAX_PROPERTY_CHARS {
